@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` (the main job) and `make test` (the whole test suite).
+# Each creates .venv and installs the project into it when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint crds bench clean venv e2e unit
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/modelops demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -ra
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q -ra -m "not e2e"
+
+e2e: $(STAMP)
+	$(BIN)/python -m pytest -q -ra -m e2e
+
+lint: $(STAMP)
+	$(BIN)/ruff check operator serving_image tests benchmarks
+	$(BIN)/mypy
+
+crds: $(STAMP)
+	$(BIN)/python -m modelops.api.crdgen --out crds
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

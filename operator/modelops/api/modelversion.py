@@ -1,0 +1,260 @@
+"""``ModelVersion`` spec and status: one trained, registered and possibly served model version."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .common import DNS_LABEL, SEMVER_PATTERN, ApiModel, ColumnName, Condition, Resources
+
+Stage = Literal["Development", "Staging", "Production", "Archived"]
+VersionBump = Literal["major", "minor", "patch"]
+#: Stage → MLflow registered-model alias (MLflow stages are deprecated since 2.9).
+STAGE_ALIASES: dict[str, str] = {"Development": "development", "Staging": "staging", "Production": "production"}
+
+
+class DataSpec(ApiModel):
+    """Where the tabular training data is and which column is the label."""
+
+    uri: str = Field(
+        description=(
+            "Dataset location: a local/PVC path, http(s)://, s3:// (with the s3 extra), or a built-in real "
+            "dataset: sklearn://breast_cancer|wine|iris|digits|diabetes, penguins://."
+        ),
+        min_length=1,
+        max_length=2048,
+    )
+    format: Literal["auto", "csv", "parquet"] = Field(
+        default="auto", description="File format; auto picks it from the extension."
+    )
+    target: str = Field(description="Label column name.", min_length=1, max_length=256)
+    numeric_features: list[ColumnName] | None = Field(
+        default=None,
+        max_length=1000,
+        description="Numeric feature columns; found from dtypes when both feature lists are unset.",
+    )
+    categorical_features: list[ColumnName] | None = Field(
+        default=None,
+        max_length=1000,
+        description="Categorical feature columns; found from dtypes when both feature lists are unset.",
+    )
+
+
+class TrainingSpec(ApiModel):
+    """How the training Job trains the model."""
+
+    image: str | None = Field(
+        default=None, max_length=512, description="Runtime image; defaults to the operator's runtime image."
+    )
+    data: DataSpec = Field(description="Training data.")
+    estimator: str = Field(
+        default="sklearn.ensemble.RandomForestClassifier",
+        description="Dotted scikit-learn estimator class, restricted to the operator's module allowlist.",
+        max_length=256,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$",
+    )
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Estimator parameters, checked against the estimator's get_params() before training.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "maxProperties": 100},
+    )
+    test_size: float = Field(default=0.2, gt=0, lt=1, description="Held-out fraction for evaluation.")
+    random_state: int = Field(default=42, ge=0, le=2**31 - 1, description="Seed for the split and estimator.")
+    resources: Resources | None = Field(default=None, description="Training container resources.")
+    backoff_limit: int = Field(default=2, ge=0, le=10, description="Job retries before it is Failed.")
+    active_deadline_seconds: int = Field(default=3600, ge=1, le=7 * 86400, description="Job wall-time limit, seconds.")
+
+
+class PromotionSpec(ApiModel):
+    """The gate a version must pass to take its requested stage (``should_promote``)."""
+
+    metric: str = Field(
+        default="accuracy",
+        max_length=128,
+        description="Evaluation metric the gate compares, e.g. accuracy, f1_macro, r2.",
+    )
+    direction: Literal["maximize", "minimize"] | None = Field(
+        default=None,
+        description="Whether higher or lower is better; inferred (minimize for rmse, mae, *_time*) when unset.",
+    )
+    min_value: float | None = Field(
+        default=None, description="The metric must reach this value (>= when maximizing, <= when minimizing)."
+    )
+    min_improvement: float = Field(
+        default=0.0,
+        ge=0,
+        description="Required improvement over the version currently holding the stage (see improvementMode).",
+    )
+    improvement_mode: Literal["absolute", "relative"] = Field(
+        default="absolute",
+        description="absolute: difference in metric units; relative: fraction of the current holder's value.",
+    )
+    policy: Literal["Automatic", "Manual"] = Field(
+        default="Automatic",
+        description="Automatic promotes when the gate passes; Manual records the recommendation only.",
+    )
+    require_staging: bool = Field(
+        default=False, description="Production requires this version to have been promoted to Staging before."
+    )
+
+
+class AutoscalingSpec(ApiModel):
+    """HorizontalPodAutoscaler settings for the serving Deployment."""
+
+    min_replicas: int = Field(default=1, ge=1, le=100, description="Lower replica bound.")
+    max_replicas: int = Field(default=3, ge=1, le=100, description="Upper replica bound.")
+    target_cpu_utilization: int = Field(
+        default=80, ge=1, le=100, description="Target average CPU utilisation, percent of requests."
+    )
+
+
+class ServingSpec(ApiModel):
+    """The serving Deployment for this model's stage, when this version serves it."""
+
+    replicas: int = Field(default=1, ge=0, le=100, description="Serving pods (ignored with autoscaling).")
+    resources: Resources | None = Field(default=None, description="Serving container resources.")
+    autoscaling: AutoscalingSpec | None = Field(default=None, description="Enables an HPA when set.")
+    image: str | None = Field(default=None, max_length=512, description="Runtime image override.")
+
+
+class MlflowOverrides(ApiModel):
+    """Per-version overrides of the operator's MLflow settings."""
+
+    tracking_uri: str | None = Field(default=None, max_length=2048, description="MLflow tracking server URI.")
+    experiment: str | None = Field(
+        default=None, max_length=256, description="Training experiment name (default model-training)."
+    )
+    credentials_secret: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_LABEL,
+        description="Secret in this namespace with MLFLOW_TRACKING_USERNAME/PASSWORD or _TOKEN keys.",
+    )
+
+
+class ModelVersionSpec(ApiModel):
+    """Desired state of a ModelVersion."""
+
+    model: str = Field(
+        description="Registered model name in MLflow; also names the serving Deployment (<model>-<stage>).",
+        min_length=1,
+        max_length=40,
+        pattern=DNS_LABEL,
+    )
+    version: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=SEMVER_PATTERN,
+        description="Semantic version (MAJOR.MINOR.PATCH). Exactly one of version or versionBump.",
+    )
+    version_bump: VersionBump | None = Field(
+        default=None,
+        description="Bump the highest registered semantic version of the model. Exactly one of version or versionBump.",
+    )
+    stage: Stage = Field(default="Development", description="Desired stage; the gate decides if it is granted.")
+    training: TrainingSpec = Field(description="Training job settings.")
+    promotion: PromotionSpec = Field(default_factory=PromotionSpec, description="Promotion gate.")
+    serving: ServingSpec = Field(default_factory=ServingSpec, description="Serving settings.")
+    mlflow: MlflowOverrides | None = Field(default=None, description="MLflow overrides.")
+
+
+Phase = Literal[
+    "Pending", "Training", "Registering", "Registered", "Promoted", "Ready", "Superseded", "Failed", "Archived"
+]
+
+
+class RegistryStatus(ApiModel):
+    """Where this version lives in the MLflow model registry."""
+
+    model: str = Field(description="Registered model name.")
+    version: str = Field(description="MLflow registry version number (a string of digits).")
+    run_id: str = Field(description="MLflow run id of the training run.")
+    model_uri: str = Field(description="Pinned model URI, models:/<name>/<version>.")
+    experiment: str | None = Field(default=None, description="Training experiment name.")
+
+
+class ModelMetadata(ApiModel):
+    """What was trained (the original document's model metadata)."""
+
+    framework: str = Field(default="scikit-learn", description="ML framework.")
+    framework_version: str | None = Field(default=None, description="Framework version used for training.")
+    algorithm: str | None = Field(default=None, description="Estimator class name.")
+    task: Literal["classification", "regression"] | None = Field(default=None, description="Learning task.")
+    size_bytes: int | None = Field(default=None, ge=0, description="Serialized model size, bytes.")
+    training_rows: int | None = Field(default=None, ge=0, description="Rows used for fitting.")
+    features: list[str] | None = Field(default=None, description="Input feature names, in signature order.")
+    classes: list[str] | None = Field(default=None, description="Target classes (classification).")
+    dataset_hash: str | None = Field(default=None, description="SHA-256 of the training data content.")
+
+
+Decision = Literal["Promoted", "GateFailed", "Superseded", "Recommended", "Pending", "NotRequested", "Released"]
+
+
+class PromotionStatus(ApiModel):
+    """The latest promotion decision for the requested stage."""
+
+    decision: Decision = Field(description="Outcome of the gate and stage resolution.")
+    stage: str | None = Field(default=None, description="Stage the decision is about.")
+    reason: str = Field(default="", description="Why, with the numbers compared.")
+    metric: str | None = Field(default=None, description="Gate metric.")
+    value: float | None = Field(default=None, description="This version's metric value.")
+    compared_to: str | None = Field(default=None, description="Semantic version it was compared against.")
+    compared_value: float | None = Field(default=None, description="That version's metric value.")
+    time: datetime | None = Field(default=None, description="When the decision was made.")
+
+
+class PromotionRecord(ApiModel):
+    """One entry of the bounded promotion history."""
+
+    version: str = Field(description="Semantic version the decision is about.")
+    stage: str = Field(description="Stage.")
+    decision: Decision = Field(description="Outcome.")
+    reason: str = Field(default="", description="Why.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Metric snapshot at decision time.")
+    time: datetime = Field(description="When.")
+
+
+class ServingStatus(ApiModel):
+    """The stage's serving Deployment, as observed."""
+
+    deployment: str | None = Field(default=None, description="Deployment name.")
+    service: str | None = Field(default=None, description="Service name.")
+    url: str | None = Field(default=None, description="In-cluster URL of the model server.")
+    replicas: int | None = Field(default=None, ge=0, description="Desired replicas.")
+    ready_replicas: int | None = Field(default=None, ge=0, description="Ready replicas.")
+    served_version: str | None = Field(default=None, description="Semantic version the Deployment serves.")
+
+
+class TrainingJobStatus(ApiModel):
+    """The training Job, as observed."""
+
+    name: str = Field(description="Job name.")
+    start_time: datetime | None = Field(default=None, description="Job start.")
+    completion_time: datetime | None = Field(default=None, description="Job completion.")
+    failed_pods: int | None = Field(default=None, ge=0, description="Failed attempts so far.")
+    failure_reason: str | None = Field(default=None, description="Why training failed.")
+
+
+class ModelVersionStatus(ApiModel):
+    """Observed state of a ModelVersion, written only by the operator."""
+
+    observed_generation: int | None = Field(default=None, ge=0, description="metadata.generation last handled.")
+    phase: Phase | None = Field(default=None, description="One-word summary of the conditions.")
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=32, description="Trained, Registered, Promoted, Serving, Ready."
+    )
+    version: str | None = Field(default=None, description="Resolved semantic version, frozen once set.")
+    parent_version: str | None = Field(default=None, description="Highest registered version when resolved (lineage).")
+    registry: RegistryStatus | None = Field(default=None, description="MLflow registry location.")
+    metrics: dict[str, float] | None = Field(default=None, description="Evaluation metrics from the training run.")
+    metric_summary: str | None = Field(default=None, description="The gate metric as name=value, for kubectl get.")
+    model: ModelMetadata | None = Field(default=None, description="Model metadata.")
+    stage: str | None = Field(default=None, description="Stage this version currently holds (None if none).")
+    promotion: PromotionStatus | None = Field(default=None, description="Latest promotion decision.")
+    promotion_history: list[PromotionRecord] = Field(
+        default_factory=list, max_length=20, description="Last promotion decisions, newest last."
+    )
+    serving: ServingStatus | None = Field(default=None, description="Serving state when this version serves.")
+    training_job: TrainingJobStatus | None = Field(default=None, description="Training Job state.")

@@ -1,0 +1,54 @@
+"""The ``modelops`` command line: ``operator``, ``sandbox``, ``demo``, ``crds``, ``status``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(
+    name="modelops",
+    help="Kubernetes operator for ML models: train, register, promote, serve and monitor with MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _main() -> None:
+    """modelops command line."""
+
+
+@app.command()
+def version() -> None:
+    """Print the modelops version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def crds(
+    out: Path = typer.Option(Path("crds"), help="Directory to write the CRD YAML files to."),
+    check: bool = typer.Option(False, help="Exit 1 when the files differ from the types instead of writing."),
+) -> None:
+    """Generate the CustomResourceDefinitions from the API types."""
+    from .api.crdgen import main
+
+    args = ["--out", str(out)] + (["--check"] if check else [])
+    raise typer.Exit(main(args))
+
+
+def _register_subcommands() -> None:
+    """Attach the sub-apps that later modules provide (each imports its heavy deps lazily)."""
+    from .sandbox.cli import app as sandbox_app
+
+    app.add_typer(sandbox_app, name="sandbox", help="Local sandbox: API emulator, kubelet and MLflow.")
+
+
+_register_subcommands()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

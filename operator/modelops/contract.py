@@ -1,0 +1,221 @@
+"""The contract between the operator and the runtime image (train, serve, drift). One place only.
+
+The operator builds a job config, serialises it as JSON into the ``MODELOPS_JOB_CONFIG``
+environment variable of the pod, and the runtime parses it back with the same pydantic class.
+Runtime results travel back through MLflow only (runs, metrics, tags, artifacts), under the
+tag and artifact names defined here. This module imports neither kopf nor Evidently.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .api.modelmonitor import DriftSpec, HealthSpec
+from .api.modelversion import DataSpec
+
+#: Env var holding the job config JSON (TrainJobConfig / ServeConfig / DriftJobConfig).
+ENV_JOB_CONFIG = "MODELOPS_JOB_CONFIG"
+#: Standard MLflow client env vars (read by mlflow itself).
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+ENV_TRACKING_SECRETS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+#: Where the model server appends its prediction log (fsspec URI of a directory).
+ENV_PREDICTION_LOG_URI = "PREDICTION_LOG_URI"
+#: Pod name (downward API), used to partition the prediction log.
+ENV_POD_NAME = "POD_NAME"
+
+#: Runtime console script and its sub-commands.
+RUNTIME_ENTRYPOINT = "modelops-runtime"
+CMD_TRAIN, CMD_SERVE, CMD_DRIFT = "train", "serve", "drift"
+
+#: Default MLflow experiments (from the original system document).
+EXPERIMENT_TRAINING = "model-training"
+EXPERIMENT_EVALUATION = "model-evaluation"
+EXPERIMENT_MONITORING = "production-monitoring"
+
+# MLflow tag names. Runs, registered models and model versions all use these keys.
+TAG_KIND = "modelops.kind"  # ModelVersion | ModelMonitor
+TAG_NAMESPACE = "modelops.namespace"  # owning CR namespace; on a registered model: the owning namespace
+TAG_NAME = "modelops.name"  # owning CR name
+TAG_UID = "modelops.uid"  # owning CR uid: how the operator finds a job's run
+TAG_SEMVER = "semver"  # semantic version (runs and model versions)
+TAG_PARENT = "semver.parent"  # lineage: parent semantic version
+TAG_STAGE = "stage"  # Development|Staging|Production|Archived (model versions)
+TAG_DATASET_URI = "dataset.uri"
+TAG_DATASET_HASH = "dataset.sha256"
+TAG_FAILURE = "modelops.failure_reason"  # one-line reason when a runtime job failed
+TAG_MODEL_STAGE = "modelops.stage"  # monitoring runs: monitored stage
+TAG_MODEL_NAME = "modelops.model"  # monitoring runs: registered model name
+TAG_RESULT = "modelops.result"  # monitoring runs: Completed|InsufficientData|Failed
+
+# Training run tags carrying model metadata (see TrainingResult).
+TAG_META_PREFIX = "model."
+
+# Artifact paths inside a run.
+ARTIFACT_MODEL = "model"
+ARTIFACT_REFERENCE = "reference/reference.parquet"
+ARTIFACT_PROFILE = "data_profile.json"
+ARTIFACT_DRIFT_REPORT = "drift/report.html"
+ARTIFACT_DRIFT_SUMMARY = "drift/summary.json"
+
+# Monitoring run metric names (per-column scores are "drift_score.<column>").
+METRIC_DRIFT_SHARE = "drift_share"
+METRIC_DRIFTED_COLUMNS = "drifted_columns"
+METRIC_DRIFT_SCORE_PREFIX = "drift_score."
+METRIC_PREDICTIONS = "predictions"
+METRIC_LATENCY_P50 = "latency_p50_ms"
+METRIC_LATENCY_P95 = "latency_p95_ms"
+METRIC_ERROR_RATE = "error_rate"
+METRIC_ACCURACY = "accuracy"
+METRIC_CURRENT_ROWS = "current_rows"
+
+# Prometheus metric names (from the original system document; served by the model server and operator).
+PROM_PREDICTIONS = "ml_predictions_total"
+PROM_LATENCY = "ml_prediction_latency_seconds"
+PROM_ERRORS = "ml_prediction_errors_total"
+PROM_ACCURACY = "ml_model_accuracy"
+PROM_DRIFT = "ml_drift_detections_total"
+
+# Prediction log layout: <base>/<model>/<stage>/date=YYYY-MM-DD/<pod>-<seq>.parquet with these columns.
+LOG_COLUMNS = (
+    "request_id",
+    "timestamp",
+    "model_version",
+    "registry_version",
+    "latency_ms",
+    "status",
+    "prediction",
+    "probability",
+)
+LOG_FEATURE_PREFIX = "feature."
+FEEDBACK_DIR = (
+    "feedback"  # <base>/<model>/<stage>/feedback/date=YYYY-MM-DD/<pod>-<seq>.parquet: request_id, label, timestamp
+)
+
+#: Exit code of a runtime command whose input was invalid (vs 1 for other failures).
+EXIT_INVALID_INPUT = 2
+
+
+def prediction_log_dir(base: str, model: str, stage: str) -> str:
+    """Directory of a model stage's prediction log under ``base`` (an fsspec URI)."""
+    return f"{base.rstrip('/')}/{model}/{stage.lower()}"
+
+
+def prediction_log_partition(base: str, model: str, stage: str, day: date, feedback: bool = False) -> str:
+    """Date partition directory for predictions (or feedback) of one day."""
+    sub = f"{FEEDBACK_DIR}/" if feedback else ""
+    return f"{prediction_log_dir(base, model, stage)}/{sub}date={day.isoformat()}"
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def to_env(self) -> str:
+        """Serialise for the ``MODELOPS_JOB_CONFIG`` env var."""
+        return self.model_dump_json(exclude_none=True)
+
+    @classmethod
+    def from_env(cls, value: str) -> Any:
+        """Parse a config from the env var's JSON; raises pydantic.ValidationError when invalid."""
+        return cls.model_validate_json(value)
+
+
+class Owner(BaseModel):
+    """The custom resource a runtime job works for (written as MLflow tags)."""
+
+    kind: Literal["ModelVersion", "ModelMonitor"]
+    namespace: str
+    name: str
+    uid: str
+
+    def tags(self) -> dict[str, str]:
+        """MLflow tags that identify the owner."""
+        return {TAG_KIND: self.kind, TAG_NAMESPACE: self.namespace, TAG_NAME: self.name, TAG_UID: self.uid}
+
+
+class TrainJobConfig(_Config):
+    """Config of ``modelops-runtime train`` (one training Job)."""
+
+    owner: Owner
+    model: str = Field(description="Registered model name (the run is not registered by the job).")
+    version: str = Field(description="Resolved semantic version, logged as the semver tag.")
+    parent_version: str | None = None
+    data: DataSpec
+    estimator: str
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    test_size: float = 0.2
+    random_state: int = 42
+    experiment: str = EXPERIMENT_TRAINING
+    allowed_estimator_modules: list[str] = Field(default_factory=lambda: ["sklearn."])
+    reference_sample_rows: int = Field(
+        default=5000, ge=10, description="Rows of training data kept as drift reference."
+    )
+
+
+class ServeConfig(_Config):
+    """Config of ``modelops-runtime serve`` (one serving pod)."""
+
+    model: str = Field(description="Registered model name.")
+    registry_version: str = Field(description="MLflow registry version to load (models:/<model>/<n>).")
+    version: str = Field(description="Semantic version (label values, metrics).")
+    stage: str = Field(description="Stage served (prediction log partition).")
+    port: int = 8080
+    prediction_log_uri: str | None = Field(default=None, description="fsspec directory; None disables the log.")
+    log_flush_seconds: float = Field(default=5.0, gt=0)
+    log_flush_rows: int = Field(default=1000, ge=1)
+
+    @property
+    def model_uri(self) -> str:
+        """The pinned MLflow model URI."""
+        return f"models:/{self.model}/{self.registry_version}"
+
+
+class DriftJobConfig(_Config):
+    """Config of ``modelops-runtime drift`` (one monitoring run of a CronJob)."""
+
+    owner: Owner
+    model: str
+    stage: str = Field(description="Monitored stage; its alias resolves the served version at run time.")
+    experiment: str = EXPERIMENT_MONITORING
+    reference_uri: str | None = None
+    reference_format: str = "auto"
+    current_uri: str | None = None
+    current_format: str = "auto"
+    window: str = "24h"
+    prediction_log_uri: str | None = None
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+    health: HealthSpec = Field(default_factory=HealthSpec)
+    history_runs: int = Field(default=5, ge=0, description="Previous runs used for the accuracy trend.")
+
+
+class TrainingResult(BaseModel):
+    """Model metadata the training run records as ``model.*`` tags, read back by the operator."""
+
+    framework_version: str | None = None
+    algorithm: str | None = None
+    task: Literal["classification", "regression"] | None = None
+    size_bytes: int | None = None
+    training_rows: int | None = None
+    features: list[str] | None = None
+    classes: list[str] | None = None
+
+    def to_tags(self) -> dict[str, str]:
+        """Encode as MLflow tags (lists as JSON)."""
+        out = {}
+        for key, value in self.model_dump(exclude_none=True).items():
+            out[TAG_META_PREFIX + key] = json.dumps(value) if isinstance(value, list) else str(value)
+        return out
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> TrainingResult:
+        """Decode from a run's tags; unknown or missing keys are ignored."""
+        values: dict[str, Any] = {}
+        for key, field in cls.model_fields.items():
+            raw = tags.get(TAG_META_PREFIX + key)
+            if raw is None:
+                continue
+            values[key] = json.loads(raw) if field.annotation is not None and "list" in str(field.annotation) else raw
+        return cls.model_validate(values)

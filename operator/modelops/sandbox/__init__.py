@@ -1,0 +1,1 @@
+"""Local sandbox: a Kubernetes API emulator (kmock), a local kubelet and an MLflow server."""

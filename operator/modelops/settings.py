@@ -1,0 +1,69 @@
+"""Operator settings: one pydantic-settings class, env prefix ``MODELOPS_``, loaded once at start-up.
+
+The operator keeps the loaded instance in kopf's memo; nothing reads the environment afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from . import __version__
+from .contract import EXPERIMENT_EVALUATION, EXPERIMENT_MONITORING, EXPERIMENT_TRAINING
+
+#: Image of the runtime (train, serve, drift) built from serving_image/Dockerfile.
+DEFAULT_RUNTIME_IMAGE = f"modelops-runtime:{__version__}"
+
+
+class Settings(BaseSettings):
+    """Operator configuration. Every field is read from ``MODELOPS_<FIELD>`` (upper case)."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELOPS_", extra="ignore")
+
+    mlflow_tracking_uri: str = Field(
+        default="http://mlflow:5000", description="MLflow tracking server used by the operator and its pods."
+    )
+    mlflow_credentials_secret: str | None = Field(
+        default=None,
+        description="Secret (in each CR's namespace) whose MLFLOW_TRACKING_* keys child pods get via secretKeyRef.",
+    )
+    runtime_image: str = Field(default=DEFAULT_RUNTIME_IMAGE, description="Runtime image for Jobs and Deployments.")
+    image_pull_policy: str = Field(default="IfNotPresent", description="imagePullPolicy of child pods.")
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Namespaces to watch (comma-separated in env); empty = all namespaces."
+    )
+    experiment_training: str = Field(default=EXPERIMENT_TRAINING, description="Training experiment.")
+    experiment_evaluation: str = Field(default=EXPERIMENT_EVALUATION, description="Evaluation experiment.")
+    experiment_monitoring: str = Field(default=EXPERIMENT_MONITORING, description="Monitoring experiment.")
+    allowed_estimator_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["sklearn."], description="Module prefixes estimators may come from."
+    )
+    prediction_log_uri: str = Field(
+        default="/var/lib/modelops/predictions",
+        description="fsspec directory for prediction logs, shared by serving pods and drift jobs.",
+    )
+    prediction_log_volume_claim: str | None = Field(
+        default=None, description="PVC mounted at prediction_log_uri in serving and drift pods (local paths)."
+    )
+    served_stages: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["Staging", "Production"], description="Stages that get a serving Deployment."
+    )
+    cluster_domain: str = Field(default="cluster.local", description="DNS suffix for in-cluster URLs.")
+    reconcile_interval_seconds: float = Field(default=30.0, gt=0, description="Level-based resync timer, s.")
+    monitor_poll_seconds: float = Field(default=15.0, gt=0, description="How often monitors read MLflow, s.")
+    job_ttl_seconds: int = Field(default=86400, ge=0, description="ttlSecondsAfterFinished of training Jobs.")
+    promotion_history_limit: int = Field(default=10, ge=1, le=20, description="Promotion decisions kept.")
+    metrics_port: int = Field(default=8000, ge=0, description="Operator Prometheus /metrics port (0 disables).")
+    health_port: int = Field(default=8081, ge=0, description="kopf liveness endpoint port (0 disables).")
+    finalizer: str = Field(default="ml.smarthr360.io/finalizer", description="Finalizer added to CRs.")
+    annotation_prefix: str = Field(default="ml.smarthr360.io", description="Prefix of kopf's own annotations.")
+
+    @field_validator("namespaces", "allowed_estimator_modules", "served_stages", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        """Accept ``a,b,c`` from the environment as well as a list."""
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value

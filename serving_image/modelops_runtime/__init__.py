@@ -1,0 +1,1 @@
+"""The modelops runtime image: ``modelops-runtime train|serve|drift``. Never imports kopf."""
