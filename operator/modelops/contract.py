@@ -26,6 +26,11 @@ ENV_TRACKING_SECRETS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", 
 ENV_PREDICTION_LOG_URI = "PREDICTION_LOG_URI"
 #: Pod name (downward API), used to partition the prediction log.
 ENV_POD_NAME = "POD_NAME"
+#: Listening port override for the model server (the sandbox kubelet sets it per replica).
+ENV_PORT = "MODELOPS_PORT"
+#: Container port name of the model server (HTTP API and /metrics).
+SERVING_PORT_NAME = "http-metrics"
+SERVING_PORT = 8080
 
 #: Runtime console script and its sub-commands.
 RUNTIME_ENTRYPOINT = "modelops-runtime"
