@@ -40,6 +40,23 @@ def crds(
     raise typer.Exit(main(args))
 
 
+operator_app = typer.Typer(no_args_is_help=True, help="Run the operator.")
+
+
+@operator_app.command("run")
+def operator_run(
+    peering: str = typer.Option("", help="kopf peering name for several replicas (default: standalone)."),
+    liveness: bool = typer.Option(True, help="Serve /healthz on MODELOPS_HEALTH_PORT."),
+) -> None:
+    """Run the operator against the cluster in KUBECONFIG (or in-cluster). Settings: MODELOPS_* env."""
+    from .runner import run
+
+    run(peering=peering or None, liveness=liveness)
+
+
+app.add_typer(operator_app, name="operator")
+
+
 def _register_subcommands() -> None:
     """Attach the sub-apps that later modules provide (each imports its heavy deps lazily)."""
     from .sandbox.cli import app as sandbox_app

@@ -258,3 +258,6 @@ class ModelVersionStatus(ApiModel):
     )
     serving: ServingStatus | None = Field(default=None, description="Serving state when this version serves.")
     training_job: TrainingJobStatus | None = Field(default=None, description="Training Job state.")
+    training_hash: str | None = Field(
+        default=None, description="Hash of spec.training that was trained; a registered version is immutable."
+    )

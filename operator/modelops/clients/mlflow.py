@@ -1,0 +1,43 @@
+"""The operator's only MLflow I/O: registry operations run off the event loop.
+
+The operations themselves live in :mod:`modelops.registry.operations` (synchronous, usable from
+a notebook); this wrapper runs each in a thread pool with one shared ``MlflowClient`` so the
+MLflow client's blocking HTTP never stalls kopf's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from mlflow.tracking import MlflowClient
+
+T = TypeVar("T")
+
+
+class Registry:
+    """Async access to MLflow for the operator.
+
+    Args:
+        tracking_uri: MLflow tracking server URI.
+        max_workers: threads for blocking MLflow calls.
+    """
+
+    def __init__(self, tracking_uri: str, max_workers: int = 8) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mlflow")
+
+    async def run(self, operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``operation(client, *args, **kwargs)`` in the pool and return its result.
+
+        Exceptions propagate unchanged (see modelops.registry.operations for the classes).
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: operation(self.client, *args, **kwargs))
+
+    def close(self) -> None:
+        """Release the thread pool."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

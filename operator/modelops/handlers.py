@@ -1,0 +1,133 @@
+"""kopf registration only: every handler is a thin call into reconcile/.
+
+Handlers are registered by :func:`register` into a given ``kopf.OperatorRegistry`` with values
+from the loaded settings (never read at import time). Create, update, resume, the timer and
+child-object events all run the same level-based reconcile.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from .api.common import GROUP, VERSION
+from .clients.kube import MODELVERSIONS, KubeError, Unavailable
+from .reconcile import modelmonitor, modelversion
+from .reconcile.context import Context
+from .registry.errors import RegistryUnavailable
+from .settings import Settings
+from .telemetry import OperatorMetrics
+
+log = logging.getLogger(__name__)
+MANAGED = {"app.kubernetes.io/managed-by": "modelops"}
+MODEL_LABEL = "ml.smarthr360.io/model"
+
+
+def _retry_delay(attempt: int) -> float:
+    return float(min(60, 2 ** min(attempt, 6)))
+
+
+async def _guarded(kind: str, memo: Any, retry: int, fn: Any, *args: Any) -> Any:
+    """Run a reconcile, turning unavailability of MLflow or the API into kopf's TemporaryError."""
+    metrics: OperatorMetrics = memo.metrics
+    with metrics.reconcile_timer(kind):
+        try:
+            result = await fn(*args)
+        except RegistryUnavailable as exc:
+            metrics.reconcile_error(kind, "RegistryUnavailable")
+            raise kopf.TemporaryError(f"MLflow unavailable: {exc}", delay=_retry_delay(retry)) from exc
+        except Unavailable as exc:
+            metrics.reconcile_error(kind, "KubernetesUnavailable")
+            raise kopf.TemporaryError(str(exc), delay=_retry_delay(retry)) from exc
+        except KubeError as exc:
+            metrics.reconcile_error(kind, f"HTTP{exc.status}")
+            raise kopf.TemporaryError(f"Kubernetes API error: {exc}", delay=_retry_delay(retry)) from exc
+    return result
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    """Register every handler of the operator into ``registry``."""
+
+    async def mv_reconcile(**kwargs: Any) -> None:
+        memo = kwargs["memo"]
+        await _guarded(
+            "ModelVersion", memo, kwargs.get("retry", 0), modelversion.reconcile, memo.ctx, dict(kwargs["body"])
+        )
+
+    async def mv_delete(**kwargs: Any) -> None:
+        memo = kwargs["memo"]
+        await _guarded(
+            "ModelVersion", memo, kwargs.get("retry", 0), modelversion.finalize, memo.ctx, dict(kwargs["body"])
+        )
+
+    async def mm_reconcile(**kwargs: Any) -> None:
+        memo = kwargs["memo"]
+        await _guarded(
+            "ModelMonitor", memo, kwargs.get("retry", 0), modelmonitor.reconcile, memo.ctx, dict(kwargs["body"])
+        )
+
+    async def child_event(**kwargs: Any) -> None:
+        """A managed Job or Deployment changed: reconcile the ModelVersions it belongs to."""
+        memo = kwargs["memo"]
+        await _on_child(memo.ctx, memo, kwargs["body"], kwargs.get("type"))
+
+    interval = settings.reconcile_interval_seconds
+    for plural, reconcile_fn in (("modelversions", mv_reconcile), ("modelmonitors", mm_reconcile)):
+        kopf.on.create(GROUP, VERSION, plural, id="reconcile", registry=registry)(reconcile_fn)
+        kopf.on.update(GROUP, VERSION, plural, id="reconcile", registry=registry)(reconcile_fn)
+        kopf.on.resume(GROUP, VERSION, plural, id="reconcile", registry=registry)(reconcile_fn)
+    kopf.on.delete(GROUP, VERSION, "modelversions", id="finalize", registry=registry)(mv_delete)
+    kopf.timer(
+        GROUP,
+        VERSION,
+        "modelversions",
+        id="resync",
+        interval=interval,
+        initial_delay=interval,
+        idle=interval / 2,
+        registry=registry,
+    )(mv_reconcile)
+    kopf.timer(
+        GROUP, VERSION, "modelmonitors", id="observe", interval=settings.monitor_poll_seconds, registry=registry
+    )(mm_reconcile)
+    for group, plural in (("batch", "jobs"), ("apps", "deployments")):
+        kopf.on.event(group, "v1", plural, labels=MANAGED, id=f"{plural}-watch", registry=registry)(child_event)
+
+
+async def _on_child(ctx: Context, memo: Any, body: Mapping[str, Any], event_type: str | None) -> None:
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    namespace = body["metadata"]["namespace"]
+    instance = labels.get("app.kubernetes.io/instance")
+    targets: list[dict[str, Any]] = []
+    if body.get("kind") == "Job" and instance:
+        obj = await ctx.kube.get(MODELVERSIONS, namespace, instance)
+        targets = [obj] if obj else []
+    elif body.get("kind") == "Deployment" and labels.get(MODEL_LABEL):
+        model = labels[MODEL_LABEL]
+        items = await ctx.kube.list(MODELVERSIONS, namespace)
+        # One reconcile of the model's newest version re-runs the model-level flow for all of them.
+        targets = [i for i in items if (i.get("spec") or {}).get("model") == model][:1]
+    for target in targets:
+        try:
+            await _guarded("ModelVersion", memo, 0, modelversion.reconcile, ctx, target)
+        except kopf.TemporaryError as exc:  # the timer retries; a child event must not crash
+            log.warning("reconcile after %s event failed: %s", body.get("kind"), exc)
+
+
+def configure(settings: kopf.OperatorSettings, ours: Settings) -> None:
+    """Apply our settings to kopf's: own finalizer and annotation prefix, Events, watching."""
+    settings.persistence.finalizer = ours.finalizer
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ours.annotation_prefix)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ours.annotation_prefix, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING  # kopf's own log→Event mirroring; ours are explicit
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+
+
+__all__ = ["configure", "register"]

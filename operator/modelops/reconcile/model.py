@@ -1,0 +1,351 @@
+"""ModelVersion, model-level flow: stage winners → MLflow aliases and tags → serving children → statuses.
+
+Runs under the model's lock after any of its versions was reconciled (and on deletion). It
+reads every ModelVersion of the model in the namespace, so its result depends on the CRs
+alone (see stages.py), and it writes the status of every version whose outcome changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ..api.common import ConditionStatus, get_condition, now, set_condition
+from ..api.modelversion import (
+    STAGE_ALIASES,
+    ModelVersionSpec,
+    ModelVersionStatus,
+    PromotionRecord,
+    PromotionStatus,
+    ServingStatus,
+)
+from ..builders.common import ObjectRef, serving_name
+from ..builders.serving import (
+    ServedVersion,
+    build_hpa,
+    build_pdb,
+    build_serving_deployment,
+    build_serving_service,
+    service_url,
+)
+from ..clients.kube import DEPLOYMENTS, MODELVERSIONS
+from ..contract import TAG_STAGE
+from ..registry import operations as ops
+from . import children
+from .context import Context
+from .stages import STAGES, Candidate, Decision, resolve
+from .status import parse_status, post_transitions, write_status
+
+log = logging.getLogger(__name__)
+FAILED_REASONS = {"InvalidSpec", "TrainingFailed", "VersionConflict", "ModelOwnedElsewhere", "RunNotFound"}
+
+
+def _spec(body: Mapping[str, Any]) -> ModelVersionSpec | None:
+    try:
+        return ModelVersionSpec.model_validate(body.get("spec") or {})
+    except ValueError:
+        return None
+
+
+def _staged_before(status: ModelVersionStatus) -> bool:
+    return status.stage == "Staging" or any(
+        r.stage == "Staging" and r.decision == "Promoted" for r in status.promotion_history
+    )
+
+
+def _eligible(body: Mapping[str, Any], status: ModelVersionStatus) -> bool:
+    if body["metadata"].get("deletionTimestamp"):
+        return False
+    reg = get_condition(status.conditions, "Registered")
+    return not (reg and reg.reason in ("VersionConflict", "ModelOwnedElsewhere"))
+
+
+def deployment_serving(deployment: Mapping[str, Any] | None) -> tuple[ConditionStatus, str, str, int]:
+    """(status, reason, message, ready replicas) of a serving Deployment from its observed state."""
+    if deployment is None:
+        return "Unknown", "DeploymentMissing", "serving Deployment not created yet", 0
+    spec, st = deployment.get("spec") or {}, deployment.get("status") or {}
+    want = int(spec.get("replicas", 1))
+    ready = int(st.get("readyReplicas") or 0)
+    gen_seen = int(st.get("observedGeneration") or 0) >= int(deployment["metadata"].get("generation") or 0)
+    conds = {c.get("type"): c for c in st.get("conditions") or []}
+    progressing = conds.get("Progressing") or {}
+    if progressing.get("status") == "False" or progressing.get("reason") == "ProgressDeadlineExceeded":
+        return (
+            "False",
+            "ProgressDeadlineExceeded",
+            f"new pods did not become ready: {progressing.get('message', '')}; the previous version keeps serving",
+            ready,
+        )
+    updated = int(st.get("updatedReplicas") or 0)
+    available = int(st.get("availableReplicas") or 0)
+    if gen_seen and updated >= want and available >= want and ready >= want:
+        return "True", "Available", f"{ready}/{want} replicas ready", ready
+    return "Unknown", "RollingOut", f"{updated}/{want} updated, {available}/{want} available", ready
+
+
+async def reconcile_model(
+    ctx: Context, namespace: str, model: str, fresh: dict[str, ModelVersionStatus], exclude: str | None = None
+) -> ModelVersionStatus:
+    """Decide and apply stages for one model; write changed statuses. Returns the status of the
+    (single) version in ``fresh``, or an empty status when ``fresh`` is empty."""
+    bodies = [b for b in await ctx.kube.list(MODELVERSIONS, namespace) if (b.get("spec") or {}).get("model") == model]
+    statuses: dict[str, ModelVersionStatus] = {}
+    specs: dict[str, ModelVersionSpec] = {}
+    candidates = []
+    for b in bodies:
+        name = b["metadata"]["name"]
+        statuses[name] = fresh.get(name) or parse_status(ModelVersionStatus, b.get("status"))
+        spec = _spec(b)
+        if spec is None:
+            continue
+        specs[name] = spec
+        st = statuses[name]
+        candidates.append(
+            Candidate(
+                name=name,
+                version=st.version or "0.0.0",
+                stage=spec.stage,
+                registered=st.registry is not None and st.version is not None,
+                metrics=st.metrics or {},
+                promotion=spec.promotion,
+                staged_before=_staged_before(st),
+                eligible=name != exclude and _eligible(b, st),
+            )
+        )
+    resolution = resolve(candidates)
+    drift_notes = await sync_registry(ctx, model, statuses, specs, resolution.winners, exclude)
+    serving = await sync_serving(ctx, namespace, model, bodies, statuses, specs, resolution.winners, exclude)
+    for b in bodies:
+        name = b["metadata"]["name"]
+        if name == exclude or name not in specs:
+            continue
+        st = statuses[name]
+        old = parse_status(ModelVersionStatus, b.get("status"))
+        apply_outcome(ctx, b, specs[name], st, resolution.decisions.get(name), resolution.winners, serving, drift_notes)
+        if await write_status(ctx.kube, MODELVERSIONS, b, st):
+            post_transitions(ctx.post_event, b, old.conditions, st.conditions)
+    if fresh:
+        return statuses.get(next(iter(fresh)), next(iter(fresh.values())))
+    return ModelVersionStatus()
+
+
+async def sync_registry(
+    ctx: Context,
+    model: str,
+    statuses: dict[str, ModelVersionStatus],
+    specs: dict[str, ModelVersionSpec],
+    winners: dict[str, str | None],
+    exclude: str | None,
+) -> dict[str, str]:
+    """Point each stage alias at its winner's registry version and tag stages. Returns
+    ``{stage: message}`` for aliases found moved by hand (RegistryDrift), which are set back."""
+    drift: dict[str, str] = {}
+    registered = {n: s for n, s in statuses.items() if s.registry is not None}
+    if not registered:
+        return drift
+    for stage in STAGES:
+        alias = STAGE_ALIASES[stage]
+        winner = winners.get(stage)
+        desired = registered[winner].registry.version if winner and winner in registered else None  # type: ignore[union-attr]
+        previous_holder = next((s for n, s in registered.items() if s.stage == stage and n != exclude), None)
+        previous = previous_holder.registry.version if previous_holder and previous_holder.registry else None
+        current = await ctx.registry.run(ops.get_alias, model, alias)
+        if current == desired:
+            continue
+        if current is not None and current not in (previous, desired):
+            drift[stage] = (
+                f"alias {alias} pointed to version {current}, not {previous or 'none'} as the "
+                f"ModelVersions say; set back to {desired or 'none'}"
+            )
+        if desired is None:
+            await ctx.registry.run(ops.delete_alias, model, alias)
+        else:
+            await ctx.registry.run(ops.set_alias, model, alias, desired)
+    held = {w: s for s, w in winners.items() if w}
+    for name, st in registered.items():
+        spec = specs.get(name)
+        if name == exclude or spec is None or st.registry is None:
+            continue
+        wanted = held.get(name) or ("Archived" if spec.stage == "Archived" else "None")
+        before = st.stage or ("Archived" if st.phase == "Archived" else "None")
+        if wanted != before:
+            await ctx.registry.run(ops.set_version_tags, model, st.registry.version, {TAG_STAGE: wanted})
+    return drift
+
+
+async def sync_serving(
+    ctx: Context,
+    namespace: str,
+    model: str,
+    bodies: list[dict[str, Any]],
+    statuses: dict[str, ModelVersionStatus],
+    specs: dict[str, ModelVersionSpec],
+    winners: dict[str, str | None],
+    exclude: str | None,
+) -> dict[str, tuple[ConditionStatus, str, str, ServingStatus]]:
+    """Apply (or remove) each served stage's Deployment, Service, PDB and HPA; observe the Deployment.
+
+    Returns ``{stage: (status, reason, message, ServingStatus)}`` for stages with a winner.
+    """
+    owners = [
+        ObjectRef.from_body(b)
+        for b in bodies
+        if b["metadata"]["name"] != exclude and not b["metadata"].get("deletionTimestamp")
+    ]
+    result: dict[str, tuple[ConditionStatus, str, str, ServingStatus]] = {}
+    for stage in ctx.settings.served_stages:
+        name = serving_name(model, stage)
+        winner = winners.get(stage)
+        if not winner or not owners:
+            for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment"):
+                await children.remove(ctx.kube, kind, namespace, name)
+            continue
+        st, spec = statuses[winner], specs[winner]
+        assert st.registry is not None and st.version is not None
+        served = ServedVersion(
+            namespace=namespace, version=st.version, registry_version=st.registry.version, cr_name=winner
+        )
+        deployment, _ = await children.apply(
+            ctx.kube,
+            build_serving_deployment(model, stage, served, owners, spec.serving, ctx.settings, mlflow=spec.mlflow),
+        )
+        await children.apply(ctx.kube, build_serving_service(model, stage, namespace, owners))
+        pdb = build_pdb(model, stage, namespace, owners, spec.serving)
+        if pdb is None:
+            await children.remove(ctx.kube, "PodDisruptionBudget", namespace, name)
+        else:
+            await children.apply(ctx.kube, pdb)
+        hpa = build_hpa(model, stage, namespace, owners, spec.serving)
+        if hpa is None:
+            await children.remove(ctx.kube, "HorizontalPodAutoscaler", namespace, name)
+        else:
+            await children.apply(ctx.kube, hpa)
+        observed = await ctx.kube.get(DEPLOYMENTS, namespace, name) or deployment
+        state, reason, message, ready = deployment_serving(observed)
+        served_label = (observed.get("spec") or {}).get("template", {}).get("metadata", {}).get("labels") or {}
+        result[stage] = (
+            state,
+            reason,
+            message,
+            ServingStatus(
+                deployment=name,
+                service=name,
+                url=service_url(model, stage, namespace, ctx.settings),
+                replicas=int((observed.get("spec") or {}).get("replicas", 1)),
+                ready_replicas=ready,
+                served_version=served_label.get("ml.smarthr360.io/version", st.version),
+            ),
+        )
+    return result
+
+
+def apply_outcome(
+    ctx: Context,
+    body: Mapping[str, Any],
+    spec: ModelVersionSpec,
+    st: ModelVersionStatus,
+    decision: Decision | None,
+    winners: dict[str, str | None],
+    serving: dict[str, tuple[ConditionStatus, str, str, ServingStatus]],
+    drift: dict[str, str],
+) -> None:
+    """Fill promotion, stage, serving, conditions and phase of one version's status in place."""
+    name = body["metadata"]["name"]
+    gen = body["metadata"].get("generation")
+    held = next((s for s, w in winners.items() if w == name), None)
+    if decision is not None and st.registry is not None:
+        previous = st.promotion
+        if previous is None or (previous.decision, previous.stage, previous.compared_to) != (
+            decision.decision,
+            decision.stage,
+            decision.compared_to,
+        ):
+            st.promotion = PromotionStatus(
+                decision=decision.decision,
+                stage=decision.stage,
+                reason=decision.reason,
+                metric=spec.promotion.metric,
+                value=decision.value,
+                compared_to=decision.compared_to,
+                compared_value=decision.compared_value,
+                time=now(),
+            )
+            st.promotion_history.append(
+                PromotionRecord(
+                    version=st.version or "",
+                    stage=decision.stage,
+                    decision=decision.decision,
+                    reason=decision.reason,
+                    metrics=st.metrics or {},
+                    time=now(),
+                )
+            )
+            st.promotion_history = st.promotion_history[-ctx.settings.promotion_history_limit :]
+        reason = {
+            "Promoted": "Promoted",
+            "GateFailed": "GateFailed",
+            "Superseded": "Superseded",
+            "Recommended": "ManualApprovalRequired",
+            "Released": "Archived",
+        }.get(decision.decision, "Pending")
+        message = decision.reason
+        if decision.decision == "Superseded" and decision.compared_to:
+            message = f"{spec.stage} is served by {decision.compared_to}: {decision.reason}"
+        set_condition(st.conditions, "Promoted", "True" if held else "False", reason, message, gen)
+    st.stage = held
+    if held and held in serving:
+        state, reason, message, serving_status = serving[held]
+        st.serving = serving_status
+        set_condition(st.conditions, "Serving", state, reason, message, gen)
+    else:
+        st.serving = None
+        if get_condition(st.conditions, "Serving") is not None:
+            set_condition(
+                st.conditions, "Serving", "False", "NotServing", "this version does not hold a served stage", gen
+            )
+    if held and held in drift:
+        set_condition(st.conditions, "RegistryDrift", "True", "AliasMovedByHand", drift[held], gen)
+    elif get_condition(st.conditions, "RegistryDrift") is not None:
+        set_condition(st.conditions, "RegistryDrift", "False", "InSync", "aliases match the ModelVersions", gen)
+    _summarise(ctx, spec, st, held, gen)
+
+
+def _summarise(ctx: Context, spec: ModelVersionSpec, st: ModelVersionStatus, held: str | None, gen: int | None) -> None:
+    """Derive ``phase`` and the ``Ready`` condition from the other conditions."""
+    conds = {c.type: c for c in st.conditions}
+    failed = next((c for c in conds.values() if c.status == "False" and c.reason in FAILED_REASONS), None)
+    serving = conds.get("Serving")
+    promoted = conds.get("Promoted")
+    if failed is not None:
+        phase, ready, reason, message = "Failed", "False", failed.reason, failed.message
+    elif st.registry is None:
+        trained = conds.get("Trained")
+        if trained is not None and trained.status == "True":
+            phase, reason = "Registering", "Registering"
+        elif trained is not None:
+            phase, reason = "Training", trained.reason
+        else:
+            phase, reason = "Pending", "Pending"
+        ready, message = "False", trained.message if trained else "waiting to train"
+    elif spec.stage == "Archived":
+        phase, ready, reason, message = "Archived", "False", "Archived", "spec.stage is Archived"
+    elif held:
+        is_served = held in ctx.settings.served_stages
+        if not is_served or (serving is not None and serving.status == "True"):
+            phase, ready, reason = "Ready", "True", "Serving" if is_served else "Promoted"
+            message = f"{st.version} holds {held}" + (f" and serves at {st.serving.url}" if st.serving else "")
+        else:
+            phase, ready = "Promoted", "False"
+            reason = serving.reason if serving else "RollingOut"
+            message = serving.message if serving else "serving Deployment rolling out"
+    elif promoted is not None and promoted.reason == "Superseded":
+        phase, ready, reason, message = "Superseded", "False", "Superseded", promoted.message
+    else:
+        phase, ready = "Registered", "False"
+        reason = promoted.reason if promoted else "Registered"
+        message = promoted.message if promoted else "registered"
+    st.phase = phase  # type: ignore[assignment]
+    set_condition(st.conditions, "Ready", ready, reason, message, gen)  # type: ignore[arg-type]
+    st.observed_generation = gen

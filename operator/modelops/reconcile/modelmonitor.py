@@ -1,0 +1,338 @@
+"""ModelMonitor flow: keep the drift CronJob in shape, then fold the newest monitoring run from
+MLflow into status, Events, metrics and (with ``onDrift: Retrain``) a retraining ModelVersion."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from pydantic import ValidationError
+
+from ..api.common import ConditionStatus, get_condition, now, set_condition
+from ..api.modelmonitor import (
+    ColumnDrift,
+    DriftStatus,
+    HealthStatus,
+    LastRun,
+    ModelMonitorSpec,
+    ModelMonitorStatus,
+    MonitorRecord,
+    RetrainingStatus,
+)
+from ..api.modelversion import STAGE_ALIASES
+from ..builders.common import ObjectRef, owner_reference
+from ..builders.monitoring import build_drift_cronjob
+from ..clients.kube import MODELMONITORS, MODELVERSIONS, Conflict
+from ..contract import (
+    ARTIFACT_DRIFT_SUMMARY,
+    METRIC_ACCURACY,
+    METRIC_CURRENT_ROWS,
+    METRIC_DRIFT_SHARE,
+    METRIC_ERROR_RATE,
+    METRIC_LATENCY_P50,
+    METRIC_LATENCY_P95,
+    METRIC_PREDICTIONS,
+    TAG_FAILURE,
+    TAG_RESULT,
+    TAG_SEMVER,
+    TAG_UID,
+)
+from ..registry import operations as ops
+from ..registry.errors import is_not_found
+from . import children
+from .context import Context
+from .status import parse_status, post_transitions, write_status
+
+HISTORY_LIMIT = 50
+RETRAINED_BY = "ml.smarthr360.io/retrained-by"
+
+
+def latest_runs(client: MlflowClient, experiment: str, uid: str, limit: int = 1) -> list[Run]:
+    """Newest monitoring runs of a monitor (by owner uid tag), newest first; [] without experiment."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return list(
+        client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.`{TAG_UID}` = '{uid}' and attributes.status != 'RUNNING'",
+            order_by=["attributes.start_time DESC"],
+            max_results=limit,
+        )
+    )
+
+
+def load_summary(client: MlflowClient, run_id: str) -> dict[str, Any]:
+    """The drift job's JSON summary artifact of a run ({} when it has none)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, ARTIFACT_DRIFT_SUMMARY, tmp)
+        except (MlflowException, OSError) as exc:
+            if isinstance(exc, FileNotFoundError) or is_not_found(exc):
+                return {}
+            raise
+        return dict(json.loads(Path(path).read_text()))
+
+
+def _drift_status(run: Run, summary: Mapping[str, Any]) -> DriftStatus:
+    drift = summary.get("drift") or {}
+    columns = []
+    for col in drift.get("columns") or []:
+        try:
+            columns.append(
+                ColumnDrift.model_validate(
+                    {
+                        k: col.get(k)
+                        for k in ("name", "stattest", "score", "threshold", "drifted", "reason")
+                        if col.get(k) is not None
+                    }
+                )
+            )
+        except ValidationError:
+            continue
+    share = run.data.metrics.get(METRIC_DRIFT_SHARE, drift.get("share"))
+    return DriftStatus(
+        detected=bool(drift.get("detected", False)),
+        share=None if share is None else float(share),
+        drifted_columns=list(drift.get("drifted_columns") or [c.name for c in columns if c.drifted]),
+        columns=columns,
+        ignored_columns=list(drift.get("ignored_columns") or []),
+        report_uri=f"{run.info.artifact_uri}/drift/report.html",
+    )
+
+
+def _health_status(run: Run, summary: Mapping[str, Any]) -> HealthStatus:
+    health = summary.get("health") or {}
+    m = run.data.metrics
+
+    def pick(metric: str, key: str) -> float | None:
+        value = m.get(metric, health.get(key))
+        return None if value is None else float(value)
+
+    predictions = pick(METRIC_PREDICTIONS, "predictions")
+    return HealthStatus(
+        status=health.get("status", "unknown"),
+        issues=[str(i) for i in health.get("issues") or []][:50],
+        predictions=None if predictions is None else int(predictions),
+        latency_p50_ms=pick(METRIC_LATENCY_P50, "latency_p50_ms"),
+        latency_p95_ms=pick(METRIC_LATENCY_P95, "latency_p95_ms"),
+        error_rate=pick(METRIC_ERROR_RATE, "error_rate"),
+        accuracy=pick(METRIC_ACCURACY, "accuracy"),
+        trend=health.get("trend", "unknown"),
+    )
+
+
+def serving_version(client: MlflowClient, model: str, stage: str) -> tuple[str, str] | None:
+    """(registry version, semantic version) serving a stage, from the stage alias; None if unset."""
+    registry_version = ops.get_alias(client, model, STAGE_ALIASES[stage])
+    if registry_version is None:
+        return None
+    tags = client.get_model_version(model, registry_version).tags or {}
+    return registry_version, tags.get(TAG_SEMVER, registry_version)
+
+
+async def reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatus:
+    """Reconcile one ModelMonitor; returns the status written (or kept)."""
+    meta = body["metadata"]
+    gen = meta.get("generation")
+    status: ModelMonitorStatus = parse_status(ModelMonitorStatus, body.get("status"))
+    old_conditions = list(status.conditions)
+    try:
+        spec = ModelMonitorSpec.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        set_condition(status.conditions, "Ready", "False", "InvalidSpec", f"spec.{where}: {first['msg']}", gen)
+        await write_status(ctx.kube, MODELMONITORS, body, status)
+        return status
+    status.observed_generation = gen
+    owner = ObjectRef.from_body(body)
+    cronjob, _ = await children.apply(ctx.kube, build_drift_cronjob(owner, spec, ctx.settings))
+    status.cron_job = cronjob["metadata"]["name"]
+    set_condition(
+        status.conditions,
+        "Scheduled",
+        "True",
+        "Suspended" if spec.suspend else "Scheduled",
+        f"CronJob {status.cron_job} runs on '{spec.schedule}'" + (" (suspended)" if spec.suspend else ""),
+        gen,
+    )
+    served = await ctx.registry.run(serving_version, spec.model, spec.stage)
+    status.model_version = served[1] if served else None
+    runs = await ctx.registry.run(latest_runs, ctx.settings.experiment_monitoring, meta["uid"], 1)
+    if runs and (status.last_run is None or status.last_run.run_id != runs[0].info.run_id):
+        await fold_run(ctx, body, spec, status, runs[0])
+    _conditions(spec, status, served is not None, gen)
+    if await write_status(ctx.kube, MODELMONITORS, body, status):
+        post_transitions(ctx.post_event, body, old_conditions, status.conditions)
+    return status
+
+
+async def fold_run(
+    ctx: Context, body: Mapping[str, Any], spec: ModelMonitorSpec, status: ModelMonitorStatus, run: Run
+) -> None:
+    """Fold one new monitoring run into status; count drift once; retrain if asked."""
+    summary = await ctx.registry.run(load_summary, run.info.run_id)
+    tags = run.data.tags
+    result = tags.get(TAG_RESULT) or ("Failed" if run.info.status == "FAILED" else "Completed")
+    if result not in ("Completed", "InsufficientData", "Failed"):
+        result = "Failed"
+    end = datetime.fromtimestamp((run.info.end_time or run.info.start_time) / 1000, tz=UTC).replace(microsecond=0)
+    rows = run.data.metrics.get(METRIC_CURRENT_ROWS)
+    status.last_run = LastRun(
+        run_id=run.info.run_id,
+        time=end,
+        result=result,
+        model_version=tags.get(TAG_SEMVER),
+        current_rows=None if rows is None else int(rows),
+        message=tags.get(TAG_FAILURE) or (summary.get("drift") or {}).get("message"),
+    )
+    if result == "Completed":
+        status.drift = _drift_status(run, summary)
+        status.health = _health_status(run, summary)
+    elif result == "InsufficientData":
+        status.health = _health_status(run, summary)
+    record = MonitorRecord(
+        run_id=run.info.run_id,
+        time=end,
+        result=result,
+        drift_detected=status.drift.detected if status.drift and result == "Completed" else None,
+        drift_share=status.drift.share if status.drift and result == "Completed" else None,
+        health=status.health.status if status.health else None,
+        accuracy=status.health.accuracy if status.health else None,
+        latency_p95_ms=status.health.latency_p95_ms if status.health else None,
+    )
+    status.history = [*status.history, record][-HISTORY_LIMIT:]
+    metrics = ctx.metrics
+    if metrics is not None and status.health and status.health.accuracy is not None and status.model_version:
+        metrics.accuracy.labels(spec.model, status.model_version).set(status.health.accuracy)
+    if result == "Completed" and status.drift and status.drift.detected:
+        if metrics is not None:
+            metrics.drift.labels(spec.model, "data").inc()
+        if spec.on_drift != "None":
+            ctx.post_event(
+                body,
+                "Warning",
+                "DriftDetected",
+                f"drift share {status.drift.share:.2f} >= {spec.drift.drift_share}: "
+                f"{', '.join(status.drift.drifted_columns) or 'no column named'}",
+            )
+        if spec.on_drift == "Retrain":
+            await retrain(ctx, body, spec, status, run.info.run_id)
+
+
+async def retrain(
+    ctx: Context, body: Mapping[str, Any], spec: ModelMonitorSpec, status: ModelMonitorStatus, run_id: str
+) -> None:
+    """Create one retraining ModelVersion for drift seen in ``run_id``, within the daily budget."""
+    meta = body["metadata"]
+    ns = meta["namespace"]
+    today = now().date().isoformat()
+    book = status.retraining or RetrainingStatus()
+    if book.day != today:
+        book = RetrainingStatus(day=today, count=0, last_model_version=book.last_model_version)
+    status.retraining = book
+    if book.count >= spec.retrain.max_per_day:
+        ctx.post_event(
+            body, "Normal", "RetrainSkipped", f"retrain.maxPerDay={spec.retrain.max_per_day} reached for {today}"
+        )
+        return
+    versions = await ctx.kube.list(MODELVERSIONS, ns)
+    training = [
+        v
+        for v in versions
+        if (v["metadata"].get("labels") or {}).get(RETRAINED_BY) == meta["name"]
+        and (v.get("status") or {}).get("phase") in (None, "Pending", "Training", "Registering")
+    ]
+    if training:
+        ctx.post_event(
+            body, "Normal", "RetrainSkipped", f"retraining version {training[0]['metadata']['name']} is still training"
+        )
+        return
+    source = next(
+        (
+            v
+            for v in versions
+            if (v.get("spec") or {}).get("model") == spec.model and (v.get("status") or {}).get("stage") == spec.stage
+        ),
+        None,
+    )
+    if source is None:
+        ctx.post_event(body, "Warning", "RetrainSkipped", f"no ModelVersion serves {spec.model} {spec.stage}")
+        return
+    new_spec = {k: v for k, v in source["spec"].items() if k not in ("version", "versionBump", "stage")}
+    new_spec.update(versionBump=spec.retrain.version_bump, stage=spec.retrain.stage)
+    name = f"{spec.model}-retrain-{run_id[:8]}"
+    manifest = {
+        "apiVersion": source["apiVersion"],
+        "kind": "ModelVersion",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {RETRAINED_BY: meta["name"], "ml.smarthr360.io/model": spec.model},
+            "annotations": {
+                "ml.smarthr360.io/retrain-run": run_id,
+                "ml.smarthr360.io/retrained-from": source["metadata"]["name"],
+            },
+            "ownerReferences": [owner_reference(ObjectRef.from_body(body), controller=False)],
+        },
+        "spec": new_spec,
+    }
+    try:
+        await ctx.kube.create(MODELVERSIONS, ns, manifest)
+    except Conflict:
+        return  # created by an earlier pass for the same run
+    status.retraining = RetrainingStatus(day=today, count=book.count + 1, last_model_version=name, last_run_id=run_id)
+    ctx.post_event(body, "Normal", "RetrainingTriggered", f"created ModelVersion {name} after drift in run {run_id}")
+
+
+def _conditions(spec: ModelMonitorSpec, status: ModelMonitorStatus, has_model: bool, gen: int | None) -> None:
+    conds = status.conditions
+    last = status.last_run
+    if last is None:
+        set_condition(conds, "DriftDetected", "Unknown", "NoRunYet", "no monitoring run has finished yet", gen)
+        set_condition(conds, "Healthy", "Unknown", "NoRunYet", "no monitoring run has finished yet", gen)
+    elif last.result == "Completed" and status.drift is not None:
+        share = f"{status.drift.share:.2f}" if status.drift.share is not None else "n/a"
+        if status.drift.detected:
+            set_condition(
+                conds,
+                "DriftDetected",
+                "True",
+                "DriftDetected",
+                f"drift share {share}; drifted: {', '.join(status.drift.drifted_columns)}",
+                gen,
+            )
+        else:
+            set_condition(conds, "DriftDetected", "False", "NoDrift", f"drift share {share}", gen)
+    else:
+        set_condition(conds, "DriftDetected", "Unknown", last.result, last.message or last.result, gen)
+    if status.health is not None and last is not None:
+        verdict = status.health.status
+        state: ConditionStatus = {"healthy": "True", "degraded": "False", "unhealthy": "False"}.get(
+            verdict, "Unknown"
+        )  # type: ignore[assignment]
+        reason = {"healthy": "Healthy", "degraded": "Degraded", "unhealthy": "Unhealthy"}.get(verdict, "Unknown")
+        set_condition(conds, "Healthy", state, reason, "; ".join(status.health.issues) or verdict, gen)
+    if not has_model:
+        set_condition(
+            conds,
+            "Ready",
+            "False",
+            "WaitingForModel",
+            f"no version of {spec.model} serves {spec.stage} yet; the CronJob is scheduled and will "
+            "report InsufficientData until one does",
+            gen,
+        )
+    elif last is not None and last.result == "Failed":
+        set_condition(conds, "Ready", "False", "RunFailed", last.message or "the last monitoring run failed", gen)
+    else:
+        scheduled = get_condition(conds, "Scheduled")
+        set_condition(conds, "Ready", "True", "Monitoring", scheduled.message if scheduled else "monitoring", gen)

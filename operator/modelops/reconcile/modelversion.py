@@ -1,0 +1,304 @@
+"""ModelVersion, per-version flow: resolve the version, train, register. Then the model-level flow.
+
+Level-based: create, update, resume, the timer and child events all call :func:`reconcile`,
+which observes Kubernetes and MLflow, decides, applies, and writes status once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import semver
+from pydantic import ValidationError
+
+from ..api.common import get_condition, set_condition
+from ..api.modelversion import (
+    STAGE_ALIASES,
+    ModelMetadata,
+    ModelVersionSpec,
+    ModelVersionStatus,
+    RegistryStatus,
+    TrainingJobStatus,
+)
+from ..builders.common import ObjectRef, train_job_name
+from ..builders.training import build_training_job
+from ..clients.kube import JOBS, MODELVERSIONS, Conflict
+from ..contract import TAG_FAILURE, TAG_NAME, TAG_NAMESPACE, TAG_SEMVER, TAG_STAGE, TAG_UID, TrainingResult
+from ..registry import operations as ops
+from ..registry.errors import ModelOwnedElsewhere
+from ..registry.semantic import bump_version, is_semver, max_semver
+from .context import Context
+from .model import reconcile_model
+from .status import parse_status
+
+
+def training_hash(spec: ModelVersionSpec) -> str:
+    """Short, stable hash of ``spec.training`` (what a registered version was trained from)."""
+    text = json.dumps(spec.training.to_wire(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def experiment_of(ctx: Context, spec: ModelVersionSpec) -> str:
+    """The training experiment for this version (spec override or operator default)."""
+    return (spec.mlflow.experiment if spec.mlflow and spec.mlflow.experiment else None) or (
+        ctx.settings.experiment_training
+    )
+
+
+def _created_key(body: Mapping[str, Any]) -> tuple[str, str]:
+    meta = body["metadata"]
+    return (str(meta.get("creationTimestamp") or ""), str(meta["name"]))
+
+
+def _claimed_version(body: Mapping[str, Any]) -> str | None:
+    return (body.get("status") or {}).get("version") or (body.get("spec") or {}).get("version")
+
+
+async def resolve_version(
+    ctx: Context, body: Mapping[str, Any], spec: ModelVersionSpec, siblings: list[dict[str, Any]]
+) -> tuple[str, str | None]:
+    """Return (semantic version, parent version). Explicit, or a bump of the highest known one.
+
+    "Known" means registered in MLflow (semver tags) or claimed by another CR of the model in
+    the namespace, so two CRs bumping at once do not resolve to the same version.
+    """
+    registered = await ctx.registry.run(ops.highest_semver, spec.model)
+    known = [v for v in [registered, *(_claimed_version(s) for s in siblings)] if v and is_semver(v)]
+    highest = max_semver(known)
+    if spec.version:
+        mine = semver.Version.parse(spec.version)
+        return spec.version, max_semver(v for v in known if semver.Version.parse(v) < mine)
+    assert spec.version_bump is not None  # the CRD's CEL rule requires exactly one of the two
+    return bump_version(highest, spec.version_bump), highest
+
+
+def find_conflict(body: Mapping[str, Any], version: str, siblings: list[dict[str, Any]]) -> str | None:
+    """Name of an older CR of the same model claiming the same version, if any (it keeps it)."""
+    mine = _created_key(body)
+    for other in siblings:
+        if _claimed_version(other) == version and _created_key(other) < mine:
+            return str(other["metadata"]["name"])
+    return None
+
+
+async def reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelVersionStatus:
+    """Reconcile one ModelVersion and then its model. Returns the status it wrote (or kept).
+
+    Raises kopf.TemporaryError (via the handlers) when MLflow or the API server is unavailable.
+    """
+    meta = body["metadata"]
+    status: ModelVersionStatus = parse_status(ModelVersionStatus, body.get("status"))
+    generation = meta.get("generation")
+    try:
+        spec = ModelVersionSpec.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        set_condition(status.conditions, "Ready", "False", "InvalidSpec", f"spec.{where}: {first['msg']}", generation)
+        status.phase = "Failed"
+        status.observed_generation = generation
+        from .status import write_status
+
+        await write_status(ctx.kube, MODELVERSIONS, body, status)
+        return status
+    async with ctx.model_lock(meta["namespace"], spec.model):
+        if not meta.get("deletionTimestamp"):
+            await version_flow(ctx, body, spec, status)
+        return await reconcile_model(ctx, meta["namespace"], spec.model, {meta["name"]: status})
+
+
+async def version_flow(
+    ctx: Context, body: Mapping[str, Any], spec: ModelVersionSpec, status: ModelVersionStatus
+) -> None:
+    """Resolve, train and register one version, updating ``status`` in place (not written here)."""
+    meta = body["metadata"]
+    ns, uid, gen = meta["namespace"], meta["uid"], meta.get("generation")
+    status.observed_generation = gen
+    try:
+        await ctx.registry.run(ops.ensure_registered_model, spec.model, ns)
+    except ModelOwnedElsewhere as exc:
+        set_condition(status.conditions, "Registered", "False", "ModelOwnedElsewhere", str(exc), gen)
+        return
+    siblings = [
+        s
+        for s in await ctx.kube.list(MODELVERSIONS, ns)
+        if (s.get("spec") or {}).get("model") == spec.model and s["metadata"]["uid"] != uid
+    ]
+    if not status.version:
+        status.version, status.parent_version = await resolve_version(ctx, body, spec, siblings)
+    conflict = find_conflict(body, status.version, siblings)
+    if conflict is None and status.registry is None:
+        existing = await ctx.registry.run(ops.find_version_by_semver, spec.model, status.version)
+        owner_uid = (existing.tags or {}).get(TAG_UID) if existing is not None else None
+        if owner_uid not in (None, uid):
+            conflict = f"a registered version with another owner (uid {owner_uid})"
+    if conflict:
+        set_condition(
+            status.conditions,
+            "Registered",
+            "False",
+            "VersionConflict",
+            f"{spec.model} {status.version} is already claimed by {conflict}; choose another version",
+            gen,
+        )
+        return
+    if status.registry is not None:
+        changed = status.training_hash not in (None, training_hash(spec))
+        if changed:
+            set_condition(
+                status.conditions,
+                "Registered",
+                "True",
+                "ImmutableVersion",
+                f"spec.training changed after registration of {status.version}; a registered version is "
+                "immutable and was not retrained: create a new ModelVersion for a new version",
+                gen,
+            )
+        else:
+            set_condition(
+                status.conditions,
+                "Registered",
+                "True",
+                "Registered",
+                f"registered as {status.registry.model} version {status.registry.version}",
+                gen,
+            )
+        return
+    await training_flow(ctx, body, spec, status)
+
+
+async def training_flow(
+    ctx: Context, body: Mapping[str, Any], spec: ModelVersionSpec, status: ModelVersionStatus
+) -> None:
+    """Create or observe the training Job; register the model once the run finished."""
+    meta = body["metadata"]
+    ns, name, uid, gen = meta["namespace"], meta["name"], meta["uid"], meta.get("generation")
+    assert status.version is not None
+    job_name = train_job_name(name, status.version)
+    experiment = experiment_of(ctx, spec)
+    job = await ctx.kube.get(JOBS, ns, job_name)
+    if job is None:
+        run = await ctx.registry.run(ops.find_run_by_uid, experiment, uid, status="FINISHED")
+        if run is not None:
+            await register(ctx, body, spec, status, run, experiment)
+            return
+        manifest = build_training_job(
+            ObjectRef.from_body(body), spec, status.version, status.parent_version, ctx.settings
+        )
+        try:
+            await ctx.kube.create(JOBS, ns, manifest)
+        except Conflict:
+            pass
+        status.training_job = TrainingJobStatus(name=job_name)
+        set_condition(status.conditions, "Trained", "Unknown", "JobCreated", f"training Job {job_name} created", gen)
+        return
+    job_status = job.get("status") or {}
+    conds = {c.get("type"): c for c in job_status.get("conditions") or [] if c.get("status") == "True"}
+    status.training_job = TrainingJobStatus(
+        name=job_name,
+        start_time=job_status.get("startTime"),
+        completion_time=job_status.get("completionTime"),
+        failed_pods=job_status.get("failed") or 0,
+    )
+    if "Complete" in conds:
+        run = await ctx.registry.run(ops.find_run_by_uid, experiment, uid, status="FINISHED")
+        if run is None:
+            set_condition(
+                status.conditions,
+                "Trained",
+                "False",
+                "RunNotFound",
+                f"Job {job_name} completed but no finished MLflow run tagged {TAG_UID}={uid} "
+                f"exists in experiment {experiment}",
+                gen,
+            )
+            return
+        await register(ctx, body, spec, status, run, experiment)
+    elif "Failed" in conds:
+        run = await ctx.registry.run(ops.find_run_by_uid, experiment, uid)
+        reason = (
+            (run.data.tags.get(TAG_FAILURE) if run is not None else None)
+            or conds["Failed"].get("message")
+            or (conds["Failed"].get("reason", "the training process failed"))
+        )
+        status.training_job.failure_reason = reason
+        set_condition(status.conditions, "Trained", "False", "TrainingFailed", f"Job {job_name}: {reason}", gen)
+    else:
+        attempt = (job_status.get("failed") or 0) + 1
+        set_condition(
+            status.conditions, "Trained", "Unknown", "Training", f"Job {job_name} is running (attempt {attempt})", gen
+        )
+
+
+async def register(
+    ctx: Context, body: Mapping[str, Any], spec: ModelVersionSpec, status: ModelVersionStatus, run: Any, experiment: str
+) -> None:
+    """Register the run's model (idempotently) and fill registry, metrics and model metadata."""
+    meta = body["metadata"]
+    gen = meta.get("generation")
+    set_condition(status.conditions, "Trained", "True", "TrainingSucceeded", f"MLflow run {run.info.run_id}", gen)
+    tags = {
+        TAG_SEMVER: str(status.version),
+        TAG_NAMESPACE: meta["namespace"],
+        TAG_NAME: meta["name"],
+        TAG_UID: meta["uid"],
+        TAG_STAGE: "None",
+    }
+    if status.parent_version:
+        tags["semver.parent"] = status.parent_version
+    mv = await ctx.registry.run(ops.register_run_model, spec.model, run, tags)
+    status.registry = RegistryStatus(
+        model=spec.model,
+        version=str(mv.version),
+        run_id=run.info.run_id,
+        model_uri=f"models:/{spec.model}/{mv.version}",
+        experiment=experiment,
+    )
+    status.metrics = {k: float(v) for k, v in run.data.metrics.items()}
+    result = TrainingResult.from_tags(run.data.tags)
+    status.model = ModelMetadata(
+        framework="scikit-learn",
+        framework_version=result.framework_version,
+        algorithm=result.algorithm,
+        task=result.task,
+        size_bytes=result.size_bytes,
+        training_rows=result.training_rows,
+        features=result.features,
+        classes=result.classes,
+        dataset_hash=run.data.tags.get("dataset.sha256"),
+    )
+    value = status.metrics.get(spec.promotion.metric)
+    status.metric_summary = f"{spec.promotion.metric}={value:.4f}" if value is not None else None
+    status.training_hash = training_hash(spec)
+    set_condition(
+        status.conditions, "Registered", "True", "Registered", f"registered as {spec.model} version {mv.version}", gen
+    )
+
+
+async def finalize(ctx: Context, body: Mapping[str, Any]) -> None:
+    """On deletion: remove this version's aliases, tag it Archived, and let the next candidate take over.
+
+    Registry data is never deleted. A missing model version (404) counts as done; MLflow being
+    unreachable propagates so that kopf retries.
+    """
+    meta = body["metadata"]
+    status: ModelVersionStatus = parse_status(ModelVersionStatus, body.get("status"))
+    spec_model = (body.get("spec") or {}).get("model")
+    if not spec_model:
+        return
+    async with ctx.model_lock(meta["namespace"], spec_model):
+        if status.registry is not None and not _conflicted(status):
+            for alias in STAGE_ALIASES.values():
+                current = await ctx.registry.run(ops.get_alias, spec_model, alias)
+                if current == status.registry.version:
+                    await ctx.registry.run(ops.delete_alias, spec_model, alias)
+            await ctx.registry.run(ops.set_version_tags, spec_model, status.registry.version, {TAG_STAGE: "Archived"})
+        await reconcile_model(ctx, meta["namespace"], spec_model, {}, exclude=meta["name"])
+
+
+def _conflicted(status: ModelVersionStatus) -> bool:
+    cond = get_condition(status.conditions, "Registered")
+    return bool(cond and cond.reason in ("VersionConflict", "ModelOwnedElsewhere"))

@@ -1,0 +1,60 @@
+"""Write a status through the status subresource only when it changed, and post transition Events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..api.common import Condition
+from ..clients.kube import KubeClient, NotFound, Resource
+from .context import EventPoster
+
+
+def parse_status(model: type[BaseModel], raw: Mapping[str, Any] | None) -> Any:
+    """Parse a stored status; an unreadable one (written by another version) starts empty."""
+    try:
+        return model.model_validate(dict(raw or {}))
+    except ValidationError:
+        return model()
+
+
+def status_patch(old: Mapping[str, Any] | None, new: dict[str, Any]) -> dict[str, Any] | None:
+    """A merge patch turning ``old`` into ``new`` (top-level keys; dropped keys set to null), or None."""
+    old = dict(old or {})
+    if old == new:
+        return None
+    patch: dict[str, Any] = {k: v for k, v in new.items() if old.get(k) != v}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    return patch or None
+
+
+async def write_status(kube: KubeClient, res: Resource, body: Mapping[str, Any], status: BaseModel) -> bool:
+    """Patch ``status`` of the object when it differs from the stored one. Returns whether it wrote.
+
+    A vanished object (404) is not an error: there is nothing left to report on.
+    """
+    wire = status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    patch = status_patch(body.get("status"), wire)
+    if patch is None:
+        return False
+    meta = body["metadata"]
+    try:
+        await kube.patch(res, meta["namespace"], meta["name"], {"status": patch}, subresource="status")
+    except NotFound:
+        return False
+    return True
+
+
+def post_transitions(post: EventPoster, body: Mapping[str, Any], old: list[Condition], new: list[Condition]) -> None:
+    """Post one Event per condition whose status or reason changed (transitions only)."""
+    before = {c.type: (c.status, c.reason) for c in old}
+    for cond in new:
+        if before.get(cond.type) == (cond.status, cond.reason):
+            continue
+        warning = (cond.status == "False" and cond.type in ("Trained", "Registered", "Serving", "Healthy")) or (
+            cond.type == "DriftDetected" and cond.status == "True"
+        )
+        post(body, "Warning" if warning else "Normal", cond.reason, f"{cond.type}={cond.status}: {cond.message}")
