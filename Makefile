@@ -33,6 +33,7 @@ lint: $(STAMP)
 
 crds: $(STAMP)
 	$(BIN)/python -m modelops.api.crdgen --out crds
+	$(BIN)/python -m modelops.api.docgen --out docs/api.md
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
