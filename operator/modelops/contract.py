@@ -96,6 +96,8 @@ LOG_COLUMNS = (
     "probability",
 )
 LOG_FEATURE_PREFIX = "feature."
+#: ``status`` of a successful request in the prediction log; any other value counts as a failed request.
+LOG_STATUS_OK = "ok"
 FEEDBACK_DIR = (
     "feedback"  # <base>/<model>/<stage>/feedback/date=YYYY-MM-DD/<pod>-<seq>.parquet: request_id, label, timestamp
 )
