@@ -1,0 +1,396 @@
+"""``modelops-runtime train``: one training Job → one MLflow run in ``config.experiment``.
+
+Reads :class:`modelops.contract.TrainJobConfig` from ``MODELOPS_JOB_CONFIG`` (or ``--config-file``),
+trains a scikit-learn pipeline and logs to MLflow (``MLFLOW_TRACKING_URI``): params, metrics,
+the model (``model``), the data profile, a reference sample for drift detection, and the tags
+of the contract (owner, semver, dataset URI and hash, ``model.*`` metadata). It does not register
+the model: the operator does that after finding the run by the owner's uid.
+
+Exit codes: 0 success (or an earlier successful run of the same owner uid and version exists),
+2 invalid input (config, dataset, target, estimator, hyperparameters, one class), 1 anything
+else, including MLflow being unreachable. On failure the run gets ``modelops.failure_reason``
+and status FAILED, and exactly one line goes to stderr; progress and library logs go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import pydantic
+
+from modelops.contract import (
+    ARTIFACT_MODEL,
+    ARTIFACT_PROFILE,
+    ARTIFACT_REFERENCE,
+    ENV_JOB_CONFIG,
+    EXIT_INVALID_INPUT,
+    TAG_DATASET_HASH,
+    TAG_DATASET_URI,
+    TAG_FAILURE,
+    TAG_PARENT,
+    TAG_SEMVER,
+    TrainingResult,
+    TrainJobConfig,
+)
+
+from .errors import InvalidInput
+
+log = logging.getLogger("modelops.train")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+#: Rows of the input example stored with the model.
+INPUT_EXAMPLE_ROWS = 5
+#: Params of the runtime itself (not estimator hyperparameters) are logged under this prefix.
+PARAM_PREFIX = "train."
+#: Kubernetes reads a container's termination message from here when the file exists.
+TERMINATION_LOG = "/dev/termination-log"
+
+
+class Terminated(BaseException):
+    """SIGTERM received (Job deadline, pod deletion): the run is ended FAILED before exiting."""
+
+
+@dataclass
+class Outcome:
+    """What a successful training run produced."""
+
+    run_id: str
+    metrics: dict[str, float]
+    result: TrainingResult
+    reused: bool = False
+
+
+def load_config(env: Mapping[str, str], config_file: str | None = None) -> TrainJobConfig:
+    """Parse the job config from ``config_file`` or the ``MODELOPS_JOB_CONFIG`` env var.
+
+    Raises :class:`InvalidInput` when it is missing or does not validate.
+    """
+    if config_file:
+        try:
+            raw = Path(config_file).read_text()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read config file {config_file}: {exc.strerror}") from exc
+    else:
+        raw = env.get(ENV_JOB_CONFIG, "")
+        if not raw.strip():
+            raise InvalidInput(f"{ENV_JOB_CONFIG} is not set")
+    try:
+        return TrainJobConfig.model_validate_json(raw)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"invalid job config: {where}: {first['msg']} ({exc.error_count()} error(s))") from exc
+
+
+def _one_line(exc: BaseException, limit: int = 1000) -> str:
+    """A single-line, bounded description of ``exc``."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(f"terminated by signal {signum}")
+
+
+def train_and_log(config: TrainJobConfig, run_id: str) -> Outcome:
+    """Train and log everything into the active MLflow run ``run_id``; raises :class:`InvalidInput` for bad input."""
+    import mlflow
+    import mlflow.sklearn
+    import sklearn
+    from mlflow.models import infer_signature
+    from sklearn.model_selection import train_test_split
+
+    # scikit-learn's parameter validation error (ValueError + TypeError), raised by fit for bad values.
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from modelops.registry.models import trusted_types_for
+
+    from . import data as data_mod
+    from . import metrics as metrics_mod
+    from . import pipeline as pipe
+
+    # 1. Estimator first: cheap to check, so bad input fails before a large download.
+    estimator_cls = pipe.resolve_estimator(config.estimator, config.allowed_estimator_modules)
+    estimator = pipe.make_estimator(estimator_cls, config.hyperparameters, config.random_state)
+    task = pipe.task_of(estimator)
+
+    # 2. Data.
+    frame = data_mod.load_dataset(config.data)
+    mlflow.set_tag(TAG_DATASET_HASH, data_mod.dataset_hash(frame))
+    features = pipe.select_features(frame, config.data)
+    target_name = config.data.target
+    missing_target = frame[target_name].isna()
+    dropped = int(missing_target.sum())
+    usable = frame.loc[~missing_target]
+    if usable.empty:
+        raise InvalidInput(f"target column {target_name!r} has no values")
+    y = pipe.prepare_target(usable[target_name], task)
+    x = pipe.prepare_frame(usable, features)
+    log.info(
+        "dataset %s: %d rows (%d dropped: missing target), %d features",
+        config.data.uri,
+        len(frame),
+        dropped,
+        len(features.all),
+    )
+
+    stratify = None
+    if task == "classification":
+        counts = y.value_counts()
+        if len(counts) < 2:
+            only = counts.index[0] if len(counts) else None
+            raise InvalidInput(
+                f"target column {target_name!r} has a single class ({only!r}); a classifier needs at least two"
+            )
+        rare = counts[counts < 2]
+        if len(rare):
+            raise InvalidInput(
+                f"class {rare.index[0]!r} of {target_name!r} has only {int(rare.iloc[0])} row; "
+                "a stratified split needs at least 2 per class"
+            )
+        stratify = y
+    try:
+        x_train, x_test, y_train, y_test = train_test_split(
+            x, y, test_size=config.test_size, random_state=config.random_state, stratify=stratify
+        )
+    except ValueError as exc:
+        raise InvalidInput(f"cannot split {len(x)} rows with test_size={config.test_size}: {_one_line(exc)}") from exc
+
+    # 3. Fit and evaluate.
+    model = pipe.build_pipeline(features, estimator)
+    started = time.perf_counter()
+    try:
+        model.fit(x_train, y_train)
+    except InvalidParameterError as exc:
+        raise InvalidInput(f"invalid hyperparameter value: {_one_line(exc)}") from exc
+    training_time = time.perf_counter() - started
+    metrics, _ = metrics_mod.evaluate(task, model, x_test, y_test)
+    metrics["training_time_s"] = training_time
+
+    # 4. Params and metrics.
+    params: dict[str, Any] = {k: v for k, v in estimator.get_params(deep=False).items()}
+    params.update(
+        {
+            f"{PARAM_PREFIX}estimator": config.estimator,
+            f"{PARAM_PREFIX}task": task,
+            f"{PARAM_PREFIX}target": target_name,
+            f"{PARAM_PREFIX}test_size": config.test_size,
+            f"{PARAM_PREFIX}random_state": config.random_state,
+            f"{PARAM_PREFIX}rows_total": len(frame),
+            f"{PARAM_PREFIX}rows_dropped_missing_target": dropped,
+            f"{PARAM_PREFIX}rows_train": len(x_train),
+            f"{PARAM_PREFIX}rows_test": len(x_test),
+            f"{PARAM_PREFIX}numeric_features": len(features.numeric),
+            f"{PARAM_PREFIX}categorical_features": len(features.categorical),
+        }
+    )
+    mlflow.log_params(params)
+    mlflow.log_metrics(metrics)
+
+    # 5. Profile and drift reference.
+    profile = metrics_mod.profile_frame(frame)
+    profile.update(
+        target=target_name,
+        task=task,
+        rows_dropped_missing_target=dropped,
+        numeric_features=features.numeric,
+        categorical_features=features.categorical,
+        ignored_columns=features.ignored,
+    )
+    mlflow.log_dict(profile, ARTIFACT_PROFILE)
+    reference = x_train.assign(**{target_name: y_train})
+    if len(reference) > config.reference_sample_rows:
+        reference = reference.sample(n=config.reference_sample_rows, random_state=config.random_state)
+    with tempfile.TemporaryDirectory(prefix="modelops-train-") as tmp:
+        ref_path = Path(tmp) / Path(ARTIFACT_REFERENCE).name
+        reference.to_parquet(ref_path, index=False)
+        ref_dir = str(Path(ARTIFACT_REFERENCE).parent)
+        mlflow.log_artifact(str(ref_path), artifact_path=None if ref_dir == "." else ref_dir)
+
+    # 6. The model: skops with our trusted types, explicit requirements (no slow inference).
+    skops_info = trusted_types_for(model)
+    complete = x_train.dropna()
+    example = (complete if len(complete) else x_train).head(INPUT_EXAMPLE_ROWS)
+    signature = optional_inputs(infer_signature(x_train, model.predict(x_train.head(INPUT_EXAMPLE_ROWS))))
+    started = time.perf_counter()
+    mlflow.sklearn.log_model(
+        model,
+        name=ARTIFACT_MODEL,
+        signature=signature,
+        input_example=example,
+        pip_requirements=pip_requirements(),
+        serialization_format="skops",
+        skops_trusted_types=skops_info.trusted_types,
+    )
+    log.info("log_model took %.2f s", time.perf_counter() - started)
+
+    classes = [str(c) for c in model.classes_] if task == "classification" else None
+    result = TrainingResult(
+        framework_version=sklearn.__version__,
+        algorithm=estimator_cls.__name__,
+        task=task,
+        size_bytes=skops_info.size_bytes,
+        training_rows=len(x_train),
+        features=list(signature.inputs.input_names()) if signature.inputs else features.all,
+        classes=classes,
+    )
+    mlflow.set_tags(result.to_tags())
+    return Outcome(run_id=run_id, metrics=metrics, result=result)
+
+
+def optional_inputs(signature: Any) -> Any:
+    """``signature`` with every input column marked optional: the pipeline imputes missing values.
+
+    MLflow infers ``required`` from the training data (a column without NaN becomes required),
+    which would make a pyfunc server reject a request with a missing value the model handles.
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inputs = signature.inputs
+    if inputs is None or not all(isinstance(col, ColSpec) for col in inputs.inputs):
+        return signature
+    relaxed = Schema([ColSpec(col.type, col.name, required=False) for col in inputs.inputs])
+    return ModelSignature(inputs=relaxed, outputs=signature.outputs, params=signature.params)
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of a logged model: what loading and predicting need, from installed versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for package in ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy"):
+        try:
+            out.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            out.append(package)
+    return out
+
+
+def _record_failure(client: Any, run_id: str, reason: str, status: str = "FAILED") -> None:
+    """Tag the run with the failure reason and end it with ``status``; MLflow errors here are logged, not raised."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from requests.exceptions import RequestException
+
+    try:
+        client.set_tag(run_id, TAG_FAILURE, reason[:5000])
+        mlflow.end_run(status=status)
+    except (MlflowException, RequestException) as exc:
+        log.warning("could not record the failure in MLflow run %s: %s", run_id, _one_line(exc))
+        with contextlib.suppress(MlflowException, RequestException):
+            mlflow.end_run(status=status)  # pops the fluent run stack even if the server is gone
+
+
+def run_job(config: TrainJobConfig) -> tuple[int, str]:
+    """Run one training job; returns ``(exit code, one-line message)`` and never raises for job failures."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from modelops.registry.errors import RegistryUnavailable, is_unavailable, translate_errors
+    from modelops.registry.operations import find_run_by_uid
+
+    tracking = mlflow.get_tracking_uri()
+    client = MlflowClient()
+    try:
+        previous = find_run_by_uid(client, config.experiment, config.owner.uid, status="FINISHED")
+        if previous is not None and previous.data.tags.get(TAG_SEMVER) == config.version:
+            return EXIT_OK, f"already trained: run {previous.info.run_id} of {config.model} {config.version}"
+        with translate_errors("creating the training run"):
+            experiment = mlflow.set_experiment(config.experiment)
+            tags = {**config.owner.tags(), TAG_SEMVER: config.version, TAG_DATASET_URI: config.data.uri}
+            if config.parent_version:
+                tags[TAG_PARENT] = config.parent_version
+            active = mlflow.start_run(
+                experiment_id=experiment.experiment_id, run_name=f"{config.model}-{config.version}", tags=tags
+            )
+    except RegistryUnavailable as exc:
+        return EXIT_FAILED, f"MLflow unreachable at {tracking}: {_one_line(exc.__cause__ or exc, 300)}"
+
+    run_id = active.info.run_id
+    try:
+        outcome = train_and_log(config, run_id)
+        with translate_errors("ending the training run"):
+            mlflow.end_run(status="FINISHED")
+    except InvalidInput as exc:
+        reason = _one_line(exc)
+        _record_failure(client, run_id, reason)
+        return EXIT_INVALID_INPUT, reason
+    except Terminated as exc:
+        reason = _one_line(exc)
+        _record_failure(client, run_id, reason, status="KILLED")
+        return EXIT_FAILED, reason
+    except RegistryUnavailable as exc:
+        reason = f"MLflow unreachable at {tracking}: {_one_line(exc.__cause__ or exc, 300)}"
+        _record_failure(client, run_id, reason)
+        return EXIT_FAILED, reason
+    except Exception as exc:  # process boundary: any other failure must end the run FAILED with its reason
+        log.exception("training failed")
+        reason = f"{type(exc).__name__}: {_one_line(exc)}"
+        if is_unavailable(exc):
+            reason = f"MLflow unreachable at {tracking}: {_one_line(exc, 300)}"
+        _record_failure(client, run_id, reason)
+        return EXIT_FAILED, reason
+    summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items()))
+    return EXIT_OK, f"trained {config.model} {config.version} in run {run_id}: {summary}"
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[TextIO]:
+    """Send library logging, warnings and progress bars to stdout; yield the real stderr for the final line."""
+    real = sys.stderr
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.redirect_stderr(sys.stdout):
+        yield real
+
+
+def _termination_message(message: str) -> None:
+    """Write ``message`` where Kubernetes reads a container's termination message, when that file exists."""
+    if os.path.exists(TERMINATION_LOG):
+        with contextlib.suppress(OSError), open(TERMINATION_LOG, "w") as handle:
+            handle.write(message)
+
+
+def main(args: list[str]) -> int:
+    """Entry point of ``modelops-runtime train [--config-file PATH]``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="modelops-runtime train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config-file", help=f"job config JSON file instead of ${ENV_JOB_CONFIG}")
+    options = parser.parse_args(args)
+    with _quiet_stderr() as stderr:
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous_handler = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+        try:
+            config = load_config(os.environ, options.config_file)
+            code, message = run_job(config)
+        except InvalidInput as exc:
+            code, message = EXIT_INVALID_INPUT, _one_line(exc)
+        except Terminated as exc:
+            code, message = EXIT_FAILED, _one_line(exc)
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous_handler)
+        if code == EXIT_OK:
+            print(message, flush=True)
+        else:
+            print(f"training failed: {message}", file=stderr, flush=True)
+            _termination_message(message)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
