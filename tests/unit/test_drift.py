@@ -89,7 +89,7 @@ def test_large_frames_use_distances_and_find_the_shift(cancer: pd.DataFrame) -> 
     result = detect_drift(ref, cur)
     assert result.column("mean radius").stattest == "wasserstein"
     assert result.drifted_columns == ["mean texture"]
-    assert result.column("mean texture").score > 1.0  # normed Wasserstein distance ~ 3 std
+    assert (result.column("mean texture").score or 0.0) > 1.0  # normed Wasserstein distance ~ 3 std
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -44,8 +44,9 @@ LOWER_IS_BETTER = frozenset({"error_rate", "log_loss", "mae", "mse", "rmse", "la
 class HealthReport(BaseModel):
     """Health of one window: the numbers, the verdict and why.
 
-    Latencies are milliseconds over all logged requests; ``error_rate`` is failed requests
-    (``status`` other than :data:`~modelops.contract.LOG_STATUS_OK`) over all requests;
+    Latencies are milliseconds per request (a batch request counts once, see
+    :func:`request_keys`); ``error_rate`` is failed requests (``status`` other than
+    :data:`~modelops.contract.LOG_STATUS_OK`) over all requests;
     ``accuracy`` is the share of successful predictions whose feedback label equals the
     prediction, over ``labelled`` such predictions (None without feedback or for regression).
     ``trend`` compares ``accuracy`` with ``previous_accuracy`` (see :func:`performance_trend`).
@@ -55,7 +56,8 @@ class HealthReport(BaseModel):
 
     status: HealthVerdict = "unknown"
     issues: list[str] = Field(default_factory=list)
-    predictions: int = 0
+    predictions: int = Field(default=0, description="Logged prediction rows.")
+    requests: int = Field(default=0, description="Requests the rows came with (a batch request logs many rows).")
     errors: int = 0
     error_rate: float | None = None
     latency_mean_ms: float | None = None
@@ -155,9 +157,15 @@ def measure_window(
     if predictions.empty:
         return report
     ok = predictions["status"].astype(str).str.lower() == LOG_STATUS_OK
-    report.errors = int((~ok).sum())
-    report.error_rate = report.errors / len(predictions)
-    latency = pd.to_numeric(predictions["latency_ms"], errors="coerce").dropna().to_numpy(dtype=float)
+    requests = predictions[["status", "latency_ms"]]
+    if "request_id" in predictions.columns:
+        keys = request_keys(predictions["request_id"])
+        requests = requests[~keys.duplicated().to_numpy()]
+    request_ok = requests["status"].astype(str).str.lower() == LOG_STATUS_OK
+    report.requests = len(requests)
+    report.errors = int((~request_ok).sum())
+    report.error_rate = report.errors / len(requests)
+    latency = pd.to_numeric(requests["latency_ms"], errors="coerce").dropna().to_numpy(dtype=float)
     if latency.size:
         report.latency_mean_ms = float(latency.mean())
         report.latency_p50_ms = float(np.percentile(latency, 50))
@@ -170,6 +178,18 @@ def measure_window(
         if len(joined):
             report.accuracy = float(labels_match(joined["prediction"], joined["label"]).mean())
     return report
+
+
+def request_keys(request_ids: pd.Series) -> pd.Series:
+    """The request each log row came with: ``<id>:<i>`` rows of a batch request map to ``<id>``.
+
+    The server logs a request of n > 1 rows as request ids ``<id>:0`` ... ``<id>:<n-1>`` with the
+    request's latency and status on every row (see :mod:`modelops.monitoring.prediction_log`).
+    """
+    ids = request_ids.astype(str)
+    if not ids.str.contains(":", regex=False).any():
+        return ids
+    return ids.str.replace(r":\d+$", "", regex=True)
 
 
 def judge_health(
