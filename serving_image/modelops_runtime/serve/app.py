@@ -1,0 +1,193 @@
+"""The ASGI app: Starlette routes that hand bodies to :class:`~.service.InferenceService`.
+
+This module only moves bytes between HTTP and the service, and maps errors to responses: a
+:class:`~.errors.ServeError` becomes its status with the protocol's error body (V2:
+``{"error": ...}``; MLflow: ``{"error_code": ..., "message": ...}``); any other exception is a
+server fault, answered 500 and counted as ``error_type="internal"``.
+
+Where predict runs: a request of at most ``inline_max_rows`` rows is parsed, predicted and
+encoded inline on the event loop; larger ones are predicted in Starlette's worker threads. A
+small scikit-learn predict takes 0.1 to 1 ms; handing it to a thread costs a context switch and a
+GIL hand-off each way (measured here: 1-row p99 worse and ~15 % fewer requests/s with a thread,
+see docs/serving.md), and with one worker process a thread adds no parallelism for pure-Python
+work. Big batches go to a thread so that health probes and small requests are not stuck behind
+them for tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .errors import InternalError, NotReady, ServeError, mlflow_body, v2_body
+from .metrics import METRICS_CONTENT_TYPE
+from .service import InferenceService, InferJob
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+REQUEST_ID_HEADER = "x-request-id"
+#: Requests with more rows than this are predicted in a worker thread.
+INLINE_MAX_ROWS = 256
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class _Slot:
+    """The parsed request of an infer call, kept for the error boundary (fault rows in the log)."""
+
+    job: InferJob | None = None
+
+
+def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, media_type=JSON, headers=headers)
+
+
+def create_app(
+    service: InferenceService,
+    *,
+    on_startup: Callable[[], None] | None = None,
+    on_shutdown: Callable[[], None] | None = None,
+    inline_max_rows: int = INLINE_MAX_ROWS,
+) -> Starlette:
+    """Build the app.
+
+    Args:
+        service: the inference service.
+        on_startup: called when the server starts (starts the model loader).
+        on_shutdown: called on shutdown, e.g. after SIGTERM (flushes the prediction log).
+        inline_max_rows: see the module docstring.
+    """
+
+    async def predict(job: InferJob) -> bytes:
+        if job.batch.n_rows <= inline_max_rows:
+            return service.run(job)
+        return await run_in_threadpool(service.run, job)
+
+    def boundary(
+        render: Callable[[ServeError], bytes], handle: Callable[[Request, _Slot], Awaitable[bytes]]
+    ) -> Handler:
+        """Wrap an infer handler: map errors to responses and count them in ml_prediction_errors_total."""
+
+        async def endpoint(request: Request) -> Response:
+            slot = _Slot()
+            try:
+                body = await handle(request, slot)
+            except ServeError as exc:
+                service.metrics.error(exc.error_type)
+                return _json(render(exc), exc.status)
+            except Exception:  # the request boundary: anything else is a server fault → 500 (logged, counted)
+                log.exception("server fault while handling %s %s", request.method, request.url.path)
+                service.metrics.error(InternalError.error_type)
+                service.record_fault(slot.job)
+                return _json(render(InternalError("internal server error; see the server log")), 500)
+            headers = {REQUEST_ID_HEADER: slot.job.request_id} if slot.job is not None else None
+            return _json(body, headers=headers)
+
+        return endpoint
+
+    def plain(render: Callable[[ServeError], bytes], handle: Callable[[Request], Awaitable[bytes]]) -> Handler:
+        """Wrap a non-infer handler: map errors to responses (not counted as prediction errors)."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                return _json(await handle(request))
+            except ServeError as exc:
+                return _json(render(exc), exc.status)
+
+        return endpoint
+
+    # ------------------------------------------------------------------------------- V2
+
+    async def v2_infer(request: Request, slot: _Slot) -> bytes:
+        body = await request.body()
+        p = request.path_params
+        slot.job = service.prepare_v2(p["name"], p.get("version"), body, request.headers.get(REQUEST_ID_HEADER))
+        return await predict(slot.job)
+
+    async def live(request: Request) -> Response:
+        if service.state.live:
+            return _json(b'{"live":true}')
+        return _json(orjson.dumps({"live": False, "error": service.state.reason}), 503)
+
+    async def ready(request: Request) -> Response:
+        if service.state.ready:
+            return _json(b'{"ready":true}')
+        return _json(orjson.dumps({"ready": False, "error": service.state.reason}), 503)
+
+    async def model_ready(request: Request) -> bytes:
+        p = request.path_params
+        service.model_or_raise(p["name"], p.get("version"))
+        return orjson.dumps({"name": p["name"], "ready": True})
+
+    async def server_metadata(request: Request) -> bytes:
+        return service.server_metadata()
+
+    async def model_metadata(request: Request) -> bytes:
+        p = request.path_params
+        return service.model_metadata(p["name"], p.get("version"))
+
+    async def feedback(request: Request) -> bytes:
+        return service.feedback(request.path_params.get("name"), await request.body())
+
+    # --------------------------------------------------------------------------- MLflow
+
+    async def invocations(request: Request, slot: _Slot) -> bytes:
+        body = await request.body()
+        headers = request.headers
+        slot.job = service.prepare_invocations(body, headers.get("content-type"), headers.get(REQUEST_ID_HEADER))
+        return await predict(slot.job)
+
+    async def ping(request: Request) -> Response:
+        if service.state.ready:
+            return _json(b"\n")
+        return _json(mlflow_body(_not_ready(service)), 503)
+
+    async def version(request: Request) -> Response:
+        return Response(service.mlflow_version(), media_type=JSON)
+
+    async def metrics(request: Request) -> Response:
+        return Response(service.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    routes = [
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", plain(v2_body, server_metadata)),
+        Route("/v2/models/{name}", plain(v2_body, model_metadata)),
+        Route("/v2/models/{name}/versions/{version}", plain(v2_body, model_metadata)),
+        Route("/v2/models/{name}/ready", plain(v2_body, model_ready)),
+        Route("/v2/models/{name}/versions/{version}/ready", plain(v2_body, model_ready)),
+        Route("/v2/models/{name}/infer", boundary(v2_body, v2_infer), methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", boundary(v2_body, v2_infer), methods=["POST"]),
+        Route("/v2/models/{name}/feedback", plain(v2_body, feedback), methods=["POST"]),
+        Route("/feedback", plain(v2_body, feedback), methods=["POST"]),
+        Route("/invocations", boundary(mlflow_body, invocations), methods=["POST"]),
+        Route("/ping", ping),
+        Route("/health", ping),
+        Route("/version", version),
+        Route("/metrics", metrics),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if on_startup is not None:
+            on_startup()
+        try:
+            yield
+        finally:
+            if on_shutdown is not None:
+                await run_in_threadpool(on_shutdown)
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _not_ready(service: InferenceService) -> ServeError:
+    return NotReady(f"model '{service.config.model}' is not ready: {service.state.reason}")

@@ -1,0 +1,151 @@
+"""``modelops-runtime serve``: the model server's entry point.
+
+Reads :class:`~modelops.contract.ServeConfig` from ``MODELOPS_JOB_CONFIG``; ``MODELOPS_PORT``
+overrides its port (the sandbox kubelet sets it per replica), ``--port`` overrides both. The
+prediction log goes to ``config.prediction_log_uri``, else ``PREDICTION_LOG_URI``, else nowhere.
+The server answers liveness at once, loads the model in the background and becomes ready after
+a warm-up prediction. One uvicorn worker; SIGTERM drains requests, then the prediction log is
+flushed. Exit codes: 0 after a clean shutdown, 2 for an invalid config, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import dataclass
+
+import uvicorn
+from pydantic import ValidationError
+from starlette.applications import Starlette
+
+from modelops.contract import (
+    ENV_JOB_CONFIG,
+    ENV_PORT,
+    ENV_PREDICTION_LOG_URI,
+    EXIT_INVALID_INPUT,
+    ServeConfig,
+)
+from modelops.monitoring.prediction_log import PredictionLogger
+
+from .app import INLINE_MAX_ROWS, create_app
+from .metrics import ServerMetrics
+from .model import LoadedModel, ModelLoader, ModelState, load_served_model
+from .service import InferenceService
+
+log = logging.getLogger("modelops_runtime.serve")
+
+
+@dataclass
+class Server:
+    """An assembled server: the ASGI app and the parts tests and ``main`` need to reach."""
+
+    app: Starlette
+    service: InferenceService
+    loader: ModelLoader
+    logger: PredictionLogger | None
+
+
+def build_server(
+    config: ServeConfig,
+    *,
+    prediction_log_uri: str | None = None,
+    inline_max_rows: int = INLINE_MAX_ROWS,
+) -> Server:
+    """Assemble the server for ``config`` (nothing starts until the app's lifespan starts).
+
+    Args:
+        prediction_log_uri: where to log predictions; None = off.
+        inline_max_rows: see :mod:`.app`.
+    """
+    logger = (
+        PredictionLogger(
+            prediction_log_uri,
+            config.model,
+            config.stage,
+            flush_rows=config.log_flush_rows,
+            flush_seconds=config.log_flush_seconds,
+        )
+        if prediction_log_uri
+        else None
+    )
+    stats = (lambda: (logger.stats.rows_written, logger.stats.rows_dropped)) if logger is not None else None
+    metrics = ServerMetrics(config.model, config.version, stats)
+    state = ModelState(config.model_uri)
+    service = InferenceService(config, state, metrics, logger)
+
+    def on_ready(loaded: LoadedModel) -> None:
+        service.on_loaded(loaded)
+
+    loader = ModelLoader(state, load=load_served_model, on_ready=on_ready)
+
+    def shutdown() -> None:
+        loader.stop()
+        if logger is not None:
+            logger.close()
+            log.info(
+                "prediction log closed: %d rows written, %d dropped",
+                logger.stats.rows_written,
+                logger.stats.rows_dropped,
+            )
+
+    app = create_app(service, on_startup=loader.start, on_shutdown=shutdown, inline_max_rows=inline_max_rows)
+    return Server(app, service, loader, logger)
+
+
+def main(args: list[str]) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="modelops-runtime serve", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=None, help=f"port (default ${ENV_PORT}, else the config's)")
+    parser.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
+    parser.add_argument("--log-level", default="info")
+    ns = parser.parse_args(args)
+    logging.basicConfig(
+        level=ns.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    raw = os.environ.get(ENV_JOB_CONFIG)
+    if not raw:
+        print(f"serve: {ENV_JOB_CONFIG} is not set", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    try:
+        config = ServeConfig.from_env(raw)
+    except ValidationError as exc:
+        print(f"serve: invalid {ENV_JOB_CONFIG}: {exc}".replace("\n", "; "), file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    port = ns.port
+    if port is None:
+        env_port = os.environ.get(ENV_PORT)
+        if env_port:
+            try:
+                port = int(env_port)
+            except ValueError:
+                print(f"serve: {ENV_PORT}={env_port!r} is not a port number", file=sys.stderr)
+                return EXIT_INVALID_INPUT
+        else:
+            port = config.port
+    log_uri = config.prediction_log_uri or os.environ.get(ENV_PREDICTION_LOG_URI) or None
+    server = build_server(config, prediction_log_uri=log_uri)
+    log.info(
+        "serving %s (version %s, stage %s) on %s:%d; prediction log: %s",
+        config.model_uri,
+        config.version,
+        config.stage,
+        ns.host,
+        port,
+        log_uri or "off",
+    )
+    uvicorn_config = uvicorn.Config(
+        server.app,
+        host=ns.host,
+        port=port,
+        workers=1,
+        lifespan="on",
+        access_log=ns.access_log,
+        log_config=None,
+        log_level=ns.log_level.lower(),
+        timeout_graceful_shutdown=20,
+    )
+    uvicorn.Server(uvicorn_config).run()
+    return 0
