@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+pytest_plugins = ["modelops.sandbox.testing"]
+
 from pathlib import Path
 
 import pytest

@@ -1,13 +1,242 @@
-"""``modelops sandbox`` sub-commands (up, down, logs, trigger, url)."""
+"""``modelops sandbox`` sub-commands: up, down, status, logs, trigger, url, env.
+
+All commands find the sandbox through its state dir (``--state-dir``, env
+``MODELOPS_SANDBOX_DIR``, default ``.sandbox``): the state file there holds the API URL, the
+kubeconfig path, the MLflow URL and the pids of every component.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+if TYPE_CHECKING:
+    from .supervisor import SandboxState
+
+app = typer.Typer(no_args_is_help=True, help="Local sandbox: API emulator, kubelet, MLflow (and the operator).")
+
+_STATE_HELP = "Sandbox state directory (pids, logs, kubeconfig, MLflow data)."
+
+
+def _state_dir(value: Path | None) -> Path:
+    from .supervisor import DEFAULT_STATE_DIR
+
+    return (value or DEFAULT_STATE_DIR).resolve()
+
+
+def _running_state(state_dir: Path) -> SandboxState:
+    """The state of a running sandbox, or exit 1 with a clear message."""
+    from .supervisor import Supervisor
+
+    sup = Supervisor(state_dir)
+    if not sup.running():
+        typer.echo(f"no sandbox is running in {state_dir} (start one with `modelops sandbox up`)", err=True)
+        raise typer.Exit(1)
+    return sup.state
 
 
 @app.command()
-def up() -> None:
-    """Start the sandbox (not implemented yet)."""
-    raise typer.Exit(1)
+def up(
+    state_dir: Path | None = typer.Option(None, envvar="MODELOPS_SANDBOX_DIR", help=_STATE_HELP),
+    operator: bool | None = typer.Option(
+        None, "--operator/--no-operator", help="Also run `modelops operator run` (default: when available)."
+    ),
+    mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Start the MLflow tracking server."),
+    foreground: bool = typer.Option(False, help="Stay attached; Ctrl-C stops everything."),
+    api_port: int = typer.Option(0, help="API emulator port (0: a free port)."),
+    mlflow_port: int = typer.Option(0, help="MLflow port (0: a free port)."),
+    image: list[str] = typer.Option(
+        [], help="Extra kubelet image mapping REPOSITORY=ENTRYPOINT (repeatable)."
+    ),
+) -> None:
+    """Start the sandbox (or reuse the one running in the state dir) and print how to reach it."""
+    from .kubelet.images import parse_image_option
+    from .supervisor import SandboxError, Supervisor, operator_command_available
+
+    images = {}
+    for option in image:
+        try:
+            repo, _ = parse_image_option(option)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        images[repo] = option.split("=", 1)[1]
+    with_operator = operator_command_available() if operator is None else operator
+    if with_operator and not mlflow:
+        raise typer.BadParameter("the operator needs MLflow: drop --no-mlflow or add --no-operator")
+    sup = Supervisor(_state_dir(state_dir), images=images)
+    began = time.monotonic()
+    try:
+        started = sup.up(mlflow=mlflow, operator=with_operator, api_port=api_port, mlflow_port=mlflow_port)
+    except SandboxError as exc:
+        typer.echo(f"sandbox failed to start: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    state = sup.state
+    if started:
+        typer.echo(f"sandbox started in {time.monotonic() - began:.1f}s ({state.state_dir})")
+    else:
+        typer.echo(f"sandbox already running in {state.state_dir}: reusing it")
+    typer.echo(f"kubeconfig: {state.kubeconfig}")
+    typer.echo(f"API:        {state.api_url}")
+    typer.echo(f"MLflow:     {state.mlflow_url or '(not started)'}")
+    typer.echo(f"operator:   {'running' if state.alive('operator') else 'not started'}")
+    typer.echo(f"logs:       {sup.logs_dir}")
+    typer.echo(f"try:        kubectl --kubeconfig {state.kubeconfig} get ns")
+    if foreground:
+        typer.echo("foreground: Ctrl-C stops the sandbox")
+        raise typer.Exit(sup.foreground())
+
+
+@app.command()
+def down(
+    state_dir: Path | None = typer.Option(None, envvar="MODELOPS_SANDBOX_DIR", help=_STATE_HELP),
+    grace: float = typer.Option(10.0, help="Seconds between SIGTERM and SIGKILL."),
+) -> None:
+    """Stop every process of the sandbox (components and pods); logs and data stay."""
+    from .supervisor import Supervisor
+
+    sup = Supervisor(_state_dir(state_dir))
+    stopped = sup.down(grace=grace)
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@app.command()
+def status(
+    state_dir: Path | None = typer.Option(None, envvar="MODELOPS_SANDBOX_DIR", help=_STATE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show the sandbox's components (pid, alive, URL, log); exit 1 when it is not running."""
+    from .supervisor import Supervisor
+
+    sup = Supervisor(_state_dir(state_dir))
+    info = sup.status()
+    if as_json:
+        typer.echo(json.dumps(info, indent=1))
+    else:
+        typer.echo(f"state dir:  {info['state_dir']}")
+        typer.echo(f"kubeconfig: {info['kubeconfig']}")
+        for name, comp in info["components"].items():
+            flag = "running" if comp["alive"] else "DEAD"
+            typer.echo(f"{name:10s} pid {comp['pid']:<8d} {flag:8s} {comp['url'] or '':32s} {comp['log']}")
+        if not info["components"]:
+            typer.echo("no sandbox components")
+    if not sup.running():
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    name: str | None = typer.Argument(None, help="Job, Deployment or pod name."),
+    namespace: str = typer.Option("default", "-n", "--namespace"),
+    state_dir: Path | None = typer.Option(None, envvar="MODELOPS_SANDBOX_DIR", help=_STATE_HELP),
+    all_pods: bool = typer.Option(False, "--all", help="Every pod (retries, replicas), oldest first."),
+    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing the latest pod's log."),
+    container: str | None = typer.Option(None, "-c", "--container"),
+    component: str | None = typer.Option(
+        None, help="Print a component's log instead: apiserver, kubelet, mlflow or operator."
+    ),
+) -> None:
+    """Print a pod log (the latest pod of a Job or Deployment), or a component's log."""
+    from .kubelet.pods import FINAL_PHASES, pod_log_path, pod_records
+
+    root = _state_dir(state_dir)
+    if component is not None:
+        path = root / "logs" / f"{component}.log"
+        if not path.exists():
+            typer.echo(f"no log for component {component!r} in {path.parent}", err=True)
+            raise typer.Exit(1)
+        sys.stdout.write(path.read_text(errors="replace"))
+        return
+    if name is None:
+        raise typer.BadParameter("give a Job, Deployment or pod name, or --component")
+    records = pod_records(root, namespace, name)
+    if not records:
+        typer.echo(f"no pods of {namespace}/{name} in {root}", err=True)
+        raise typer.Exit(1)
+    if all_pods:
+        for record in records:
+            typer.echo(f"==> pod {record['name']} ({record.get('phase')}) <==")
+            path = pod_log_path(record, container)
+            sys.stdout.write(path.read_text(errors="replace") if path.exists() else "")
+        return
+    record = records[-1]
+    path = pod_log_path(record, container)
+    offset = 0
+    while True:
+        if path.exists():
+            with open(path, errors="replace") as f:
+                f.seek(offset)
+                chunk = f.read()
+                offset = f.tell()
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        if not follow:
+            return
+        latest = pod_records(root, namespace, name)
+        if latest and latest[-1].get("phase") in FINAL_PHASES and latest[-1]["name"] == record["name"]:
+            return
+        time.sleep(0.5)
+
+
+@app.command()
+def trigger(
+    cronjob: str = typer.Argument(..., help="CronJob name."),
+    namespace: str = typer.Option("default", "-n", "--namespace"),
+    state_dir: Path | None = typer.Option(None, envvar="MODELOPS_SANDBOX_DIR", help=_STATE_HELP),
+) -> None:
+    """Create a Job from a CronJob now (like `kubectl create job --from=cronjob/NAME`); prints its name."""
+    from .client import Api, NotFoundError
+    from .kubelet.cronjobs import trigger_cronjob
+
+    state = _running_state(_state_dir(state_dir))
+    with Api(str(state.api_url)) as api:
+        try:
+            typer.echo(trigger_cronjob(api, cronjob, namespace))
+        except NotFoundError as exc:
+            typer.echo(f"cronjob {namespace}/{cronjob} not found", err=True)
+            raise typer.Exit(1) from exc
+
+
+@app.command()
+def url(
+    service: str = typer.Argument(..., help="Service name."),
+    namespace: str = typer.Option("default", "-n", "--namespace"),
+    port: str | None = typer.Option(None, help="Service port name or number (default: the first)."),
+    wait: float = typer.Option(0.0, help="Seconds to wait for the kubelet to publish the URL."),
+    state_dir: Path | None = typer.Option(None, envvar="MODELOPS_SANDBOX_DIR", help=_STATE_HELP),
+) -> None:
+    """Print the local URL that forwards to a Service's ready pods."""
+    from .client import SERVICES, Api, NotFoundError
+    from .kubelet.services import ANN_URL, ANN_URLS
+
+    state = _running_state(_state_dir(state_dir))
+    deadline = time.monotonic() + wait
+    with Api(str(state.api_url)) as api:
+        while True:
+            try:
+                svc = api.get(SERVICES, service, namespace)
+            except NotFoundError:
+                svc = {}
+            annotations = (svc.get("metadata") or {}).get("annotations") or {}
+            found = json.loads(annotations.get(ANN_URLS, "{}")).get(port) if port else annotations.get(ANN_URL)
+            if found:
+                typer.echo(found)
+                return
+            if time.monotonic() >= deadline:
+                what = "not found" if not svc else "has no sandbox URL (no selector, or unknown port)"
+                typer.echo(f"service {namespace}/{service} {what}", err=True)
+                raise typer.Exit(1)
+            time.sleep(0.2)
+
+
+@app.command()
+def env(state_dir: Path | None = typer.Option(None, envvar="MODELOPS_SANDBOX_DIR", help=_STATE_HELP)) -> None:
+    """Print shell exports for the running sandbox (KUBECONFIG, MLFLOW_TRACKING_URI)."""
+    state = _running_state(_state_dir(state_dir))
+    typer.echo(f"export KUBECONFIG={state.kubeconfig}")
+    if state.mlflow_url:
+        typer.echo(f"export MLFLOW_TRACKING_URI={state.mlflow_url}")

@@ -1,0 +1,155 @@
+"""Container probes (httpGet, tcpSocket, exec; grpc is checked as a TCP connect).
+
+Every container port (by number or by name) maps to the single local port the kubelet gave
+the process, because one local process can only listen where ``MODELOPS_PORT`` tells it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+def resolve_port(port: Any, container: Mapping[str, Any], local_port: int) -> int | None:
+    """The local port for a probe or Service target port (a number, or a container port name).
+
+    A name that no container port declares gives None (the probe fails, like in Kubernetes).
+    """
+    if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
+        return local_port
+    names = {str(p.get("name")) for p in container.get("ports") or [] if p.get("name")}
+    return local_port if port in names else None
+
+
+@dataclass
+class ProbeSettings:
+    """Timing of one probe (seconds); ``period`` is already capped by the kubelet option."""
+
+    initial_delay: float
+    period: float
+    timeout: float
+    success_threshold: int
+    failure_threshold: int
+
+    @classmethod
+    def of(cls, probe: Mapping[str, Any], period_max: float) -> ProbeSettings:
+        """Read Kubernetes defaults (0 s delay, 10 s period, 1 s timeout, thresholds 1 and 3)."""
+        return cls(
+            initial_delay=float(probe.get("initialDelaySeconds") or 0),
+            period=min(float(probe.get("periodSeconds") or 10), period_max),
+            timeout=float(probe.get("timeoutSeconds") or 1),
+            success_threshold=int(probe.get("successThreshold") or 1),
+            failure_threshold=int(probe.get("failureThreshold") or 3),
+        )
+
+
+async def check(
+    probe: Mapping[str, Any], container: Mapping[str, Any], local_port: int, env: Mapping[str, str], timeout: float
+) -> bool:
+    """Run one probe once; True on success (HTTP 200-399, TCP connect, exec exit 0)."""
+    if "httpGet" in probe:
+        http = probe["httpGet"] or {}
+        port = resolve_port(http.get("port"), container, local_port)
+        if port is None:
+            return False
+        scheme = str(http.get("scheme") or "HTTP").lower()
+        path = str(http.get("path") or "/")
+        headers = {str(h.get("name")): str(h.get("value")) for h in http.get("httpHeaders") or []}
+        try:
+            async with httpx.AsyncClient(timeout=timeout, verify=False) as client:
+                response = await client.get(f"{scheme}://127.0.0.1:{port}{path}", headers=headers)
+        except httpx.HTTPError:
+            return False
+        return 200 <= response.status_code < 400
+    if "tcpSocket" in probe or "grpc" in probe:
+        spec = probe.get("tcpSocket") or probe.get("grpc") or {}
+        port = resolve_port(spec.get("port"), container, local_port)
+        if port is None:
+            return False
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    if "exec" in probe:
+        command = [str(c) for c in (probe["exec"] or {}).get("command") or []]
+        if not command:
+            return False
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command,
+                env=dict(env),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError:
+            return False
+        try:
+            return await asyncio.wait_for(proc.wait(), timeout) == 0
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            await proc.wait()
+            return False
+    return True  # a probe without a handler is treated as passing
+
+
+class ProbeLoop:
+    """Runs one probe periodically and tracks consecutive results against the thresholds.
+
+    ``state`` becomes True after ``success_threshold`` consecutive successes and False after
+    ``failure_threshold`` consecutive failures; ``changed`` is set on every flip.
+    """
+
+    def __init__(
+        self,
+        probe: Mapping[str, Any],
+        container: Mapping[str, Any],
+        local_port: int,
+        env: Mapping[str, str],
+        period_max: float,
+        initial: bool = False,
+    ) -> None:
+        self.probe = probe
+        self.container = container
+        self.local_port = local_port
+        self.env = env
+        self.settings = ProbeSettings.of(probe, period_max)
+        self.state = initial
+        self.changed = asyncio.Event()
+        self.successes = 0
+        self.failures = 0
+
+    async def run(self) -> None:
+        """Probe forever (until cancelled)."""
+        await asyncio.sleep(self.settings.initial_delay)
+        while True:
+            began = time.monotonic()
+            ok = await check(self.probe, self.container, self.local_port, self.env, self.settings.timeout)
+            if ok:
+                self.successes += 1
+                self.failures = 0
+                if not self.state and self.successes >= self.settings.success_threshold:
+                    self.state = True
+                    self.changed.set()
+            else:
+                self.failures += 1
+                self.successes = 0
+                if self.state and self.failures >= self.settings.failure_threshold:
+                    self.state = False
+                    self.changed.set()
+                elif not self.state and self.failures >= self.settings.failure_threshold:
+                    self.changed.set()  # a failing probe that never succeeded still reports
+            await asyncio.sleep(max(0.0, self.settings.period - (time.monotonic() - began)))

@@ -1,0 +1,408 @@
+"""Start, track and stop the sandbox's processes: API emulator, kubelet, MLflow, operator.
+
+Every component runs as a child process in its own session (process group), with stdout and
+stderr appended to ``<state>/logs/<component>.log`` and the marker env var
+``MODELOPS_SANDBOX=<state dir>`` (see :mod:`.procs`). The state file ``<state>/sandbox.json``
+records pids, argv, logs, ports and URLs; it is written after every start, so ``down`` (from
+any shell) stops exactly what ``up`` started, then sweeps any process still carrying the
+marker (pod processes included). The layout of the state dir::
+
+    sandbox.json        state file (see SandboxState)
+    kubeconfig          kubeconfig of the API emulator
+    logs/<component>.log
+    kubelet/pods/<ns>/<pod>/   pod logs and working dirs (see kubelet.pods)
+    mlflow/             sqlite database and artifacts
+    predictions/        prediction log of the sandbox's operator (MODELOPS_PREDICTION_LOG_URI)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from . import mlflow_server, procs
+
+STATE_FILE = "sandbox.json"
+STATE_VERSION = 1
+#: Start order; ``down`` stops in reverse.
+COMPONENTS = ("apiserver", "kubelet", "mlflow", "operator")
+DEFAULT_STATE_DIR = Path(".sandbox")
+
+
+class SandboxError(RuntimeError):
+    """A component failed to start (the message carries the end of its log)."""
+
+
+@dataclass
+class ProcessRecord:
+    """One tracked component process."""
+
+    pid: int
+    argv: list[str]
+    log: str
+    started_at: float
+    port: int | None = None
+    url: str | None = None
+
+
+@dataclass
+class SandboxState:
+    """The state file: where everything runs. Serialised as JSON in ``<state>/sandbox.json``."""
+
+    state_dir: str
+    marker: str
+    api_url: str | None = None
+    kubeconfig: str | None = None
+    mlflow_url: str | None = None
+    prediction_log_uri: str | None = None
+    started_at: float = field(default_factory=time.time)
+    processes: dict[str, ProcessRecord] = field(default_factory=dict)
+    version: int = STATE_VERSION
+
+    @classmethod
+    def load(cls, state_dir: Path) -> SandboxState | None:
+        """Read the state file; None when absent or unreadable."""
+        try:
+            data = json.loads((state_dir / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            return None
+        processes = {name: ProcessRecord(**rec) for name, rec in (data.pop("processes", None) or {}).items()}
+        return cls(**data, processes=processes)
+
+    def save(self) -> None:
+        """Write the state file atomically."""
+        path = Path(self.state_dir) / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        tmp.replace(path)
+
+    def alive(self, name: str) -> bool:
+        """Whether a recorded component still runs (pid alive and still carrying our marker)."""
+        rec = self.processes.get(name)
+        return rec is not None and procs.alive(rec.pid) and procs.has_marker(rec.pid, self.marker)
+
+
+def default_crds_dir() -> Path | None:
+    """``crds/`` of this checkout, when running from one."""
+    candidate = Path(__file__).resolve().parents[3] / "crds"
+    return candidate if candidate.is_dir() else None
+
+
+def operator_command_available() -> bool:
+    """Whether this installation has ``modelops operator run``."""
+    import typer.main
+
+    from ..cli import app
+
+    group = typer.main.get_command(app)
+    commands = getattr(group, "commands", {})
+    return "run" in getattr(commands.get("operator"), "commands", {})
+
+
+class Supervisor:
+    """Starts and stops the components of one sandbox (one state dir).
+
+    ``images``: extra kubelet image mappings ``repository → entrypoint`` (shell-split), e.g.
+    ``{"sandbox.test/python": sys.executable}``. ``kubelet_args``: extra kubelet options.
+    ``pdeathsig``: children die with this process (for test sessions; not for daemon mode).
+    ``apiserver_command``: argv prefix of the API emulator (default ``python -m
+    modelops.sandbox.apiserver``); ``--host``, ``--port`` and ``--crds`` are appended.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path = DEFAULT_STATE_DIR,
+        *,
+        images: Mapping[str, str] | None = None,
+        kubelet_args: Sequence[str] = (),
+        pdeathsig: bool = False,
+        crds_dir: Path | None = None,
+        mlflow_workers: int = 2,
+        start_timeout: float = 60.0,
+        apiserver_command: Sequence[str] | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.images = dict(images or {})
+        self.kubelet_args = list(kubelet_args)
+        self.pdeathsig = pdeathsig
+        self.crds_dir = crds_dir
+        self.mlflow_workers = mlflow_workers
+        self.start_timeout = start_timeout
+        self.apiserver_command = list(apiserver_command or [sys.executable, "-m", "modelops.sandbox.apiserver"])
+        self.marker = procs.marker_value(self.state_dir)
+        self.state = SandboxState.load(self.state_dir) or self._fresh_state()
+        self._popen: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _fresh_state(self) -> SandboxState:
+        return SandboxState(state_dir=str(self.state_dir), marker=self.marker)
+
+    # ---------------------------------------------------------------- process plumbing
+
+    @property
+    def logs_dir(self) -> Path:
+        """``<state>/logs``."""
+        return self.state_dir / "logs"
+
+    def log_path(self, name: str) -> Path:
+        """The log file of a component."""
+        return self.logs_dir / f"{name}.log"
+
+    def running(self) -> bool:
+        """Whether a sandbox runs in this state dir (API emulator and kubelet alive)."""
+        return self.state.alive("apiserver") and self.state.alive("kubelet")
+
+    def _spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None,
+               port: int | None = None) -> subprocess.Popen[bytes]:
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path(name)
+        full_env = {**os.environ, **(env or {}), procs.MARKER_ENV: self.marker}
+        with open(log, "ab") as logf:
+            logf.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(argv)}\n".encode())
+            logf.flush()
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=self.state_dir,
+                start_new_session=True,
+                preexec_fn=procs.pdeathsig_preexec() if self.pdeathsig else None,
+            )
+        self._popen[name] = process
+        self.state.processes[name] = ProcessRecord(process.pid, argv, str(log), time.time(), port)
+        self.state.save()
+        return process
+
+    def _wait_line(self, name: str, process: subprocess.Popen[bytes], prefix: str, timeout: float) -> str:
+        """Wait for a line starting with ``prefix`` in the component's log (written after spawn)."""
+        log = self.log_path(name)
+        with open(log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            start = max(0, f.tell() - 4096)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(log, "rb") as f:
+                f.seek(start)
+                for raw in f.read().splitlines():
+                    line = raw.decode(errors="replace")
+                    if line.startswith(prefix):
+                        return line
+            if process.poll() is not None:
+                raise SandboxError(f"{name} exited with code {process.returncode}{self._tail(name)}")
+            time.sleep(0.05)
+        raise SandboxError(f"{name} did not print {prefix!r} within {timeout:.0f}s{self._tail(name)}")
+
+    def _tail(self, name: str, lines: int = 20) -> str:
+        log = self.log_path(name)
+        if not log.exists():
+            return ""
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+        return f"\n--- {log} ---\n" + "\n".join(text)
+
+    # ---------------------------------------------------------------- components
+
+    def _crds(self) -> Path:
+        crds = self.crds_dir or default_crds_dir()
+        if crds is None:  # installed without the checkout: generate them from the API types
+            from ..api.crdgen import main as crdgen
+
+            crds = self.state_dir / "crds"
+            crdgen(["--out", str(crds)])
+        return crds
+
+    def start_apiserver(self, port: int = 0) -> str:
+        """Start the API emulator and write the kubeconfig; returns the API URL."""
+        argv = [*self.apiserver_command, "--host", "127.0.0.1", "--port", str(port), "--crds", str(self._crds())]
+        process = self._spawn("apiserver", argv, port=port or None)
+        line = self._wait_line("apiserver", process, "READY ", self.start_timeout)
+        url = line.split(None, 1)[1].strip()
+        self.state.processes["apiserver"].url = url
+        self.state.processes["apiserver"].port = int(url.rsplit(":", 1)[1])
+        self.state.api_url = url
+        self.state.kubeconfig = str(self._write_kubeconfig(url))
+        self.state.save()
+        return url
+
+    def _write_kubeconfig(self, url: str) -> Path:
+        from .kubeconfig import write_kubeconfig
+
+        return write_kubeconfig(self.state_dir / "kubeconfig", url)
+
+    def start_kubelet(self) -> None:
+        """Start the kubelet against the running API emulator and wait for its caches."""
+        if not self.state.api_url:
+            raise SandboxError("the API emulator is not running")
+        argv = [sys.executable, "-m", "modelops.sandbox.kubelet", "--api", self.state.api_url,
+                "--state-dir", str(self.state_dir)]
+        for repo, entry in self.images.items():
+            argv += ["--image", f"{repo}={entry}"]
+        argv += self.kubelet_args
+        process = self._spawn("kubelet", argv)
+        self._wait_line("kubelet", process, "READY", self.start_timeout)
+
+    def start_mlflow(self, port: int = 0) -> str:
+        """Start ``mlflow server`` (does not wait, see :meth:`wait_mlflow`); returns its URL."""
+        port = procs.free_port(port or None)
+        (mlflow_server.mlflow_dir(self.state_dir) / "artifacts").mkdir(parents=True, exist_ok=True)
+        self._spawn("mlflow", mlflow_server.command(self.state_dir, port, self.mlflow_workers), port=port)
+        url = mlflow_server.url_for(port)
+        self.state.processes["mlflow"].url = url
+        self.state.save()
+        return url
+
+    def wait_mlflow(self, timeout: float = 120.0) -> str:
+        """Wait until MLflow answers ``/health``; records and returns its URL. Raises SandboxError."""
+        rec = self.state.processes.get("mlflow")
+        if rec is None or rec.url is None:
+            raise SandboxError("mlflow was not started")
+        try:
+            mlflow_server.wait_healthy(rec.url, self._popen.get("mlflow"), timeout, self.log_path("mlflow"))
+        except mlflow_server.MlflowStartError as exc:
+            raise SandboxError(str(exc)) from exc
+        if not self.state.alive("mlflow"):
+            raise SandboxError(f"mlflow exited{self._tail('mlflow')}")
+        self.state.mlflow_url = rec.url
+        self.state.save()
+        return rec.url
+
+    def ensure_mlflow(self, port: int = 0) -> str:
+        """MLflow's URL, starting it (and waiting for it) when it is not running yet."""
+        if self.state.alive("mlflow") and self.state.mlflow_url:
+            return self.state.mlflow_url
+        if not self.state.alive("mlflow"):
+            self.start_mlflow(port)
+        return self.wait_mlflow()
+
+    def start_operator(self, timeout: float = 60.0) -> None:
+        """Start ``modelops operator run`` against the sandbox and wait for its /healthz."""
+        if not operator_command_available():
+            raise SandboxError("this installation has no `modelops operator run` command")
+        if not (self.state.kubeconfig and self.state.mlflow_url):
+            raise SandboxError("the operator needs the API emulator and MLflow running first")
+        predictions = self.state_dir / "predictions"
+        predictions.mkdir(parents=True, exist_ok=True)
+        health_port, metrics_port = procs.free_port(), procs.free_port()
+        env = {
+            "KUBECONFIG": self.state.kubeconfig,
+            "MODELOPS_MLFLOW_TRACKING_URI": self.state.mlflow_url,
+            "MODELOPS_PREDICTION_LOG_URI": str(predictions),
+            "MODELOPS_HEALTH_PORT": str(health_port),
+            "MODELOPS_METRICS_PORT": str(metrics_port),
+        }
+        argv = [sys.executable, "-m", "modelops.cli", "operator", "run"]
+        process = self._spawn("operator", argv, env=env, port=health_port)
+        self.state.processes["operator"].url = f"http://127.0.0.1:{metrics_port}/metrics"
+        self.state.prediction_log_uri = str(predictions)
+        self.state.save()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SandboxError(f"operator exited with code {process.returncode}{self._tail('operator')}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{health_port}/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise SandboxError(f"operator not healthy after {timeout:.0f}s{self._tail('operator')}")
+
+    # ---------------------------------------------------------------- up / down
+
+    def up(self, *, mlflow: bool = True, operator: bool = False, api_port: int = 0, mlflow_port: int = 0) -> bool:
+        """Start the sandbox; returns False when one was already running (it is reused).
+
+        Missing requested components (MLflow, operator) are added to a running sandbox. A stale
+        state (some process died) is stopped and started afresh. On any failure, everything
+        started is stopped and SandboxError (or KeyboardInterrupt) propagates.
+        """
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        reused = self.running()
+        if not reused and self.state.processes:
+            self.down()  # stale: a component died; start from scratch
+        try:
+            if mlflow and not self.state.alive("mlflow"):
+                self.start_mlflow(mlflow_port)  # slowest: let it boot while the rest starts
+            if not reused:
+                self.start_apiserver(api_port)
+                self.start_kubelet()
+            if mlflow:
+                self.wait_mlflow()
+            if operator and not self.state.alive("operator"):
+                self.start_operator()
+        except BaseException:
+            if not reused:
+                self.down()
+            raise
+        return not reused
+
+    def down(self, grace: float = 10.0) -> list[str]:
+        """Stop every tracked component (reverse start order), then sweep marked processes.
+
+        Each component's process group gets SIGTERM, then SIGKILL after ``grace`` seconds.
+        Returns the names of the components that were running. Removes the state file.
+        """
+        stopped = []
+        for name in reversed(COMPONENTS):
+            rec = self.state.processes.get(name)
+            if rec is None:
+                continue
+            if self.state.alive(name):
+                stopped.append(name)
+            # The kubelet stops its pods on SIGTERM; give it the longest grace.
+            procs.stop_groups([rec.pid], grace, self.marker)
+            popen = self._popen.pop(name, None)
+            if popen is not None:
+                popen.poll()  # reap
+        procs.sweep(self.marker)
+        self.state = self._fresh_state()
+        (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+        return stopped
+
+    def status(self) -> dict[str, Any]:
+        """Components with pid, alive flag, URL and log path, plus the kubeconfig path."""
+        out: dict[str, Any] = {"state_dir": str(self.state_dir), "kubeconfig": self.state.kubeconfig,
+                               "api_url": self.state.api_url, "mlflow_url": self.state.mlflow_url,
+                               "components": {}}
+        for name in COMPONENTS:
+            rec = self.state.processes.get(name)
+            if rec is not None:
+                out["components"][name] = {"pid": rec.pid, "alive": self.state.alive(name), "url": rec.url,
+                                           "log": rec.log}
+        return out
+
+    def foreground(self) -> int:
+        """Stay attached until SIGINT/SIGTERM or a component dies, then stop everything.
+
+        Returns 0 after a signal, 1 when a component died.
+        """
+        stop = {"flag": False}
+
+        def _handler(signum: int, frame: object) -> None:
+            stop["flag"] = True
+
+        previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not stop["flag"]:
+                dead = [n for n in self.state.processes if not self.state.alive(n)]
+                if dead:
+                    print(f"sandbox component(s) exited: {', '.join(dead)}{self._tail(dead[0])}", file=sys.stderr)
+                    return 1
+                time.sleep(0.5)
+            return 0
+        finally:
+            self.down()
+            for sig, old in previous.items():
+                signal.signal(sig, old)
