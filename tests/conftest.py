@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["modelops.sandbox.testing"]
-
 from pathlib import Path
 
 import pytest
 import yaml
+
+pytest_plugins = ["modelops.sandbox.testing"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
