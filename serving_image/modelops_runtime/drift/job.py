@@ -1,0 +1,535 @@
+"""``modelops-runtime drift``: one monitoring run of a ModelMonitor (drift + health), written to MLflow.
+
+One run per CronJob Job. Reads a :class:`~modelops.contract.DriftJobConfig` from
+``MODELOPS_JOB_CONFIG`` (or ``--config-file``), then:
+
+1. resolves the version serving the stage from the registered model's alias (``production``,
+   ``staging``, ``development``) with ``MlflowClient.get_model_version_by_alias``;
+2. reference: the reference sample (``ARTIFACT_REFERENCE``, Parquet) logged by that version's
+   training run, or ``reference_uri``; compared features: ``drift.columns``, else the training
+   run's ``model.features`` tag (so the target column in the reference sample is left out);
+3. current: the stage's prediction log over ``window`` (rows of the served registry version,
+   ``feature.`` prefix stripped), or ``current_uri``;
+4. drift with :func:`modelops.monitoring.drift.detect_drift`, health of the same window (+ feedback)
+   with :func:`modelops.monitoring.health.compute_health`, the accuracy trend against this
+   monitor's previous ``history_runs`` runs (found by the owner uid tag);
+5. one MLflow run in ``experiment``: metrics (``METRIC_*``, ``drift_score.<column>``), the
+   Evidently HTML report and a JSON summary as artifacts, tags (owner, model, stage, semver, result).
+
+Exit codes: 0 for a run with result ``Completed`` or ``InsufficientData`` (no serving version, no
+reference sample, too few rows); 2 for invalid input (config, unreadable ``reference_uri``/
+``current_uri``); 1 for other faults (MLflow or storage unreachable...). A failed run is still
+written when MLflow is reachable (status FAILED, result ``Failed``, ``TAG_FAILURE``), and the
+one-line reason goes to stderr and the container's termination message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import pandas as pd
+import pydantic
+
+from modelops.api.modelversion import STAGE_ALIASES
+from modelops.contract import (
+    ARTIFACT_DRIFT_REPORT,
+    ARTIFACT_DRIFT_SUMMARY,
+    ARTIFACT_REFERENCE,
+    ENV_JOB_CONFIG,
+    ENV_PREDICTION_LOG_URI,
+    EXIT_INVALID_INPUT,
+    METRIC_ACCURACY,
+    METRIC_CURRENT_ROWS,
+    METRIC_DRIFT_SCORE_PREFIX,
+    METRIC_DRIFT_SHARE,
+    METRIC_DRIFTED_COLUMNS,
+    METRIC_ERROR_RATE,
+    METRIC_LATENCY_P50,
+    METRIC_LATENCY_P95,
+    METRIC_PREDICTIONS,
+    TAG_FAILURE,
+    TAG_MODEL_NAME,
+    TAG_MODEL_STAGE,
+    TAG_RESULT,
+    TAG_SEMVER,
+    TAG_UID,
+    DriftJobConfig,
+    TrainingResult,
+)
+from modelops.monitoring.drift import DriftResult, detect_drift
+from modelops.monitoring.health import HealthReport, compute_health
+from modelops.monitoring.monitor import strip_feature_prefix
+from modelops.monitoring.window import parse_duration
+
+log = logging.getLogger("modelops_runtime.drift")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+TERMINATION_LOG = "/dev/termination-log"
+#: MLflow accepts at most this many metrics per ``log_batch`` call.
+MLFLOW_BATCH_METRICS = 1000
+#: Longest MLflow metric key (``mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH``).
+MLFLOW_MAX_KEY = 250
+
+
+class InvalidInput(Exception):
+    """The job's input is wrong (config, reference/current URI): exit code 2, a retry does not help."""
+
+
+class Terminated(Exception):
+    """The pod is being stopped (SIGTERM, e.g. ``activeDeadlineSeconds``)."""
+
+
+@dataclass
+class ServedVersion:
+    """The registry version holding the stage's alias and what its training run recorded."""
+
+    registry_version: str
+    run_id: str | None
+    semver: str | None
+    features: list[str] | None
+    task: str | None
+
+
+@dataclass
+class Outcome:
+    """Everything one monitoring run writes to MLflow."""
+
+    result: str
+    drift: DriftResult | None
+    health: HealthReport
+    served: ServedVersion | None
+    message: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    report_html: str | None = None
+
+
+# -- config ---------------------------------------------------------------------------------------
+
+
+def load_config(env: Mapping[str, str], config_file: str | None = None) -> DriftJobConfig:
+    """Parse the job config from ``config_file`` or ``MODELOPS_JOB_CONFIG``; :class:`InvalidInput` if bad."""
+    if config_file:
+        try:
+            raw = Path(config_file).read_text()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read config file {config_file}: {exc.strerror}") from exc
+    else:
+        raw = env.get(ENV_JOB_CONFIG, "")
+        if not raw.strip():
+            raise InvalidInput(f"{ENV_JOB_CONFIG} is not set")
+    try:
+        config = DriftJobConfig.model_validate_json(raw)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"invalid job config: {where}: {first['msg']} ({exc.error_count()} error(s))") from exc
+    if config.stage not in STAGE_ALIASES:
+        raise InvalidInput(f"invalid job config: stage {config.stage!r} is not one of {', '.join(STAGE_ALIASES)}")
+    try:
+        parse_duration(config.window)
+    except ValueError as exc:
+        raise InvalidInput(f"invalid job config: window: {exc}") from exc
+    return config
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+
+
+def resolve_served_version(client: Any, model: str, stage: str) -> ServedVersion | None:
+    """The version ``model@<stage alias>`` points to, with its training run's features; None when unset.
+
+    Raises what MLflow raises for anything but "not found" (translated to ``RegistryUnavailable``
+    when the server is unreachable).
+    """
+    from mlflow.exceptions import MlflowException
+
+    from modelops.registry.errors import is_not_found, translate_errors
+
+    with translate_errors("resolving the served version"):
+        try:
+            mv = client.get_model_version_by_alias(model, STAGE_ALIASES[stage])
+        except MlflowException as exc:
+            if is_not_found(exc):
+                return None
+            raise
+        semver = (mv.tags or {}).get(TAG_SEMVER)
+        features = task = None
+        if mv.run_id:
+            try:
+                run = client.get_run(mv.run_id)
+            except MlflowException as exc:
+                if not is_not_found(exc):
+                    raise
+            else:
+                meta = TrainingResult.from_tags(run.data.tags)
+                features, task = meta.features, meta.task
+                semver = semver or run.data.tags.get(TAG_SEMVER)
+    return ServedVersion(str(mv.version), mv.run_id, semver, features, task)
+
+
+def read_table(uri: str, fmt: str) -> pd.DataFrame:
+    """A CSV/Parquet file (fsspec URI) or a built-in dataset (``sklearn://``, ``penguins://``).
+
+    Reuses the training runtime's loader; raises :class:`InvalidInput` when it is missing or unreadable.
+    """
+    from modelops_runtime.train import data as data_mod
+    from modelops_runtime.train.errors import InvalidInput as TrainInvalidInput
+
+    try:
+        if data_mod.is_builtin(uri):
+            return data_mod.load_builtin(uri)
+        return data_mod.load_file(uri, data_mod.detect_format(uri, fmt))
+    except TrainInvalidInput as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+def download_reference(client: Any, run_id: str) -> pd.DataFrame | None:
+    """The reference sample the training run ``run_id`` logged, or None when it logged none."""
+    from mlflow.exceptions import MlflowException
+
+    from modelops.registry.errors import is_not_found, translate_errors
+
+    with tempfile.TemporaryDirectory(prefix="modelops-drift-") as tmp, translate_errors("downloading the reference"):
+        try:
+            path = client.download_artifacts(run_id, ARTIFACT_REFERENCE, tmp)
+        except MlflowException as exc:
+            if is_not_found(exc):
+                return None
+            raise
+        except FileNotFoundError:
+            return None
+        return pd.read_parquet(path)
+
+
+def previous_accuracy(client: Any, experiment_id: str, uid: str, limit: int, exclude_run: str) -> list[float]:
+    """Accuracy of this monitor's previous finished runs, oldest first (at most ``limit`` runs looked at)."""
+    if limit <= 0:
+        return []
+    from modelops.registry.errors import translate_errors
+
+    uid_literal = uid.replace("'", "")
+    with translate_errors("reading previous monitoring runs"):
+        runs = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{TAG_UID}` = '{uid_literal}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=limit + 1,
+        )
+    values = [r.data.metrics.get(METRIC_ACCURACY) for r in runs if r.info.run_id != exclude_run][:limit]
+    return [float(v) for v in reversed(values) if v is not None]
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+def metric_key(column: str, taken: set[str]) -> str:
+    """``drift_score.<column>`` made valid for MLflow: characters outside ``[A-Za-z0-9_.- ]`` become
+    ``_``; an over-long or colliding key gets a short hash of the column name."""
+    safe = re.sub(r"[^A-Za-z0-9_.\- ]", "_", column).strip() or "_"
+    safe = re.sub(r"\.{2,}", "_", safe)
+    key = METRIC_DRIFT_SCORE_PREFIX + safe
+    if len(key) > MLFLOW_MAX_KEY or key in taken:
+        digest = hashlib.sha1(column.encode()).hexdigest()[:8]
+        key = key[: MLFLOW_MAX_KEY - 9] + "_" + digest
+    taken.add(key)
+    return key
+
+
+def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str, now: datetime) -> Outcome:
+    """Compute one monitoring run's results (no MLflow writes besides reads).
+
+    Raises :class:`InvalidInput` for unreadable ``reference_uri``/``current_uri`` or a missing
+    current data source; lets MLflow/storage errors through.
+    """
+    from modelops.monitoring.prediction_log import read_feedback, read_prediction_log
+
+    window = parse_duration(config.window)
+    since = now - window
+    log_uri = config.prediction_log_uri or os.environ.get(ENV_PREDICTION_LOG_URI) or None
+    if config.current_uri is None and log_uri is None:
+        raise InvalidInput("no current data: set current.uri or the operator's prediction log URI")
+
+    served = resolve_served_version(client, config.model, config.stage)
+    history = previous_accuracy(client, experiment_id, config.owner.uid, config.history_runs, run_id)
+
+    window_rows = pd.DataFrame()
+    feedback: pd.DataFrame | None = None
+    excluded_rows = 0
+    if log_uri is not None:
+        window_rows = read_prediction_log(log_uri, config.model, config.stage, since, now)
+        versions = window_rows["registry_version"] if "registry_version" in window_rows.columns else None
+        if served is not None and versions is not None and versions.notna().any():
+            mine = versions.astype(str) == served.registry_version
+            excluded_rows = int((~mine).sum())
+            window_rows = window_rows[mine]
+        feedback = read_feedback(log_uri, config.model, config.stage, since, now)
+    health = compute_health(
+        window_rows, config.health, feedback=feedback, previous_accuracy=history, task=served.task if served else None
+    )
+    if log_uri is None:
+        health.issues.append("no prediction log configured: health is unknown")
+
+    summary: dict[str, Any] = {
+        "model": config.model,
+        "stage": config.stage,
+        "model_version": served.semver if served else None,
+        "registry_version": served.registry_version if served else None,
+        "window": config.window,
+        "window_start": since.isoformat(),
+        "window_end": now.isoformat(),
+        "rows_of_other_versions": excluded_rows,
+    }
+    if served is None:
+        message = f"no version of {config.model} serves {config.stage} (alias {STAGE_ALIASES[config.stage]!r} unset)"
+        return _insufficient(message, health, served, summary)
+
+    if config.reference_uri:
+        reference: pd.DataFrame | None = read_table(config.reference_uri, config.reference_format)
+        reference_source = config.reference_uri
+    elif served.run_id:
+        reference = download_reference(client, served.run_id)
+        reference_source = f"runs:/{served.run_id}/{ARTIFACT_REFERENCE}"
+    else:
+        reference, reference_source = None, "none"
+    if reference is None:
+        message = f"the training run of {config.model} version {served.registry_version} logged no reference sample"
+        return _insufficient(message, health, served, summary)
+
+    if config.current_uri:
+        current = read_table(config.current_uri, config.current_format)
+        current_source = config.current_uri
+    else:
+        current = strip_feature_prefix(window_rows) if len(window_rows) else pd.DataFrame()
+        current_source = f"prediction log {log_uri} ({config.window})"
+
+    features = config.drift.columns or served.features
+    notes: list[str] = []
+    if features is None:
+        features = [c for c in reference.columns if c in current.columns]
+        notes.append(
+            "the training run recorded no model.features: compared the reference columns found in current data"
+        )
+    spec = config.drift
+    drift = detect_drift(
+        reference,
+        current,
+        columns=features,
+        method=spec.method,
+        threshold=spec.threshold,
+        drift_share=spec.drift_share,
+        min_rows=spec.min_rows,
+        max_rows=spec.max_rows,
+    )
+    drift.notes[:0] = notes
+    summary.update(
+        reference={"source": reference_source, "rows": len(reference)},
+        current={"source": current_source, "rows": len(current)},
+        features=list(features),
+    )
+    metrics: dict[str, float] = {METRIC_CURRENT_ROWS: float(drift.current_rows)}
+    keys: dict[str, str] = {}
+    if drift.result == "Completed":
+        taken: set[str] = set()
+        for col in drift.columns:
+            if col.compared and col.score is not None:
+                keys[col.name] = metric_key(col.name, taken)
+                metrics[keys[col.name]] = col.score
+        if drift.share is not None:
+            metrics[METRIC_DRIFT_SHARE] = drift.share
+        metrics[METRIC_DRIFTED_COLUMNS] = float(len(drift.drifted_columns))
+    summary["metric_keys"] = keys
+    started = time.perf_counter()
+    page = drift.report_html() if drift.result == "Completed" else None
+    if page is not None:
+        log.info("Evidently HTML report rendered in %.2f s", time.perf_counter() - started)
+    message = drift.message or drift.result
+    return Outcome(drift.result, drift, health, served, message, metrics, summary, page)
+
+
+def _insufficient(message: str, health: HealthReport, served: ServedVersion | None, summary: dict) -> Outcome:
+    """An ``InsufficientData`` outcome without drift (health is still reported)."""
+    return Outcome("InsufficientData", None, health, served, message, {}, summary)
+
+
+def health_metrics(health: HealthReport) -> dict[str, float]:
+    """The health numbers as run metrics (missing ones left out)."""
+    values = {
+        METRIC_PREDICTIONS: float(health.predictions),
+        METRIC_LATENCY_P50: health.latency_p50_ms,
+        METRIC_LATENCY_P95: health.latency_p95_ms,
+        METRIC_ERROR_RATE: health.error_rate,
+        METRIC_ACCURACY: health.accuracy,
+    }
+    return {k: float(v) for k, v in values.items() if v is not None}
+
+
+def write_outcome(client: Any, run_id: str, config: DriftJobConfig, outcome: Outcome) -> None:
+    """Log the outcome's metrics, artifacts and tags to ``run_id`` and end it FINISHED."""
+    from mlflow.entities import Metric, RunTag
+
+    from modelops.registry.errors import translate_errors
+
+    stamp = int(time.time() * 1000)
+    metrics = {**outcome.metrics, **health_metrics(outcome.health)}
+    drift_doc: dict[str, Any] = (
+        outcome.drift.model_dump(mode="json")
+        if outcome.drift is not None
+        else {"result": outcome.result, "message": outcome.message, "detected": False}
+    )
+    health_doc = outcome.health.model_dump(mode="json")
+    summary = {**outcome.summary, "result": outcome.result, "drift": drift_doc, "health": health_doc}
+    tags = {TAG_RESULT: outcome.result}
+    if outcome.served is not None and outcome.served.semver:
+        tags[TAG_SEMVER] = outcome.served.semver
+    with translate_errors("writing the monitoring run"):
+        items = [Metric(k, v, stamp, 0) for k, v in metrics.items()]
+        for start in range(0, len(items), MLFLOW_BATCH_METRICS):
+            client.log_batch(run_id, metrics=items[start : start + MLFLOW_BATCH_METRICS])
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        client.log_text(run_id, json.dumps(summary, indent=2, default=str), ARTIFACT_DRIFT_SUMMARY)
+        if outcome.report_html is not None:
+            client.log_text(run_id, outcome.report_html, ARTIFACT_DRIFT_REPORT)
+        client.set_terminated(run_id, "FINISHED")
+
+
+def record_failure(client: Any, run_id: str, reason: str, status: str = "FAILED") -> None:
+    """Tag ``run_id`` Failed with ``reason`` and end it; MLflow errors here are logged, not raised."""
+    from mlflow.entities import RunTag
+    from mlflow.exceptions import MlflowException
+    from requests.exceptions import RequestException
+
+    try:
+        client.log_batch(run_id, tags=[RunTag(TAG_RESULT, "Failed"), RunTag(TAG_FAILURE, reason[:5000])])
+        client.set_terminated(run_id, status)
+    except (MlflowException, RequestException) as exc:
+        log.warning("could not record the failure in MLflow run %s: %s", run_id, _one_line(exc))
+
+
+def run_job(config: DriftJobConfig, now: datetime | None = None) -> tuple[int, str]:
+    """Run one monitoring run; returns ``(exit code, one-line message)`` and never raises for job failures."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from modelops.registry.errors import RegistryUnavailable, is_unavailable, translate_errors
+
+    now = now or datetime.now(UTC)
+    tracking = mlflow.get_tracking_uri()
+    client = MlflowClient()
+    tags = {**config.owner.tags(), TAG_MODEL_NAME: config.model, TAG_MODEL_STAGE: config.stage}
+    try:
+        with translate_errors("creating the monitoring run"):
+            experiment = client.get_experiment_by_name(config.experiment)
+            experiment_id = experiment.experiment_id if experiment else client.create_experiment(config.experiment)
+            run = client.create_run(
+                experiment_id, tags=tags, run_name=f"{config.owner.name}-{now.strftime('%Y%m%dT%H%M%SZ')}"
+            )
+    except RegistryUnavailable as exc:
+        return EXIT_FAILED, f"MLflow unreachable at {tracking}: {_one_line(exc.__cause__ or exc, 300)}"
+
+    run_id = run.info.run_id
+    try:
+        outcome = monitor(config, client, run_id, experiment_id, now)
+        write_outcome(client, run_id, config, outcome)
+    except InvalidInput as exc:
+        reason = _one_line(exc)
+        record_failure(client, run_id, reason)
+        return EXIT_INVALID_INPUT, reason
+    except Terminated as exc:
+        reason = _one_line(exc)
+        record_failure(client, run_id, reason, status="KILLED")
+        return EXIT_FAILED, reason
+    except RegistryUnavailable as exc:
+        reason = f"MLflow unreachable at {tracking}: {_one_line(exc.__cause__ or exc, 300)}"
+        record_failure(client, run_id, reason)
+        return EXIT_FAILED, reason
+    except Exception as exc:  # process boundary: any other fault must end the run FAILED with its reason
+        log.exception("monitoring run failed")
+        reason = f"{type(exc).__name__}: {_one_line(exc)}"
+        if is_unavailable(exc):
+            reason = f"MLflow unreachable at {tracking}: {_one_line(exc, 300)}"
+        record_failure(client, run_id, reason)
+        return EXIT_FAILED, reason
+    verdict = f"health {outcome.health.status}"
+    if outcome.drift is not None and outcome.drift.result == "Completed":
+        drifted = ", ".join(outcome.drift.drifted_columns) or "none"
+        verdict = f"drift {'detected' if outcome.drift.detected else 'not detected'} (drifted: {drifted}); " + verdict
+    return EXIT_OK, f"{outcome.result} in run {run_id}: {outcome.message}; {verdict}"
+
+
+# -- process boundary -----------------------------------------------------------------------------
+
+
+def _one_line(exc: BaseException, limit: int = 1000) -> str:
+    """A single-line, bounded description of ``exc``."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(f"terminated by signal {signum}")
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[TextIO]:
+    """Send library logging and warnings to stdout; yield the real stderr for the final line."""
+    real = sys.stderr
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.redirect_stderr(sys.stdout):
+        yield real
+
+
+def _termination_message(message: str) -> None:
+    """Write ``message`` where Kubernetes reads a container's termination message, when that file exists."""
+    if os.path.exists(TERMINATION_LOG):
+        with contextlib.suppress(OSError), open(TERMINATION_LOG, "w") as handle:
+            handle.write(message)
+
+
+def main(args: list[str]) -> int:
+    """Entry point of ``modelops-runtime drift [--config-file PATH]``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="modelops-runtime drift", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--config-file", help=f"job config JSON file instead of ${ENV_JOB_CONFIG}")
+    options = parser.parse_args(args)
+    with _quiet_stderr() as stderr:
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous_handler = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+        try:
+            config = load_config(os.environ, options.config_file)
+            code, message = run_job(config)
+        except InvalidInput as exc:
+            code, message = EXIT_INVALID_INPUT, _one_line(exc)
+        except Terminated as exc:
+            code, message = EXIT_FAILED, _one_line(exc)
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous_handler)
+        if code == EXIT_OK:
+            print(message, flush=True)
+        else:
+            print(f"drift failed: {message}", file=stderr, flush=True)
+            _termination_message(message)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
