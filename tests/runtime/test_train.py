@@ -31,7 +31,7 @@ from modelops.contract import (
 from modelops.registry.models import load_model
 from modelops.registry.operations import find_run_by_uid
 from modelops_runtime.train import job
-from tests.mlflow_testing import MlflowStore, mlflow_store, mlflow_template  # noqa: F401
+from tests.mlflow_testing import MlflowStore, mlflow_store, mlflow_template, reset_mlflow_uris  # noqa: F401
 
 EXPERIMENT = "model-training"
 
@@ -358,7 +358,7 @@ def test_mlflow_unreachable(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
         config = make_config("sklearn://iris", "target", "sklearn.linear_model.LogisticRegression", "uid-down")
         code, _, err = run_train(config, monkeypatch, capsys)
     finally:
-        mlflow.set_tracking_uri(None)
+        reset_mlflow_uris()
     assert code == 1
     assert err.count("\n") == 1 and f"MLflow unreachable at {uri}" in err, err
 

@@ -197,7 +197,14 @@ def ensure_registered_model(client: MlflowClient, name: str, namespace: str) -> 
 
 
 def list_versions(client: MlflowClient, model: str) -> list[ModelVersion]:
-    """All versions of registered model ``model`` (with their tags and aliases), by version number; [] if none."""
+    """All versions of registered model ``model`` with tags and aliases, by version number; [] if none.
+
+    ``search_model_versions`` leaves ``aliases`` empty on some stores (the SQL store), so they are
+    filled from the registered model's alias map (one extra call).
+    """
+    registered = get_registered_model(client, model)
+    if registered is None:
+        return []
     with translate_errors("list_versions"):
         found: list[ModelVersion] = []
         page_token: str | None = None
@@ -207,6 +214,11 @@ def list_versions(client: MlflowClient, model: str) -> list[ModelVersion]:
             page_token = page.token
             if not page_token:
                 break
+    by_version: dict[str, list[str]] = {}
+    for alias, number in (registered.aliases or {}).items():
+        by_version.setdefault(str(number), []).append(alias)
+    for version in found:
+        version.aliases = sorted(by_version.get(str(version.version), []))
     return sorted(found, key=_version_number)
 
 
