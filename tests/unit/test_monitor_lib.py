@@ -216,3 +216,38 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="history_size"):
         ModelMonitor("m", history_size=0)
     assert np.isfinite(ModelMonitor("m").window.total_seconds())
+
+
+def test_monitor_reads_the_prediction_log(tmp_path: Path) -> None:
+    """The document's workflow: PredictionLogger.log_prediction, then ModelMonitor over the stage's log."""
+    from modelops.monitoring.prediction_log import PredictionLogger
+
+    base = str(tmp_path / "log")
+    with PredictionLogger(base, "future-skills-model", "Production", pod="p0") as logger:
+        for i in range(40):
+            rid = logger.log_prediction(
+                model_name="future-skills-model",
+                model_version="1.0.0",
+                features={"experience": i % 7, "skill": "Python"},
+                prediction="HIGH" if i % 2 else "LOW",
+                probability=0.9,
+                prediction_time_ms=10.0 + i,
+                status=LOG_STATUS_OK if i < 38 else "error",
+            )
+            logger.log_feedback(rid, "HIGH")
+    monitor = ModelMonitor("future-skills-model", prediction_log_uri=base, window="1h", drift=DriftSpec(min_rows=10))
+    report = monitor.generate_monitoring_report()
+    assert report["model_version"] == "1.0.0"
+    assert report["prediction_stats"]["total_predictions"] == 40
+    assert report["prediction_stats"]["avg_prediction_time_ms"] == pytest.approx(29.5)
+    health = monitor.check_model_health()
+    assert health["error_rate"] == pytest.approx(0.05) and health["labelled"] == 38
+    assert health["accuracy"] == pytest.approx(19 / 38)  # odd i predicted HIGH; failed rows are not joined
+    assert ModelMonitor("other-model", prediction_log_uri=base).check_model_health()["status"] == "unknown"
+
+    monitor.set_reference_data(pd.DataFrame({"experience": np.arange(200) % 7, "skill": "Python"}))
+    predictions, _ = monitor.prediction_window()
+    detected, drift = monitor.detect_data_drift(predictions)
+    assert not detected and drift["result"] == "Completed" and drift["ignored_columns"] == []
+    assert [c["name"] for c in drift["columns"]] == ["experience", "skill"]
+    assert drift["columns"][1]["reason"].startswith("constant")

@@ -229,9 +229,8 @@ class ModelMonitor:
             since = datetime.now(UTC) - self.window
             frames.append(read_prediction_log(self.prediction_log_uri, self.model_name, self.stage, since))
             feedback.append(read_feedback(self.prediction_log_uri, self.model_name, self.stage, since))
-        predictions = pd.concat([f for f in frames if not f.empty], ignore_index=True) if frames else pd.DataFrame()
-        if predictions.empty:
-            predictions = pd.DataFrame()
+        rows = [f for f in frames if not f.empty]
+        predictions = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
         labels = [f for f in feedback if not f.empty]
         return predictions, (pd.concat(labels, ignore_index=True) if labels else None)
 
