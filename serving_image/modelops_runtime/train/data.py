@@ -82,8 +82,20 @@ def detect_format(uri: str, declared: str = "auto") -> str:
     raise InvalidInput(f"cannot tell the format of {uri!r} from its extension; set data.format to csv or parquet")
 
 
+class DatasetUnavailable(Exception):
+    """The dataset's storage could not be reached (connection refused, timeout): a failure worth a retry.
+
+    fsspec's HTTP filesystem reports an unreachable server as ``FileNotFoundError``, which is
+    treated as a missing dataset (invalid input) like a 404.
+    """
+
+
 def load_file(uri: str, fmt: str) -> pd.DataFrame:
-    """Read a CSV or Parquet file through fsspec; :class:`InvalidInput` when missing or unreadable."""
+    """Read a CSV or Parquet file through fsspec.
+
+    Raises :class:`InvalidInput` when missing or unreadable, :class:`DatasetUnavailable` on a
+    connection error or timeout.
+    """
     try:
         with fsspec.open(uri, mode="rb", compression="infer") as handle:
             if fmt == "csv":
@@ -93,6 +105,8 @@ def load_file(uri: str, fmt: str) -> pd.DataFrame:
         raise InvalidInput(f"dataset not found: {uri}") from exc
     except PermissionError as exc:
         raise InvalidInput(f"dataset not readable (permission denied): {uri}") from exc
+    except (ConnectionError, TimeoutError) as exc:  # transient: not invalid input, the Job may retry
+        raise DatasetUnavailable(f"cannot reach dataset {uri}: {exc}") from exc
     except ImportError as exc:  # e.g. s3:// without s3fs
         raise InvalidInput(f"cannot read {uri}: {exc}") from exc
     except (ValueError, pd.errors.ParserError, OSError) as exc:

@@ -1,0 +1,113 @@
+"""The training runtime's pure pieces: estimator allowlist, hyperparameters, features, data helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+
+from modelops.api.modelversion import DataSpec
+from modelops_runtime.train import data, metrics, pipeline
+from modelops_runtime.train.errors import InvalidInput
+
+
+@pytest.mark.parametrize(
+    ("path", "prefixes", "message"),
+    [
+        ("sklearnx.ensemble.Forest", ["sklearn."], "outside the allowed modules"),  # prefix is a module boundary
+        ("os.system", ["sklearn"], "outside the allowed modules"),
+        ("sklearn.ensemble.Nope", ["sklearn"], "has no 'Nope'"),
+        ("sklearn.nope.Forest", ["sklearn."], "module 'sklearn.nope' not found"),
+        ("sklearn.pipeline.make_pipeline", ["sklearn."], "not a scikit-learn estimator class"),
+    ],
+)
+def test_estimator_refusals(path: str, prefixes: list[str], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        pipeline.resolve_estimator(path, prefixes)
+
+
+def test_estimator_checks() -> None:
+    cls = pipeline.resolve_estimator("sklearn.ensemble.RandomForestClassifier", ["sklearn"])
+    assert cls is RandomForestClassifier
+    est = pipeline.make_estimator(cls, {"n_estimators": 5}, random_state=7)
+    assert est.get_params()["random_state"] == 7 and est.get_params()["n_estimators"] == 5
+    assert pipeline.make_estimator(cls, {"random_state": 1}, 7).get_params()["random_state"] == 1
+    with pytest.raises(InvalidInput, match=r"unknown hyperparameters 'a', 'b' for RandomForestClassifier; valid: "):
+        pipeline.make_estimator(cls, {"a": 1, "b": 2}, 0)
+    scaler = pipeline.resolve_estimator("sklearn.preprocessing.StandardScaler", ["sklearn."])
+    with pytest.raises(InvalidInput, match="neither a classifier nor a regressor"):
+        pipeline.make_estimator(scaler, {}, 0)
+
+
+def test_feature_selection() -> None:
+    frame = pd.DataFrame(
+        {
+            "n": [1, 2],
+            "f": [0.1, None],
+            "s": ["a", None],
+            "b": [True, False],
+            "c": pd.Categorical(["x", "y"]),
+            "t": pd.to_datetime(["2024-01-01", "2024-01-02"]),
+            "y": [0, 1],
+        }
+    )
+    features = pipeline.select_features(frame, DataSpec(uri="x.csv", target="y"))
+    assert features.numeric == ["n", "f"] and features.categorical == ["s", "b", "c"] and features.ignored == ["t"]
+    listed = pipeline.select_features(frame, DataSpec(uri="x.csv", target="y", categorical_features=["s"]))
+    assert (listed.numeric, listed.categorical) == ([], ["s"])
+    with pytest.raises(InvalidInput, match="feature column not in dataset: zz"):
+        pipeline.select_features(frame, DataSpec(uri="x.csv", target="y", numeric_features=["zz"]))
+    with pytest.raises(InvalidInput, match="not numeric: s"):
+        pipeline.select_features(frame, DataSpec(uri="x.csv", target="y", numeric_features=["s"]))
+    with pytest.raises(InvalidInput, match="also listed as a feature"):
+        pipeline.select_features(frame, DataSpec(uri="x.csv", target="y", numeric_features=["y"]))
+    prepared = pipeline.prepare_frame(frame, features)
+    assert prepared["n"].dtype == np.float64
+    assert prepared["s"].dtype == object and prepared["s"].isna().tolist() == [False, True]
+    assert pipeline.prepare_target(pd.Series([1.0, 0.0], name="y"), "classification").dtype == np.int64
+    with pytest.raises(InvalidInput, match="must be numeric for a regressor"):
+        pipeline.prepare_target(pd.Series(["a", "b"], name="y"), "regression")
+
+
+def test_formats_builtins_and_hash(tmp_path: Path) -> None:
+    assert data.detect_format("s3://b/k/train.CSV") == "csv"
+    assert data.detect_format("/d/train.csv.gz") == "csv"
+    assert data.detect_format("https://h/x.parquet?sig=1") == "parquet"
+    assert data.detect_format("/d/blob", "parquet") == "parquet"
+    with pytest.raises(InvalidInput, match=r"set data\.format"):
+        data.detect_format("/d/blob")
+    with pytest.raises(InvalidInput, match="unknown built-in dataset 'sklearn://mnist'"):
+        data.load_builtin("sklearn://mnist")
+    iris = data.load_dataset(DataSpec(uri="sklearn://iris", target="target"))
+    assert iris.shape == (150, 5) and "target" in iris.columns
+
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", None]})
+    digest = data.dataset_hash(frame)
+    assert digest == data.dataset_hash(frame.copy())
+    assert digest != data.dataset_hash(frame.assign(a=[1, 3]))
+    assert digest != data.dataset_hash(frame.iloc[::-1])  # row order is content
+    assert digest != data.dataset_hash(frame.rename(columns={"a": "A"}))
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("a,b\n")
+    with pytest.raises(InvalidInput, match="has no rows"):
+        data.load_dataset(DataSpec(uri=str(empty), target="b"))
+    broken = tmp_path / "broken.parquet"
+    broken.write_text("not parquet")
+    with pytest.raises(InvalidInput, match="cannot read parquet dataset"):
+        data.load_dataset(DataSpec(uri=str(broken), target="b"))
+
+
+def test_metrics_and_profile() -> None:
+    m = metrics.classification_metrics([0, 1, 1, 0], [0, 1, 0, 0], [0.1, 0.9, 0.4, 0.2])
+    assert m["accuracy"] == 0.75 and m["roc_auc"] == 1.0
+    assert m["f1_score"] == m["f1_weighted"]
+    r = metrics.regression_metrics([1.0, 2.0, 3.0], [1.0, 2.0, 5.0])
+    assert r["mae"] == pytest.approx(2 / 3) and r["rmse"] == pytest.approx(np.sqrt(4 / 3))
+    profile = metrics.profile_frame(pd.DataFrame({"x": [1.0, None, 3.0, 4.0], "c": ["a", "a", "b", None]}))
+    assert profile["rows"] == 4
+    assert profile["columns"]["x"]["missing_share"] == 0.25 and profile["columns"]["x"]["p50"] == 3.0
+    assert profile["columns"]["c"]["top"] == {"a": 2, "b": 1} and profile["columns"]["c"]["distinct"] == 2
