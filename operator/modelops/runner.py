@@ -25,6 +25,9 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     """A kopf registry with our handlers and the start-up/clean-up hooks bound to ``settings``."""
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)
+    # A custom registry has none of kopf's default login handlers: use the official client's
+    # loader (in-cluster service account, else KUBECONFIG), the same one clients/kube.py uses.
+    kopf.on.login(registry=registry)(kopf.login_via_client)
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:

@@ -185,6 +185,9 @@ async def training_flow(
         if run is not None:
             await register(ctx, body, spec, status, run, experiment)
             return
+        trained = get_condition(status.conditions, "Trained")
+        if trained is not None and trained.reason == "TrainingFailed" and status.training_job is not None:
+            return  # the failed Job was garbage-collected (ttlSecondsAfterFinished): keep the verdict
         manifest = build_training_job(
             ObjectRef.from_body(body), spec, status.version, status.parent_version, ctx.settings
         )
