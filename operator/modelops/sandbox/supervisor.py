@@ -196,10 +196,12 @@ class Supervisor:
         while time.monotonic() < deadline:
             with open(log, "rb") as f:
                 f.seek(start)
-                for raw in f.read().splitlines():
-                    line = raw.decode(errors="replace")
-                    if line.startswith(prefix):
-                        return line
+                lines = f.read().decode(errors="replace").splitlines()
+            # Only this start's output counts: the log is appended to across restarts.
+            starts = [i for i, line in enumerate(lines) if line.startswith("--- ") and " starting: " in line]
+            for line in lines[starts[-1] + 1 if starts else 0:]:
+                if line.startswith(prefix):
+                    return line
             if process.poll() is not None:
                 raise SandboxError(f"{name} exited with code {process.returncode}{self._tail(name)}")
             time.sleep(0.05)
@@ -257,7 +259,8 @@ class Supervisor:
         """Start ``mlflow server`` (does not wait, see :meth:`wait_mlflow`); returns its URL."""
         port = procs.free_port(port or None)
         (mlflow_server.mlflow_dir(self.state_dir) / "artifacts").mkdir(parents=True, exist_ok=True)
-        self._spawn("mlflow", mlflow_server.command(self.state_dir, port, self.mlflow_workers), port=port)
+        self._spawn("mlflow", mlflow_server.command(self.state_dir, port, self.mlflow_workers), mlflow_server.ENV,
+                    port=port)
         url = mlflow_server.url_for(port)
         self.state.processes["mlflow"].url = url
         self.state.save()
