@@ -1,0 +1,149 @@
+"""Helpers for the model server tests: real models in a sqlite MLflow store, a server on a free port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import mlflow
+import pandas as pd
+import uvicorn
+import yaml
+from mlflow.models import infer_signature
+from palmerpenguins import load_penguins
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_breast_cancer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from modelops.contract import ServeConfig
+from modelops_runtime.serve.main import Server, build_server
+
+PENGUIN_NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
+PENGUIN_CATEGORICAL = ["island", "sex"]
+
+
+@dataclass
+class Registered:
+    """A registered model version and its training data."""
+
+    name: str
+    version: str
+    estimator: Any
+    X: pd.DataFrame
+    model_id: str | None = None
+
+
+def mlflow_store(root: Path) -> str:
+    """Point MLflow at a fresh sqlite store (artifacts under ``root``); returns the tracking URI."""
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment = mlflow.create_experiment("serve-tests", artifact_location=(root / "artifacts").as_uri())
+    mlflow.set_experiment(experiment_id=experiment)
+    return uri
+
+
+def register(name: str, estimator: Any, X: pd.DataFrame, *, example: bool = True) -> Registered:
+    """Log ``estimator`` (skops, signature, input example) and register it as a new version of ``name``."""
+    signature = infer_signature(X, estimator.predict(X))
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            signature=signature,
+            input_example=X.head(3) if example else None,
+            pip_requirements=["scikit-learn"],
+            skops_trusted_types=["numpy.dtype"],
+            registered_model_name=name,
+        )
+    return Registered(name, str(info.registered_model_version), estimator, X, info.model_id)
+
+
+def breast_cancer_model() -> tuple[Any, pd.DataFrame]:
+    """StandardScaler + LogisticRegression on scikit-learn's breast cancer data (30 float columns)."""
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X, y), X
+
+
+def penguins_model() -> tuple[Any, pd.DataFrame]:
+    """Imputers + one-hot + LogisticRegression on palmerpenguins (numeric, categorical, missing values)."""
+    df = load_penguins()
+    X, y = df.drop(columns=["species"]), df["species"]
+    pre = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), PENGUIN_NUMERIC),
+            (
+                "cat",
+                make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+                PENGUIN_CATEGORICAL,
+            ),
+        ]
+    )
+    return make_pipeline(pre, LogisticRegression(max_iter=2000)).fit(X, y), X
+
+
+def patch_recorded_sklearn_version(registered: Registered, version: str) -> None:
+    """Rewrite the ``sklearn_version`` recorded in a registered version's MLmodel file (simulates an old model)."""
+    assert registered.model_id is not None
+    location = mlflow.MlflowClient().get_logged_model(registered.model_id).artifact_location
+    mlmodel = Path(location.removeprefix("file://")) / "MLmodel"
+    doc = yaml.safe_load(mlmodel.read_text())
+    doc["flavors"]["sklearn"]["sklearn_version"] = version
+    mlmodel.write_text(yaml.safe_dump(doc))
+
+
+def free_port() -> int:
+    """A free TCP port on localhost."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Running:
+    """A server running in a background thread."""
+
+    server: Server
+    url: str
+    client: httpx.Client
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until ``/v2/health/ready`` answers 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.client.get("/v2/health/ready").status_code == 200:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(self.client.get("/v2/health/ready").text)
+
+
+@contextmanager
+def serving(config: ServeConfig, *, log_uri: str | None = None, **kwargs: Any) -> Iterator[Running]:
+    """Run the app for ``config`` with uvicorn on a free port in a thread; stops (lifespan shutdown) on exit."""
+    server = build_server(config, prediction_log_uri=log_uri, **kwargs)
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(server.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not uv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, timeout=10) as client:
+        try:
+            yield Running(server, url, client)
+        finally:
+            uv.should_exit = True
+            thread.join(15)
