@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from .supervisor import SandboxState
+    from .supervisor import SandboxState, Supervisor
 
 app = typer.Typer(no_args_is_help=True, help="Local sandbox: API emulator, kubelet, MLflow (and the operator).")
 
@@ -75,9 +75,23 @@ def up(
     except SandboxError as exc:
         typer.echo(f"sandbox failed to start: {exc}", err=True)
         raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the sandbox was stopped", err=True)
+        raise typer.Exit(130) from None
+    try:
+        _print_summary(sup, started, time.monotonic() - began)
+        if foreground:
+            raise typer.Exit(sup.foreground(lambda: typer.echo("foreground: Ctrl-C stops the sandbox")))
+    except KeyboardInterrupt:  # Ctrl-C before the foreground handlers were installed
+        if foreground:
+            sup.down()
+        raise typer.Exit(130) from None
+
+
+def _print_summary(sup: Supervisor, started: bool, seconds: float) -> None:
     state = sup.state
     if started:
-        typer.echo(f"sandbox started in {time.monotonic() - began:.1f}s ({state.state_dir})")
+        typer.echo(f"sandbox started in {seconds:.1f}s ({state.state_dir})")
     else:
         typer.echo(f"sandbox already running in {state.state_dir}: reusing it")
     typer.echo(f"kubeconfig: {state.kubeconfig}")
@@ -86,9 +100,6 @@ def up(
     typer.echo(f"operator:   {'running' if state.alive('operator') else 'not started'}")
     typer.echo(f"logs:       {sup.logs_dir}")
     typer.echo(f"try:        kubectl --kubeconfig {state.kubeconfig} get ns")
-    if foreground:
-        typer.echo("foreground: Ctrl-C stops the sandbox")
-        raise typer.Exit(sup.foreground())
 
 
 @app.command()

@@ -17,6 +17,10 @@ import httpx
 
 from .kubelet.images import venv_bin
 
+#: Environment of the server: no job execution (MLflow 3's huey consumers for GenAI jobs, several
+#: extra processes the sandbox does not need; tracking, registry and artifacts do not use them).
+ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
 
 class MlflowStartError(RuntimeError):
     """The MLflow server exited or did not become healthy in time."""

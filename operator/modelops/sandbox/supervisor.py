@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -386,10 +386,11 @@ class Supervisor:
                                            "log": rec.log}
         return out
 
-    def foreground(self) -> int:
+    def foreground(self, on_attached: Callable[[], None] | None = None) -> int:
         """Stay attached until SIGINT/SIGTERM or a component dies, then stop everything.
 
-        Returns 0 after a signal, 1 when a component died.
+        ``on_attached`` is called once the signal handlers are in place. Returns 0 after a
+        signal, 1 when a component died.
         """
         stop = {"flag": False}
 
@@ -398,6 +399,8 @@ class Supervisor:
 
         previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
+            if on_attached is not None:
+                on_attached()
             while not stop["flag"]:
                 dead = [n for n in self.state.processes if not self.state.alive(n)]
                 if dead:
