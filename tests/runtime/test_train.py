@@ -376,3 +376,15 @@ def test_sigterm_ends_the_run_killed(
     assert code == 1 and "terminated by signal 15" in err
     run = only_run(store, "uid-term")
     assert run.info.status == "KILLED" and run.data.tags[TAG_FAILURE] == "terminated by signal 15"
+
+
+def test_deleted_experiment_is_a_one_line_failure(
+    store: MlflowStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store.client.delete_experiment(store.experiment(EXPERIMENT))
+    config = make_config("sklearn://iris", "target", "sklearn.linear_model.LogisticRegression", "uid-gone")
+    code, _, err = run_train(config, monkeypatch, capsys)
+    assert code == 1
+    assert (
+        err.startswith("training failed: cannot create the training run in 'model-training'") and err.count("\n") == 1
+    )

@@ -117,6 +117,7 @@ def train_and_log(config: TrainJobConfig, run_id: str) -> Outcome:
     # scikit-learn's parameter validation error (ValueError + TypeError), raised by fit for bad values.
     from sklearn.utils._param_validation import InvalidParameterError
 
+    from modelops.registry.errors import UntrustedModel
     from modelops.registry.models import trusted_types_for
 
     from . import data as data_mod
@@ -222,7 +223,10 @@ def train_and_log(config: TrainJobConfig, run_id: str) -> Outcome:
         mlflow.log_artifact(str(ref_path), artifact_path=None if ref_dir == "." else ref_dir)
 
     # 6. The model: skops with our trusted types, explicit requirements (no slow inference).
-    skops_info = trusted_types_for(model)
+    try:
+        skops_info = trusted_types_for(model)
+    except UntrustedModel as exc:
+        raise InvalidInput(f"{config.estimator} cannot be saved with skops under the trusted types: {exc}") from exc
     complete = x_train.dropna()
     example = (complete if len(complete) else x_train).head(INPUT_EXAMPLE_ROWS)
     signature = optional_inputs(infer_signature(x_train, model.predict(x_train.head(INPUT_EXAMPLE_ROWS))))
@@ -300,6 +304,7 @@ def run_job(config: TrainJobConfig) -> tuple[int, str]:
     """Run one training job; returns ``(exit code, one-line message)`` and never raises for job failures."""
     import mlflow
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     from modelops.registry.errors import RegistryUnavailable, is_unavailable, translate_errors
     from modelops.registry.operations import find_run_by_uid
@@ -320,6 +325,8 @@ def run_job(config: TrainJobConfig) -> tuple[int, str]:
             )
     except RegistryUnavailable as exc:
         return EXIT_FAILED, f"MLflow unreachable at {tracking}: {_one_line(exc.__cause__ or exc, 300)}"
+    except MlflowException as exc:  # e.g. the experiment was deleted, permission denied
+        return EXIT_FAILED, f"cannot create the training run in {config.experiment!r}: {_one_line(exc, 300)}"
 
     run_id = active.info.run_id
     try:
