@@ -119,6 +119,16 @@ def test_env_expansion_and_mount_rewriting(tmp_path: Path) -> None:
         "prediction_log_uri": f"{tmp_path}/l", "n": 3, "nested": [f"{tmp_path}/t/a"]
     }
     assert mounts.rewrite_env("{not json") == "{not json"
+    # Paths that already name a host location below the mount path stay (a test's dataset
+    # under the host's /tmp while the pod mounts an emptyDir at /tmp); so does the state dir.
+    host = tmp_path / "host"
+    (host / "sub").mkdir(parents=True)
+    shared = Mounts([(str(host), tmp_path / "vol")], host_root=tmp_path / "state")
+    assert shared.rewrite(str(host)) == str(tmp_path / "vol")
+    assert shared.rewrite(str(host / "sub" / "new.csv")) == str(host / "sub" / "new.csv")
+    assert shared.rewrite(str(host / "nothere" / "x")) == str(tmp_path / "vol" / "nothere" / "x")
+    state_tmp = Mounts([(str(tmp_path), tmp_path / "root")], host_root=tmp_path / "state")
+    assert state_tmp.rewrite(str(tmp_path / "state" / "predictions")) == str(tmp_path / "state" / "predictions")
 
 
 def test_pod_failure_policy_actions() -> None:

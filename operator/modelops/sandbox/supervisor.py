@@ -144,6 +144,7 @@ class Supervisor:
         self.marker = procs.marker_value(self.state_dir)
         self.state = SandboxState.load(self.state_dir) or self._fresh_state()
         self._popen: dict[str, subprocess.Popen[bytes]] = {}
+        self._log_offsets: dict[str, int] = {}
 
     def _fresh_state(self) -> SandboxState:
         return SandboxState(state_dir=str(self.state_dir), marker=self.marker)
@@ -169,6 +170,7 @@ class Supervisor:
         log = self.log_path(name)
         full_env = {**os.environ, **(env or {}), procs.MARKER_ENV: self.marker}
         with open(log, "ab") as logf:
+            self._log_offsets[name] = logf.tell()  # this start's output begins here
             logf.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(argv)}\n".encode())
             logf.flush()
             process = subprocess.Popen(
@@ -189,17 +191,13 @@ class Supervisor:
     def _wait_line(self, name: str, process: subprocess.Popen[bytes], prefix: str, timeout: float) -> str:
         """Wait for a line starting with ``prefix`` in the component's log (written after spawn)."""
         log = self.log_path(name)
-        with open(log, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            start = max(0, f.tell() - 4096)
+        start = self._log_offsets.get(name, 0)  # only this start's output counts (the log is appended to)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with open(log, "rb") as f:
                 f.seek(start)
                 lines = f.read().decode(errors="replace").splitlines()
-            # Only this start's output counts: the log is appended to across restarts.
-            starts = [i for i, line in enumerate(lines) if line.startswith("--- ") and " starting: " in line]
-            for line in lines[starts[-1] + 1 if starts else 0:]:
+            for line in lines:
                 if line.startswith(prefix):
                     return line
             if process.poll() is not None:

@@ -7,7 +7,8 @@ directory), ``home/`` and ``tmp/`` (HOME and TMPDIR) and ``volumes/<name>/`` (em
 and secret volumes). PersistentVolumeClaims map to ``<state>/volumes/<namespace>/<claim>/``
 shared by every pod, hostPath volumes to their path; a mount path inside the state dir is used
 as is. Env values (and the string leaves of JSON env values), command, args and workingDir that
-start with a volume's ``mountPath`` are rewritten to the local directory.
+start with a volume's ``mountPath`` are rewritten to the local directory, unless they already
+name a host location (see :meth:`Mounts.rewrite`).
 
 :func:`build_launch` resolves the image (ErrImagePull), the environment (``value``, ``valueFrom``
 secretKeyRef/configMapKeyRef/fieldRef/resourceFieldRef, ``envFrom``, ``$(VAR)`` expansion) and the
@@ -269,19 +270,41 @@ def _resource_field(container: Mapping[str, Any], ref: Mapping[str, Any]) -> str
     return str(value) if value is not None else "0"
 
 
+def _names_host_location(value: str, mount_path: str) -> bool:
+    """Whether a path below ``mount_path`` names a host location: an ancestor strictly below the
+    mount path (or the path itself) exists on the host."""
+    path, top = Path(value), Path(mount_path)
+    while path != top and path != path.parent:
+        if path.exists():
+            return True
+        path = path.parent
+    return False
+
+
 class Mounts:
     """A container's volume mounts mapped to local directories (longest mount path first)."""
 
-    def __init__(self, pairs: list[tuple[str, Path]]) -> None:
+    def __init__(self, pairs: list[tuple[str, Path]], host_root: Path | None = None) -> None:
         self.pairs = sorted(pairs, key=lambda p: len(p[0]), reverse=True)
+        self.host_root = str(host_root) if host_root is not None else None
 
     def rewrite(self, value: str) -> str:
-        """Rewrite a path that starts with a mount path to the local directory; others unchanged."""
+        """Rewrite a path that starts with a mount path to the local directory; others unchanged.
+
+        Paths inside ``host_root`` (the sandbox's state dir) are host paths already and are kept,
+        even when a mount such as ``/tmp`` is a prefix of them (state dirs under /tmp in tests);
+        so are paths below a mount path that name an existing host file or directory (or lie
+        inside one). The mount path itself (``TMPDIR=/tmp``) is always rewritten.
+        """
+        if self.host_root and (value == self.host_root or value.startswith(self.host_root + "/")):
+            return value
         for mount_path, local in self.pairs:
             mp = mount_path.rstrip("/") or "/"
             if value == mp:
                 return str(local)
             if value.startswith(mp + "/"):
+                if _names_host_location(value, mp):
+                    return value  # e.g. a dataset under the host's /tmp while the pod mounts /tmp
                 return str(local) + value[len(mp) :]
         return value
 
@@ -394,7 +417,7 @@ async def build_launch(
             local = local / str(vm["subPath"])
             local.mkdir(parents=True, exist_ok=True)
         pairs.append((str(vm.get("mountPath")), local))
-    mounts = Mounts(pairs)
+    mounts = Mounts(pairs, host_root=state)
 
     tmp = mounts.local_for("/tmp") or pod.root / "tmp"
     base_path = [*spec.path, *os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep)]
