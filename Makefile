@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint crds bench clean venv e2e unit
+.PHONY: demo test lint crds generate kind-e2e bench clean venv e2e unit
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,17 @@ lint: $(STAMP)
 crds: $(STAMP)
 	$(BIN)/python -m modelops.api.crdgen --out crds
 	$(BIN)/python -m modelops.api.docgen --out docs/api.md
+
+# Everything generated from the code: CRDs, their copies in the chart and the kustomize base,
+# and the RBAC rules (helm/modelops/templates/_rbac_rules.tpl, manifests/base/rbac.yaml).
+generate: crds
+	cp crds/modelversions.yaml crds/modelmonitors.yaml helm/modelops/crds/
+	cp crds/modelversions.yaml crds/modelmonitors.yaml manifests/base/crds/
+	$(BIN)/python -m modelops.rbac --write
+
+# Real-cluster end-to-end (kind, docker, helm, kubectl): cannot run on the build machines.
+kind-e2e:
+	bash hack/kind-e2e.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -195,6 +196,7 @@ class _Module:
     imports: dict[str, tuple[str, str | None]]  # local name → (module, attribute or None)
     functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef]
     parents: dict[ast.AST, ast.AST]
+    calls: list[ast.Call]
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,8 @@ class CallAnalyzer:
                         imports[alias.asname or alias.name.split(".")[0]] = (alias.name, None)
             functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
             parents = {child: parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)}
-            self.modules[name] = _Module(name, path, tree, imports, functions, parents)
+            calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+            self.modules[name] = _Module(name, path, tree, imports, functions, parents, calls)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -325,9 +328,7 @@ class CallAnalyzer:
     def _callers(self, mod: _Module, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[tuple[_Module, ast.Call]]:
         """Calls of module-level function ``fn`` anywhere in the package (by import resolution)."""
         for other in self.modules.values():
-            for node in ast.walk(other.tree):
-                if not isinstance(node, ast.Call):
-                    continue
+            for node in other.calls:
                 func = node.func
                 if isinstance(func, ast.Name):
                     if other is mod and func.id == fn.name:
@@ -424,23 +425,23 @@ class CallAnalyzer:
                 kinds = self.strings(mod, expr.slice, at, depth + 1)
                 if kinds is None:
                     return set(kube.BY_KIND.values())
-                unknown = kinds - kube.BY_KIND.keys()
+                unknown = sorted(str(k) for k in kinds if k not in kube.BY_KIND)
                 if unknown:
-                    raise RbacDerivationError(f"{where}: kinds {sorted(unknown)} are not in clients.kube.BY_KIND")
-                return {kube.BY_KIND[k] for k in kinds}
+                    raise RbacDerivationError(f"{where}: kinds {unknown} are not in clients.kube.BY_KIND")
+                return {kube.BY_KIND[k] for k in kinds if k is not None}
         raise RbacDerivationError(f"{where}: cannot resolve the resource of a Kubernetes call: {ast.unparse(expr)}")
 
-    def strings(self, mod: _Module, expr: ast.expr, at: ast.AST, depth: int = 0) -> set[str] | None:
-        """The string values ``expr`` can take, or None when any value is possible."""
+    def strings(self, mod: _Module, expr: ast.expr, at: ast.AST, depth: int = 0) -> set[str | None] | None:
+        """The string (or literal None) values ``expr`` can take, or None when any value is possible."""
         if depth > 6:
             return None
         if isinstance(expr, ast.Constant):
-            return {expr.value} if isinstance(expr.value, str) else None
+            return {expr.value} if isinstance(expr.value, str) or expr.value is None else None
         if isinstance(expr, ast.Name):
             fn = self._enclosing(mod, at)
             if fn is None:
                 return None
-            out: set[str] = set()
+            out: set[str | None] = set()
             loop = self._loop_literals(fn, expr.id)
             assigned = self._assignments(fn, expr.id)
             if loop is not None or assigned:
@@ -477,19 +478,14 @@ class CallAnalyzer:
         values = self.strings(mod, arg, call)
         if values is None:
             raise RbacDerivationError(f"{mod.path}:{call.lineno}: cannot resolve the subresource {ast.unparse(arg)}")
-        return set(values)
+        return values
 
     def calls(self) -> list[KubeCall]:
         """Every KubeClient call in the package, resolved."""
         found: list[KubeCall] = []
         for mod in self.modules.values():
-            for node in ast.walk(mod.tree):
-                if not (
-                    isinstance(node, ast.Call)
-                    and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in self.methods
-                    and node.args
-                ):
+            for node in mod.calls:
+                if not (isinstance(node.func, ast.Attribute) and node.func.attr in self.methods and node.args):
                     continue
                 fn = self._enclosing(mod, node)
                 first = node.args[0]
@@ -696,9 +692,15 @@ def render_kustomize(rule_sets: Mapping[str, list[Rule]]) -> str:
     )
 
 
+@functools.cache
+def code_rules() -> dict[str, list[Rule]]:
+    """:func:`derive_rules` for this checkout's code (computed once per process)."""
+    return derive_rules()
+
+
 def generated_files(rule_sets: Mapping[str, list[Rule]] | None = None) -> dict[Path, str]:
     """``{relative path: content}`` of every file carrying the rules."""
-    rule_sets = derive_rules() if rule_sets is None else rule_sets
+    rule_sets = code_rules() if rule_sets is None else rule_sets
     return {HELM_RULES: render_helm(rule_sets), KUSTOMIZE_RBAC: render_kustomize(rule_sets)}
 
 

@@ -1,0 +1,56 @@
+-- Argo CD health check for ModelMonitor (ml.smarthr360.io/v1alpha1), from the operator's status.
+-- Degraded: invalid spec, failed monitoring run, the monitored model is unhealthy (Healthy=False:
+-- latency, error rate or accuracy out of bounds) or drifted (DriftDetected=True).
+-- Progressing: no status yet, or no version serves the monitored stage yet (WaitingForModel).
+-- Healthy: Ready=True and neither drift nor bad health reported.
+local hs = {}
+
+local function condition(status, ctype)
+  if status.conditions == nil then
+    return nil
+  end
+  for _, c in ipairs(status.conditions) do
+    if c.type == ctype then
+      return c
+    end
+  end
+  return nil
+end
+
+hs.status = "Progressing"
+hs.message = "Waiting for the modelops operator"
+local st = obj.status
+if st == nil then
+  return hs
+end
+local generation = obj.metadata.generation
+if generation ~= nil and st.observedGeneration ~= nil and st.observedGeneration < generation then
+  hs.message = "Waiting for the operator to handle generation " .. tostring(generation)
+  return hs
+end
+local ready = condition(st, "Ready")
+if ready == nil then
+  return hs
+end
+local reason = ready.reason or ""
+hs.message = reason .. ": " .. (ready.message or "")
+if ready.status ~= "True" then
+  if reason == "InvalidSpec" or reason == "RunFailed" then
+    hs.status = "Degraded"
+  end
+  return hs
+end
+local healthy = condition(st, "Healthy")
+if healthy ~= nil and healthy.status == "False" then
+  hs.status = "Degraded"
+  hs.message = "Model " .. (healthy.reason or "unhealthy") .. ": " .. (healthy.message or "")
+  return hs
+end
+local drift = condition(st, "DriftDetected")
+if drift ~= nil and drift.status == "True" then
+  hs.status = "Degraded"
+  hs.message = "Drift detected: " .. (drift.message or "")
+  return hs
+end
+hs.status = "Healthy"
+return hs

@@ -1,0 +1,1 @@
+"""Tests of the install surface: images, Helm chart, kustomize manifests, RBAC, observability, GitOps."""
