@@ -34,12 +34,12 @@ lint: $(STAMP)
 crds: $(STAMP)
 	$(BIN)/python -m modelops.api.crdgen --out crds
 	$(BIN)/python -m modelops.api.docgen --out docs/api.md
-
-# Everything generated from the code: CRDs, their copies in the chart and the kustomize base,
-# and the RBAC rules (helm/modelops/templates/_rbac_rules.tpl, manifests/base/rbac.yaml).
-generate: crds
 	cp crds/modelversions.yaml crds/modelmonitors.yaml helm/modelops/crds/
 	cp crds/modelversions.yaml crds/modelmonitors.yaml manifests/base/crds/
+
+# Everything generated from the code: the CRDs (and their copies in the chart and the kustomize
+# base) and the RBAC rules (helm/modelops/templates/_rbac_rules.tpl, manifests/base/rbac.yaml).
+generate: crds
 	$(BIN)/python -m modelops.rbac --write
 
 # Real-cluster end-to-end (kind, docker, helm, kubectl): cannot run on the build machines.
