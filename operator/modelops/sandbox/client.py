@@ -8,6 +8,7 @@ is for asyncio code (httpx.AsyncClient); both share the request building and err
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -320,13 +321,29 @@ class AsyncApi:
         )
         return result
 
-    async def watch(self, res: Resource, namespace: str | None = None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    async def list_with_version(
+        self, res: Resource, namespace: str | None = None
+    ) -> tuple[builtins.list[dict[str, Any]], str]:
+        """List objects and return them with the list's ``metadata.resourceVersion`` ("" when absent)."""
+        body = await self.request("GET", res.path(namespace)) or {}
+        version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        return _items(res, body, None), version
+
+    async def watch(
+        self, res: Resource, namespace: str | None = None, resource_version: str | None = None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Stream ``(event type, object)`` pairs of a watch until the server closes the stream.
 
-        Raises ApiError when the watch is refused, httpx.HTTPError on connection problems.
+        With a numeric ``resource_version`` the watch starts after it (no initial ADDED events);
+        otherwise the server sends the current objects first. BOOKMARK events are skipped.
+        Raises ApiError when the watch is refused or an ERROR event arrives (410 when the version
+        is too old), httpx.HTTPError on connection problems.
         """
+        params = {"watch": "true"}
+        if resource_version and resource_version.isdigit():
+            params["resourceVersion"] = resource_version
         timeout = httpx.Timeout(10.0, read=None)
-        async with self._http.stream("GET", res.path(namespace), params={"watch": "true"}, timeout=timeout) as resp:
+        async with self._http.stream("GET", res.path(namespace), params=params, timeout=timeout) as resp:
             if resp.status_code >= 400:
                 await resp.aread()
                 _raise_for(resp)
@@ -338,4 +355,6 @@ class AsyncApi:
                 obj = event.get("object") or {}
                 if kind == "ERROR":
                     raise ApiError(int(obj.get("code") or 500), str(obj.get("reason")), str(obj.get("message")), obj)
+                if kind == "BOOKMARK":
+                    continue
                 yield kind, obj

@@ -1,9 +1,9 @@
 """List-and-watch caches of API objects (one per resource type), like client-go informers.
 
-Each :class:`Informer` lists its resource, then follows a watch stream; it re-lists after an
-error and every ``relist_seconds`` (a safety net: a watch opened without a resourceVersion
-may miss a deletion that happened between the list and the watch). Listeners are called
-with the object key after every change.
+Each :class:`Informer` lists its resource, then follows a watch from the list's
+resourceVersion (when the server gives a numeric one; otherwise the watch replays the current
+objects); it re-lists after an error (e.g. 410 Expired) and every ``relist_seconds`` as a
+safety net. Listeners are called with the object key after every change.
 """
 
 from __future__ import annotations
@@ -74,11 +74,13 @@ class Informer:
         delay = 0.2
         while True:
             try:
-                self._replace(await self.api.list(self.resource))
+                items, version = await self.api.list_with_version(self.resource)
+                self._replace(items)
                 self.synced.set()
                 delay = 0.2
                 async with asyncio.timeout(self.relist_seconds):
-                    async for kind, obj in self.api.watch(self.resource):
+                    # From the list's resourceVersion: nothing between the list and the watch is lost.
+                    async for kind, obj in self.api.watch(self.resource, resource_version=version):
                         if kind in ("ADDED", "MODIFIED"):
                             self._upsert(obj)
                         elif kind == "DELETED":
