@@ -277,6 +277,7 @@ class DeploymentRunner:
         self.progress_at = time.time()
         self.progress_sig: tuple[int, ...] = ()
         self.last_status: dict[str, Any] | None = None
+        self.written_rv = ""
 
     def start(self) -> None:
         """Start the reconcile loop."""
@@ -431,9 +432,18 @@ class DeploymentRunner:
         if meta.get("generation") is not None:
             status["observedGeneration"] = meta["generation"]
         if self.last_status is not None and strip_times(self.last_status) == strip_times(status):
-            return
-        await write_status(self.ctx.api, DEPLOYMENTS, self.namespace, self.name, status)
+            observed_rv = str(meta.get("resourceVersion") or "")
+            overwritten = (
+                observed_rv.isdigit()
+                and self.written_rv.isdigit()
+                and int(observed_rv) > int(self.written_rv)
+                and strip_times(self.deployment.get("status") or {}) != strip_times(status)
+            )
+            if not overwritten:  # no-op write skipped (unless someone else changed the status since)
+                return
+        written = await write_status(self.ctx.api, DEPLOYMENTS, self.namespace, self.name, status)
         self.last_status = status
+        self.written_rv = str((written.get("metadata") or {}).get("resourceVersion") or "")
 
     def endpoints(self, selector: Mapping[str, str]) -> list[int]:
         """Local ports of ready replicas whose pod labels match ``selector``."""

@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from .. import procs
 from ..client import CONFIGMAPS, PODS, SECRETS, ApiError, AsyncApi, NotFoundError
 from .images import ImagePullError, ImageResolver
@@ -558,7 +560,8 @@ class PodMirror:
     """Keeps Pod objects in the API server in step with local pods (best effort).
 
     Mirroring turns itself off when the API server does not serve pods (404 on create).
-    API errors are logged, never raised: the local process is the source of truth.
+    API and connection errors are logged or ignored, never raised: the local process is the
+    source of truth.
     """
 
     def __init__(self, api: AsyncApi, enabled: bool = True) -> None:
@@ -574,7 +577,7 @@ class PodMirror:
         except NotFoundError:
             log.warning("API server does not serve pods: pod mirroring disabled")
             self.enabled = False
-        except ApiError as exc:
+        except (ApiError, httpx.HTTPError) as exc:
             log.warning("cannot create pod %s/%s: %s", pod.namespace, pod.name, exc)
 
     async def status(self, pod: LocalPod, status: Mapping[str, Any]) -> None:
@@ -585,21 +588,21 @@ class PodMirror:
             await self.api.patch(PODS, pod.name, {"status": dict(status)}, pod.namespace, "status")
         except NotFoundError:
             pass  # deleted meanwhile (garbage collection of its owner)
-        except ApiError as exc:
+        except (ApiError, httpx.HTTPError) as exc:
             log.warning("cannot update pod %s/%s status: %s", pod.namespace, pod.name, exc)
 
     async def annotate(self, pod: LocalPod, annotations: Mapping[str, str]) -> None:
         """Merge annotations into the Pod object."""
         if not self.enabled:
             return
-        with contextlib.suppress(ApiError):
+        with contextlib.suppress(ApiError, httpx.HTTPError):
             await self.api.patch(PODS, pod.name, {"metadata": {"annotations": dict(annotations)}}, pod.namespace)
 
     async def delete(self, pod: LocalPod) -> None:
         """Delete the Pod object (absent is fine)."""
         if not self.enabled:
             return
-        with contextlib.suppress(ApiError):
+        with contextlib.suppress(ApiError, httpx.HTTPError):
             await self.api.delete(PODS, pod.name, pod.namespace)
 
 
