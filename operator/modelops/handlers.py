@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from .api.common import GROUP, VERSION
+from .builders.common import LABEL_MANAGED_BY, LABEL_MODEL, MANAGED_BY
 from .clients.kube import MODELVERSIONS, KubeError, Unavailable
 from .reconcile import modelmonitor, modelversion
 from .reconcile.context import Context
@@ -22,8 +23,7 @@ from .settings import Settings
 from .telemetry import OperatorMetrics
 
 log = logging.getLogger(__name__)
-MANAGED = {"app.kubernetes.io/managed-by": "modelops"}
-MODEL_LABEL = "ml.smarthr360.io/model"
+MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
 def _retry_delay(attempt: int) -> float:
@@ -98,23 +98,29 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
 
 async def _on_child(ctx: Context, memo: Any, body: Mapping[str, Any], event_type: str | None) -> None:
-    labels = (body.get("metadata") or {}).get("labels") or {}
-    namespace = body["metadata"]["namespace"]
-    instance = labels.get("app.kubernetes.io/instance")
+    """Reconcile the ModelVersion(s) a managed Job or Deployment belongs to.
+
+    A training Job names its ModelVersion in its controller ownerReference; a serving
+    Deployment is shared by the model's versions, so one of them re-runs the model-level flow.
+    """
+    meta = body.get("metadata") or {}
+    namespace = meta["namespace"]
     targets: list[dict[str, Any]] = []
-    if body.get("kind") == "Job" and instance:
-        obj = await ctx.kube.get(MODELVERSIONS, namespace, instance)
+    if body.get("kind") == "Job":
+        owner = next((o for o in meta.get("ownerReferences") or [] if o.get("kind") == "ModelVersion"), None)
+        if owner is None:
+            return
+        obj = await ctx.kube.get(MODELVERSIONS, namespace, owner["name"])
         targets = [obj] if obj else []
-    elif body.get("kind") == "Deployment" and labels.get(MODEL_LABEL):
-        model = labels[MODEL_LABEL]
+    elif body.get("kind") == "Deployment" and (meta.get("labels") or {}).get(LABEL_MODEL):
+        model = meta["labels"][LABEL_MODEL]
         items = await ctx.kube.list(MODELVERSIONS, namespace)
-        # One reconcile of the model's newest version re-runs the model-level flow for all of them.
         targets = [i for i in items if (i.get("spec") or {}).get("model") == model][:1]
     for target in targets:
         try:
             await _guarded("ModelVersion", memo, 0, modelversion.reconcile, ctx, target)
         except kopf.TemporaryError as exc:  # the timer retries; a child event must not crash
-            log.warning("reconcile after %s event failed: %s", body.get("kind"), exc)
+            log.warning("reconcile after %s %s event failed: %s", body.get("kind"), event_type, exc)
 
 
 def configure(settings: kopf.OperatorSettings, ours: Settings) -> None:

@@ -8,6 +8,7 @@ MLflow client's blocking HTTP never stalls kopf's event loop.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -26,6 +27,10 @@ class Registry:
     """
 
     def __init__(self, tracking_uri: str, max_workers: int = 8) -> None:
+        # MLflow's client retries a failed request 7 times with exponential backoff (minutes);
+        # the operator has its own backoff (kopf TemporaryError), so fail fast unless configured.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mlflow")

@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from ..api.common import get_condition, set_condition
 from ..api.modelversion import (
-    STAGE_ALIASES,
     ModelMetadata,
     ModelVersionSpec,
     ModelVersionStatus,
@@ -294,11 +293,7 @@ async def finalize(ctx: Context, body: Mapping[str, Any]) -> None:
         return
     async with ctx.model_lock(meta["namespace"], spec_model):
         if status.registry is not None and not _conflicted(status):
-            for alias in STAGE_ALIASES.values():
-                current = await ctx.registry.run(ops.get_alias, spec_model, alias)
-                if current == status.registry.version:
-                    await ctx.registry.run(ops.delete_alias, spec_model, alias)
-            await ctx.registry.run(ops.set_version_tags, spec_model, status.registry.version, {TAG_STAGE: "Archived"})
+            await ctx.registry.run(ops.archive_version, spec_model, status.registry.version)
         await reconcile_model(ctx, meta["namespace"], spec_model, {}, exclude=meta["name"])
 
 
