@@ -112,7 +112,6 @@ def train_and_log(config: TrainJobConfig, run_id: str) -> Outcome:
     import mlflow.sklearn
     import sklearn
     from mlflow.models import infer_signature
-    from sklearn.model_selection import train_test_split
 
     # scikit-learn's parameter validation error (ValueError + TypeError), raised by fit for bad values.
     from sklearn.utils._param_validation import InvalidParameterError
@@ -132,15 +131,10 @@ def train_and_log(config: TrainJobConfig, run_id: str) -> Outcome:
     # 2. Data.
     frame = data_mod.load_dataset(config.data)
     mlflow.set_tag(TAG_DATASET_HASH, data_mod.dataset_hash(frame))
-    features = pipe.select_features(frame, config.data)
+    split = pipe.split_dataset(frame, config.data, task, config.test_size, config.random_state)
+    features, dropped = split.features, split.dropped
+    x_train, x_test, y_train, y_test = split.x_train, split.x_test, split.y_train, split.y_test
     target_name = config.data.target
-    missing_target = frame[target_name].isna()
-    dropped = int(missing_target.sum())
-    usable = frame.loc[~missing_target]
-    if usable.empty:
-        raise InvalidInput(f"target column {target_name!r} has no values")
-    y = pipe.prepare_target(usable[target_name], task)
-    x = pipe.prepare_frame(usable, features)
     log.info(
         "dataset %s: %d rows (%d dropped: missing target), %d features",
         config.data.uri,
@@ -148,28 +142,6 @@ def train_and_log(config: TrainJobConfig, run_id: str) -> Outcome:
         dropped,
         len(features.all),
     )
-
-    stratify = None
-    if task == "classification":
-        counts = y.value_counts()
-        if len(counts) < 2:
-            only = counts.index[0] if len(counts) else None
-            raise InvalidInput(
-                f"target column {target_name!r} has a single class ({only!r}); a classifier needs at least two"
-            )
-        rare = counts[counts < 2]
-        if len(rare):
-            raise InvalidInput(
-                f"class {rare.index[0]!r} of {target_name!r} has only {int(rare.iloc[0])} row; "
-                "a stratified split needs at least 2 per class"
-            )
-        stratify = y
-    try:
-        x_train, x_test, y_train, y_test = train_test_split(
-            x, y, test_size=config.test_size, random_state=config.random_state, stratify=stratify
-        )
-    except ValueError as exc:
-        raise InvalidInput(f"cannot split {len(x)} rows with test_size={config.test_size}: {_one_line(exc)}") from exc
 
     # 3. Fit and evaluate.
     model = pipe.build_pipeline(features, estimator)

@@ -214,3 +214,58 @@ def build_pipeline(features: Features, estimator: BaseEstimator) -> Pipeline:
         transformers.append(("categorical", categorical, features.categorical))
     preprocess = ColumnTransformer(transformers, remainder="drop")
     return Pipeline([("preprocess", preprocess), ("model", estimator)])
+
+
+@dataclass(frozen=True)
+class Split:
+    """A reproducible train/test split of a dataset (features prepared, target encoded)."""
+
+    features: Features
+    x_train: pd.DataFrame
+    x_test: pd.DataFrame
+    y_train: pd.Series
+    y_test: pd.Series
+    dropped: int  # rows dropped because the target was missing
+
+
+def split_dataset(frame: pd.DataFrame, data: DataSpec, task: Task, test_size: float, random_state: int) -> Split:
+    """Select features, drop rows without a target, and split (stratified for classification).
+
+    The training Job and anyone who needs the held-out rows (the demo, benchmarks) call this,
+    so the same ``random_state`` always gives the same rows. Raises :class:`InvalidInput` for a
+    target without values, a single class, a class with one row, or an impossible split.
+    """
+    from sklearn.model_selection import train_test_split
+
+    features = select_features(frame, data)
+    target_name = data.target
+    missing_target = frame[target_name].isna()
+    dropped = int(missing_target.sum())
+    usable = frame.loc[~missing_target]
+    if usable.empty:
+        raise InvalidInput(f"target column {target_name!r} has no values")
+    y = prepare_target(usable[target_name], task)
+    x = prepare_frame(usable, features)
+    stratify = None
+    if task == "classification":
+        counts = y.value_counts()
+        if len(counts) < 2:
+            only = counts.index[0] if len(counts) else None
+            raise InvalidInput(
+                f"target column {target_name!r} has a single class ({only!r}); a classifier needs at least two"
+            )
+        rare = counts[counts < 2]
+        if len(rare):
+            raise InvalidInput(
+                f"class {rare.index[0]!r} of {target_name!r} has only {int(rare.iloc[0])} row; "
+                "a stratified split needs at least 2 per class"
+            )
+        stratify = y
+    try:
+        x_train, x_test, y_train, y_test = train_test_split(
+            x, y, test_size=test_size, random_state=random_state, stratify=stratify
+        )
+    except ValueError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInput(f"cannot split {len(x)} rows with test_size={test_size}: {first}") from exc
+    return Split(features, x_train, x_test, y_train, y_test, dropped)
