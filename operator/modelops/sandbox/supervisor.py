@@ -132,7 +132,9 @@ class Supervisor:
         mlflow_workers: int = 2,
         start_timeout: float = 60.0,
         apiserver_command: Sequence[str] | None = None,
+        operator_env: Mapping[str, str] | None = None,
     ) -> None:
+        self.operator_env = dict(operator_env or {})  # extra MODELOPS_* settings for the operator
         self.state_dir = Path(state_dir).resolve()
         self.images = dict(images or {})
         self.kubelet_args = list(kubelet_args)
@@ -302,6 +304,7 @@ class Supervisor:
             "MODELOPS_PREDICTION_LOG_URI": str(predictions),
             "MODELOPS_HEALTH_PORT": str(health_port),
             "MODELOPS_METRICS_PORT": str(metrics_port),
+            **self.operator_env,
         }
         argv = [sys.executable, "-m", "modelops.cli", "operator", "run"]
         process = self._spawn("operator", argv, env=env, port=health_port)
@@ -350,23 +353,21 @@ class Supervisor:
         return not reused
 
     def down(self, grace: float = 10.0) -> list[str]:
-        """Stop every tracked component (reverse start order), then sweep marked processes.
+        """Stop every tracked component (operator and MLflow, then kubelet, then API emulator), then
+        sweep marked processes.
 
         Each component's process group gets SIGTERM, then SIGKILL after ``grace`` seconds.
         Returns the names of the components that were running. Removes the state file.
         """
-        stopped = []
-        for name in reversed(COMPONENTS):
-            rec = self.state.processes.get(name)
-            if rec is None:
-                continue
-            if self.state.alive(name):
-                stopped.append(name)
-            # The kubelet stops its pods on SIGTERM; give it the longest grace.
-            procs.stop_groups([rec.pid], grace, self.marker)
-            popen = self._popen.pop(name, None)
-            if popen is not None:
-                popen.poll()  # reap
+        stopped = [name for name in reversed(COMPONENTS) if self.state.alive(name)]
+        # Clients first (together), then the kubelet (it stops its pods on SIGTERM), then the API.
+        for phase in (("operator", "mlflow"), ("kubelet",), ("apiserver",)):
+            pids = [self.state.processes[n].pid for n in phase if n in self.state.processes]
+            procs.stop_groups(pids, grace, self.marker)
+            for name in phase:
+                popen = self._popen.pop(name, None)
+                if popen is not None:
+                    popen.poll()  # reap
         procs.sweep(self.marker)
         self.state = self._fresh_state()
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)

@@ -136,4 +136,5 @@ def main(argv: list[str] | None = None) -> int:
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run())
+    log.info("kubelet stopped")
     return 0

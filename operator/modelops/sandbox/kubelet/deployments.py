@@ -205,43 +205,35 @@ class Replica:
         assert self.handle is not None
         cfg = self.ctx.config
         container = self.container
-        loops: list[asyncio.Task[None]] = []
-        startup = liveness = readiness = None
-        if container.get("startupProbe"):
-            startup = ProbeLoop(container["startupProbe"], container, self.port, env, cfg.probe_period_max)
-        if container.get("readinessProbe"):
-            readiness = ProbeLoop(container["readinessProbe"], container, self.port, env, cfg.probe_period_max)
-        if container.get("livenessProbe"):
-            liveness = ProbeLoop(container["livenessProbe"], container, self.port, env, cfg.probe_period_max,
-                                 initial=True)
+        notify = asyncio.Event()  # set by any probe flip and by the process exit
+
+        def probe(kind: str, initial: bool = False) -> ProbeLoop | None:
+            spec = container.get(kind)
+            return ProbeLoop(spec, container, self.port, env, cfg.probe_period_max, initial, notify) if spec else None
+
+        startup, readiness = probe("startupProbe"), probe("readinessProbe")
+        liveness = probe("livenessProbe", initial=True)
         exited = asyncio.create_task(self.handle.wait())
+        exited.add_done_callback(lambda _: notify.set())
+        loops: list[asyncio.Task[None]] = []
         try:
             if startup is not None:
                 loops.append(asyncio.create_task(startup.run()))
                 while not startup.state:
-                    changed = asyncio.create_task(startup.changed.wait())
-                    await asyncio.wait({exited, changed}, return_when=asyncio.FIRST_COMPLETED)
-                    changed.cancel()
+                    await notify.wait()
+                    notify.clear()
                     if exited.done():
                         return "exited"
-                    startup.changed.clear()
                     if not startup.state and startup.failures >= startup.settings.failure_threshold:
                         return "failed its startup probe"
                 loops.pop().cancel()
-            for loop in (readiness, liveness):
-                if loop is not None:
-                    loops.append(asyncio.create_task(loop.run()))
+            loops += [asyncio.create_task(p.run()) for p in (readiness, liveness) if p is not None]
             if readiness is None:
                 self._set_ready(True)
                 await self._publish()
             while True:
-                waiters = {exited}
-                for loop in (readiness, liveness):
-                    if loop is not None:
-                        waiters.add(asyncio.create_task(loop.changed.wait()))
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters - {exited}:
-                    waiter.cancel()
+                await notify.wait()
+                notify.clear()
                 if exited.done():
                     return "exited"
                 if liveness is not None and liveness.changed.is_set():

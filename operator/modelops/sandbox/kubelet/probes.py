@@ -110,7 +110,8 @@ class ProbeLoop:
     """Runs one probe periodically and tracks consecutive results against the thresholds.
 
     ``state`` becomes True after ``success_threshold`` consecutive successes and False after
-    ``failure_threshold`` consecutive failures; ``changed`` is set on every flip.
+    ``failure_threshold`` consecutive failures; ``changed`` (and the shared ``notify`` event,
+    when given) is set on every flip.
     """
 
     def __init__(
@@ -121,6 +122,7 @@ class ProbeLoop:
         env: Mapping[str, str],
         period_max: float,
         initial: bool = False,
+        notify: asyncio.Event | None = None,
     ) -> None:
         self.probe = probe
         self.container = container
@@ -129,8 +131,14 @@ class ProbeLoop:
         self.settings = ProbeSettings.of(probe, period_max)
         self.state = initial
         self.changed = asyncio.Event()
+        self.notify = notify
         self.successes = 0
         self.failures = 0
+
+    def _flag(self) -> None:
+        self.changed.set()
+        if self.notify is not None:
+            self.notify.set()
 
     async def run(self) -> None:
         """Probe forever (until cancelled)."""
@@ -143,13 +151,13 @@ class ProbeLoop:
                 self.failures = 0
                 if not self.state and self.successes >= self.settings.success_threshold:
                     self.state = True
-                    self.changed.set()
+                    self._flag()
             else:
                 self.failures += 1
                 self.successes = 0
                 if self.state and self.failures >= self.settings.failure_threshold:
                     self.state = False
-                    self.changed.set()
+                    self._flag()
                 elif not self.state and self.failures >= self.settings.failure_threshold:
-                    self.changed.set()  # a failing probe that never succeeded still reports
+                    self._flag()  # a failing probe that never succeeded still reports
             await asyncio.sleep(max(0.0, self.settings.period - (time.monotonic() - began)))
