@@ -119,6 +119,7 @@ class Supervisor:
     ``pdeathsig``: children die with this process (for test sessions; not for daemon mode).
     ``apiserver_command``: argv prefix of the API emulator (default ``python -m
     modelops.sandbox.apiserver``); ``--host``, ``--port`` and ``--crds`` are appended.
+    ``operator_env``: extra ``MODELOPS_*`` settings for the operator process.
     """
 
     def __init__(
@@ -289,8 +290,20 @@ class Supervisor:
             self.start_mlflow(port)
         return self.wait_mlflow()
 
-    def start_operator(self, timeout: float = 60.0) -> None:
-        """Start ``modelops operator run`` against the sandbox and wait for its /healthz."""
+    def ensure_operator(self, env: Mapping[str, str] | None = None) -> None:
+        """Start MLflow (if needed) and the operator, unless the operator already runs."""
+        if self.state.alive("operator"):
+            return
+        self.ensure_mlflow()
+        self.start_operator(env=env)
+
+    def start_operator(self, timeout: float = 60.0, env: Mapping[str, str] | None = None) -> None:
+        """Start ``modelops operator run`` against the sandbox and wait for its /healthz.
+
+        Settings (``MODELOPS_*``) come from the sandbox, then ``operator_env``, then ``env``.
+        Raises SandboxError when the command does not exist, MLflow is not running, or the
+        operator exits or stays unhealthy for ``timeout`` seconds.
+        """
         if not operator_command_available():
             raise SandboxError("this installation has no `modelops operator run` command")
         if not (self.state.kubeconfig and self.state.mlflow_url):
@@ -298,16 +311,17 @@ class Supervisor:
         predictions = self.state_dir / "predictions"
         predictions.mkdir(parents=True, exist_ok=True)
         health_port, metrics_port = procs.free_port(), procs.free_port()
-        env = {
+        settings = {
             "KUBECONFIG": self.state.kubeconfig,
             "MODELOPS_MLFLOW_TRACKING_URI": self.state.mlflow_url,
             "MODELOPS_PREDICTION_LOG_URI": str(predictions),
             "MODELOPS_HEALTH_PORT": str(health_port),
             "MODELOPS_METRICS_PORT": str(metrics_port),
             **self.operator_env,
+            **(env or {}),
         }
         argv = [sys.executable, "-m", "modelops.cli", "operator", "run"]
-        process = self._spawn("operator", argv, env=env, port=health_port)
+        process = self._spawn("operator", argv, env=settings, port=health_port)
         self.state.processes["operator"].url = f"http://127.0.0.1:{metrics_port}/metrics"
         self.state.prediction_log_uri = str(predictions)
         self.state.save()

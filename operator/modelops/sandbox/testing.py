@@ -4,7 +4,8 @@ Enable it with ``pytest_plugins = ["modelops.sandbox.testing"]`` in the root con
 
 * ``sandbox`` (session): API emulator + kubelet in a temporary state dir, as a :class:`Sandbox`
   (kubeconfig path, API URL, object helpers, ``wait_for``, Service URLs, pod logs). MLflow is
-  started lazily, on the first access to :attr:`Sandbox.mlflow_url`, and shared by the session.
+  started lazily, on the first access to :attr:`Sandbox.mlflow_url`, and shared by the session;
+  so is the operator, started by :meth:`Sandbox.start_operator`.
   Everything is stopped at the end of the session (and dies with the test process if it is
   killed: the children get SIGKILL through PR_SET_PDEATHSIG).
 * ``namespace`` (function): a new namespace named after the test; its workloads and the
@@ -66,6 +67,13 @@ class Sandbox:
     def mlflow_url(self) -> str:
         """The MLflow tracking URI, starting MLflow on first use (12-28 s, then shared)."""
         return self.supervisor.ensure_mlflow()
+
+    def start_operator(self, env: Mapping[str, str] | None = None) -> None:
+        """Run the operator against the sandbox (starting MLflow first), once per session.
+
+        ``env`` overrides operator settings (``MODELOPS_*``) on the first start only.
+        """
+        self.supervisor.ensure_operator(env)
 
     @property
     def env(self) -> dict[str, str]:
