@@ -231,3 +231,25 @@ def test_registry_without_http() -> None:
     with pytest.raises(ApiError) as err:
         registry.create(rt, "v1alpha1", "missing", body)
     assert err.value.status == 404 and err.value.message == 'namespaces "missing" not found'
+
+
+async def test_in_process_emulator_with_a_kmock_reaction_for_fault_injection() -> None:
+    import aiohttp
+    import kmock
+
+    from modelops.sandbox.emulator import ApiEmulator
+
+    emulator = ApiEmulator(crds=CRDS, journal_limit=16)
+    async with emulator, kmock.Server(emulator) as server, aiohttp.ClientSession(str(server.url)) as client:
+        path = "/api/v1/namespaces/default/configmaps"
+        async with client.post(path, json={"metadata": {"name": "a"}}) as response:
+            assert response.status == 201
+        emulator["post", kmock.resource("", "v1", "configmaps")] << 503  # a user reaction wins
+        async with client.post(path, json={"metadata": {"name": "b"}}) as response:
+            assert response.status == 503
+        async with client.get(path) as response:  # other requests are still served by the emulator
+            assert [i["metadata"]["name"] for i in (await response.json())["items"]] == ["a"]
+        for _ in range(20):
+            async with client.get("/version"):
+                pass
+        assert len(emulator._requests) == 16  # the journal is bounded
