@@ -89,6 +89,8 @@ def test_up_kubectl_logs_url_and_down_leave_nothing_running(tmp_path: Path) -> N
             wait(lambda: (api.get(JOBS, "hello", "default").get("status") or {}).get("succeeded"),
                  message="job hello succeeded")
             assert "hello from the job" in cli("sandbox", "logs", "hello", *opts).stdout
+            # --follow returns once the pod has finished.
+            assert "hello from the job" in cli("sandbox", "logs", "hello", "-f", "--all", *opts, timeout=30).stdout
             url = cli("sandbox", "url", "ping", "--wait", "30", *opts).stdout.strip()
             assert url.startswith("http://127.0.0.1:")
             assert wait(lambda: _get(url) == "pong", message="service answers")
@@ -97,6 +99,7 @@ def test_up_kubectl_logs_url_and_down_leave_nothing_running(tmp_path: Path) -> N
                            message="sleeper running")
             pids.append(sleeper)
         assert "kubelet ready" in cli("sandbox", "logs", "--component", "kubelet", *opts).stdout
+        assert f"export KUBECONFIG={kubeconfig}" in cli("sandbox", "env", *opts).stdout
     finally:
         down = cli("sandbox", "down", *opts, "--grace", "5", check=False)
         Supervisor(state_dir).down(grace=5)  # in case the CLI failed: never leak processes
