@@ -44,7 +44,9 @@ def _running_state(state_dir: Path) -> SandboxState:
 def up(
     state_dir: Path | None = typer.Option(None, envvar="MODELOPS_SANDBOX_DIR", help=_STATE_HELP),
     operator: bool | None = typer.Option(
-        None, "--operator/--no-operator", help="Also run `modelops operator run` (default: when available)."
+        None,
+        "--operator/--no-operator",
+        help="Also run `modelops operator run` (default: when it exists and MLflow runs).",
     ),
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Start the MLflow tracking server."),
     foreground: bool = typer.Option(False, help="Stay attached; Ctrl-C stops everything."),
@@ -65,7 +67,8 @@ def up(
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
         images[repo] = option.split("=", 1)[1]
-    with_operator = operator_command_available() if operator is None else operator
+    # Default: the operator runs when this installation has it and MLflow is started.
+    with_operator = (mlflow and operator_command_available()) if operator is None else operator
     if with_operator and not mlflow:
         raise typer.BadParameter("the operator needs MLflow: drop --no-mlflow or add --no-operator")
     sup = Supervisor(_state_dir(state_dir), images=images)
