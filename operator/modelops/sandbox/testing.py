@@ -18,6 +18,7 @@ Containers may use the runtime image (``settings.DEFAULT_RUNTIME_IMAGE``: this c
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import json
 import re
@@ -31,6 +32,7 @@ from typing import Any, TypeVar
 import pytest
 
 from . import client as k8s
+from . import procs
 from .kubelet.cronjobs import trigger_cronjob
 from .kubelet.images import venv_bin
 from .kubelet.pods import pod_log_path, pod_records, random_suffix
@@ -263,6 +265,8 @@ def start_test_sandbox(state_dir: Path) -> Supervisor:
         pdeathsig=True,
         mlflow_workers=1,
     )
+    # Safety net for a session that ends without fixture teardown: kill whatever carries the marker.
+    atexit.register(procs.sweep, sup.marker)
     sup.up(mlflow=False)
     return sup
 
