@@ -324,3 +324,25 @@ def test_status_and_html_report(cancer: pd.DataFrame) -> None:
     assert "mean texture" in page
     with pytest.raises(ValueError, match="no compared columns"):
         detect_drift(ref, cur.iloc[:3]).report_html()
+
+
+def test_evidently_report_has_the_same_numbers(penguins: pd.DataFrame) -> None:
+    """The HTML report's Evidently run tests exactly the values the result was computed on."""
+    ref = penguins.sample(n=3000, replace=True, random_state=0).reset_index(drop=True)
+    cur = penguins.sample(n=2500, replace=True, random_state=1).reset_index(drop=True)
+    cur.loc[:99, "bill_length_mm"] = np.inf  # dropped like missing values
+    cur["bill_depth_mm"] = cur["bill_depth_mm"].astype(object)
+    cur.loc[100:109, "bill_depth_mm"] = "n/a"  # non-numbers dropped too
+    cur["island"] = cur["island"].astype("category")
+    ref["year"] = ref["year"].astype(str)  # categorical in the reference, numbers in current
+    ref["k"], cur["k"] = 1.0, 1.0  # skipped: not in the report
+    columns = [*PENGUIN_FEATURES, "year", "k"]
+    for kwargs in ({}, {"max_rows": 2000}, {"method": "psi", "threshold": 0.05}):
+        result = detect_drift(ref, cur, columns=columns, **kwargs)
+        table = result.evidently_report().as_dict()["metrics"][0]["result"]["drift_by_columns"]
+        assert sorted(table) == sorted(result.compared_columns) and "k" not in table
+        for name, theirs in table.items():
+            ours = result.column(name)
+            assert theirs["drift_score"] == pytest.approx(ours.score, rel=1e-9), (kwargs, name)
+            assert theirs["drift_detected"] == ours.drifted
+            assert theirs["stattest_threshold"] == pytest.approx(ours.threshold)

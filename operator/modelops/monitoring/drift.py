@@ -114,9 +114,20 @@ class DriftResult(BaseModel):
         Runs Evidently's ``DataDriftTable`` (the table ``DataDriftPreset`` renders) on the same
         prepared and sampled frames with each column's test and threshold pinned, so the scores
         shown equal this result's; a banner on top states the dataset verdict, skipped columns and
-        sampling. Costs about as much again as :func:`detect_drift` plus ~0.7 s per 100,000 rows
-        (see docs/monitoring.md). Raises ``ValueError`` when no column was compared (nothing to
+        sampling. Costs about twice :func:`detect_drift` (Evidently also prepares plots; see
+        docs/monitoring.md). Raises ``ValueError`` when no column was compared (nothing to
         render) or when the result was not produced by :func:`detect_drift` in this process.
+        """
+        page: str = self.evidently_report().get_html()
+        marker = page.find("<body>")
+        at = marker + len("<body>") if marker >= 0 else 0
+        return page[:at] + self._banner() + page[at:]
+
+    def evidently_report(self) -> Any:
+        """The run Evidently legacy ``Report`` with one ``DataDriftTable`` behind :meth:`report_html`.
+
+        Its ``as_dict()["metrics"][0]["result"]["drift_by_columns"]`` holds Evidently's own per-column
+        numbers (equal to this result's). Raises ``ValueError`` like :meth:`report_html`.
         """
         compared = [c for c in self.columns if c.compared]
         if not compared or self._frames is None:
@@ -125,8 +136,8 @@ class DriftResult(BaseModel):
         from evidently.legacy.pipeline.column_mapping import ColumnMapping
         from evidently.legacy.report import Report
 
-        reference, current = self._frames
-        names = [c.name for c in compared]
+        kinds = {c.name: c.kind or "categorical" for c in compared}
+        reference, current = (_report_frame(frame, kinds) for frame in self._frames)
         mapping = ColumnMapping(
             target=None,
             prediction=None,
@@ -137,16 +148,13 @@ class DriftResult(BaseModel):
             categorical_features=[c.name for c in compared if c.kind == "categorical"],
         )
         table = DataDriftTable(
-            columns=names,
+            columns=list(kinds),
             per_column_stattest={c.name: c.stattest for c in compared if c.stattest},
             per_column_stattest_threshold={c.name: c.threshold for c in compared if c.threshold is not None},
         )
         report = Report(metrics=[table])
-        report.run(reference_data=reference[names], current_data=current[names], column_mapping=mapping)
-        page: str = report.get_html()
-        marker = page.find("<body>")
-        at = marker + len("<body>") if marker >= 0 else 0
-        return page[:at] + self._banner() + page[at:]
+        report.run(reference_data=reference, current_data=current, column_mapping=mapping)
+        return report
 
     def _banner(self) -> str:
         """A short HTML summary of the dataset verdict prepended to Evidently's report."""
@@ -239,8 +247,6 @@ def detect_drift(
         )
 
     results: list[ColumnResult] = []
-    prepared_ref: dict[str, pd.Series] = {}
-    prepared_cur: dict[str, pd.Series] = {}
     for name in features:
         if name not in reference.columns:
             results.append(ColumnResult(name=name, reason="missing from the reference data"))
@@ -248,10 +254,7 @@ def detect_drift(
         if name not in current.columns:
             results.append(ColumnResult(name=name, reason="missing from the current data"))
             continue
-        col, ref_col, cur_col = _compare_column(name, ref[name], cur[name], method, threshold, notes)
-        results.append(col)
-        if col.compared:
-            prepared_ref[name], prepared_cur[name] = ref_col, cur_col
+        results.append(_compare_column(name, ref[name], cur[name], method, threshold, notes))
 
     compared = [c for c in results if c.compared]
     drifted = [c.name for c in compared if c.drifted]
@@ -272,17 +275,35 @@ def detect_drift(
     out.share = len(drifted) / len(compared)
     out.detected = out.share >= drift_share
     out.message = f"{len(drifted)} of {len(compared)} columns drifted"
-    out._frames = (pd.DataFrame(prepared_ref), pd.DataFrame(prepared_cur))
+    out._frames = (ref, cur)  # the (sampled) inputs, kept by reference for report_html()
     return out
 
 
 def _sample(frame: pd.DataFrame, names: list[str], max_rows: int, random_state: int) -> tuple[pd.DataFrame, bool]:
-    """The named columns of ``frame``, sampled without replacement to ``max_rows`` rows when larger."""
+    """``frame`` itself when it has at most ``max_rows`` rows (no copy: columns are read by name),
+    else its named columns sampled without replacement to ``max_rows`` rows (one copy)."""
     if len(frame) <= max_rows:
-        return frame[names], False
+        return frame, False
     rng = np.random.default_rng(random_state)
     rows = np.sort(rng.choice(len(frame), size=max_rows, replace=False))
-    return frame[names].iloc[rows], True
+    return frame.iloc[rows, frame.columns.get_indexer(names)], True
+
+
+def _report_frame(frame: pd.DataFrame, kinds: dict[str, ColumnKind]) -> pd.DataFrame:
+    """The compared columns as :func:`_compare_column` sees them, rows kept aligned: numbers as
+    floats with non-numbers and infinities missing, categories as strings; Evidently drops the
+    missing values per column, so it tests exactly the values the result was computed on."""
+    out: dict[str, Any] = {}
+    for name, kind in kinds.items():
+        raw = frame[name]
+        if kind == "numerical":
+            values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            out[name] = np.where(np.isfinite(values), values, np.nan)
+        else:
+            present = raw.notna().to_numpy()
+            text = raw.astype(object).astype(str).to_numpy(dtype=object)
+            out[name] = np.where(present, text, None)
+    return pd.DataFrame(out)
 
 
 def _kind(series: pd.Series) -> ColumnKind | None:
@@ -306,7 +327,8 @@ def _numeric_values(series: pd.Series) -> tuple[pd.Series, int]:
         coerced = pd.to_numeric(series, errors="coerce")
         bad = int(coerced.isna().sum() - series.isna().sum())
         values = coerced.to_numpy(dtype=float, na_value=np.nan)
-    return pd.Series(values[np.isfinite(values)], copy=False), bad
+    finite = np.isfinite(values)
+    return pd.Series(values if finite.all() else values[finite], copy=False), bad
 
 
 def _categorical_values(series: pd.Series) -> pd.Series:
@@ -314,7 +336,9 @@ def _categorical_values(series: pd.Series) -> pd.Series:
     kept = series.dropna()
     if isinstance(kept.dtype, pd.CategoricalDtype):
         kept = kept.astype(object)
-    return kept.astype(str).reset_index(drop=True)
+    if pd.api.types.infer_dtype(kept, skipna=False) != "string":
+        kept = kept.astype(str)
+    return kept.reset_index(drop=True)
 
 
 def _distinct_capped(ref: pd.Series, cur: pd.Series, cap: int) -> int:
@@ -401,12 +425,11 @@ def _compare_column(
     method: str | None,
     threshold: float | None,
     notes: list[str],
-) -> tuple[ColumnResult, pd.Series, pd.Series]:
-    """Prepare one column and run its test; returns the result and the prepared values."""
+) -> ColumnResult:
+    """Prepare one column (see :func:`detect_drift`) and run its test."""
     kind = _kind(ref_raw)
-    empty = pd.Series(dtype=float)
     if kind is None:
-        return ColumnResult(name=name, reason=f"unsupported dtype {ref_raw.dtype}"), empty, empty
+        return ColumnResult(name=name, reason=f"unsupported dtype {ref_raw.dtype}")
     bad = 0
     if kind == "numerical":
         ref, _ = _numeric_values(ref_raw)
@@ -416,25 +439,27 @@ def _compare_column(
     else:
         ref, cur = _categorical_values(ref_raw), _categorical_values(cur_raw)
     if ref.empty:
-        return ColumnResult(name=name, kind=kind, reason="all values missing in the reference data"), empty, empty
+        return ColumnResult(name=name, kind=kind, reason="all values missing in the reference data")
     if cur.empty:
         reason = "current values are not numeric" if bad else "all values missing in the current data"
-        return ColumnResult(name=name, kind=kind, reason=reason), empty, empty
+        return ColumnResult(name=name, kind=kind, reason=reason)
     ref_constant, cur_constant = _constant_value(ref), _constant_value(cur)
     if ref_constant is not None and ref_constant == cur_constant:
         reason = f"constant ({ref_constant!r}) in both reference and current data"
-        return ColumnResult(name=name, kind=kind, reason=reason), empty, empty
+        return ColumnResult(name=name, kind=kind, reason=reason)
 
     test = _lookup_stattest(method, kind) if method is not None else None
     if method is not None and test is None:
         notes.append(f"{name}: method {method!r} does not apply to {kind} columns; used Evidently's default")
     if test is None:
-        test = _default_stattest(kind, len(ref), _distinct_capped(ref, cur, 5))
+        # Distinct values only matter for numbers and for small references (see default_stattest_name).
+        counted = kind == "numerical" or len(ref) <= EVIDENTLY_SMALL_REFERENCE_ROWS
+        test = _default_stattest(kind, len(ref), _distinct_capped(ref, cur, 5) if counted else 6)
     outcome = test(ref, cur, _column_type(kind), threshold)
     score = float(outcome.drift_score)
     if not math.isfinite(score):
         reason = f"test {test.name} returned a non-finite score"
-        return ColumnResult(name=name, kind=kind, stattest=test.name, reason=reason), empty, empty
+        return ColumnResult(name=name, kind=kind, stattest=test.name, reason=reason)
     result = ColumnResult(
         name=name,
         kind=kind,
@@ -443,7 +468,7 @@ def _compare_column(
         threshold=float(outcome.actual_threshold),
         drifted=bool(outcome.drifted),
     )
-    return result, ref, cur
+    return result
 
 
 def _constant_value(values: pd.Series) -> Any:
@@ -452,4 +477,6 @@ def _constant_value(values: pd.Series) -> Any:
         low, high = values.min(), values.max()
         return float(low) if low == high else None
     first = values.iloc[0]
+    if (values.iloc[:_DISTINCT_PROBE_ROWS] != first).any():  # most columns: settled by a prefix
+        return None
     return first if (values == first).all() else None
