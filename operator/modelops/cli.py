@@ -57,6 +57,22 @@ def operator_run(
 app.add_typer(operator_app, name="operator")
 
 
+@app.command()
+def demo(
+    once: bool = typer.Option(False, "--once", help="Stop the sandbox at the end instead of waiting for Ctrl-C."),
+    state_dir: Path = typer.Option(Path(".sandbox/demo"), help="Sandbox state directory (wiped at start)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the measured results as JSON here."),
+) -> None:
+    """Run the whole product on real data in the local sandbox (train, promote, serve, monitor)."""
+    from .demo.flow import run_demo
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "manifests" / "samples").is_dir():
+        typer.echo("modelops demo runs from a checkout of the repository (it applies manifests/samples/)", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(run_demo(root, state_dir, once, json_out))
+
+
 def _register_subcommands() -> None:
     """Attach the sub-apps that later modules provide (each imports its heavy deps lazily)."""
     from .sandbox.cli import app as sandbox_app

@@ -184,7 +184,8 @@ def _closed_port() -> int:
 
 def test_unreachable_server_is_a_specific_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    client = MlflowClient(f"http://127.0.0.1:{_closed_port()}")
+    url = f"http://127.0.0.1:{_closed_port()}"
+    client = MlflowClient(tracking_uri=url, registry_uri=url)  # not a registry URI set globally by another test
     with pytest.raises(RegistryUnavailable, match="MLflow unreachable during get_alias") as info:
         ops.get_alias(client, "m", "production")
     assert is_unavailable(info.value.__cause__)  # type: ignore[arg-type]

@@ -80,9 +80,18 @@ def deployment_serving(deployment: Mapping[str, Any] | None) -> tuple[ConditionS
         )
     updated = int(st.get("updatedReplicas") or 0)
     available = int(st.get("availableReplicas") or 0)
-    if gen_seen and updated >= want and available >= want and ready >= want:
+    total = int(st.get("replicas") or 0)
+    # Complete as `kubectl rollout status` defines it: every pod runs the new template, no old
+    # pod is left, and all are available (old pods still serving mean the rollout is not done).
+    if gen_seen and updated >= want and total <= updated and available >= want and ready >= want:
         return "True", "Available", f"{ready}/{want} replicas ready", ready
-    return "Unknown", "RollingOut", f"{updated}/{want} updated, {available}/{want} available", ready
+    old = max(0, total - updated)
+    return (
+        "Unknown",
+        "RollingOut",
+        f"{updated}/{want} updated, {available}/{want} available, {old} old replica(s) still serving",
+        ready,
+    )
 
 
 async def reconcile_model(

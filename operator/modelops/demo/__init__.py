@@ -1,0 +1,1 @@
+"""``modelops demo``: the whole product on real data in the local sandbox (see flow.py)."""

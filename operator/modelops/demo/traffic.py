@@ -1,0 +1,94 @@
+"""Real prediction traffic for the demo: held-out rows, shifted rows, and the two protocols.
+
+Held-out rows come from :func:`modelops_runtime.train.pipeline.split_dataset` with the
+ModelVersion's own ``testSize`` and ``randomState``, so they are exactly the rows the model
+never saw during training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from ..api.modelversion import ModelVersionSpec
+from ..settings import Settings
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Held-out features ``x`` (raw columns, as a client sends them) and true labels ``y``."""
+
+    x: pd.DataFrame
+    y: pd.Series
+
+
+def held_out(spec: ModelVersionSpec) -> HeldOut:
+    """The test split of a ModelVersion's dataset (same rows as its training run's evaluation)."""
+    from modelops_runtime.train.data import load_dataset
+    from modelops_runtime.train.pipeline import resolve_estimator, split_dataset, task_of
+
+    estimator = resolve_estimator(spec.training.estimator, Settings().allowed_estimator_modules)
+    frame = load_dataset(spec.training.data)
+    split = split_dataset(
+        frame, spec.training.data, task_of(estimator()), spec.training.test_size, spec.training.random_state
+    )
+    return HeldOut(split.x_test.reset_index(drop=True), split.y_test.reset_index(drop=True))
+
+
+def shifted(x: pd.DataFrame, columns: list[str], scale: float = 3.0, repeat: int = 3, seed: int = 0) -> pd.DataFrame:
+    """Rows with a known covariate shift: ``columns`` moved up by ``scale`` standard deviations.
+
+    The rows are repeated ``repeat`` times (resampled) so that shifted traffic dominates the
+    monitoring window even after the normal traffic sent before it.
+    """
+    rng = np.random.default_rng(seed)
+    out = x.iloc[rng.integers(0, len(x), size=len(x) * repeat)].reset_index(drop=True).copy()
+    for col in columns:
+        out[col] = out[col] + scale * float(x[col].std())
+    return out
+
+
+def _jsonable(frame: pd.DataFrame) -> list[list[Any]]:
+    return [[None if isinstance(v, float) and np.isnan(v) else v for v in row] for row in frame.itertuples(index=False)]
+
+
+def predict_v2(url: str, model: str, x: pd.DataFrame, client: httpx.Client) -> list[Any]:
+    """POST column-wise tensors to the V2 Open Inference Protocol; returns the predictions."""
+    inputs = []
+    for col in x.columns:
+        values = x[col]
+        numeric = pd.api.types.is_numeric_dtype(values)
+        inputs.append(
+            {
+                "name": col,
+                "shape": [len(x)],
+                "datatype": "FP64" if numeric else "BYTES",
+                "data": [None if pd.isna(v) else (float(v) if numeric else str(v)) for v in values],
+            }
+        )
+    response = client.post(f"{url}/v2/models/{model}/infer", json={"inputs": inputs})
+    response.raise_for_status()
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    return list(outputs["predict"]["data"])
+
+
+def predict_invocations(url: str, x: pd.DataFrame, client: httpx.Client, batch: int = 100) -> list[Any]:
+    """POST ``dataframe_split`` batches to MLflow's ``/invocations``; returns the predictions."""
+    predictions: list[Any] = []
+    for start in range(0, len(x), batch):
+        part = x.iloc[start : start + batch]
+        body = {"dataframe_split": {"columns": list(part.columns), "data": _jsonable(part)}}
+        response = client.post(f"{url}/invocations", json=body)
+        response.raise_for_status()
+        predictions.extend(response.json()["predictions"])
+    return predictions
+
+
+def accuracy(y_true: pd.Series, y_pred: list[Any]) -> float:
+    """Share of predictions equal to the true label (labels compared as strings)."""
+    truth = [str(v) for v in y_true]
+    return sum(t == str(p) for t, p in zip(truth, y_pred, strict=True)) / max(1, len(truth))
