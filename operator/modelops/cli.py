@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -71,6 +72,54 @@ def demo(
         typer.echo("modelops demo runs from a checkout of the repository (it applies manifests/samples/)", err=True)
         raise typer.Exit(2)
     raise typer.Exit(run_demo(root, state_dir, once, json_out))
+
+
+@app.command()
+def status(
+    monitor: str = typer.Argument(..., help="ModelMonitor name."),
+    namespace: str = typer.Option("default", "-n", "--namespace", help="Namespace of the monitor."),
+    output: str = typer.Option("table", "-o", "--output", help="table or json."),
+    kubeconfig: Path | None = typer.Option(None, envvar="KUBECONFIG", help="kubeconfig (default: in-cluster)."),
+) -> None:
+    """Print a ModelMonitor's monitoring report (health, performance, prediction stats, drift)."""
+    import json
+
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    from .api.common import GROUP, VERSION
+    from .report import monitoring_report
+
+    if kubeconfig is not None:
+        config.load_kube_config(config_file=str(kubeconfig))
+    else:
+        config.load_incluster_config()
+    try:
+        body: Any = client.CustomObjectsApi().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "modelmonitors", monitor
+        )
+    except ApiException as exc:
+        typer.echo(f"cannot read ModelMonitor {namespace}/{monitor}: HTTP {exc.status} {exc.reason}", err=True)
+        raise typer.Exit(1) from exc
+    report = monitoring_report(body)
+    if output == "json":
+        typer.echo(json.dumps(report, indent=2))
+        return
+    stats, health, drift = report["prediction_stats"], report["health"], report["drift"]
+    rows = [
+        ("model", f"{report['model_name']} {report['stage']} (version {report['model_version'] or '-'})"),
+        ("health", f"{health['status']}" + (f": {'; '.join(health['issues'])}" if health["issues"] else "")),
+        ("accuracy (avg over runs)", str(report["performance"]["average"].get("accuracy", "-"))),
+        ("trend", report["performance"]["trend"]["accuracy"]["direction"]),
+        ("predictions", str(stats["total_predictions"])),
+        ("latency p50 / p95 ms", f"{stats['avg_prediction_time_ms']} / {stats['p95_prediction_time_ms']}"),
+        ("error rate", str(stats["error_rate"])),
+        ("drift", f"{drift['detected']} (share {drift['share']}): {', '.join(drift['drifted_columns']) or '-'}"),
+        ("last run", str((report["last_run"] or {}).get("time", "-"))),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        typer.echo(f"{key:<{width}}  {value}")
 
 
 def _register_subcommands() -> None:

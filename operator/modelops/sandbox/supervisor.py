@@ -136,6 +136,7 @@ class Supervisor:
         operator_env: Mapping[str, str] | None = None,
     ) -> None:
         self.operator_env = dict(operator_env or {})  # extra MODELOPS_* settings for the operator
+        self._operator_extra_env: dict[str, str] = {}
         self.state_dir = Path(state_dir).resolve()
         self.images = dict(images or {})
         self.kubelet_args = list(kubelet_args)
@@ -297,6 +298,17 @@ class Supervisor:
         self.ensure_mlflow()
         self.start_operator(env=env)
 
+    def restart_operator(self, grace: float = 10.0) -> None:
+        """Stop the operator (SIGTERM, then SIGKILL after ``grace`` s) and start it again with the
+        same settings, as a pod restart would. Raises SandboxError when it does not come back."""
+        record = self.state.processes.get("operator")
+        if record is not None:
+            procs.stop_groups([record.pid], grace, self.marker)
+            popen = self._popen.pop("operator", None)
+            if popen is not None:
+                popen.poll()  # reap
+        self.start_operator(env=self._operator_extra_env)
+
     def start_operator(self, timeout: float = 60.0, env: Mapping[str, str] | None = None) -> None:
         """Start ``modelops operator run`` against the sandbox and wait for its /healthz.
 
@@ -320,6 +332,7 @@ class Supervisor:
             **self.operator_env,
             **(env or {}),
         }
+        self._operator_extra_env = dict(env or {})
         argv = [sys.executable, "-m", "modelops.cli", "operator", "run"]
         process = self._spawn("operator", argv, env=settings, port=health_port)
         self.state.processes["operator"].url = f"http://127.0.0.1:{metrics_port}/metrics"

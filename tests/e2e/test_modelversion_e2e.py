@@ -1,0 +1,208 @@
+"""ModelVersion end to end in the sandbox, with the real operator, kubelet, runtime and MLflow.
+
+Train → register → promote → serve → supersede → gate failure → rollback → alias drift →
+deletion, and the counts that must not change across an operator restart.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from mlflow.tracking import MlflowClient
+
+from modelops.api.crdgen import build_crds
+from modelops.api.openapi import crd_schema, validate
+from modelops.sandbox.testing import Sandbox, condition
+from tests.e2e.conftest import modelversion, phase
+
+pytestmark = pytest.mark.e2e
+MV_STATUS_SCHEMA = crd_schema(build_crds()["modelversions.yaml"])["properties"]["status"]
+TIMEOUT = 240.0
+
+
+def _status(sb: Sandbox, name: str, ns: str) -> dict:
+    return sb.get("modelversions", name, ns).get("status") or {}
+
+
+def _served_registry_version(sb: Sandbox, model: str, stage: str, ns: str) -> str | None:
+    dep = sb.find("deployments", f"{model}-{stage.lower()}", ns)
+    if dep is None:
+        return None
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    config = next(e["value"] for e in env if e["name"] == "MODELOPS_JOB_CONFIG")
+    import json
+
+    return str(json.loads(config)["registry_version"])
+
+
+def test_promotion_rollback_and_registry(
+    operated: Sandbox, namespace: str, model_name: str, mlflow_client: MlflowClient, events
+) -> None:
+    sb, ns, model = operated, namespace, model_name
+    # 1.0.0 → Production: trained, registered, promoted, serving.
+    sb.create(modelversion("v100", model, "1.0.0"), ns)
+    obj = sb.wait_for_object("modelversions", "v100", ns, phase("v100", "Ready"), TIMEOUT)
+    st = obj["status"]
+    assert validate(MV_STATUS_SCHEMA, st, prefix="status") == []
+    assert st["metrics"]["accuracy"] > 0.9 and st["registry"]["version"] == "1"
+    assert st["model"]["algorithm"] == "LogisticRegression" and len(st["model"]["features"]) == 30
+    assert condition(obj, "Serving") and condition(obj, "Promoted")
+    mv = mlflow_client.get_model_version_by_alias(model, "production")
+    assert mv.version == "1" and mv.tags["semver"] == "1.0.0" and mv.tags["stage"] == "Production"
+    assert mv.tags["modelops.namespace"] == ns
+    url = sb.service_url(f"{model}-production", ns)
+    rows = {"dataframe_split": {"columns": st["model"]["features"], "data": [[14.0] * 30]}}
+    assert httpx.post(f"{url}/invocations", json=rows, timeout=30).status_code == 200
+    assert any(e.get("reason") == "Promoted" for e in events("v100"))
+
+    # 1.1.0 with a better metric takes over with a rolling update; 1.0.0 is Superseded.
+    sb.create(
+        modelversion(
+            "v110",
+            model,
+            "1.1.0",
+            hyperparameters={"C": 1.0, "max_iter": 1000},
+            promotion={"metric": "accuracy", "minValue": 0.9, "minImprovement": 0.01},
+        ),
+        ns,
+    )
+    sb.wait_for_object("modelversions", "v110", ns, phase("v110", "Ready"), TIMEOUT)
+    old = sb.wait_for_object("modelversions", "v100", ns, phase("v100", "Superseded"), 60)
+    assert "1.1.0" in condition(old, "Promoted", "False")["message"]
+    assert _served_registry_version(sb, model, "Production", ns) == "2"
+    assert mlflow_client.get_model_version_by_alias(model, "production").version == "2"
+
+    # 1.2.0 (RandomForest, lower accuracy here) fails its gate and never serves.
+    sb.create(
+        modelversion(
+            "v120",
+            model,
+            "1.2.0",
+            estimator="sklearn.ensemble.RandomForestClassifier",
+            hyperparameters={"n_estimators": 50, "max_depth": 4},
+        ),
+        ns,
+    )
+    failed = sb.wait_for_object(
+        "modelversions",
+        "v120",
+        ns,
+        lambda o: (o.get("status") or {}).get("promotion", {}).get("decision") == "GateFailed",
+        TIMEOUT,
+    )
+    promo = failed["status"]["promotion"]
+    assert promo["comparedTo"] == "1.1.0" and f"{promo['value']:.6f}"[:6] in promo["reason"]
+    assert _served_registry_version(sb, model, "Production", ns) == "2"
+
+    # GitOps rollback: 1.1.0 back to Staging → Production returns to 1.0.0; 1.1.0 serves Staging.
+    sb.patch("modelversions", "v110", {"spec": {"stage": "Staging"}}, ns)
+    sb.wait_for_object("modelversions", "v100", ns, phase("v100", "Ready"), TIMEOUT)
+    sb.wait_for(lambda: _served_registry_version(sb, model, "Production", ns) == "1", 60)
+    assert mlflow_client.get_model_version_by_alias(model, "production").version == "1"
+    assert mlflow_client.get_model_version_by_alias(model, "staging").version == "2"
+    sb.wait_for_object("modelversions", "v110", ns, lambda o: (o.get("status") or {}).get("stage") == "Staging", 60)
+
+    # An alias moved by hand is reported and set back.
+    mlflow_client.set_registered_model_alias(model, "production", "3")
+    drifted = sb.wait_for_object("modelversions", "v100", ns, lambda o: condition(o, "RegistryDrift"), 60)
+    assert "pointed to version 3" in condition(drifted, "RegistryDrift")["message"]
+    sb.wait_for(lambda: mlflow_client.get_model_version_by_alias(model, "production").version == "1", 30)
+
+    # Deleting 1.1.0 releases Staging: alias removed, tagged Archived, Staging children removed.
+    sb.delete("modelversions", "v110", ns)
+    sb.wait_for(lambda: sb.find("modelversions", "v110", ns) is None, 60)
+    assert mlflow_client.get_model_version(model, "2").tags["stage"] == "Archived"
+    assert "staging" not in (mlflow_client.get_registered_model(model).aliases or {})
+    sb.wait_for(lambda: sb.find("deployments", f"{model}-staging", ns) is None, 60)
+    # Never more registered versions than CRs that trained.
+    assert len(mlflow_client.search_model_versions(f"name='{model}'")) == 3
+
+
+def test_categorical_dataset_with_version_bump(
+    operated: Sandbox, namespace: str, model_name: str, mlflow_client: MlflowClient
+) -> None:
+    sb, ns, model = operated, namespace, model_name
+    sb.create(
+        modelversion(
+            "p1",
+            model,
+            stage="Development",
+            uri="penguins://",
+            target="species",
+            estimator="sklearn.ensemble.RandomForestClassifier",
+            hyperparameters={"n_estimators": 50},
+            versionBump="minor",
+        ),
+        ns,
+    )
+    obj = sb.wait_for_object("modelversions", "p1", ns, phase("p1", "Ready"), TIMEOUT)
+    st = obj["status"]
+    assert st["version"] == "0.1.0" and "parentVersion" not in st
+    assert st["metrics"]["accuracy"] > 0.9 and "island" in st["model"]["features"]
+    sb.create(
+        modelversion(
+            "p2",
+            model,
+            stage="Development",
+            uri="penguins://",
+            target="species",
+            estimator="sklearn.ensemble.RandomForestClassifier",
+            hyperparameters={"n_estimators": 60},
+            versionBump="major",
+        ),
+        ns,
+    )
+    st2 = sb.wait_for_object("modelversions", "p2", ns, phase("p2", ("Ready", "Superseded", "Registered")), TIMEOUT)[
+        "status"
+    ]
+    assert st2["version"] == "1.0.0" and st2["parentVersion"] == "0.1.0"
+    # Development is not a served stage: no Deployment, but the alias exists.
+    assert sb.find("deployments", f"{model}-development", ns) is None
+    assert mlflow_client.get_model_version_by_alias(model, "development").tags["semver"] in ("0.1.0", "1.0.0")
+
+
+def test_bad_estimator_and_conflicts(operated: Sandbox, namespace: str, model_name: str) -> None:
+    sb, ns, model = operated, namespace, model_name
+    sb.create(modelversion("bad", model, "1.0.0", estimator="sklearn.nonexistent.Thing"), ns)
+    obj = sb.wait_for_object("modelversions", "bad", ns, phase("bad", "Failed"), TIMEOUT)
+    trained = condition(obj, "Trained", "False")
+    assert trained and trained["reason"] == "TrainingFailed" and "sklearn.nonexistent" in trained["message"]
+    sb.create(modelversion("badparam", model, "1.0.1", hyperparameters={"not_a_param": 1}), ns)
+    obj = sb.wait_for_object("modelversions", "badparam", ns, phase("badparam", "Failed"), TIMEOUT)
+    assert "not_a_param" in condition(obj, "Trained", "False")["message"]
+    # Same version claimed twice: the newer CR gets VersionConflict.
+    sb.create(modelversion("dup", model, "1.0.0"), ns)
+    obj = sb.wait_for_object("modelversions", "dup", ns, phase("dup", "Failed"), 60)
+    assert condition(obj, "Registered", "False")["reason"] == "VersionConflict"
+
+
+def test_invalid_modelversion_rejected_at_admission(operated: Sandbox, namespace: str) -> None:
+    bad = modelversion("x", "m-invalid", "1.0")
+    result = operated.kubectl(
+        "apply", "--validate=false", "-n", namespace, "-f", "-", input=__import__("json").dumps(bad), check=False
+    )
+    assert result.returncode != 0 and "spec.version" in result.stderr
+    both = modelversion("y", "m-invalid", "1.0.0", versionBump="minor")
+    result = operated.kubectl(
+        "apply", "--validate=false", "-n", namespace, "-f", "-", input=__import__("json").dumps(both), check=False
+    )
+    assert result.returncode != 0 and "exactly one of spec.version and spec.versionBump" in result.stderr
+
+
+def test_operator_restart_creates_nothing_twice(
+    operated: Sandbox, namespace: str, model_name: str, mlflow_client: MlflowClient
+) -> None:
+    sb, ns, model = operated, namespace, model_name
+    sb.create(modelversion("r1", model, "1.0.0", stage="Staging"), ns)
+    sb.wait_for(lambda: sb.list("jobs", ns), 60)
+    sb.supervisor.restart_operator()
+    sb.wait_for_object("modelversions", "r1", ns, phase("r1", "Ready"), TIMEOUT)
+    sb.supervisor.restart_operator()
+    sb.patch("modelversions", "r1", {"metadata": {"labels": {"poke": "1"}}}, ns)
+    sb.wait_for_object("modelversions", "r1", ns, phase("r1", "Ready"), 60)
+    assert len(sb.list("jobs", ns)) == 1
+    assert len(sb.list("deployments", ns)) == 1
+    assert len(mlflow_client.search_model_versions(f"name='{model}'")) == 1
+    # A deleted child is restored by the next reconcile.
+    sb.delete("deployments", f"{model}-staging", ns)
+    sb.wait_for(lambda: sb.find("deployments", f"{model}-staging", ns), 60)
