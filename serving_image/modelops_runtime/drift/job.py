@@ -275,7 +275,9 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
     feedback: pd.DataFrame | None = None
     excluded_rows = 0
     if log_uri is not None:
+        started = time.perf_counter()
         window_rows = read_prediction_log(log_uri, config.model, config.stage, since, now)
+        log.info("read %d prediction log rows in %.2f s", len(window_rows), time.perf_counter() - started)
         versions = window_rows["registry_version"] if "registry_version" in window_rows.columns else None
         if served is not None and versions is not None and versions.notna().any():
             mine = versions.astype(str) == served.registry_version
@@ -329,6 +331,11 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
             "the training run recorded no model.features: compared the reference columns found in current data"
         )
     spec = config.drift
+    started = time.perf_counter()
+    import evidently.legacy.report  # noqa: F401  (timed apart: the import alone takes seconds)
+
+    log.info("Evidently imported in %.2f s", time.perf_counter() - started)
+    started = time.perf_counter()
     drift = detect_drift(
         reference,
         current,
@@ -340,6 +347,13 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
         max_rows=spec.max_rows,
     )
     drift.notes[:0] = notes
+    log.info(
+        "drift of %d x %d columns computed in %.2f s (reference %d rows)",
+        drift.current_rows_used,
+        len(drift.columns),
+        time.perf_counter() - started,
+        drift.reference_rows_used,
+    )
     summary.update(
         reference={"source": reference_source, "rows": len(reference)},
         current={"source": current_source, "rows": len(current)},
@@ -448,7 +462,9 @@ def run_job(config: DriftJobConfig, now: datetime | None = None) -> tuple[int, s
     run_id = run.info.run_id
     try:
         outcome = monitor(config, client, run_id, experiment_id, now)
+        started = time.perf_counter()
         write_outcome(client, run_id, config, outcome)
+        log.info("monitoring run %s written in %.2f s", run_id, time.perf_counter() - started)
     except InvalidInput as exc:
         reason = _one_line(exc)
         record_failure(client, run_id, reason)
