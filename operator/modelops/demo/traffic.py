@@ -39,14 +39,13 @@ def held_out(spec: ModelVersionSpec) -> HeldOut:
     return HeldOut(split.x_test.reset_index(drop=True), split.y_test.reset_index(drop=True))
 
 
-def shifted(x: pd.DataFrame, columns: list[str], scale: float = 3.0, repeat: int = 3, seed: int = 0) -> pd.DataFrame:
-    """Rows with a known covariate shift: ``columns`` moved up by ``scale`` standard deviations.
+def shifted(x: pd.DataFrame, columns: list[str], scale: float = 3.0) -> pd.DataFrame:
+    """A copy of ``x`` with a known covariate shift: ``columns`` moved up by ``scale`` standard deviations.
 
-    The rows are repeated ``repeat`` times (resampled) so that shifted traffic dominates the
-    monitoring window even after the normal traffic sent before it.
+    Rows are not resampled: repeated rows would inflate the drift tests' effective sample size
+    and make untouched columns look drifted too.
     """
-    rng = np.random.default_rng(seed)
-    out = x.iloc[rng.integers(0, len(x), size=len(x) * repeat)].reset_index(drop=True).copy()
+    out = x.copy()
     for col in columns:
         out[col] = out[col] + scale * float(x[col].std())
     return out
