@@ -251,3 +251,12 @@ def test_monitor_reads_the_prediction_log(tmp_path: Path) -> None:
     assert not detected and drift["result"] == "Completed" and drift["ignored_columns"] == []
     assert [c["name"] for c in drift["columns"]] == ["experience", "skill"]
     assert drift["columns"][1]["reason"].startswith("constant")
+
+
+def test_library_imports_neither_kopf_nor_evidently_up_front() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, modelops.monitoring; print(sorted(m for m in ('kopf', 'evidently') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
