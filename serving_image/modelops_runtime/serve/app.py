@@ -7,11 +7,13 @@ server fault, answered 500 and counted as ``error_type="internal"``.
 
 Where predict runs: a request of at most ``inline_max_rows`` rows is parsed, predicted and
 encoded inline on the event loop; larger ones are predicted in Starlette's worker threads. A
-small scikit-learn predict takes 0.1 to 1 ms; handing it to a thread costs a context switch and a
-GIL hand-off each way (measured here: 1-row p99 worse and ~15 % fewer requests/s with a thread,
-see docs/serving.md), and with one worker process a thread adds no parallelism for pure-Python
-work. Big batches go to a thread so that health probes and small requests are not stuck behind
-them for tens of milliseconds.
+small scikit-learn predict is dominated by Python-level validation that holds the GIL, so a thread
+adds only a hand-off each way: measured here (docs/serving.md), 1-row requests with one connection
+did 651 req/s inline vs 414 via a thread (p99 8.8 vs 11.1 ms), and were even with 4 connections.
+A 100-row predict spends long enough in numpy code that releases the GIL for the event loop to
+parse the next request meanwhile: with 4 connections a thread did 463 req/s vs 382 inline (p99
+26 vs 33 ms), with one connection 280 vs 314. Big batches in a thread also keep health probes
+from waiting behind them. Hence the default threshold of 32 rows.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 REQUEST_ID_HEADER = "x-request-id"
 #: Requests with more rows than this are predicted in a worker thread.
-INLINE_MAX_ROWS = 256
+INLINE_MAX_ROWS = 32
 
 Handler = Callable[[Request], Awaitable[Response]]
 

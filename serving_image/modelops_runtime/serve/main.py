@@ -108,6 +108,12 @@ def main(args: list[str]) -> int:
     parser.add_argument("--port", type=int, default=None, help=f"port (default ${ENV_PORT}, else the config's)")
     parser.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--inline-max-rows",
+        type=int,
+        default=INLINE_MAX_ROWS,
+        help=f"requests with more rows are predicted in a worker thread (default {INLINE_MAX_ROWS})",
+    )
     ns = parser.parse_args(args)
     logging.basicConfig(
         level=ns.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -133,7 +139,7 @@ def main(args: list[str]) -> int:
         else:
             port = config.port
     log_uri = config.prediction_log_uri or os.environ.get(ENV_PREDICTION_LOG_URI) or None
-    server = build_server(config, prediction_log_uri=log_uri)
+    server = build_server(config, prediction_log_uri=log_uri, inline_max_rows=ns.inline_max_rows)
     log.info(
         "serving %s (version %s, stage %s) on %s:%d; prediction log: %s",
         config.model_uri,

@@ -344,8 +344,8 @@ def _parse_csv_bool(spec: ColumnSpec, text: str | None) -> Any:
 def _check_integral(spec: ColumnSpec, array: np.ndarray) -> None:
     finite = array[~np.isnan(array)]
     if finite.size and not np.array_equal(finite, np.floor(finite)):
-        bad = finite[finite != np.floor(finite)][0]
-        raise DatatypeError(f"column '{spec.name}' expects {spec.kind} values; got the non-integral number {float(bad)!r}")
+        bad = float(finite[finite != np.floor(finite)][0])
+        raise DatatypeError(f"column '{spec.name}' expects {spec.kind} values; got the non-integral number {bad!r}")
 
 
 def _raise_type(spec: ColumnSpec, values: Sequence[Any], allowed: set[type]) -> NoReturn:

@@ -19,7 +19,6 @@ from typing import Any
 import mlflow
 import numpy as np
 import orjson
-import sklearn
 
 from modelops import __version__
 from modelops.contract import LOG_STATUS_OK, ServeConfig
@@ -161,11 +160,6 @@ class InferenceService:
     def mlflow_version() -> str:
         """``GET /version``: the MLflow version, as ``mlflow models serve`` answers."""
         return mlflow.__version__
-
-    @staticmethod
-    def sklearn_version() -> str:
-        """The installed scikit-learn version."""
-        return sklearn.__version__
 
     # ------------------------------------------------------------------------------ infer
 
