@@ -124,6 +124,12 @@ def test_v2_row_wise_with_and_without_column_names() -> None:
         np.testing.assert_array_equal(batch.as_matrix(), np.array(rows, dtype=float))
 
 
+def test_rows_may_omit_optional_columns() -> None:
+    schema = InputSchema([ColumnSpec("a", "double"), ColumnSpec("b", "double", required=False)])
+    matrix = schema.from_rows([[1.5], [2.5]], ["a"]).as_matrix()
+    assert matrix[:, 0].tolist() == [1.5, 2.5] and np.isnan(matrix[:, 1]).all()
+
+
 def test_v2_row_wise_bytes_with_numeric_strings() -> None:
     body = v2(tensor("rows", [["1.5", "7", "a", None]], "BYTES", [1, 4], parameters={"columns": list(SCHEMA.names)}))
     frame = parse_v2_infer(body, SCHEMA).batch.frame()

@@ -233,7 +233,7 @@ class InputSchema:
                     else f"there are {width} column names"
                 )
                 raise ShapeError(f"row {i} has {len(row)} values but {hint}")
-        if self.numeric and not csv and rows:
+        if self.numeric and not csv and rows and width == len(self.names):  # all columns present
             matrix = self._numeric_matrix(rows, names)
             if matrix is not None:
                 return Batch(len(rows), self.names, matrix=matrix, int_names=self.int_names)
@@ -242,12 +242,6 @@ class InputSchema:
         else:
             data = {name: [] for name in names}
         return self.from_columns(data, csv=csv)
-
-    def from_matrix_values(self, flat: Sequence[Any], n_rows: int, names: Sequence[str]) -> Batch:
-        """Build a batch from row-major flat values of an ``(n_rows, len(names))`` tensor."""
-        width = len(names)
-        rows = [list(flat[i * width : (i + 1) * width]) for i in range(n_rows)]
-        return self.from_rows(rows, names)
 
     def _numeric_matrix(self, rows: Sequence[list[Any]], names: Sequence[str]) -> np.ndarray | None:
         """Fast path: all values are numbers (or null) → one float64 matrix in schema order; else None."""

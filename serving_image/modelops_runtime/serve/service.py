@@ -11,8 +11,9 @@ An infer call has two steps, so the web layer can choose where the CPU-bound par
 
 from __future__ import annotations
 
+import itertools
+import secrets
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,10 @@ class InferenceService:
         self.state = state
         self.metrics = metrics
         self.logger = logger
+        # Generated request ids: a random per-process prefix and a counter (unique across pods and
+        # restarts with overwhelming probability; no syscall per request, unlike uuid4).
+        self._id_prefix = secrets.token_hex(8)
+        self._id_counter = itertools.count(1)
 
     def on_loaded(self, loaded: LoadedModel) -> None:
         """Called once the model is ready (pre-creates the per-class counters)."""
@@ -197,7 +202,8 @@ class InferenceService:
     ) -> InferJob:
         if batch.n_rows == 0:
             raise ShapeError("the request holds no rows")
-        return InferJob(protocol, model, batch, request_id or uuid.uuid4().hex, started, time.time(), outputs)
+        request_id = request_id or f"{self._id_prefix}-{next(self._id_counter)}"
+        return InferJob(protocol, model, batch, request_id, started, time.time(), outputs)
 
     def run(self, job: InferJob) -> bytes:
         """Predict, count, log and encode a prepared request. CPU-bound; safe to run in a worker thread.
