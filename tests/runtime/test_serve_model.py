@@ -9,9 +9,9 @@ from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 
 from modelops_runtime.serve.errors import RejectedByModel
 from modelops_runtime.serve.metrics import ServerMetrics
@@ -48,17 +48,18 @@ def test_forest_uses_one_predict_proba_and_an_ndarray(iris: tuple[pd.DataFrame, 
     assert model.proba_decides and model.accepts_matrix
     out = model.predict(rows)
     assert out.predict.tolist() == forest.predict(X.iloc[:40]).tolist()
+    assert out.proba is not None
     np.testing.assert_allclose(out.proba, forest.predict_proba(X.iloc[:40]))
 
 
 def test_other_classifiers_call_predict(iris: tuple[pd.DataFrame, pd.Series]) -> None:
     X, y = iris
-    svc = make_pipeline(StandardScaler(), SVC(probability=True, random_state=0)).fit(X, y)
-    model, rows = _served(svc, X)
+    knn = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=4)).fit(X, y)
+    model, rows = _served(knn, X)
     assert model.has_proba and not model.proba_decides
     out = model.predict(rows, want_proba=False)
     assert out.proba is None
-    assert out.predict.tolist() == svc.predict(X.iloc[:40]).tolist()
+    assert out.predict.tolist() == knn.predict(X.iloc[:40]).tolist()
     assert model.predict(rows, want_proba=True).proba is not None
 
 
