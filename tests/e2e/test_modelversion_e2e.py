@@ -80,6 +80,8 @@ def test_promotion_rollback_and_registry(
             "1.2.0",
             estimator="sklearn.ensemble.RandomForestClassifier",
             hyperparameters={"n_estimators": 50, "max_depth": 4},
+            # must beat the holder by 0.01: it fails against 1.1.0 now and against 1.0.0 after the rollback
+            promotion={"metric": "accuracy", "minValue": 0.9, "minImprovement": 0.01},
         ),
         ns,
     )
