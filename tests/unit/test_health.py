@@ -16,6 +16,7 @@ from modelops.monitoring.health import (
     labels_match,
     measure_window,
     performance_trend,
+    request_keys,
 )
 from modelops.monitoring.window import parse_duration
 
@@ -194,3 +195,9 @@ def test_batch_requests_count_once_for_latency_and_errors() -> None:
     assert report.predictions == 110 and report.requests == 11
     assert report.errors == 1 and report.error_rate == pytest.approx(1 / 11)
     assert report.latency_p50_ms == pytest.approx(5.0)  # per row it would be 500
+
+
+def test_request_keys() -> None:
+    assert request_keys(pd.Series(["a", "b"])) is None  # single-row requests: nothing to group
+    keys = request_keys(pd.Series(["a:0", "a:1", "b", "c:x"]))
+    assert keys is not None and keys.tolist() == ["a", "a", "b", "c:x"]

@@ -160,7 +160,8 @@ def measure_window(
     requests = predictions[["status", "latency_ms"]]
     if "request_id" in predictions.columns:
         keys = request_keys(predictions["request_id"])
-        requests = requests[~keys.duplicated().to_numpy()]
+        if keys is not None:
+            requests = requests[~keys.duplicated().to_numpy()]
     request_ok = requests["status"].astype(str).str.lower() == LOG_STATUS_OK
     report.requests = len(requests)
     report.errors = int((~request_ok).sum())
@@ -180,15 +181,16 @@ def measure_window(
     return report
 
 
-def request_keys(request_ids: pd.Series) -> pd.Series:
-    """The request each log row came with: ``<id>:<i>`` rows of a batch request map to ``<id>``.
+def request_keys(request_ids: pd.Series) -> pd.Series | None:
+    """The request each log row came with: ``<id>:<i>`` rows of a batch request map to ``<id>``;
+    None when no id has the batch form (every row is its own request: nothing to group).
 
     The server logs a request of n > 1 rows as request ids ``<id>:0`` ... ``<id>:<n-1>`` with the
     request's latency and status on every row (see :mod:`modelops.monitoring.prediction_log`).
     """
     ids = request_ids.astype(str)
     if not ids.str.contains(":", regex=False).any():
-        return ids
+        return None
     return ids.str.replace(r":\d+$", "", regex=True)
 
 
