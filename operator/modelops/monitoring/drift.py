@@ -114,8 +114,8 @@ class DriftResult(BaseModel):
         Runs Evidently's ``DataDriftTable`` (the table ``DataDriftPreset`` renders) on the same
         prepared and sampled frames with each column's test and threshold pinned, so the scores
         shown equal this result's; a banner on top states the dataset verdict, skipped columns and
-        sampling. Costs about twice :func:`detect_drift` (Evidently also prepares plots; see
-        docs/monitoring.md). Raises ``ValueError`` when no column was compared (nothing to
+        sampling. Costs 2.5-3.5 times :func:`detect_drift` (Evidently recomputes the tests and builds
+        plots; see docs/monitoring.md). Raises ``ValueError`` when no column was compared (nothing to
         render) or when the result was not produced by :func:`detect_drift` in this process.
         """
         page: str = self.evidently_report().get_html()
