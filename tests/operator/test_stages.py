@@ -8,11 +8,23 @@ from modelops.api.modelversion import PromotionSpec
 from modelops.reconcile.stages import Candidate, resolve
 
 
-def cand(name: str, version: str, stage: str = "Production", acc: float | None = 0.9, registered: bool = True,
-         **promotion: object) -> Candidate:
+def cand(
+    name: str,
+    version: str,
+    stage: str = "Production",
+    acc: float | None = 0.9,
+    registered: bool = True,
+    **promotion: object,
+) -> Candidate:
     metrics = {} if acc is None else {"accuracy": acc}
-    return Candidate(name=name, version=version, stage=stage, registered=registered, metrics=metrics,
-                     promotion=PromotionSpec(**promotion))
+    return Candidate(
+        name=name,
+        version=version,
+        stage=stage,
+        registered=registered,
+        metrics=metrics,
+        promotion=PromotionSpec(**promotion),
+    )
 
 
 @pytest.mark.parametrize(
@@ -29,15 +41,26 @@ def cand(name: str, version: str, stage: str = "Production", acc: float | None =
         # min_value gate
         ([cand("a", "1.0.0", acc=0.80, min_value=0.9)], None, {"a": "GateFailed"}),
         # improvement required
-        ([cand("a", "1.0.0", acc=0.90), cand("b", "1.1.0", acc=0.905, min_improvement=0.01)], "a",
-         {"a": "Promoted", "b": "GateFailed"}),
+        (
+            [cand("a", "1.0.0", acc=0.90), cand("b", "1.1.0", acc=0.905, min_improvement=0.01)],
+            "a",
+            {"a": "Promoted", "b": "GateFailed"},
+        ),
         # relative improvement: 0.95 vs 0.90 is +5.6 % ≥ 5 %
-        ([cand("a", "1.0.0", acc=0.90), cand("b", "1.1.0", acc=0.95, min_improvement=0.05,
-                                              improvement_mode="relative")], "b",
-         {"a": "Superseded", "b": "Promoted"}),
+        (
+            [
+                cand("a", "1.0.0", acc=0.90),
+                cand("b", "1.1.0", acc=0.95, min_improvement=0.05, improvement_mode="relative"),
+            ],
+            "b",
+            {"a": "Superseded", "b": "Promoted"},
+        ),
         # Manual policy recommends but never takes the stage
-        ([cand("a", "1.0.0", acc=0.90), cand("b", "1.1.0", acc=0.99, policy="Manual")], "a",
-         {"a": "Promoted", "b": "Recommended"}),
+        (
+            [cand("a", "1.0.0", acc=0.90), cand("b", "1.1.0", acc=0.99, policy="Manual")],
+            "a",
+            {"a": "Promoted", "b": "Recommended"},
+        ),
         # not registered yet → pending; does not block the others
         ([cand("a", "1.0.0"), cand("b", "2.0.0", registered=False)], "a", {"a": "Promoted", "b": "Pending"}),
         # requireStaging without having been in Staging
@@ -78,8 +101,9 @@ def test_minimize_metric() -> None:
 
 
 def test_require_staging_passes_after_staging() -> None:
-    a = Candidate("a", "1.0.0", "Production", True, {"accuracy": 0.9}, PromotionSpec(require_staging=True),
-                  staged_before=True)
+    a = Candidate(
+        "a", "1.0.0", "Production", True, {"accuracy": 0.9}, PromotionSpec(require_staging=True), staged_before=True
+    )
     assert resolve([a]).winners["Production"] == "a"
 
 

@@ -35,7 +35,7 @@ from ..registry import operations as ops
 from . import children
 from .context import Context
 from .stages import STAGES, Candidate, Decision, resolve
-from .status import parse_status, post_transitions, write_status
+from .status import mark_registry_reachable, parse_status, post_transitions, write_status
 
 log = logging.getLogger(__name__)
 FAILED_REASONS = {"InvalidSpec", "TrainingFailed", "VersionConflict", "ModelOwnedElsewhere", "RunNotFound"}
@@ -318,6 +318,7 @@ def apply_outcome(
         set_condition(st.conditions, "RegistryDrift", "True", "AliasMovedByHand", drift[held], gen)
     elif get_condition(st.conditions, "RegistryDrift") is not None:
         set_condition(st.conditions, "RegistryDrift", "False", "InSync", "aliases match the ModelVersions", gen)
+    mark_registry_reachable(st.conditions, gen)
     _summarise(ctx, spec, st, held, gen)
 
 

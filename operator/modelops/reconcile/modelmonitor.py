@@ -45,33 +45,37 @@ from ..contract import (
     TAG_UID,
 )
 from ..registry import operations as ops
-from ..registry.errors import is_not_found
+from ..registry.errors import RegistryUnavailable, is_not_found, translate_errors
 from . import children
 from .context import Context
-from .status import parse_status, post_transitions, write_status
+from .status import REGISTRY_CONDITION, mark_registry_reachable, parse_status, post_transitions, write_status
 
 HISTORY_LIMIT = 50
 RETRAINED_BY = "ml.smarthr360.io/retrained-by"
 
 
 def latest_runs(client: MlflowClient, experiment: str, uid: str, limit: int = 1) -> list[Run]:
-    """Newest monitoring runs of a monitor (by owner uid tag), newest first; [] without experiment."""
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    return list(
-        client.search_runs(
-            [exp.experiment_id],
-            filter_string=f"tags.`{TAG_UID}` = '{uid}' and attributes.status != 'RUNNING'",
-            order_by=["attributes.start_time DESC"],
-            max_results=limit,
+    """Newest finished monitoring runs of a monitor (by owner uid tag), newest first; [] without
+    the experiment. Raises RegistryUnavailable when MLflow cannot be reached."""
+    with translate_errors("search of monitoring runs"):
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            return []
+        return list(
+            client.search_runs(
+                [exp.experiment_id],
+                filter_string=f"tags.`{TAG_UID}` = '{uid}' and attributes.status != 'RUNNING'",
+                order_by=["attributes.start_time DESC"],
+                max_results=limit,
+            )
         )
-    )
 
 
 def load_summary(client: MlflowClient, run_id: str) -> dict[str, Any]:
-    """The drift job's JSON summary artifact of a run ({} when it has none)."""
-    with tempfile.TemporaryDirectory() as tmp:
+    """The drift job's JSON summary artifact of a run ({} when it has none).
+
+    Raises RegistryUnavailable when MLflow cannot be reached."""
+    with tempfile.TemporaryDirectory() as tmp, translate_errors("download of the drift summary"):
         try:
             path = client.download_artifacts(run_id, ARTIFACT_DRIFT_SUMMARY, tmp)
         except (MlflowException, OSError) as exc:
@@ -130,11 +134,14 @@ def _health_status(run: Run, summary: Mapping[str, Any]) -> HealthStatus:
 
 
 def serving_version(client: MlflowClient, model: str, stage: str) -> tuple[str, str] | None:
-    """(registry version, semantic version) serving a stage, from the stage alias; None if unset."""
+    """(registry version, semantic version) serving a stage, from the stage alias; None if unset.
+
+    Raises RegistryUnavailable when MLflow cannot be reached."""
     registry_version = ops.get_alias(client, model, STAGE_ALIASES[stage])
     if registry_version is None:
         return None
-    tags = client.get_model_version(model, registry_version).tags or {}
+    version = ops.get_version(client, model, registry_version)
+    tags = (version.tags if version is not None else None) or {}
     return registry_version, tags.get(TAG_SEMVER, registry_version)
 
 
@@ -164,11 +171,24 @@ async def reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatus
         f"CronJob {status.cron_job} runs on '{spec.schedule}'" + (" (suspended)" if spec.suspend else ""),
         gen,
     )
-    served = await ctx.registry.run(serving_version, spec.model, spec.stage)
-    status.model_version = served[1] if served else None
-    runs = await ctx.registry.run(latest_runs, ctx.settings.experiment_monitoring, meta["uid"], 1)
-    if runs and (status.last_run is None or status.last_run.run_id != runs[0].info.run_id):
-        await fold_run(ctx, body, spec, status, runs[0])
+    try:
+        served = await ctx.registry.run(serving_version, spec.model, spec.stage)
+        status.model_version = served[1] if served else None
+        runs = await ctx.registry.run(latest_runs, ctx.settings.experiment_monitoring, meta["uid"], 1)
+        if runs and (status.last_run is None or status.last_run.run_id != runs[0].info.run_id):
+            await fold_run(ctx, body, spec, status, runs[0])
+    except RegistryUnavailable as exc:
+        set_condition(
+            status.conditions,
+            REGISTRY_CONDITION,
+            "False",
+            "RegistryUnavailable",
+            f"MLflow unreachable, retrying with backoff: {exc}",
+            gen,
+        )
+        await write_status(ctx.kube, MODELMONITORS, body, status)
+        raise
+    mark_registry_reachable(status.conditions, gen)
     _conditions(spec, status, served is not None, gen)
     if await write_status(ctx.kube, MODELMONITORS, body, status):
         post_transitions(ctx.post_event, body, old_conditions, status.conditions)
@@ -316,9 +336,7 @@ def _conditions(spec: ModelMonitorSpec, status: ModelMonitorStatus, has_model: b
         set_condition(conds, "DriftDetected", "Unknown", last.result, last.message or last.result, gen)
     if status.health is not None and last is not None:
         verdict = status.health.status
-        state: ConditionStatus = {"healthy": "True", "degraded": "False", "unhealthy": "False"}.get(
-            verdict, "Unknown"
-        )  # type: ignore[assignment]
+        state: ConditionStatus = {"healthy": "True", "degraded": "False", "unhealthy": "False"}.get(verdict, "Unknown")  # type: ignore[assignment]
         reason = {"healthy": "Healthy", "degraded": "Degraded", "unhealthy": "Unhealthy"}.get(verdict, "Unknown")
         set_condition(conds, "Healthy", state, reason, "; ".join(status.health.issues) or verdict, gen)
     if not has_model:

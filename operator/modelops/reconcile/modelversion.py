@@ -27,11 +27,11 @@ from ..builders.training import build_training_job
 from ..clients.kube import JOBS, MODELVERSIONS, Conflict
 from ..contract import TAG_FAILURE, TAG_NAME, TAG_NAMESPACE, TAG_SEMVER, TAG_STAGE, TAG_UID, TrainingResult
 from ..registry import operations as ops
-from ..registry.errors import ModelOwnedElsewhere
+from ..registry.errors import ModelOwnedElsewhere, RegistryUnavailable
 from ..registry.semantic import bump_version, is_semver, max_semver
 from .context import Context
 from .model import reconcile_model
-from .status import parse_status
+from .status import REGISTRY_CONDITION, parse_status, write_status
 
 
 def training_hash(spec: ModelVersionSpec) -> str:
@@ -99,14 +99,26 @@ async def reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelVersionStatus
         set_condition(status.conditions, "Ready", "False", "InvalidSpec", f"spec.{where}: {first['msg']}", generation)
         status.phase = "Failed"
         status.observed_generation = generation
-        from .status import write_status
-
         await write_status(ctx.kube, MODELVERSIONS, body, status)
         return status
     async with ctx.model_lock(meta["namespace"], spec.model):
-        if not meta.get("deletionTimestamp"):
-            await version_flow(ctx, body, spec, status)
-        return await reconcile_model(ctx, meta["namespace"], spec.model, {meta["name"]: status})
+        try:
+            if not meta.get("deletionTimestamp"):
+                await version_flow(ctx, body, spec, status)
+            result = await reconcile_model(ctx, meta["namespace"], spec.model, {meta["name"]: status})
+        except RegistryUnavailable as exc:
+            # Say so in status (what was learnt before the failure is kept), then let kopf retry.
+            set_condition(
+                status.conditions,
+                REGISTRY_CONDITION,
+                "False",
+                "RegistryUnavailable",
+                f"MLflow unreachable, retrying with backoff: {exc}",
+                generation,
+            )
+            await write_status(ctx.kube, MODELVERSIONS, body, status)
+            raise
+    return result
 
 
 async def version_flow(

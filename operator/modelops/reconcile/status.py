@@ -7,9 +7,18 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..api.common import Condition
+from ..api.common import Condition, set_condition
 from ..clients.kube import KubeClient, NotFound, Resource
 from .context import EventPoster
+
+#: Condition reporting whether MLflow answered the last reconcile (present once it failed).
+REGISTRY_CONDITION = "RegistryReachable"
+
+
+def mark_registry_reachable(conditions: list[Condition], generation: int | None) -> None:
+    """Flip ``RegistryReachable`` back to True after an outage (no-op when it never failed)."""
+    if any(c.type == REGISTRY_CONDITION and c.status != "True" for c in conditions):
+        set_condition(conditions, REGISTRY_CONDITION, "True", "RegistryAvailable", "MLflow answers again", generation)
 
 
 def parse_status(model: type[BaseModel], raw: Mapping[str, Any] | None) -> Any:
