@@ -11,9 +11,9 @@ small scikit-learn predict is dominated by Python-level validation that holds th
 adds only a hand-off each way: measured here (docs/serving.md), 1-row requests with one connection
 did 651 req/s inline vs 414 via a thread (p99 8.8 vs 11.1 ms), and were even with 4 connections.
 A 100-row predict spends long enough in numpy code that releases the GIL for the event loop to
-parse the next request meanwhile: with 4 connections a thread did 463 req/s vs 382 inline (p99
-26 vs 33 ms), with one connection 280 vs 314. Big batches in a thread also keep health probes
-from waiting behind them. Hence the default threshold of 32 rows.
+parse the next request meanwhile: with 4 connections a thread did 386 req/s vs 236 inline (p99
+33 vs 49 ms; better in 8 of 8 paired rounds), with one connection 223 vs 240. Big batches in a
+thread also keep health probes from waiting behind them. Hence the default threshold of 32 rows.
 """
 
 from __future__ import annotations
