@@ -95,7 +95,7 @@ async def test_mlflow_down_during_registration_recovers_without_a_second_version
     assert next(c for c in status["conditions"] if c["type"] == "RegistryReachable")["status"] == "True"
     assert len(logged_runs.store.client.search_model_versions("name='iris-model'")) == 1
     assert kube.count("jobs") == 1  # the completed Job was observed, never recreated
-    assert ctx.registry.client.get_model_version_by_alias("iris-model", "staging").version == "1"
+    assert str(ctx.registry.client.get_model_version_by_alias("iris-model", "staging").version) == "1"
     assert kube.count("deployments") == 1 and kube.count("services") == 1
 
 
