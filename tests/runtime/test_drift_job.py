@@ -346,6 +346,10 @@ def test_invalid_config_exits_2_with_one_line(
     monkeypatch.delenv(ENV_JOB_CONFIG)
     assert job.main([]) == 2
     assert capsys.readouterr().err.strip() == f"drift failed: {ENV_JOB_CONFIG} is not set"
+    bad_stage = config(Path("log"), "u", stage="Archived").to_env()
+    code, _, err = run_main(monkeypatch, capsys, store, bad_stage)
+    assert code == 2 and "stage 'Archived' is not one of" in err
+    assert job.load_config({ENV_JOB_CONFIG: config(Path("log"), "u", stage="staging").to_env()}).stage == "Staging"
 
 
 def test_unreadable_reference_uri_is_a_failed_run_with_exit_2(

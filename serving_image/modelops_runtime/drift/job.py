@@ -142,8 +142,10 @@ def load_config(env: Mapping[str, str], config_file: str | None = None) -> Drift
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise InvalidInput(f"invalid job config: {where}: {first['msg']} ({exc.error_count()} error(s))") from exc
-    if config.stage not in STAGE_ALIASES:
+    canonical = {stage.lower(): stage for stage in STAGE_ALIASES}.get(config.stage.lower())
+    if canonical is None:
         raise InvalidInput(f"invalid job config: stage {config.stage!r} is not one of {', '.join(STAGE_ALIASES)}")
+    config.stage = canonical  # "production" and "Production" name the same stage
     try:
         parse_duration(config.window)
     except ValueError as exc:
