@@ -30,6 +30,7 @@ from modelops.contract import (
 )
 from modelops.registry.models import load_model
 from modelops.registry.operations import find_run_by_uid
+from modelops_runtime.jobrun import Terminated
 from modelops_runtime.train import job
 from tests.mlflow_testing import MlflowStore, mlflow_store, mlflow_template, reset_mlflow_uris  # noqa: F401
 
@@ -367,7 +368,7 @@ def test_sigterm_ends_the_run_killed(
     store: MlflowStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def interrupted(config: TrainJobConfig, run_id: str) -> job.Outcome:
-        job._on_sigterm(15, None)
+        raise Terminated("terminated by signal 15")  # what jobrun._on_sigterm raises
         raise AssertionError("unreachable")
 
     monkeypatch.setattr(job, "train_and_log", interrupted)

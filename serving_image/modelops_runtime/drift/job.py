@@ -25,34 +25,26 @@ one-line reason goes to stderr and the container's termination message.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
-import signal
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from types import FrameType
-from typing import Any, TextIO
+from typing import Any
 
 import pandas as pd
-import pydantic
 
 from modelops.api.modelversion import STAGE_ALIASES
 from modelops.contract import (
     ARTIFACT_DRIFT_REPORT,
     ARTIFACT_DRIFT_SUMMARY,
     ARTIFACT_REFERENCE,
-    ENV_JOB_CONFIG,
     ENV_PREDICTION_LOG_URI,
     EXIT_INVALID_INPUT,
     METRIC_ACCURACY,
@@ -78,23 +70,14 @@ from modelops.monitoring.health import HealthReport, compute_health
 from modelops.monitoring.monitor import strip_feature_prefix
 from modelops.monitoring.window import parse_duration
 
+from ..jobrun import EXIT_FAILED, EXIT_OK, InvalidInput, Terminated, one_line, read_config, run_main
+
 log = logging.getLogger("modelops_runtime.drift")
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-TERMINATION_LOG = "/dev/termination-log"
 #: MLflow accepts at most this many metrics per ``log_batch`` call.
 MLFLOW_BATCH_METRICS = 1000
 #: Longest MLflow metric key (``mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH``).
 MLFLOW_MAX_KEY = 250
-
-
-class InvalidInput(Exception):
-    """The job's input is wrong (config, reference/current URI): exit code 2, a retry does not help."""
-
-
-class Terminated(Exception):
-    """The pod is being stopped (SIGTERM, e.g. ``activeDeadlineSeconds``)."""
 
 
 @dataclass
@@ -127,21 +110,7 @@ class Outcome:
 
 def load_config(env: Mapping[str, str], config_file: str | None = None) -> DriftJobConfig:
     """Parse the job config from ``config_file`` or ``MODELOPS_JOB_CONFIG``; :class:`InvalidInput` if bad."""
-    if config_file:
-        try:
-            raw = Path(config_file).read_text()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read config file {config_file}: {exc.strerror}") from exc
-    else:
-        raw = env.get(ENV_JOB_CONFIG, "")
-        if not raw.strip():
-            raise InvalidInput(f"{ENV_JOB_CONFIG} is not set")
-    try:
-        config = DriftJobConfig.model_validate_json(raw)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"invalid job config: {where}: {first['msg']} ({exc.error_count()} error(s))") from exc
+    config = read_config(DriftJobConfig, env, config_file)
     canonical = {stage.lower(): stage for stage in STAGE_ALIASES}.get(config.stage.lower())
     if canonical is None:
         raise InvalidInput(f"invalid job config: stage {config.stage!r} is not one of {', '.join(STAGE_ALIASES)}")
@@ -437,7 +406,7 @@ def record_failure(client: Any, run_id: str, reason: str, status: str = "FAILED"
         client.log_batch(run_id, tags=[RunTag(TAG_RESULT, "Failed"), RunTag(TAG_FAILURE, reason[:5000])])
         client.set_terminated(run_id, status)
     except (MlflowException, RequestException) as exc:
-        log.warning("could not record the failure in MLflow run %s: %s", run_id, _one_line(exc))
+        log.warning("could not record the failure in MLflow run %s: %s", run_id, one_line(exc))
 
 
 def run_job(config: DriftJobConfig, now: datetime | None = None) -> tuple[int, str]:
@@ -459,7 +428,7 @@ def run_job(config: DriftJobConfig, now: datetime | None = None) -> tuple[int, s
                 experiment_id, tags=tags, run_name=f"{config.owner.name}-{now.strftime('%Y%m%dT%H%M%SZ')}"
             )
     except RegistryUnavailable as exc:
-        return EXIT_FAILED, f"MLflow unreachable at {tracking}: {_one_line(exc.__cause__ or exc, 300)}"
+        return EXIT_FAILED, f"MLflow unreachable at {tracking}: {one_line(exc.__cause__ or exc, 300)}"
 
     run_id = run.info.run_id
     try:
@@ -468,22 +437,22 @@ def run_job(config: DriftJobConfig, now: datetime | None = None) -> tuple[int, s
         write_outcome(client, run_id, config, outcome)
         log.info("monitoring run %s written in %.2f s", run_id, time.perf_counter() - started)
     except InvalidInput as exc:
-        reason = _one_line(exc)
+        reason = one_line(exc)
         record_failure(client, run_id, reason)
         return EXIT_INVALID_INPUT, reason
     except Terminated as exc:
-        reason = _one_line(exc)
+        reason = one_line(exc)
         record_failure(client, run_id, reason, status="KILLED")
         return EXIT_FAILED, reason
     except RegistryUnavailable as exc:
-        reason = f"MLflow unreachable at {tracking}: {_one_line(exc.__cause__ or exc, 300)}"
+        reason = f"MLflow unreachable at {tracking}: {one_line(exc.__cause__ or exc, 300)}"
         record_failure(client, run_id, reason)
         return EXIT_FAILED, reason
     except Exception as exc:  # process boundary: any other fault must end the run FAILED with its reason
         log.exception("monitoring run failed")
-        reason = f"{type(exc).__name__}: {_one_line(exc)}"
+        reason = f"{type(exc).__name__}: {one_line(exc)}"
         if is_unavailable(exc):
-            reason = f"MLflow unreachable at {tracking}: {_one_line(exc, 300)}"
+            reason = f"MLflow unreachable at {tracking}: {one_line(exc, 300)}"
         record_failure(client, run_id, reason)
         return EXIT_FAILED, reason
     verdict = f"health {outcome.health.status}"
@@ -493,60 +462,9 @@ def run_job(config: DriftJobConfig, now: datetime | None = None) -> tuple[int, s
     return EXIT_OK, f"{outcome.result} in run {run_id}: {outcome.message}; {verdict}"
 
 
-# -- process boundary -----------------------------------------------------------------------------
-
-
-def _one_line(exc: BaseException, limit: int = 1000) -> str:
-    """A single-line, bounded description of ``exc``."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(f"terminated by signal {signum}")
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[TextIO]:
-    """Send library logging and warnings to stdout; yield the real stderr for the final line."""
-    real = sys.stderr
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with contextlib.redirect_stderr(sys.stdout):
-        yield real
-
-
-def _termination_message(message: str) -> None:
-    """Write ``message`` where Kubernetes reads a container's termination message, when that file exists."""
-    if os.path.exists(TERMINATION_LOG):
-        with contextlib.suppress(OSError), open(TERMINATION_LOG, "w") as handle:
-            handle.write(message)
-
-
 def main(args: list[str]) -> int:
     """Entry point of ``modelops-runtime drift [--config-file PATH]``; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="modelops-runtime drift", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--config-file", help=f"job config JSON file instead of ${ENV_JOB_CONFIG}")
-    options = parser.parse_args(args)
-    with _quiet_stderr() as stderr:
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        previous_handler = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
-        try:
-            config = load_config(os.environ, options.config_file)
-            code, message = run_job(config)
-        except InvalidInput as exc:
-            code, message = EXIT_INVALID_INPUT, _one_line(exc)
-        except Terminated as exc:
-            code, message = EXIT_FAILED, _one_line(exc)
-        finally:
-            if in_main_thread:
-                signal.signal(signal.SIGTERM, previous_handler)
-        if code == EXIT_OK:
-            print(message, flush=True)
-        else:
-            print(f"drift failed: {message}", file=stderr, flush=True)
-            _termination_message(message)
-    return code
+    return run_main("drift", (__doc__ or "").splitlines()[0], args, load_config, run_job, "drift")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,7 @@
-"""Errors of the training runtime."""
+"""Errors of the training runtime (shared with the other batch commands, see modelops_runtime.jobrun)."""
 
 from __future__ import annotations
 
+from ..jobrun import InvalidInput
 
-class InvalidInput(Exception):
-    """The job's input is wrong (dataset, target, estimator, hyperparameters): exit code 2, no retry helps.
-
-    The message is one line a person can act on; the job writes it to stderr and to the run's
-    failure tag.
-    """
+__all__ = ["InvalidInput"]

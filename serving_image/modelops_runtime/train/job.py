@@ -14,28 +14,20 @@ and status FAILED, and exactly one line goes to stderr; progress and library log
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
-import os
-import signal
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Any, TextIO
-
-import pydantic
+from typing import Any
 
 from modelops.contract import (
     ARTIFACT_MODEL,
     ARTIFACT_PROFILE,
     ARTIFACT_REFERENCE,
-    ENV_JOB_CONFIG,
     EXIT_INVALID_INPUT,
     TAG_DATASET_HASH,
     TAG_DATASET_URI,
@@ -46,22 +38,14 @@ from modelops.contract import (
     TrainJobConfig,
 )
 
-from .errors import InvalidInput
+from ..jobrun import EXIT_FAILED, EXIT_OK, InvalidInput, Terminated, one_line, read_config, run_main
 
 log = logging.getLogger("modelops.train")
 
-EXIT_OK = 0
-EXIT_FAILED = 1
 #: Rows of the input example stored with the model.
 INPUT_EXAMPLE_ROWS = 5
 #: Params of the runtime itself (not estimator hyperparameters) are logged under this prefix.
 PARAM_PREFIX = "train."
-#: Kubernetes reads a container's termination message from here when the file exists.
-TERMINATION_LOG = "/dev/termination-log"
-
-
-class Terminated(BaseException):
-    """SIGTERM received (Job deadline, pod deletion): the run is ended FAILED before exiting."""
 
 
 @dataclass
@@ -79,31 +63,7 @@ def load_config(env: Mapping[str, str], config_file: str | None = None) -> Train
 
     Raises :class:`InvalidInput` when it is missing or does not validate.
     """
-    if config_file:
-        try:
-            raw = Path(config_file).read_text()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read config file {config_file}: {exc.strerror}") from exc
-    else:
-        raw = env.get(ENV_JOB_CONFIG, "")
-        if not raw.strip():
-            raise InvalidInput(f"{ENV_JOB_CONFIG} is not set")
-    try:
-        return TrainJobConfig.model_validate_json(raw)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"invalid job config: {where}: {first['msg']} ({exc.error_count()} error(s))") from exc
-
-
-def _one_line(exc: BaseException, limit: int = 1000) -> str:
-    """A single-line, bounded description of ``exc``."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(f"terminated by signal {signum}")
+    return read_config(TrainJobConfig, env, config_file)
 
 
 def train_and_log(config: TrainJobConfig, run_id: str) -> Outcome:
@@ -149,7 +109,7 @@ def train_and_log(config: TrainJobConfig, run_id: str) -> Outcome:
     try:
         model.fit(x_train, y_train)
     except InvalidParameterError as exc:
-        raise InvalidInput(f"invalid hyperparameter value: {_one_line(exc)}") from exc
+        raise InvalidInput(f"invalid hyperparameter value: {one_line(exc)}") from exc
     training_time = time.perf_counter() - started
     metrics, _ = metrics_mod.evaluate(task, model, x_test, y_test)
     metrics["training_time_s"] = training_time
@@ -267,7 +227,7 @@ def _record_failure(client: Any, run_id: str, reason: str, status: str = "FAILED
         client.set_tag(run_id, TAG_FAILURE, reason[:5000])
         mlflow.end_run(status=status)
     except (MlflowException, RequestException) as exc:
-        log.warning("could not record the failure in MLflow run %s: %s", run_id, _one_line(exc))
+        log.warning("could not record the failure in MLflow run %s: %s", run_id, one_line(exc))
         with contextlib.suppress(MlflowException, RequestException):
             mlflow.end_run(status=status)  # pops the fluent run stack even if the server is gone
 
@@ -296,9 +256,9 @@ def run_job(config: TrainJobConfig) -> tuple[int, str]:
                 experiment_id=experiment.experiment_id, run_name=f"{config.model}-{config.version}", tags=tags
             )
     except RegistryUnavailable as exc:
-        return EXIT_FAILED, f"MLflow unreachable at {tracking}: {_one_line(exc.__cause__ or exc, 300)}"
+        return EXIT_FAILED, f"MLflow unreachable at {tracking}: {one_line(exc.__cause__ or exc, 300)}"
     except MlflowException as exc:  # e.g. the experiment was deleted, permission denied
-        return EXIT_FAILED, f"cannot create the training run in {config.experiment!r}: {_one_line(exc, 300)}"
+        return EXIT_FAILED, f"cannot create the training run in {config.experiment!r}: {one_line(exc, 300)}"
 
     run_id = active.info.run_id
     try:
@@ -306,69 +266,31 @@ def run_job(config: TrainJobConfig) -> tuple[int, str]:
         with translate_errors("ending the training run"):
             mlflow.end_run(status="FINISHED")
     except InvalidInput as exc:
-        reason = _one_line(exc)
+        reason = one_line(exc)
         _record_failure(client, run_id, reason)
         return EXIT_INVALID_INPUT, reason
     except Terminated as exc:
-        reason = _one_line(exc)
+        reason = one_line(exc)
         _record_failure(client, run_id, reason, status="KILLED")
         return EXIT_FAILED, reason
     except RegistryUnavailable as exc:
-        reason = f"MLflow unreachable at {tracking}: {_one_line(exc.__cause__ or exc, 300)}"
+        reason = f"MLflow unreachable at {tracking}: {one_line(exc.__cause__ or exc, 300)}"
         _record_failure(client, run_id, reason)
         return EXIT_FAILED, reason
     except Exception as exc:  # process boundary: any other failure must end the run FAILED with its reason
         log.exception("training failed")
-        reason = f"{type(exc).__name__}: {_one_line(exc)}"
+        reason = f"{type(exc).__name__}: {one_line(exc)}"
         if is_unavailable(exc):
-            reason = f"MLflow unreachable at {tracking}: {_one_line(exc, 300)}"
+            reason = f"MLflow unreachable at {tracking}: {one_line(exc, 300)}"
         _record_failure(client, run_id, reason)
         return EXIT_FAILED, reason
     summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items()))
     return EXIT_OK, f"trained {config.model} {config.version} in run {run_id}: {summary}"
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[TextIO]:
-    """Send library logging, warnings and progress bars to stdout; yield the real stderr for the final line."""
-    real = sys.stderr
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with contextlib.redirect_stderr(sys.stdout):
-        yield real
-
-
-def _termination_message(message: str) -> None:
-    """Write ``message`` where Kubernetes reads a container's termination message, when that file exists."""
-    if os.path.exists(TERMINATION_LOG):
-        with contextlib.suppress(OSError), open(TERMINATION_LOG, "w") as handle:
-            handle.write(message)
-
-
 def main(args: list[str]) -> int:
     """Entry point of ``modelops-runtime train [--config-file PATH]``; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="modelops-runtime train", description=__doc__.splitlines()[0])
-    parser.add_argument("--config-file", help=f"job config JSON file instead of ${ENV_JOB_CONFIG}")
-    options = parser.parse_args(args)
-    with _quiet_stderr() as stderr:
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        previous_handler = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
-        try:
-            config = load_config(os.environ, options.config_file)
-            code, message = run_job(config)
-        except InvalidInput as exc:
-            code, message = EXIT_INVALID_INPUT, _one_line(exc)
-        except Terminated as exc:
-            code, message = EXIT_FAILED, _one_line(exc)
-        finally:
-            if in_main_thread:
-                signal.signal(signal.SIGTERM, previous_handler)
-        if code == EXIT_OK:
-            print(message, flush=True)
-        else:
-            print(f"training failed: {message}", file=stderr, flush=True)
-            _termination_message(message)
-    return code
+    return run_main("train", __doc__.splitlines()[0], args, load_config, run_job, "training")
 
 
 if __name__ == "__main__":
