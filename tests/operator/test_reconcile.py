@@ -65,8 +65,8 @@ def _completed_job(kube: FakeKube, version: str) -> None:
 
 
 async def test_mlflow_down_during_registration_recovers_without_a_second_version(
-    logged_runs,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    logged_runs,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ctx, kube = _ctx(logged_runs.store)
     _mv(kube, "uid-2", "1.2.0")
@@ -115,3 +115,50 @@ async def test_job_created_once_and_finished_run_found_without_a_job(logged_runs
     status = (await kube2.get(MODELVERSIONS, NS, "iris") or {})["status"]
     assert status["registry"]["runId"] == logged_runs.run_ids[1]
     assert kube2.count("jobs") == 0 and kube2.count("deployments") == 0  # Development is not served
+
+
+async def test_concurrent_version_bumps_get_distinct_versions(logged_runs) -> None:  # noqa: F811
+    import asyncio
+
+    ctx, kube = _ctx(logged_runs.store)
+    for i in range(4):
+        mv = _mv(kube, f"uid-bump-{i}", "1.0.0")
+        del kube.objects[("modelversions", NS, "iris")]
+        del mv["spec"]["version"]
+        mv["spec"]["versionBump"] = "minor"
+        mv["metadata"].update(name=f"bump-{i}", creationTimestamp=f"2026-01-01T00:00:0{i}Z")
+        kube.put(MODELVERSIONS, mv)
+    bodies = [await kube.get(MODELVERSIONS, NS, f"bump-{i}") or {} for i in range(4)]
+    await asyncio.gather(*(modelversion.reconcile(ctx, b) for b in bodies))
+    stored = [await kube.get(MODELVERSIONS, NS, f"bump-{i}") or {} for i in range(4)]
+    versions = sorted(obj["status"]["version"] for obj in stored)
+    assert len(set(versions)) == 4, versions  # no two bumps resolved to the same number
+    assert kube.count("jobs") == 4
+
+
+def test_overlay_keeps_both_flows_fields() -> None:
+    from modelops.api.common import Condition, now
+    from modelops.api.modelversion import ModelVersionStatus, PromotionStatus, RegistryStatus
+    from modelops.reconcile.model import overlay_version_fields
+
+    t = now()
+    stored = ModelVersionStatus(
+        stage="Production",
+        promotion=PromotionStatus(decision="Promoted"),
+        conditions=[
+            Condition(type="Promoted", status="True", reason="Promoted", last_transition_time=t),
+            Condition(type="Trained", status="Unknown", reason="Training", last_transition_time=t),
+        ],
+    )
+    mine = ModelVersionStatus(
+        version="1.0.0",
+        registry=RegistryStatus(model="m", version="1", run_id="r", model_uri="models:/m/1"),
+        conditions=[
+            Condition(type="Trained", status="True", reason="TrainingSucceeded", last_transition_time=t),
+            Condition(type="Registered", status="True", reason="Registered", last_transition_time=t),
+        ],
+    )
+    merged = overlay_version_fields(stored, mine)
+    assert merged.stage == "Production" and merged.promotion is not None and merged.registry is not None
+    kinds = {c.type: c.reason for c in merged.conditions}
+    assert kinds == {"Promoted": "Promoted", "Trained": "TrainingSucceeded", "Registered": "Registered"}

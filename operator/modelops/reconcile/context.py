@@ -33,5 +33,15 @@ class Context:
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
 
     def model_lock(self, namespace: str, model: str) -> asyncio.Lock:
-        """The lock serialising every reconcile that touches one registered model in a namespace."""
-        return self._locks.setdefault((namespace, model), asyncio.Lock())
+        """The lock serialising the model-level flow (and semantic-version bumps) of one model."""
+        return self._locks.setdefault(("model", f"{namespace}/{model}"), asyncio.Lock())
+
+    def object_lock(self, uid: str) -> asyncio.Lock:
+        """The lock serialising reconciles of one object (handlers, timer and child events).
+
+        Always taken before a model lock, never after, so the two cannot deadlock."""
+        return self._locks.setdefault(("object", uid), asyncio.Lock())
+
+    def forget(self, uid: str) -> None:
+        """Drop an object's lock once the object is gone."""
+        self._locks.pop(("object", uid), None)

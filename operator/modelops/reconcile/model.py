@@ -35,7 +35,7 @@ from ..registry import operations as ops
 from . import children
 from .context import Context
 from .stages import STAGES, Candidate, Decision, resolve
-from .status import mark_registry_reachable, parse_status, post_transitions, write_status
+from .status import REGISTRY_CONDITION, mark_registry_reachable, parse_status, post_transitions, write_status
 
 log = logging.getLogger(__name__)
 FAILED_REASONS = {"InvalidSpec", "TrainingFailed", "VersionConflict", "ModelOwnedElsewhere", "RunNotFound"}
@@ -94,6 +94,31 @@ def deployment_serving(deployment: Mapping[str, Any] | None) -> tuple[ConditionS
     )
 
 
+#: Status fields the per-version flow owns; the model-level flow owns the rest.
+VERSION_FIELDS = (
+    "version",
+    "parent_version",
+    "registry",
+    "metrics",
+    "metric_summary",
+    "model",
+    "training_job",
+    "training_hash",
+    "observed_generation",
+)
+VERSION_CONDITIONS = ("Trained", "Registered", REGISTRY_CONDITION)
+
+
+def overlay_version_fields(stored: ModelVersionStatus, mine: ModelVersionStatus) -> ModelVersionStatus:
+    """The stored status (as the model-level flow last wrote it) with the per-version flow's
+    fields and conditions from ``mine`` on top: neither flow's writes are lost."""
+    merged = stored.model_copy(update={f: getattr(mine, f) for f in VERSION_FIELDS})
+    own = {c.type: c for c in mine.conditions if c.type in VERSION_CONDITIONS}
+    merged.conditions = [own.pop(c.type, c) if c.type in VERSION_CONDITIONS else c for c in stored.conditions]
+    merged.conditions.extend(own.values())
+    return merged
+
+
 async def reconcile_model(
     ctx: Context, namespace: str, model: str, fresh: dict[str, ModelVersionStatus], exclude: str | None = None
 ) -> ModelVersionStatus:
@@ -105,7 +130,8 @@ async def reconcile_model(
     candidates = []
     for b in bodies:
         name = b["metadata"]["name"]
-        statuses[name] = fresh.get(name) or parse_status(ModelVersionStatus, b.get("status"))
+        stored = parse_status(ModelVersionStatus, b.get("status"))
+        statuses[name] = overlay_version_fields(stored, fresh[name]) if name in fresh else stored
         spec = _spec(b)
         if spec is None:
             continue
@@ -128,8 +154,8 @@ async def reconcile_model(
     serving = await sync_serving(ctx, namespace, model, bodies, statuses, specs, resolution.winners, exclude)
     for b in bodies:
         name = b["metadata"]["name"]
-        if name == exclude or name not in specs:
-            continue
+        if name == exclude or name not in specs or statuses[name].registry is None:
+            continue  # unregistered versions write their own status (see modelversion._reconcile)
         st = statuses[name]
         old = parse_status(ModelVersionStatus, b.get("status"))
         apply_outcome(ctx, b, specs[name], st, resolution.decisions.get(name), resolution.winners, serving, drift_notes)
@@ -319,10 +345,10 @@ def apply_outcome(
     elif get_condition(st.conditions, "RegistryDrift") is not None:
         set_condition(st.conditions, "RegistryDrift", "False", "InSync", "aliases match the ModelVersions", gen)
     mark_registry_reachable(st.conditions, gen)
-    _summarise(ctx, spec, st, held, gen)
+    summarise(ctx, spec, st, held, gen)
 
 
-def _summarise(ctx: Context, spec: ModelVersionSpec, st: ModelVersionStatus, held: str | None, gen: int | None) -> None:
+def summarise(ctx: Context, spec: ModelVersionSpec, st: ModelVersionStatus, held: str | None, gen: int | None) -> None:
     """Derive ``phase`` and the ``Ready`` condition from the other conditions."""
     conds = {c.type: c for c in st.conditions}
     failed = next((c for c in conds.values() if c.status == "False" and c.reason in FAILED_REASONS), None)

@@ -146,7 +146,19 @@ def serving_version(client: MlflowClient, model: str, stage: str) -> tuple[str, 
 
 
 async def reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatus:
-    """Reconcile one ModelMonitor; returns the status written (or kept)."""
+    """Reconcile one ModelMonitor; returns the status written (or kept).
+
+    Serialised per object and re-read under the lock, so the timer and change handlers never
+    fold the same monitoring run twice (the drift counter counts each run once).
+    """
+    async with ctx.object_lock(body["metadata"]["uid"]):
+        current = await ctx.kube.get(MODELMONITORS, body["metadata"]["namespace"], body["metadata"]["name"])
+        if current is None or current["metadata"].get("uid") != body["metadata"]["uid"]:
+            return parse_status(ModelMonitorStatus, body.get("status"))
+        return await _reconcile(ctx, current)
+
+
+async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatus:
     meta = body["metadata"]
     gen = meta.get("generation")
     status: ModelMonitorStatus = parse_status(ModelMonitorStatus, body.get("status"))

@@ -6,6 +6,7 @@ which observes Kubernetes and MLflow, decides, applies, and writes status once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Mapping
@@ -30,8 +31,8 @@ from ..registry import operations as ops
 from ..registry.errors import ModelOwnedElsewhere, RegistryUnavailable
 from ..registry.semantic import bump_version, is_semver, max_semver
 from .context import Context
-from .model import reconcile_model
-from .status import REGISTRY_CONDITION, parse_status, write_status
+from .model import reconcile_model, summarise
+from .status import REGISTRY_CONDITION, parse_status, post_transitions, write_status
 
 
 def training_hash(spec: ModelVersionSpec) -> str:
@@ -88,24 +89,29 @@ async def reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelVersionStatus
 
     Raises kopf.TemporaryError (via the handlers) when MLflow or the API server is unavailable.
     """
-    meta = body["metadata"]
-    status: ModelVersionStatus = parse_status(ModelVersionStatus, body.get("status"))
-    generation = meta.get("generation")
-    try:
-        spec = ModelVersionSpec.model_validate(body.get("spec") or {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        set_condition(status.conditions, "Ready", "False", "InvalidSpec", f"spec.{where}: {first['msg']}", generation)
-        status.phase = "Failed"
-        status.observed_generation = generation
-        await write_status(ctx.kube, MODELVERSIONS, body, status)
-        return status
-    async with ctx.model_lock(meta["namespace"], spec.model):
+    async with ctx.object_lock(body["metadata"]["uid"]):
+        # Re-read under the lock: the body a handler got may predate a reconcile that just finished.
+        current = await ctx.kube.get(MODELVERSIONS, body["metadata"]["namespace"], body["metadata"]["name"])
+        if current is None or current["metadata"].get("uid") != body["metadata"]["uid"]:
+            return parse_status(ModelVersionStatus, body.get("status"))  # gone (or replaced): nothing to do
+        body = current
+        meta = body["metadata"]
+        status: ModelVersionStatus = parse_status(ModelVersionStatus, body.get("status"))
+        generation = meta.get("generation")
         try:
-            if not meta.get("deletionTimestamp"):
-                await version_flow(ctx, body, spec, status)
-            result = await reconcile_model(ctx, meta["namespace"], spec.model, {meta["name"]: status})
+            spec = ModelVersionSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            set_condition(
+                status.conditions, "Ready", "False", "InvalidSpec", f"spec.{where}: {first['msg']}", generation
+            )
+            status.phase = "Failed"
+            status.observed_generation = generation
+            await write_status(ctx.kube, MODELVERSIONS, body, status)
+            return status
+        try:
+            return await _reconcile(ctx, body, spec, status)
         except RegistryUnavailable as exc:
             # Say so in status (what was learnt before the failure is kept), then let kopf retry.
             set_condition(
@@ -118,7 +124,33 @@ async def reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelVersionStatus
             )
             await write_status(ctx.kube, MODELVERSIONS, body, status)
             raise
-    return result
+
+
+async def _reconcile(
+    ctx: Context, body: Mapping[str, Any], spec: ModelVersionSpec, status: ModelVersionStatus
+) -> ModelVersionStatus:
+    """Per-version flow, then the model-level flow once the version is registered.
+
+    Versions with an explicit ``spec.version`` train in parallel; a ``versionBump`` resolves under
+    the model lock (and writes its claim before releasing it) so two bumps never pick the same
+    number. Unregistered versions take no part in stage decisions: they write their own status
+    and skip the model-level flow.
+    """
+    meta = body["metadata"]
+    deleting = bool(meta.get("deletionTimestamp"))
+    model_lock = ctx.model_lock(meta["namespace"], spec.model)
+    bumping = status.version is None and spec.version_bump is not None
+    async with model_lock if bumping else contextlib.nullcontext():
+        if not deleting:
+            await version_flow(ctx, body, spec, status)
+        if status.registry is None and not deleting:
+            old = parse_status(ModelVersionStatus, body.get("status"))
+            summarise(ctx, spec, status, None, meta.get("generation"))
+            if await write_status(ctx.kube, MODELVERSIONS, body, status):
+                post_transitions(ctx.post_event, body, old.conditions, status.conditions)
+            return status
+    async with model_lock:
+        return await reconcile_model(ctx, meta["namespace"], spec.model, {meta["name"]: status})
 
 
 async def version_flow(
@@ -303,10 +335,11 @@ async def finalize(ctx: Context, body: Mapping[str, Any]) -> None:
     spec_model = (body.get("spec") or {}).get("model")
     if not spec_model:
         return
-    async with ctx.model_lock(meta["namespace"], spec_model):
+    async with ctx.object_lock(meta["uid"]), ctx.model_lock(meta["namespace"], spec_model):
         if status.registry is not None and not _conflicted(status):
             await ctx.registry.run(ops.archive_version, spec_model, status.registry.version)
         await reconcile_model(ctx, meta["namespace"], spec_model, {}, exclude=meta["name"])
+    ctx.forget(meta["uid"])
 
 
 def _conflicted(status: ModelVersionStatus) -> bool:
