@@ -208,3 +208,32 @@ def test_operator_restart_creates_nothing_twice(
     # A deleted child is restored by the next reconcile.
     sb.delete("deployments", f"{model}-staging", ns)
     sb.wait_for(lambda: sb.find("deployments", f"{model}-staging", ns), 60)
+
+
+def test_a_version_that_cannot_serve_leaves_the_previous_one_serving(
+    operated: Sandbox, namespace: str, model_name: str
+) -> None:
+    sb, ns, model = operated, namespace, model_name
+    sb.create(modelversion("good", model, "1.0.0"), ns)
+    sb.wait_for_object("modelversions", "good", ns, phase("good", "Ready"), TIMEOUT)
+    url = sb.service_url(f"{model}-production", ns)
+    # 1.1.0 passes its gate, but its serving image does not exist: its pods never become ready.
+    sb.create(
+        modelversion(
+            "broken",
+            model,
+            "1.1.0",
+            hyperparameters={"C": 1.0, "max_iter": 1000},
+            serving={"image": "no-such-image:1"},
+        ),
+        ns,
+    )
+    obj = sb.wait_for_object(
+        "modelversions", "broken", ns, lambda o: (o.get("status") or {}).get("stage") == "Production", TIMEOUT
+    )
+    assert obj["status"]["phase"] == "Promoted" and not condition(obj, "Serving")
+    for _ in range(3):
+        answer = httpx.get(f"{url}/v2/models/{model}", timeout=10).json()
+        assert answer["versions"] == ["1.0.0"], answer  # the old replica still serves
+        obj = sb.get("modelversions", "broken", ns)
+        assert obj["status"]["phase"] == "Promoted" and not condition(obj, "Ready")
