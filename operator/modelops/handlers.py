@@ -57,6 +57,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             "ModelVersion", memo, kwargs.get("retry", 0), modelversion.reconcile, memo.ctx, dict(kwargs["body"])
         )
 
+    async def mv_resync(**kwargs: Any) -> None:
+        memo = kwargs["memo"]
+        await _guarded(
+            "ModelVersion", memo, kwargs.get("retry", 0), modelversion.reconcile, memo.ctx, dict(kwargs["body"]), True
+        )
+
     async def mv_delete(**kwargs: Any) -> None:
         memo = kwargs["memo"]
         await _guarded(
@@ -89,7 +95,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         initial_delay=interval,
         idle=interval / 2,
         registry=registry,
-    )(mv_reconcile)
+    )(mv_resync)
     kopf.timer(
         GROUP, VERSION, "modelmonitors", id="observe", interval=settings.monitor_poll_seconds, registry=registry
     )(mm_reconcile)

@@ -28,7 +28,7 @@ Each template is a YAML list of PolicyRules; rbac.yaml includes them.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# operator get, create, patch (reconcile/children.py); kopf list, watch, patch (handler observe, handler reconcile)
+# operator get, create, patch (reconcile/children.py, reconcile/modelmonitor.py); kopf list, watch, patch (handler observe, handler reconcile)
 - apiGroups: ["ml.smarthr360.io"]
   resources: ["modelmonitors"]
   verbs: ["get", "list", "watch", "create", "patch"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ class Context:
     post_event: EventPoster = _no_events
     metrics: OperatorMetrics | None = None
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    _model_synced: dict[str, float] = field(default_factory=dict)
 
     def model_lock(self, namespace: str, model: str) -> asyncio.Lock:
         """The lock serialising the model-level flow (and semantic-version bumps) of one model."""
@@ -41,6 +43,15 @@ class Context:
 
         Always taken before a model lock, never after, so the two cannot deadlock."""
         return self._locks.setdefault(("object", uid), asyncio.Lock())
+
+    def mark_model_synced(self, namespace: str, model: str) -> None:
+        """Record that the model-level flow of a model just completed."""
+        self._model_synced[f"{namespace}/{model}"] = time.monotonic()
+
+    def model_synced_within(self, namespace: str, model: str) -> bool:
+        """Whether the model-level flow of a model completed within the resync interval."""
+        last = self._model_synced.get(f"{namespace}/{model}")
+        return last is not None and time.monotonic() - last < self.settings.reconcile_interval_seconds
 
     def forget(self, uid: str) -> None:
         """Drop an object's lock once the object is gone."""

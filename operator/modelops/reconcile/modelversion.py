@@ -84,8 +84,12 @@ def find_conflict(body: Mapping[str, Any], version: str, siblings: list[dict[str
     return None
 
 
-async def reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelVersionStatus:
+async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = False) -> ModelVersionStatus:
     """Reconcile one ModelVersion and then its model. Returns the status it wrote (or kept).
+
+    ``periodic`` (the resync timer) skips the model-level flow when another version of the
+    same model ran it within the resync interval and this version's own state did not change:
+    a model is re-checked once per interval, not once per version.
 
     Raises kopf.TemporaryError (via the handlers) when MLflow or the API server is unavailable.
     """
@@ -111,7 +115,7 @@ async def reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelVersionStatus
             await write_status(ctx.kube, MODELVERSIONS, body, status)
             return status
         try:
-            return await _reconcile(ctx, body, spec, status)
+            return await _reconcile(ctx, body, spec, status, periodic)
         except RegistryUnavailable as exc:
             # Say so in status (what was learnt before the failure is kept), then let kopf retry.
             set_condition(
@@ -127,7 +131,7 @@ async def reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelVersionStatus
 
 
 async def _reconcile(
-    ctx: Context, body: Mapping[str, Any], spec: ModelVersionSpec, status: ModelVersionStatus
+    ctx: Context, body: Mapping[str, Any], spec: ModelVersionSpec, status: ModelVersionStatus, periodic: bool
 ) -> ModelVersionStatus:
     """Per-version flow, then the model-level flow once the version is registered.
 
@@ -150,7 +154,12 @@ async def _reconcile(
                 post_transitions(ctx.post_event, body, old.conditions, status.conditions)
             return status
     async with model_lock:
-        return await reconcile_model(ctx, meta["namespace"], spec.model, {meta["name"]: status})
+        unchanged = status == parse_status(ModelVersionStatus, body.get("status"))
+        if periodic and unchanged and ctx.model_synced_within(meta["namespace"], spec.model):
+            return status
+        result = await reconcile_model(ctx, meta["namespace"], spec.model, {meta["name"]: status})
+        ctx.mark_model_synced(meta["namespace"], spec.model)
+        return result
 
 
 async def version_flow(
@@ -160,6 +169,28 @@ async def version_flow(
     meta = body["metadata"]
     ns, uid, gen = meta["namespace"], meta["uid"], meta.get("generation")
     status.observed_generation = gen
+    if status.registry is not None:  # registered: immutable, only say whether spec.training moved
+        changed = status.training_hash not in (None, training_hash(spec))
+        if changed:
+            set_condition(
+                status.conditions,
+                "Registered",
+                "True",
+                "ImmutableVersion",
+                f"spec.training changed after registration of {status.version}; a registered version is "
+                "immutable and was not retrained: create a new ModelVersion for a new version",
+                gen,
+            )
+        else:
+            set_condition(
+                status.conditions,
+                "Registered",
+                "True",
+                "Registered",
+                f"registered as {status.registry.model} version {status.registry.version}",
+                gen,
+            )
+        return
     try:
         await ctx.registry.run(ops.ensure_registered_model, spec.model, ns)
     except ModelOwnedElsewhere as exc:
@@ -187,28 +218,6 @@ async def version_flow(
             f"{spec.model} {status.version} is already claimed by {conflict}; choose another version",
             gen,
         )
-        return
-    if status.registry is not None:
-        changed = status.training_hash not in (None, training_hash(spec))
-        if changed:
-            set_condition(
-                status.conditions,
-                "Registered",
-                "True",
-                "ImmutableVersion",
-                f"spec.training changed after registration of {status.version}; a registered version is "
-                "immutable and was not retrained: create a new ModelVersion for a new version",
-                gen,
-            )
-        else:
-            set_condition(
-                status.conditions,
-                "Registered",
-                "True",
-                "Registered",
-                f"registered as {status.registry.model} version {status.registry.version}",
-                gen,
-            )
         return
     await training_flow(ctx, body, spec, status)
 
