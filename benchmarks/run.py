@@ -1,0 +1,73 @@
+"""Run the benchmarks: ``python -m benchmarks.run [--quick] [--only NAME ...]`` (``make bench``).
+
+Each benchmark writes ``benchmarks/results/<name>.json`` as soon as it finishes; a benchmark
+that fails records its error there and the others still run (exit status 1). RESULTS.md is
+regenerated at the end from every JSON present, so ``--only serving`` refreshes the serving
+section and keeps the others.
+
+Default sizes are the issue's (about 45 minutes on a 2-core machine, most of it the operator's
+1,000-ModelVersion scale run and its 10-minute soak); ``--quick`` shortens repeats and durations,
+runs the operator at 500 ModelVersions and skips the soak (about 15 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from . import report
+from .common import RESULTS_DIR, log, machine_info, write_result
+
+NAMES = ("serving", "drift", "training", "operator")
+
+
+def _module(name: str) -> Any:
+    from . import drift, operator, serving, training
+
+    return {"serving": serving, "drift": drift, "training": training, "operator": operator}[name]
+
+
+def run_one(name: str, quick: bool, out_dir: Path) -> bool:
+    """Run benchmark ``name`` and write its JSON; returns False when it failed."""
+    module = _module(name)
+    params = module.Params.quick() if quick else module.Params()
+    began = time.monotonic()
+    log(f"=== {name} ({'quick' if quick else 'full'}) ===")
+    ok = True
+    try:
+        result = module.run(params)
+    except Exception as exc:  # noqa: BLE001  (process boundary: a failed benchmark is recorded, the others run)
+        traceback.print_exc()
+        result = {"name": name, "machine": machine_info(), "error": f"{type(exc).__name__}: {exc}"}
+        ok = False
+    result["duration_s"] = time.monotonic() - began
+    result["loadavg_end"] = round(os.getloadavg()[0], 2)
+    result["mode"] = "quick" if quick else "full"
+    path = write_result(name, result, out_dir)
+    log(f"{name}: {path} ({result['duration_s']:.0f} s)")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns 0 when every selected benchmark ran."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs (see the module docstring)")
+    parser.add_argument("--only", nargs="+", choices=NAMES, help="run only these benchmarks")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory of the JSON results")
+    parser.add_argument("--no-report", action="store_true", help="do not regenerate RESULTS.md")
+    ns = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    results = [run_one(name, ns.quick, ns.out) for name in (ns.only or NAMES)]
+    if not ns.no_report:
+        target = report.RESULTS_MD if ns.out.resolve() == RESULTS_DIR.resolve() else ns.out / "RESULTS.md"
+        log(f"report: {report.write(ns.out, target)}")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,565 @@
+"""Serving benchmark: ``modelops-runtime serve`` vs ``mlflow models serve``, and the in-process limit.
+
+What is measured (issue 9, item 1), side by side in one run:
+
+- **Servers**: our server (``modelops-runtime serve``, one uvicorn worker, prediction log and
+  Prometheus metrics on, as in production) and ``mlflow models serve --env-manager local
+  --workers 1`` (the baseline), both loading the same registered model version from the same
+  MLflow store, both on 127.0.0.1, both driven by the same load generator with the same bytes:
+  ``POST /invocations`` with a ``dataframe_split`` body (the one protocol both speak).
+- **Models**: scikit-learn's bundled breast-cancer data (569 rows, 30 float columns);
+  ``StandardScaler + LogisticRegression`` (server overhead dominates) and a 100-tree
+  ``RandomForestClassifier`` (the model dominates).
+- **Requests** of 1 row and of 100 rows (real rows of the dataset), with 1 and 4 connections.
+- **Per cell**: requests/s, rows/s, p50/p99 latency (ms, client side), server CPU per request (ms,
+  from ``/proc``), and the server's peak RSS (MiB; process tree, sampled every 0.1 s).
+- **The limit**: the same pipeline loaded in this process, ``predict`` on a pre-built DataFrame
+  of 1 and 100 rows, median of per-call times, timed in every repeat between the server runs.
+
+Each repeat runs ours, then MLflow (order alternating between repeats), then the in-process
+limit; values are medians over repeats and ratios are of those medians. The load generator's own
+limit is measured against a fixed-response server in the same run (``loadgen_ceiling``).
+
+Targets (issue 9): on 1-row LogisticRegression requests our requests/s at least 3x MLflow's
+with our p99 at most half of MLflow's; on 100-row requests at least 50 % of the in-process
+limit's rows/s. They are evaluated on the 1-connection cells (4-connection cells are reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from . import loadgen
+from .common import (
+    MIB,
+    RssSampler,
+    Target,
+    background,
+    free_port,
+    log,
+    machine_info,
+    median,
+    mlflow_uris,
+    ratio,
+    tree_cpu_seconds,
+    venv_bin,
+    wait_http,
+    write_result,
+)
+
+NAME = "serving"
+MODELS = ("logistic_regression", "random_forest")
+ROWS = (1, 100)
+OURS, MLFLOW = "modelops", "mlflow"
+CONTENT_TYPE = "application/json"
+
+
+@dataclass
+class Params:
+    """Sizes of one run."""
+
+    duration: float = 5.0
+    repeats: int = 3
+    connections: tuple[int, ...] = (1, 4)
+    rows: tuple[int, ...] = ROWS
+    models: tuple[str, ...] = MODELS
+    warmup: float = 1.0
+    inprocess_seconds: float = 1.0
+    loadgen: str = "auto"
+    start_timeout: float = 180.0
+
+    @classmethod
+    def quick(cls) -> Params:
+        """Short runs: 2 s, 2 repeats, one connection."""
+        return cls(duration=2.0, repeats=2, connections=(1,), warmup=0.5, inprocess_seconds=0.5)
+
+    @classmethod
+    def tiny(cls) -> Params:
+        """Smoke-test sizes: one short repeat of each cell, LogisticRegression only."""
+        return cls(
+            duration=0.5,
+            repeats=1,
+            connections=(1,),
+            models=("logistic_regression",),
+            warmup=0.2,
+            inprocess_seconds=0.1,
+        )
+
+
+# -- models ---------------------------------------------------------------------------------------
+
+
+def build_model(kind: str) -> tuple[Any, Any]:
+    """The fitted pipeline and the feature frame for ``kind`` (breast-cancer data)."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    if kind == "logistic_regression":
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    elif kind == "random_forest":
+        model = make_pipeline(RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=1))
+    else:
+        raise ValueError(f"unknown model {kind!r}")
+    return model.fit(X, y), X
+
+
+def feature_frame() -> Any:
+    """The breast-cancer feature frame (569 rows, 30 float columns)."""
+    from sklearn.datasets import load_breast_cancer
+
+    return load_breast_cancer(as_frame=True).data
+
+
+def register_models(root: Path, kinds: tuple[str, ...]) -> dict[str, str]:
+    """Log and register each model in the current MLflow store (see :func:`~.common.mlflow_uris`).
+
+    Returns ``{kind: registered model name}`` (version 1 each); artifacts go under ``root``.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from modelops.registry.models import trusted_types_for
+
+    experiment = mlflow.create_experiment("bench-serving", artifact_location=(root / "artifacts").as_uri())
+    names = {}
+    for kind in kinds:
+        model, X = build_model(kind)
+        name = f"bench-{kind.replace('_', '-')}"
+        with mlflow.start_run(experiment_id=experiment):
+            mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=infer_signature(X, model.predict(X.head(5))),
+                input_example=X.head(3),
+                pip_requirements=["scikit-learn"],
+                skops_trusted_types=trusted_types_for(model).trusted_types,
+                registered_model_name=name,
+            )
+        names[kind] = name
+    return names
+
+
+def request_body(X: Any, rows: int) -> bytes:
+    """``/invocations`` body with the first ``rows`` rows (``dataframe_split``)."""
+    part = X.head(rows)
+    return json.dumps({"dataframe_split": {"columns": list(part.columns), "data": part.to_numpy().tolist()}}).encode()
+
+
+# -- servers --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunningServer:
+    """A started server: its kind, URL and process."""
+
+    kind: str
+    url: str
+    pid: int
+    started_in_s: float
+
+
+@contextmanager
+def start_servers(
+    tracking_uri: str, model_name: str, workdir: Path, timeout: float
+) -> Iterator[dict[str, RunningServer]]:
+    """Start our server and ``mlflow models serve`` for ``models:/<model_name>/1``; stop both after."""
+    from modelops.contract import ENV_JOB_CONFIG, ServeConfig
+
+    env_common = {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_REGISTRY_URI": tracking_uri,
+        "PATH": f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow execs `uvicorn`
+        "PYTHONUNBUFFERED": "1",
+    }
+    predictions = workdir / "predictions"
+    config = ServeConfig(
+        model=model_name,
+        registry_version="1",
+        version="1.0.0",
+        stage="Production",
+        prediction_log_uri=str(predictions),
+    )
+    ours_port, mlflow_port = free_port(), free_port()
+    ours_argv = [
+        str(venv_bin() / "modelops-runtime"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(ours_port),
+        "--log-level",
+        "warning",
+    ]
+    mlflow_argv = [
+        str(venv_bin() / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        f"models:/{model_name}/1",
+        "--env-manager",
+        "local",
+        "--workers",
+        "1",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(mlflow_port),
+    ]
+    with ExitStack() as stack:
+        began = time.monotonic()
+        ours_log, mlflow_log = workdir / f"{model_name}-ours.log", workdir / f"{model_name}-mlflow.log"
+        ours = stack.enter_context(
+            background(
+                ours_argv,
+                env={**env_common, ENV_JOB_CONFIG: config.to_env(), "POD_NAME": "bench"},
+                log=ours_log,
+                cwd=workdir,
+            )
+        )
+        theirs = stack.enter_context(background(mlflow_argv, env=env_common, log=mlflow_log, cwd=workdir))
+        wait_http(f"http://127.0.0.1:{ours_port}/v2/health/ready", ours, timeout, ours_log)
+        ours_ready = time.monotonic() - began
+        wait_http(f"http://127.0.0.1:{mlflow_port}/ping", theirs, timeout, mlflow_log)
+        theirs_ready = time.monotonic() - began
+        yield {
+            OURS: RunningServer(OURS, f"http://127.0.0.1:{ours_port}", ours.pid, ours_ready),
+            MLFLOW: RunningServer(MLFLOW, f"http://127.0.0.1:{mlflow_port}", theirs.pid, theirs_ready),
+        }
+
+
+def check_answers(servers: dict[str, RunningServer], body: bytes, expected: list[Any]) -> None:
+    """Both servers must answer ``body`` with the in-process predictions (same model, same rows)."""
+    for server in servers.values():
+        response = httpx.post(f"{server.url}/invocations", content=body, headers={"content-type": CONTENT_TYPE})
+        response.raise_for_status()
+        got = response.json()["predictions"]
+        if [str(x) for x in got] != [str(x) for x in expected]:
+            raise RuntimeError(f"{server.kind} answered {got[:5]}..., expected {expected[:5]}...")
+
+
+def prediction_log_counts(url: str) -> dict[str, float]:
+    """``modelops_prediction_log_rows_total`` by outcome from our server's /metrics."""
+    out: dict[str, float] = {}
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("modelops_prediction_log_rows_total{"):
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            out[outcome] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+# -- in-process limit -----------------------------------------------------------------------------
+
+
+def time_predict(model: Any, frame: Any, seconds: float) -> dict[str, float]:
+    """Median seconds of ``model.predict(frame)`` over as many calls as fit in ``seconds`` (at least 5)."""
+    model.predict(frame)  # warm
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times) < 5:
+        started = time.perf_counter()
+        model.predict(frame)
+        times.append(time.perf_counter() - started)
+    per_call = median(times) or float("nan")
+    return {"calls": len(times), "per_call_ms": per_call * 1000, "rows_per_s": len(frame) / per_call}
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, Any]:
+    """Run the serving benchmark; returns the result document (see the module docstring)."""
+    params = params or Params()
+    generator = loadgen.choose(params.loadgen)
+    machine = machine_info()
+    cells: list[dict[str, Any]] = []
+    inprocess: list[dict[str, Any]] = []
+    servers_info: dict[str, Any] = {}
+    notes: list[str] = []
+    with ExitStack() as stack:
+        root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-serving-")))
+        log(f"serving: registering {', '.join(params.models)}")
+        tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+        stack.enter_context(mlflow_uris(tracking_uri))
+        names = register_models(root, params.models)
+        from modelops.registry.models import load_model
+
+        ceiling = {}
+        for conns in params.connections:
+            body = request_body(feature_frame(), max(params.rows))
+            measured = loadgen.ceiling(generator, body, CONTENT_TYPE, conns, max(1.0, params.duration / 2))
+            ceiling[str(conns)] = measured.to_dict()
+            log(
+                f"serving: {generator} against a fixed-response server, {conns} connection(s): {measured.rps:.0f} req/s"
+            )
+        for kind in params.models:
+            model_name = names[kind]
+            estimator = load_model(f"models:/{model_name}/1")
+            X = feature_frame()
+            frames = {rows: X.head(rows) for rows in params.rows}
+            bodies = {rows: request_body(X, rows) for rows in params.rows}
+            log(f"serving: starting both servers for {model_name}")
+            with (
+                start_servers(tracking_uri, model_name, root, params.start_timeout) as servers,
+                ExitStack() as sampling,
+            ):
+                check_answers(servers, bodies[max(params.rows)], list(estimator.predict(frames[max(params.rows)])))
+                samplers = {k: sampling.enter_context(RssSampler(s.pid)) for k, s in servers.items()}
+                for rows in params.rows:
+                    for conns in params.connections:
+                        runs: dict[str, list[dict[str, Any]]] = {OURS: [], MLFLOW: []}
+                        limits: list[dict[str, float]] = []
+                        for server in servers.values():  # warm-up, discarded
+                            loadgen.run_load(
+                                generator, f"{server.url}/invocations", bodies[rows], CONTENT_TYPE, conns, params.warmup
+                            )
+                        for repeat in range(params.repeats):
+                            order = [OURS, MLFLOW] if repeat % 2 == 0 else [MLFLOW, OURS]
+                            for which in order:
+                                server = servers[which]
+                                cpu_before = tree_cpu_seconds(server.pid)
+                                measured = loadgen.run_load(
+                                    generator,
+                                    f"{server.url}/invocations",
+                                    bodies[rows],
+                                    CONTENT_TYPE,
+                                    conns,
+                                    params.duration,
+                                )
+                                cpu = tree_cpu_seconds(server.pid) - cpu_before
+                                entry = measured.to_dict()
+                                entry["server_cpu_ms_per_request"] = (
+                                    1000 * cpu / measured.requests if measured.requests else None
+                                )
+                                runs[which].append(entry)
+                            limits.append(time_predict(estimator, frames[rows], params.inprocess_seconds))
+                        limit = {
+                            "model": kind,
+                            "rows": rows,
+                            "connections": conns,
+                            "per_call_ms": median([x["per_call_ms"] for x in limits]),
+                            "rows_per_s": median([x["rows_per_s"] for x in limits]),
+                            "repeats": limits,
+                        }
+                        inprocess.append(limit)
+                        for which, entries in runs.items():
+                            rps = median([e["rps"] for e in entries])
+                            cells.append(
+                                {
+                                    "model": kind,
+                                    "rows": rows,
+                                    "connections": conns,
+                                    "server": which,
+                                    "rps": rps,
+                                    "rows_per_s": rps * rows if rps is not None else None,
+                                    "p50_ms": median([e["p50_ms"] for e in entries if e["p50_ms"] is not None]),
+                                    "p99_ms": median([e["p99_ms"] for e in entries if e["p99_ms"] is not None]),
+                                    "server_cpu_ms_per_request": median(
+                                        [
+                                            e["server_cpu_ms_per_request"]
+                                            for e in entries
+                                            if e["server_cpu_ms_per_request"] is not None
+                                        ]
+                                    ),
+                                    "errors": sum(e["errors"] for e in entries),
+                                    "repeats": entries,
+                                }
+                            )
+                        ours_rps = cells[-2]["rps"]
+                        theirs_rps = cells[-1]["rps"]
+                        log(
+                            f"serving: {kind} {rows} row(s) x{conns}: ours {ours_rps:.0f} req/s, mlflow "
+                            f"{theirs_rps:.0f} req/s, in-process {limit['rows_per_s']:.0f} rows/s"
+                        )
+                sampling.close()
+                servers_info[kind] = {
+                    which: {
+                        "ready_after_s": servers[which].started_in_s,
+                        "peak_rss_mib": samplers[which].peak / MIB,
+                    }
+                    for which in servers
+                }
+                servers_info[kind][OURS]["prediction_log_rows"] = prediction_log_counts(servers[OURS].url)
+    result = {
+        "name": NAME,
+        "machine": machine,
+        "loadavg_end": os.getloadavg()[0],
+        "params": {
+            "duration_s": params.duration,
+            "repeats": params.repeats,
+            "connections": list(params.connections),
+            "rows": list(params.rows),
+            "models": list(params.models),
+            "endpoint": "POST /invocations (dataframe_split), both servers",
+            "dataset": "sklearn breast_cancer (569 x 30 float)",
+        },
+        "loadgen": {"generator": generator, "ceiling": ceiling},
+        "cells": cells,
+        "inprocess": inprocess,
+        "servers": servers_info,
+        "notes": notes,
+    }
+    result["targets"] = targets(result)
+    return result
+
+
+def _cell(result: dict[str, Any], model: str, rows: int, conns: int, server: str) -> dict[str, Any] | None:
+    for cell in result["cells"]:
+        if (cell["model"], cell["rows"], cell["connections"], cell["server"]) == (model, rows, conns, server):
+            return dict(cell)
+    return None
+
+
+def _limit(result: dict[str, Any], model: str, rows: int, conns: int) -> dict[str, Any] | None:
+    for entry in result["inprocess"]:
+        if (entry["model"], entry["rows"], entry["connections"]) == (model, rows, conns):
+            return dict(entry)
+    return None
+
+
+def targets(result: dict[str, Any]) -> list[Target]:
+    """Issue 9's serving targets, on the 1-connection cells."""
+    out = []
+    conns = 1
+    ours = _cell(result, "logistic_regression", 1, conns, OURS)
+    theirs = _cell(result, "logistic_regression", 1, conns, MLFLOW)
+    if ours and theirs:
+        out.append(
+            Target(
+                "1-row LogisticRegression: our req/s / mlflow serve req/s",
+                ratio(ours["rps"], theirs["rps"]),
+                ">=",
+                3.0,
+                "x",
+            )
+        )
+        out.append(
+            Target(
+                "1-row LogisticRegression: our p99 / mlflow serve p99",
+                ratio(ours["p99_ms"], theirs["p99_ms"]),
+                "<=",
+                0.5,
+                "x",
+            )
+        )
+    for model in result["params"]["models"]:
+        cell = _cell(result, model, 100, conns, OURS)
+        limit = _limit(result, model, 100, conns)
+        if cell and limit:
+            out.append(
+                Target(
+                    f"100-row {model}: our rows/s / in-process predict rows/s",
+                    ratio(cell["rows_per_s"], limit["rows_per_s"]),
+                    ">=",
+                    0.5,
+                    "x",
+                )
+            )
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The serving section of RESULTS.md."""
+    lines = [
+        "## Serving",
+        "",
+        f"`POST /invocations` (`dataframe_split`) on loopback, one worker each, load generator "
+        f"`{result['loadgen']['generator']}`, {result['params']['duration_s']:g} s x "
+        f"{result['params']['repeats']} repeats per cell (medians). Our server has the prediction log and "
+        "metrics on. The in-process limit is `pipeline.predict` on a pre-built DataFrame in the driver process.",
+        "",
+        "| model | rows | conns | modelops req/s | mlflow req/s | ratio | modelops p50 / p99 ms | mlflow p50 / p99 ms "
+        "| p99 ratio | modelops rows/s | in-process rows/s | share of limit | CPU ms/req (ours / mlflow) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model in result["params"]["models"]:
+        for rows in result["params"]["rows"]:
+            for conns in result["params"]["connections"]:
+                ours = _cell(result, model, rows, conns, OURS)
+                theirs = _cell(result, model, rows, conns, MLFLOW)
+                limit = _limit(result, model, rows, conns)
+                if not (ours and theirs and limit):
+                    continue
+                lines.append(
+                    f"| {model} | {rows} | {conns} | {_f(ours['rps'])} | {_f(theirs['rps'])} | "
+                    f"{_f(ratio(ours['rps'], theirs['rps']), 2)}x | "
+                    f"{_f(ours['p50_ms'], 2)} / {_f(ours['p99_ms'], 2)} | "
+                    f"{_f(theirs['p50_ms'], 2)} / {_f(theirs['p99_ms'], 2)} | "
+                    f"{_f(ratio(ours['p99_ms'], theirs['p99_ms']), 2)} | {_f(ours['rows_per_s'])} | "
+                    f"{_f(limit['rows_per_s'])} | {_pct(ratio(ours['rows_per_s'], limit['rows_per_s']))} | "
+                    f"{_f(ours['server_cpu_ms_per_request'], 2)} / {_f(theirs['server_cpu_ms_per_request'], 2)} |"
+                )
+    lines += [
+        "",
+        "| model | modelops peak RSS MiB | mlflow serve peak RSS MiB (CLI + uvicorn worker) "
+        "| ready after s (ours / mlflow) |",
+        "|---|---|---|---|",
+    ]
+    for model, info in result["servers"].items():
+        lines.append(
+            f"| {model} | {_f(info[OURS]['peak_rss_mib'])} | {_f(info[MLFLOW]['peak_rss_mib'])} | "
+            f"{_f(info[OURS]['ready_after_s'], 2)} / {_f(info[MLFLOW]['ready_after_s'], 2)} |"
+        )
+    ceil = ", ".join(
+        f"{c} conn: {_f(v['rps'])} req/s ({_f(1e6 * v['generator_cpu_s'] / max(v['requests'], 1), 3)} µs CPU/req)"
+        for c, v in result["loadgen"]["ceiling"].items()
+    )
+    lines += ["", f"Load generator ceiling against a fixed-response server (same body): {ceil}."]
+    logs = {m: i[OURS].get("prediction_log_rows") for m, i in result["servers"].items()}
+    lines.append(f"Prediction log rows at the end (ours): {logs}.")
+    return "\n".join(lines)
+
+
+def _f(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f} %"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.serving [--quick] [--duration S] [--repeats N] [--loadgen auto|wrk|python]``."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--duration", type=float)
+    parser.add_argument("--repeats", type=int)
+    parser.add_argument("--connections", type=int, nargs="+")
+    parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--no-write", action="store_true", help="print the JSON, do not write results/")
+    ns = parser.parse_args(argv)
+    params = Params.quick() if ns.quick else Params()
+    if ns.duration:
+        params.duration = ns.duration
+    if ns.repeats:
+        params.repeats = ns.repeats
+    if ns.connections:
+        params.connections = tuple(ns.connections)
+    params.loadgen = ns.loadgen
+    result = run(params)
+    if ns.no_write:
+        print(json.dumps(result, default=str, indent=1))
+    else:
+        print(write_result(NAME, result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

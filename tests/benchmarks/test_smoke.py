@@ -1,0 +1,92 @@
+"""Each benchmark runs on tiny sizes and produces a complete result; no timing is asserted.
+
+The fast checks (load generator, the scipy drift baseline against the library) run in the unit
+suite; the ones that start servers, jobs or the sandbox are marked ``e2e``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import drift, loadgen, operator, report, run, serving, training
+
+
+def _complete_targets(result: dict[str, Any]) -> None:
+    assert result["targets"], "no target was evaluated"
+    for target in result["targets"]:
+        assert target.value is not None, target.name  # measured (whatever the value)
+
+
+def test_python_load_generator_against_the_fixed_response_server() -> None:
+    body = b'{"dataframe_split": {"columns": ["a"], "data": [[1.0]]}}'
+    result = loadgen.ceiling("python", body, "application/json", connections=2, duration=0.3)
+    assert result.generator == "python"
+    assert result.requests > 0 and result.errors == 0
+    assert result.p50_ms is not None and result.p99_ms is not None
+
+
+def test_scipy_baseline_computes_the_same_tests_as_the_library() -> None:
+    from modelops.monitoring.drift import detect_drift
+
+    reference = drift.make_frame(3000, seed=1, shifted=False)
+    current = drift.make_frame(3000, seed=2, shifted=True)
+    columns = [*drift.NUMERIC, *drift.CATEGORICAL]
+    ours = detect_drift(reference, current, columns=columns)
+    baseline = drift.scipy_drift(reference, current, columns)
+    for col in ours.columns:
+        assert col.stattest == baseline[col.name]["test"], col.name
+        assert col.score == pytest.approx(baseline[col.name]["score"], rel=1e-9, abs=1e-12), col.name
+        assert col.drifted == baseline[col.name]["drifted"], col.name
+    assert set(ours.drifted_columns) == set(drift.SHIFTED)
+
+
+@pytest.mark.e2e
+def test_serving_benchmark_runs_on_tiny_sizes() -> None:
+    result = serving.run(serving.Params.tiny())
+    servers = {(c["server"], c["rows"]) for c in result["cells"]}
+    assert servers == {(s, r) for s in (serving.OURS, serving.MLFLOW) for r in serving.ROWS}
+    assert all(c["errors"] == 0 and c["rps"] > 0 for c in result["cells"])
+    assert result["servers"]["logistic_regression"][serving.OURS]["prediction_log_rows"]["written"] > 0
+    _complete_targets(result)
+    assert "## Serving" in serving.markdown(json.loads(json.dumps(result, default=vars)))
+
+
+@pytest.mark.e2e
+def test_run_cli_writes_json_and_results_md(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m benchmarks.run --quick --only drift`` with tiny drift sizes, into a temporary directory."""
+    monkeypatch.setattr(drift.Params, "quick", classmethod(lambda cls: cls.tiny()))
+    assert run.main(["--quick", "--only", "drift", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "drift.json").read_text())
+    variants = result["sizes"][str(drift.Params.tiny().rows)]["variants"]
+    for variant in ("library", "scipy", "job"):
+        assert variants[variant]["shifted_missed"] == [], variant
+        assert variants[variant]["peak_rss_mib"] > 0
+    assert all(t["value"] is not None for t in result["targets"])
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "## Drift" in text and "## Targets" in text and report.NOTES_MARKER in text
+
+
+@pytest.mark.e2e
+def test_training_benchmark_runs_on_tiny_sizes() -> None:
+    result = training.run(training.Params.tiny())
+    (config,) = result["configs"].values()
+    assert config["jobs"][0]["registered_version"]
+    assert config["bare_fit_evaluate_s"] > 0
+    _complete_targets(result)
+    assert "## Training overhead" in training.markdown(result)
+
+
+@pytest.mark.e2e
+def test_operator_benchmark_runs_on_tiny_sizes() -> None:
+    params = operator.Params.tiny()
+    result = operator.run(params)
+    assert result["baseline"]["create_to_job"]["n"] == params.count
+    assert result["latency"]["create_to_registered"]["n"] == params.count
+    assert result["resync"]["count"] == params.scale
+    assert result["soak"]["spec_updates"] > 0
+    _complete_targets(result)
+    assert "## Operator (sandbox)" in operator.markdown(json.loads(json.dumps(result, default=vars)))
