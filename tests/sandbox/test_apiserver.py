@@ -697,3 +697,29 @@ def test_hundreds_of_objects_stay_fast(api: httpx.Client, ns: str) -> None:
     listed = api.get(mvs(ns)).json()["items"]
     assert len(listed) == 300
     print(f"300 ModelVersions created in {created:.2f} s ({created / 300 * 1000:.1f} ms each)")
+
+
+def test_imperative_kubectl_gets_a_clear_415(tmp_path) -> None:
+    """kubectl's typed commands send protobuf; the emulator says what to do instead."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from modelops.sandbox.apiserver import spawn
+    from modelops.sandbox.kubeconfig import write_kubeconfig
+    from tests.conftest import ROOT
+
+    server = spawn(ROOT / "crds")
+    try:
+        config = write_kubeconfig(tmp_path / "kubeconfig", server.url)
+        kubectl = Path(sys.executable).with_name("kubectl")
+        result = subprocess.run(
+            [str(kubectl), "--kubeconfig", str(config), "create", "namespace", "ml"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert result.returncode != 0 and "kubectl apply -f" in result.stderr, result.stderr
+    finally:
+        server.stop()

@@ -107,6 +107,15 @@ def unsupported_media_type(content_type: str) -> ApiError:
     return ApiError(415, "UnsupportedMediaType", f"{message} (got {content_type!r})", {})
 
 
+def protobuf_unsupported(content_type: str) -> ApiError:
+    """415 for a protobuf body: the emulator speaks JSON only (a difference from a real server)."""
+    message = (
+        "the sandbox API emulator speaks JSON only: use `kubectl apply -f` or `kubectl create -f` with a "
+        f"manifest instead of an imperative kubectl command (got {content_type!r})"
+    )
+    return ApiError(415, "UnsupportedMediaType", message, {})
+
+
 def expired(requested: int, oldest: int) -> ApiError:
     """410 Expired: a watch asked for a resourceVersion older than the kept history."""
     return ApiError(410, "Expired", f"too old resource version: {requested} ({oldest})", {})

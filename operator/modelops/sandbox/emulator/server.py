@@ -35,7 +35,7 @@ from kmock._internal import enums, references, rendering
 from multidict import CIMultiDict
 
 from .catalogue import VERBS, Catalogue, ResourceType
-from .errors import ApiError, bad_request, expired, method_not_allowed, no_route
+from .errors import ApiError, bad_request, expired, method_not_allowed, no_route, protobuf_unsupported
 from .registry import Registry
 from .selectors import Predicate, selector_predicate
 from .store import Store, Watcher, WatchEvent
@@ -219,6 +219,9 @@ class ApiEmulator(kmock.KubernetesEmulator):
         except ValueError:
             data = None
             if raw_request.method in ("POST", "PUT", "PATCH"):
+                content_type = raw_request.headers.get("Content-Type", "")
+                if "protobuf" in content_type:  # kubectl's typed commands (create namespace, …)
+                    return _json(protobuf_unsupported(content_type).to_status(), 415)
                 return _json(bad_request("the body is not valid JSON").to_status(), 400)
         try:
             if self.journal_limit or self._payloads:
