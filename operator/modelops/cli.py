@@ -90,10 +90,20 @@ def status(
     from .api.common import GROUP, VERSION
     from .report import monitoring_report
 
-    if kubeconfig is not None:
-        config.load_kube_config(config_file=str(kubeconfig))
-    else:
-        config.load_incluster_config()
+    if output not in ("table", "json"):
+        typer.echo(f"--output must be table or json, not {output!r}", err=True)
+        raise typer.Exit(2)
+    try:
+        if kubeconfig is not None:
+            config.load_kube_config(config_file=str(kubeconfig))
+        else:  # like kubectl: in-cluster when in a pod, else ~/.kube/config
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+    except config.ConfigException as exc:
+        typer.echo(f"no cluster to talk to: {exc} (set KUBECONFIG or --kubeconfig)", err=True)
+        raise typer.Exit(1) from exc
     try:
         body: Any = client.CustomObjectsApi().get_namespaced_custom_object(
             GROUP, VERSION, namespace, "modelmonitors", monitor
@@ -106,15 +116,24 @@ def status(
         typer.echo(json.dumps(report, indent=2))
         return
     stats, health, drift = report["prediction_stats"], report["health"], report["drift"]
+
+    def num(value: object, digits: int = 2) -> str:
+        return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
     rows = [
         ("model", f"{report['model_name']} {report['stage']} (version {report['model_version'] or '-'})"),
         ("health", f"{health['status']}" + (f": {'; '.join(health['issues'])}" if health["issues"] else "")),
-        ("accuracy (avg over runs)", str(report["performance"]["average"].get("accuracy", "-"))),
+        ("accuracy (avg over runs)", num(report["performance"]["average"].get("accuracy"), 4)),
         ("trend", report["performance"]["trend"]["accuracy"]["direction"]),
-        ("predictions", str(stats["total_predictions"])),
-        ("latency p50 / p95 ms", f"{stats['avg_prediction_time_ms']} / {stats['p95_prediction_time_ms']}"),
-        ("error rate", str(stats["error_rate"])),
-        ("drift", f"{drift['detected']} (share {drift['share']}): {', '.join(drift['drifted_columns']) or '-'}"),
+        ("predictions", num(stats["total_predictions"])),
+        ("latency p50 / p95 ms", f"{num(stats['p50_prediction_time_ms'])} / {num(stats['p95_prediction_time_ms'])}"),
+        ("error rate", num(stats["error_rate"], 4)),
+        (
+            "drift",
+            "-"
+            if drift["detected"] is None
+            else f"{drift['detected']} (share {num(drift['share'])}): {', '.join(drift['drifted_columns']) or '-'}",
+        ),
         ("last run", str((report["last_run"] or {}).get("time", "-"))),
     ]
     width = max(len(k) for k, _ in rows)

@@ -5,7 +5,7 @@ The operator keeps the loaded instance in kopf's memo; nothing reads the environ
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -13,8 +13,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from . import __version__
 from .contract import EXPERIMENT_EVALUATION, EXPERIMENT_MONITORING, EXPERIMENT_TRAINING
 
+ServedStage = Literal["Development", "Staging", "Production"]
+
 #: Image of the runtime (train, serve, drift) built from serving_image/Dockerfile.
 DEFAULT_RUNTIME_IMAGE = f"modelops-runtime:{__version__}"
+
+
+def _default_served_stages() -> list[ServedStage]:
+    return ["Staging", "Production"]
 
 
 class Settings(BaseSettings):
@@ -47,14 +53,14 @@ class Settings(BaseSettings):
     prediction_log_volume_claim: str | None = Field(
         default=None, description="PVC mounted at prediction_log_uri in serving and drift pods (local paths)."
     )
-    served_stages: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["Staging", "Production"], description="Stages that get a serving Deployment."
+    served_stages: Annotated[list[ServedStage], NoDecode] = Field(
+        default_factory=_default_served_stages, description="Stages that get a serving Deployment."
     )
     cluster_domain: str = Field(default="cluster.local", description="DNS suffix for in-cluster URLs.")
     reconcile_interval_seconds: float = Field(default=30.0, gt=0, description="Level-based resync timer, s.")
     monitor_poll_seconds: float = Field(default=15.0, gt=0, description="How often monitors read MLflow, s.")
     job_ttl_seconds: int = Field(default=86400, ge=0, description="ttlSecondsAfterFinished of training Jobs.")
-    promotion_history_limit: int = Field(default=10, ge=1, le=20, description="Promotion decisions kept.")
+    promotion_history_limit: int = Field(default=10, ge=1, le=20, description="Promotion decisions kept (at most 20).")
     metrics_port: int = Field(default=8000, ge=0, description="Operator Prometheus /metrics port (0 disables).")
     health_port: int = Field(default=8081, ge=0, description="kopf liveness endpoint port (0 disables).")
     finalizer: str = Field(default="ml.smarthr360.io/finalizer", description="Finalizer added to CRs.")

@@ -79,3 +79,11 @@ def test_training_result_tags_roundtrip() -> None:
         framework_version="1.5.0",
     )
     assert TrainingResult.from_tags(result.to_tags()) == result
+
+
+def test_served_stages_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELOPS_SERVED_STAGES", "Prod,Foo")
+    with pytest.raises(ValueError, match="served_stages"):
+        Settings()
+    monkeypatch.setenv("MODELOPS_SERVED_STAGES", "Production")
+    assert Settings().served_stages == ["Production"]

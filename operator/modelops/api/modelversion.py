@@ -161,7 +161,8 @@ class ModelVersionSpec(ApiModel):
 
 
 Phase = Literal[
-    "Pending", "Training", "Registering", "Registered", "Promoted", "Ready", "Superseded", "Failed", "Archived"
+    "Pending", "Training", "Registering", "Registered", "GateFailed", "Promoted", "Ready", "Superseded", "Failed",
+    "Archived",
 ]
 
 

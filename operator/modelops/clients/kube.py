@@ -127,9 +127,11 @@ class KubeClient:
             api_client = k8s.ApiClient()
         self._api = api_client
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kube")
+        self._closed = False
 
     def close(self) -> None:
-        """Release the thread pool and connections."""
+        """Release the thread pool and connections; later calls raise Unavailable."""
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
 
@@ -162,6 +164,8 @@ class KubeClient:
         return json.loads(data) if data else None
 
     async def _run(self, *args: Any, **kwargs: Any) -> Any:
+        if self._closed:  # a timer orphaned at shutdown: fail like an unreachable API, not a crash
+            raise Unavailable(0, "Kubernetes client closed: the operator is shutting down")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: self._call(*args, **kwargs))
 

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 from mlflow.tracking import MlflowClient
 
+from ..registry.errors import RegistryUnavailable
+
 T = TypeVar("T")
 
 
@@ -34,15 +36,19 @@ class Registry:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mlflow")
+        self._closed = False
 
     async def run(self, operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``operation(client, *args, **kwargs)`` in the pool and return its result.
 
         Exceptions propagate unchanged (see modelops.registry.operations for the classes).
         """
+        if self._closed:  # a timer orphaned at shutdown: fail like an unreachable MLflow, not a crash
+            raise RegistryUnavailable("MLflow client closed: the operator is shutting down")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: operation(self.client, *args, **kwargs))
 
     def close(self) -> None:
-        """Release the thread pool."""
+        """Release the thread pool; later calls raise RegistryUnavailable."""
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -328,6 +328,7 @@ class Demo:
         finally:
             if once and self.supervisor is not None:
                 self.supervisor.down()
+                self.console.print("  sandbox stopped (--once); `make demo` keeps it running until Ctrl-C")
             if self.api is not None:
                 self.api.close()
         return self.result

@@ -376,8 +376,8 @@ def summarise(ctx: Context, spec: ModelVersionSpec, st: ModelVersionStatus, held
             phase, ready = "Promoted", "False"
             reason = serving.reason if serving else "RollingOut"
             message = serving.message if serving else "serving Deployment rolling out"
-    elif promoted is not None and promoted.reason == "Superseded":
-        phase, ready, reason, message = "Superseded", "False", "Superseded", promoted.message
+    elif promoted is not None and promoted.reason in ("Superseded", "GateFailed"):
+        phase, ready, reason, message = promoted.reason, "False", promoted.reason, promoted.message
     else:
         phase, ready = "Registered", "False"
         reason = promoted.reason if promoted else "Registered"
