@@ -135,7 +135,7 @@ class Sandbox:
     # ------------------------------------------------------------------ waiting
 
     def wait_for(
-        self, predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.1, message: str = ""
+        self, predicate: Callable[[], T], timeout: float = 90.0, interval: float = 0.1, message: str = ""
     ) -> T:
         """Call ``predicate`` until it returns a truthy value, and return that value.
 
@@ -163,7 +163,7 @@ class Sandbox:
         name: str,
         namespace: str | None,
         predicate: Callable[[dict[str, Any]], Any],
-        timeout: float = 30.0,
+        timeout: float = 90.0,
         message: str = "",
     ) -> dict[str, Any]:
         """Wait until the object exists and ``predicate(object)`` is truthy; returns the object."""
@@ -174,7 +174,7 @@ class Sandbox:
         return self.wait_for(check, timeout, message=message or f"{kind} {namespace}/{name}")
 
     def wait_for_condition(
-        self, kind: str | k8s.Resource, name: str, namespace: str | None, ctype: str, timeout: float = 30.0
+        self, kind: str | k8s.Resource, name: str, namespace: str | None, ctype: str, timeout: float = 90.0
     ) -> dict[str, Any]:
         """Wait until the object has condition ``ctype`` with status True; returns the object."""
         return self.wait_for_object(kind, name, namespace, lambda o: condition(o, ctype), timeout,
@@ -183,7 +183,7 @@ class Sandbox:
     # ------------------------------------------------------------------ sandbox features
 
     def service_url(self, name: str, namespace: str = "default", port: str | None = None,
-                    timeout: float = 30.0) -> str:
+                    timeout: float = 90.0) -> str:
         """The local URL forwarding to a Service (``sandbox.modelops.io/url`` annotation)."""
         def lookup() -> str:
             annotations = self.get("services", name, namespace).get("metadata", {}).get("annotations") or {}
