@@ -1,9 +1,11 @@
 """Shared plumbing of the benchmarks: the machine, statistics, child processes, results.
 
 Memory and CPU of other processes are read from ``/proc`` (Linux), so no extra dependency is
-needed: peak RSS of a finished child comes from ``wait4``'s ``ru_maxrss`` (kernel-accounted, KiB),
-the RSS of a running process tree is sampled from ``/proc/<pid>/status`` (``VmRSS``), and CPU time
-from ``/proc/<pid>/stat`` (``utime + stime``).
+needed: the peak RSS of a child is its ``VmHWM`` (high-water mark of its own address space, read
+every 10 ms while it runs), the RSS of a running process tree is sampled from ``VmRSS``, and CPU
+time comes from ``/proc/<pid>/stat`` (``utime + stime``) or ``wait4``. ``wait4``'s ``ru_maxrss`` is
+not used for memory: Linux carries the parent's high-water mark into a forked child across
+``exec``, so a child of a large driver would report the driver's peak.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import contextlib
 import json
 import os
 import platform
-import resource
 import shutil
 import socket
 import statistics
@@ -282,7 +283,8 @@ class ChildResult:
 def run_child(
     argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 600, cwd: Path | None = None
 ) -> ChildResult:
-    """Run ``argv`` to completion; peak RSS and CPU from ``wait4`` (the child only, not grandchildren).
+    """Run ``argv`` to completion; peak RSS = the highest ``VmHWM`` sum of its process tree seen while
+    polling every 10 ms (see the module docstring), CPU seconds from ``wait4`` (child and reaped children).
 
     Output goes through temporary files (no pipe deadlock). Kills the child after ``timeout``
     seconds and raises TimeoutError.
@@ -295,7 +297,9 @@ def run_child(
             list(argv), stdout=out, stderr=err, env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True
         )
         deadline = started + timeout
+        peak = 0
         while True:
+            peak = max(peak, tree_hwm_bytes(process.pid))
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
@@ -314,14 +318,9 @@ def run_child(
             stdout=out.read().decode(errors="replace"),
             stderr=err.read().decode(errors="replace"),
             wall_s=wall,
-            peak_rss_bytes=usage.ru_maxrss * 1024,
+            peak_rss_bytes=peak,
             cpu_s=usage.ru_utime + usage.ru_stime,
         )
-
-
-def self_peak_rss_bytes() -> int:
-    """Peak RSS of this process so far, bytes."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 @contextlib.contextmanager

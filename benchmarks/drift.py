@@ -449,14 +449,16 @@ def targets(result: dict[str, Any]) -> list[Target]:
     large = result["params"].get("large_rows")
     if large and str(large) in result["sizes"]:
         job = result["sizes"][str(large)]["variants"]["job"]
+        sampled = f"sampled to {job['rows_used']:,} rows" if job["sampled"] else "not sampled"
+        out.append(Target(f"{large:,} rows: the job finishes", 1.0, ">=", 1.0, "", note=sampled))
         out.append(
             Target(
-                f"{large:,} rows: job finishes (peak RSS MiB)",
+                f"{large:,} rows: job peak RSS",
                 job["peak_rss_mib"],
                 "<=",
                 1024,
                 "MiB",
-                note=f"sampled to {job['rows_used']:,} rows" if job["sampled"] else "not sampled",
+                note="the 1 GiB bound applied to the large run too",
             )
         )
     return out
