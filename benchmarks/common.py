@@ -429,7 +429,11 @@ def summarize_collapsed(
     pattern = re.compile(keep)
     return {
         "samples": total,
-        "inclusive": [(k, v / total) for k, v in inclusive.most_common() if pattern.search(k)][:top] if total else [],
+        "inclusive": [
+            (k, v / total) for k, v in inclusive.most_common() if pattern.search(k) and not k.startswith("process ")
+        ][:top]
+        if total
+        else [],
         "leaves": [(k, v / total) for k, v in leaves.most_common(top)] if total else [],
     }
 
@@ -483,8 +487,11 @@ def profile_markdown(profile: dict[str, Any] | None, title: str, top: int = 10) 
     if not profile or "inclusive" not in profile:
         return []
     lines = ["", f"{title} (py-spy, {profile['samples']} samples; inclusive share of sampled time):", ""]
-    lines += [f"- {100 * share:.0f} % `{name}`" for name, share in profile["inclusive"][:top]]
-    leaves = ", ".join(f"`{name}` {100 * share:.0f} %" for name, share in profile["leaves"][:5])
+    inclusive = [(n, v) for n, v in profile["inclusive"] if not n.startswith("process ")]
+    lines += [f"- {100 * share:.0f} % `{name}`" for name, share in inclusive[:top]]
+    leaves = ", ".join(
+        f"`{name}` {100 * share:.0f} %" for name, share in profile["leaves"][:6] if not name.startswith("process ")
+    )
     lines.append(f"- leaves: {leaves}")
     return lines
 

@@ -5,9 +5,10 @@ that fails records its error there and the others still run (exit status 1). RES
 regenerated at the end from every JSON present, so ``--only serving`` refreshes the serving
 section and keeps the others.
 
-Default sizes are the issue's (about 45 minutes on a 2-core machine, most of it the operator's
-1,000-ModelVersion scale run and its 10-minute soak); ``--quick`` shortens repeats and durations,
-runs the operator at 500 ModelVersions and skips the soak (about 15 minutes).
+Default sizes are the issue's (about an hour on a 2-core machine, most of it the operator's
+1,000-ModelVersion scale run, bounded at 20 minutes, its resync, bounded at 10, and its 10-minute
+soak); ``--quick`` shortens repeats and durations, runs the operator at 500 ModelVersions with
+shorter bounds and skips the soak (up to about 30 minutes).
 """
 
 from __future__ import annotations
