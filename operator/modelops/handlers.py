@@ -2,7 +2,9 @@
 
 Handlers are registered by :func:`register` into a given ``kopf.OperatorRegistry`` with values
 from the loaded settings (never read at import time). Create, update, resume, the timer and
-child-object events all run the same level-based reconcile.
+child-object events all run the same level-based reconcile. A kopf index of ModelVersions by
+``(namespace, spec.model)`` (:data:`INDEX`) lets a reconcile find a model's versions without
+listing the namespace (see reconcile/versions.py).
 """
 
 from __future__ import annotations
@@ -18,16 +20,34 @@ from .builders.common import LABEL_MANAGED_BY, LABEL_MODEL, MANAGED_BY
 from .clients.kube import MODELVERSIONS, KubeError, Unavailable
 from .reconcile import modelmonitor, modelversion
 from .reconcile.context import Context
+from .reconcile.model import model_bodies
+from .reconcile.versions import model_key
 from .registry.errors import RegistryUnavailable
 from .settings import Settings
 from .telemetry import OperatorMetrics
 
 log = logging.getLogger(__name__)
 MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
+#: id of the kopf index of ModelVersions by (namespace, spec.model); also the handlers' kwarg name.
+INDEX = "modelversions_by_model"
 
 
 def _retry_delay(attempt: int) -> float:
     return float(min(60, 2 ** min(attempt, 6)))
+
+
+def _memo(kwargs: Mapping[str, Any]) -> Any:
+    """kopf's memo, with the ModelVersion index attached to the context (the same object every call)."""
+    memo = kwargs["memo"]
+    if INDEX in kwargs and getattr(memo, "ctx", None) is not None:
+        memo.ctx.versions.attach(kwargs[INDEX])
+    return memo
+
+
+def index_by_model(body: Mapping[str, Any], **_: Any) -> dict[tuple[str, str], Mapping[str, Any]] | None:
+    """kopf indexing handler: a ModelVersion body under ``(namespace, spec.model)``."""
+    key = model_key(body)
+    return {key: body} if key is not None else None
 
 
 async def _guarded(kind: str, memo: Any, retry: int, fn: Any, *args: Any) -> Any:
@@ -52,34 +72,35 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Register every handler of the operator into ``registry``."""
 
     async def mv_reconcile(**kwargs: Any) -> None:
-        memo = kwargs["memo"]
+        memo = _memo(kwargs)
         await _guarded(
             "ModelVersion", memo, kwargs.get("retry", 0), modelversion.reconcile, memo.ctx, dict(kwargs["body"])
         )
 
     async def mv_resync(**kwargs: Any) -> None:
-        memo = kwargs["memo"]
+        memo = _memo(kwargs)
         await _guarded(
             "ModelVersion", memo, kwargs.get("retry", 0), modelversion.reconcile, memo.ctx, dict(kwargs["body"]), True
         )
 
     async def mv_delete(**kwargs: Any) -> None:
-        memo = kwargs["memo"]
+        memo = _memo(kwargs)
         await _guarded(
             "ModelVersion", memo, kwargs.get("retry", 0), modelversion.finalize, memo.ctx, dict(kwargs["body"])
         )
 
     async def mm_reconcile(**kwargs: Any) -> None:
-        memo = kwargs["memo"]
+        memo = _memo(kwargs)
         await _guarded(
             "ModelMonitor", memo, kwargs.get("retry", 0), modelmonitor.reconcile, memo.ctx, dict(kwargs["body"])
         )
 
     async def child_event(**kwargs: Any) -> None:
         """A managed Job or Deployment changed: reconcile the ModelVersions it belongs to."""
-        memo = kwargs["memo"]
+        memo = _memo(kwargs)
         await _on_child(memo.ctx, memo, kwargs["body"], kwargs.get("type"))
 
+    kopf.index(GROUP, VERSION, "modelversions", id=INDEX, registry=registry)(index_by_model)
     interval = settings.reconcile_interval_seconds
     for plural, reconcile_fn in (("modelversions", mv_reconcile), ("modelmonitors", mm_reconcile)):
         kopf.on.create(GROUP, VERSION, plural, id="reconcile", registry=registry)(reconcile_fn)
@@ -119,9 +140,7 @@ async def _on_child(ctx: Context, memo: Any, body: Mapping[str, Any], event_type
         obj = await ctx.kube.get(MODELVERSIONS, namespace, owner["name"])
         targets = [obj] if obj else []
     elif body.get("kind") == "Deployment" and (meta.get("labels") or {}).get(LABEL_MODEL):
-        model = meta["labels"][LABEL_MODEL]
-        items = await ctx.kube.list(MODELVERSIONS, namespace)
-        targets = [i for i in items if (i.get("spec") or {}).get("model") == model][:1]
+        targets = (await model_bodies(ctx, namespace, meta["labels"][LABEL_MODEL]))[:1]
     for target in targets:
         try:
             await _guarded("ModelVersion", memo, 0, modelversion.reconcile, ctx, target)

@@ -79,6 +79,9 @@ class FakeKube:
             raise NotFound(404, f"{key} not found")
         self.calls.append(("patch" + (f"/{subresource}" if subresource else ""), res.plural, name))
         current = self.objects[key]
+        given = (patch.get("metadata") or {}).get("resourceVersion")
+        if given and given != current["metadata"].get("resourceVersion"):
+            raise Conflict(409, f"{key}: the object has been modified")
         if subresource == "status":
             updated = {**current, "status": merge_patch(current.get("status") or {}, patch.get("status") or {})}
         else:

@@ -110,7 +110,9 @@ async def test_job_created_once_and_finished_run_found_without_a_job(logged_runs
 
     # A version whose run finished but whose Job is gone (ttlSecondsAfterFinished) registers, no new Job.
     ctx2, kube2 = _ctx(logged_runs.store)
-    _mv(kube2, "uid-1", "1.1.0", stage="Development")
+    mv = _mv(kube2, "uid-1", "1.1.0", stage="Development")
+    mv["status"] = {"version": "1.1.0", "trainingJob": {"name": train_job_name("iris", "1.1.0")}}
+    kube2.put(MODELVERSIONS, mv)
     await modelversion.reconcile(ctx2, (await kube2.get(MODELVERSIONS, NS, "iris")) or {})
     status = (await kube2.get(MODELVERSIONS, NS, "iris") or {})["status"]
     assert status["registry"]["runId"] == logged_runs.run_ids[1]
@@ -162,3 +164,29 @@ def test_overlay_keeps_both_flows_fields() -> None:
     assert merged.stage == "Production" and merged.promotion is not None and merged.registry is not None
     kinds = {c.type: c.reason for c in merged.conditions}
     assert kinds == {"Promoted": "Promoted", "Trained": "TrainingSucceeded", "Registered": "Registered"}
+
+
+async def test_a_status_computed_from_a_stale_body_never_overwrites_a_newer_one(logged_runs) -> None:  # noqa: F811
+    """Another writer changes the status between the reconcile's read and its write: the write is
+    refused (resourceVersion precondition), the reconcile re-reads, and both changes survive."""
+    ctx, kube = _ctx(logged_runs.store)
+    _mv(kube, "uid-new", "2.0.0", stage="Development")
+    real_get = kube.get
+    meddled = {"done": False}
+
+    async def get_then_meddle(res: Any, namespace: str, name: str) -> Any:
+        body = await real_get(res, namespace, name)
+        if res == MODELVERSIONS and not meddled["done"]:
+            meddled["done"] = True  # a sibling's model-level pass writes this status right after our read
+            await kube.patch(
+                MODELVERSIONS, namespace, name, {"status": {"metricSummary": "written meanwhile"}}, "status"
+            )
+        return body
+
+    kube.get = get_then_meddle  # type: ignore[method-assign]
+    await modelversion.reconcile(ctx, (await real_get(MODELVERSIONS, NS, "iris")) or {})
+    status = (await real_get(MODELVERSIONS, NS, "iris") or {})["status"]
+    assert status["metricSummary"] == "written meanwhile"  # not overwritten by the stale computation
+    assert status["phase"] == "Training" and status["version"] == "2.0.0"  # and the reconcile's own result landed
+    # the meddling write, the refused one, the repeated one; the repeat found the Job it had created
+    assert [c[0] for c in kube.calls] == ["patch/status", "create", "patch/status", "patch/status"]

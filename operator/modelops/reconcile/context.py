@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ..clients.kube import KubeClient
 from ..clients.mlflow import Registry
 from ..settings import Settings
 from ..telemetry import OperatorMetrics
+from .versions import VersionCache
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: post_event(body, type, reason, message): type is "Normal" or "Warning".
 EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
@@ -19,6 +23,42 @@ EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
 
 def _no_events(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
     return None
+
+
+@dataclass
+class _Batch(Generic[T, R]):
+    items: dict[str, T] = field(default_factory=dict)
+    result: dict[str, R] | None = None
+
+
+class Coalescer(Generic[T, R]):
+    """Merge concurrent requests for the same key into one batched call, run under a lock.
+
+    Requests that arrive while a call for their key runs (or waits for the lock) join the next
+    batch, so N near-simultaneous requests cost a few calls, not N. If the call raises, the
+    caller that ran it gets the error and the batch's other waiters run it again themselves.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[Hashable, _Batch[T, R]] = {}
+
+    async def submit(
+        self,
+        key: Hashable,
+        lock: asyncio.Lock,
+        name: str,
+        item: T,
+        run: Callable[[dict[str, T]], Awaitable[dict[str, R]]],
+    ) -> R:
+        """Add ``item`` under ``name`` to the open batch of ``key``; return ``run(batch)[name]``."""
+        batch = self._open.setdefault(key, _Batch())
+        batch.items[name] = item
+        async with lock:
+            if batch.result is None:
+                if self._open.get(key) is batch:
+                    del self._open[key]
+                batch.result = await run(batch.items)
+            return batch.result[name]
 
 
 @dataclass
@@ -31,8 +71,11 @@ class Context:
     registry: Registry
     post_event: EventPoster = _no_events
     metrics: OperatorMetrics | None = None
+    versions: VersionCache = field(default_factory=VersionCache)
+    model_passes: Coalescer[Any, Any] = field(default_factory=Coalescer)
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _model_synced: dict[str, float] = field(default_factory=dict)
+    _models_checked: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def model_lock(self, namespace: str, model: str) -> asyncio.Lock:
         """The lock serialising the model-level flow (and semantic-version bumps) of one model."""
@@ -53,6 +96,16 @@ class Context:
         last = self._model_synced.get(f"{namespace}/{model}")
         return last is not None and time.monotonic() - last < self.settings.reconcile_interval_seconds
 
+    def model_checked_recently(self, namespace: str, model: str) -> bool:
+        """Whether the registered model's existence and owner were checked within the resync interval."""
+        last = self._models_checked.get((namespace, model))
+        return last is not None and time.monotonic() - last < self.settings.reconcile_interval_seconds
+
+    def mark_model_checked(self, namespace: str, model: str) -> None:
+        """Record that the registered model exists and belongs to ``namespace`` (checked just now)."""
+        self._models_checked[(namespace, model)] = time.monotonic()
+
     def forget(self, uid: str) -> None:
-        """Drop an object's lock once the object is gone."""
+        """Drop an object's lock and remembered body once the object is gone."""
         self._locks.pop(("object", uid), None)
+        self.versions.forget(uid)

@@ -29,7 +29,7 @@ from ..builders.serving import (
     build_serving_service,
     service_url,
 )
-from ..clients.kube import DEPLOYMENTS, MODELVERSIONS
+from ..clients.kube import DEPLOYMENTS, MODELVERSIONS, Conflict
 from ..contract import TAG_STAGE
 from ..registry import operations as ops
 from . import children
@@ -119,12 +119,63 @@ def overlay_version_fields(stored: ModelVersionStatus, mine: ModelVersionStatus)
     return merged
 
 
+#: Model-level passes repeated at most this often when status writes meet newer objects (409).
+CONFLICT_RETRIES = 3
+
+
+async def model_bodies(ctx: Context, namespace: str, model: str) -> list[dict[str, Any]]:
+    """Every ModelVersion of ``model`` in ``namespace``, by name.
+
+    From the operator's index of ModelVersions by model (no API call); without one (tools,
+    unit tests) from one namespace LIST filtered on ``spec.model``.
+    """
+    bodies = ctx.versions.bodies(namespace, model)
+    if bodies is None:
+        bodies = [
+            b for b in await ctx.kube.list(MODELVERSIONS, namespace) if (b.get("spec") or {}).get("model") == model
+        ]
+    return sorted(bodies, key=lambda b: str(b["metadata"]["name"]))
+
+
 async def reconcile_model(
     ctx: Context, namespace: str, model: str, fresh: dict[str, ModelVersionStatus], exclude: str | None = None
-) -> ModelVersionStatus:
-    """Decide and apply stages for one model; write changed statuses. Returns the status of the
-    (single) version in ``fresh``, or an empty status when ``fresh`` is empty."""
-    bodies = [b for b in await ctx.kube.list(MODELVERSIONS, namespace) if (b.get("spec") or {}).get("model") == model]
+) -> dict[str, ModelVersionStatus]:
+    """Decide and apply stages for one model; write changed statuses.
+
+    Args:
+        fresh: ``{name: status}`` just computed by the per-version flow of those versions; their
+            per-version fields win over the stored ones.
+        exclude: a version being finalized (takes no stage, its status is not written).
+
+    Returns:
+        The resulting status of every version named in ``fresh``.
+
+    Raises:
+        Conflict: a status write still met a newer object after :data:`CONFLICT_RETRIES` passes.
+    """
+    for attempt in range(CONFLICT_RETRIES):
+        statuses, conflicted = await _model_pass(ctx, namespace, model, fresh, exclude)
+        if not conflicted:
+            return {name: statuses.get(name, status) for name, status in fresh.items()}
+        log.info(
+            "model %s/%s: %d status write(s) met newer objects; pass %d repeated",
+            namespace,
+            model,
+            len(conflicted),
+            attempt + 1,
+        )
+        for name in conflicted:  # re-read them, so that the next pass starts from their newest state
+            current = await ctx.kube.get(MODELVERSIONS, namespace, name)
+            if current is not None:
+                ctx.versions.remember(current)
+    raise Conflict(409, f"ModelVersions of {namespace}/{model} kept changing during {CONFLICT_RETRIES} passes")
+
+
+async def _model_pass(
+    ctx: Context, namespace: str, model: str, fresh: dict[str, ModelVersionStatus], exclude: str | None
+) -> tuple[dict[str, ModelVersionStatus], list[str]]:
+    """One model-level pass; returns the statuses and the names whose write was refused (409)."""
+    bodies = await model_bodies(ctx, namespace, model)
     statuses: dict[str, ModelVersionStatus] = {}
     specs: dict[str, ModelVersionSpec] = {}
     candidates = []
@@ -152,6 +203,7 @@ async def reconcile_model(
     resolution = resolve(candidates)
     drift_notes = await sync_registry(ctx, model, statuses, specs, resolution.winners, exclude)
     serving = await sync_serving(ctx, namespace, model, bodies, statuses, specs, resolution.winners, exclude)
+    conflicted: list[str] = []
     for b in bodies:
         name = b["metadata"]["name"]
         if name == exclude or name not in specs or statuses[name].registry is None:
@@ -159,11 +211,15 @@ async def reconcile_model(
         st = statuses[name]
         old = parse_status(ModelVersionStatus, b.get("status"))
         apply_outcome(ctx, b, specs[name], st, resolution.decisions.get(name), resolution.winners, serving, drift_notes)
-        if await write_status(ctx.kube, MODELVERSIONS, b, st):
+        try:
+            written = await write_status(ctx.kube, MODELVERSIONS, b, st, precondition=True)
+        except Conflict:
+            conflicted.append(name)
+            continue
+        if written is not None:
+            ctx.versions.remember(written)
             post_transitions(ctx.post_event, b, old.conditions, st.conditions)
-    if fresh:
-        return statuses.get(next(iter(fresh)), next(iter(fresh.values())))
-    return ModelVersionStatus()
+    return statuses, conflicted
 
 
 async def sync_registry(
@@ -180,13 +236,14 @@ async def sync_registry(
     registered = {n: s for n, s in statuses.items() if s.registry is not None}
     if not registered:
         return drift
+    aliases = await ctx.registry.run(ops.get_aliases, model)
     for stage in STAGES:
         alias = STAGE_ALIASES[stage]
         winner = winners.get(stage)
         desired = registered[winner].registry.version if winner and winner in registered else None  # type: ignore[union-attr]
         previous_holder = next((s for n, s in registered.items() if s.stage == stage and n != exclude), None)
         previous = previous_holder.registry.version if previous_holder and previous_holder.registry else None
-        current = await ctx.registry.run(ops.get_alias, model, alias)
+        current = aliases.get(alias)
         if current == desired:
             continue
         if current is not None and current not in (previous, desired):

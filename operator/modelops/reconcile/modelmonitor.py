@@ -48,7 +48,13 @@ from ..registry import operations as ops
 from ..registry.errors import RegistryUnavailable, is_not_found, translate_errors
 from . import children
 from .context import Context
-from .status import REGISTRY_CONDITION, mark_registry_reachable, parse_status, post_transitions, write_status
+from .status import (
+    mark_registry_reachable,
+    mark_registry_unavailable,
+    parse_status,
+    post_transitions,
+    write_status,
+)
 
 HISTORY_LIMIT = 50
 RETRAINED_BY = "ml.smarthr360.io/retrained-by"
@@ -190,14 +196,7 @@ async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatu
         if runs and (status.last_run is None or status.last_run.run_id != runs[0].info.run_id):
             await fold_run(ctx, body, spec, status, runs[0])
     except RegistryUnavailable as exc:
-        set_condition(
-            status.conditions,
-            REGISTRY_CONDITION,
-            "False",
-            "RegistryUnavailable",
-            f"MLflow unreachable, retrying with backoff: {exc}",
-            gen,
-        )
+        mark_registry_unavailable(status.conditions, exc, gen)
         await write_status(ctx.kube, MODELMONITORS, body, status)
         raise
     mark_registry_reachable(status.conditions, gen)

@@ -31,8 +31,8 @@ from ..registry import operations as ops
 from ..registry.errors import ModelOwnedElsewhere, RegistryUnavailable
 from ..registry.semantic import bump_version, is_semver, max_semver
 from .context import Context
-from .model import reconcile_model, summarise
-from .status import REGISTRY_CONDITION, parse_status, post_transitions, write_status
+from .model import model_bodies, reconcile_model, summarise
+from .status import mark_registry_unavailable, parse_status, post_transitions, write_status
 
 
 def training_hash(spec: ModelVersionSpec) -> str:
@@ -57,16 +57,16 @@ def _claimed_version(body: Mapping[str, Any]) -> str | None:
     return (body.get("status") or {}).get("version") or (body.get("spec") or {}).get("version")
 
 
-async def resolve_version(
-    ctx: Context, body: Mapping[str, Any], spec: ModelVersionSpec, siblings: list[dict[str, Any]]
+def resolve_version(
+    spec: ModelVersionSpec, siblings: list[dict[str, Any]], registered: list[str | None]
 ) -> tuple[str, str | None]:
     """Return (semantic version, parent version). Explicit, or a bump of the highest known one.
 
-    "Known" means registered in MLflow (semver tags) or claimed by another CR of the model in
-    the namespace, so two CRs bumping at once do not resolve to the same version.
+    "Known" means registered in MLflow (``registered``: the model versions' semver tags) or
+    claimed by another CR of the model in the namespace, so two CRs bumping at once do not
+    resolve to the same version.
     """
-    registered = await ctx.registry.run(ops.highest_semver, spec.model)
-    known = [v for v in [registered, *(_claimed_version(s) for s in siblings)] if v and is_semver(v)]
+    known = [v for v in [*registered, *(_claimed_version(s) for s in siblings)] if v and is_semver(v)]
     highest = max_semver(known)
     if spec.version:
         mine = semver.Version.parse(spec.version)
@@ -84,50 +84,73 @@ def find_conflict(body: Mapping[str, Any], version: str, siblings: list[dict[str
     return None
 
 
+#: How often one reconcile re-reads and retries after a status write lost to a newer object.
+CONFLICT_RETRIES = 3
+
+
 async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = False) -> ModelVersionStatus:
     """Reconcile one ModelVersion and then its model. Returns the status it wrote (or kept).
 
-    ``periodic`` (the resync timer) skips the model-level flow when another version of the
-    same model ran it within the resync interval and this version's own state did not change:
-    a model is re-checked once per interval, not once per version.
+    ``periodic`` (the resync timer) starts from the freshest body the operator already has
+    instead of a GET, and skips the model-level flow when another version of the same model
+    ran it within the resync interval and this version's own state did not change: a model is
+    re-checked once per interval, not once per version.
 
-    Raises kopf.TemporaryError (via the handlers) when MLflow or the API server is unavailable.
+    Status writes carry the body's resourceVersion; when one is refused (409) the object is
+    re-read and the reconcile repeated, at most :data:`CONFLICT_RETRIES` times.
+
+    Raises kopf.TemporaryError (via the handlers) when MLflow or the API server is unavailable,
+    or when the object kept changing under the reconcile (Conflict).
     """
-    async with ctx.object_lock(body["metadata"]["uid"]):
-        # Re-read under the lock: the body a handler got may predate a reconcile that just finished.
-        current = await ctx.kube.get(MODELVERSIONS, body["metadata"]["namespace"], body["metadata"]["name"])
-        if current is None or current["metadata"].get("uid") != body["metadata"]["uid"]:
-            return parse_status(ModelVersionStatus, body.get("status"))  # gone (or replaced): nothing to do
-        body = current
-        meta = body["metadata"]
-        status: ModelVersionStatus = parse_status(ModelVersionStatus, body.get("status"))
-        generation = meta.get("generation")
-        try:
-            spec = ModelVersionSpec.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            set_condition(
-                status.conditions, "Ready", "False", "InvalidSpec", f"spec.{where}: {first['msg']}", generation
-            )
-            status.phase = "Failed"
-            status.observed_generation = generation
-            await write_status(ctx.kube, MODELVERSIONS, body, status)
-            return status
-        try:
-            return await _reconcile(ctx, body, spec, status, periodic)
-        except RegistryUnavailable as exc:
-            # Say so in status (what was learnt before the failure is kept), then let kopf retry.
-            set_condition(
-                status.conditions,
-                REGISTRY_CONDITION,
-                "False",
-                "RegistryUnavailable",
-                f"MLflow unreachable, retrying with backoff: {exc}",
-                generation,
-            )
-            await write_status(ctx.kube, MODELVERSIONS, body, status)
-            raise
+    uid = body["metadata"]["uid"]
+    async with ctx.object_lock(uid):
+        for attempt in range(CONFLICT_RETRIES):
+            if periodic and attempt == 0 and ctx.versions.attached:
+                current: dict[str, Any] | None = ctx.versions.latest(body)
+            else:
+                # Re-read under the lock: the body a handler got may predate a reconcile that just finished.
+                current = await ctx.kube.get(MODELVERSIONS, body["metadata"]["namespace"], body["metadata"]["name"])
+            if current is None or current["metadata"].get("uid") != uid:
+                return parse_status(ModelVersionStatus, body.get("status"))  # gone (or replaced): nothing to do
+            ctx.versions.remember(current)
+            try:
+                return await _reconcile_current(ctx, current, periodic)
+            except Conflict:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _write(ctx: Context, body: Mapping[str, Any], status: ModelVersionStatus) -> dict[str, Any] | None:
+    """Write a ModelVersion status with a resourceVersion precondition; remember what was written."""
+    written = await write_status(ctx.kube, MODELVERSIONS, body, status, precondition=True)
+    if written is not None:
+        ctx.versions.remember(written)
+    return written
+
+
+async def _reconcile_current(ctx: Context, body: dict[str, Any], periodic: bool) -> ModelVersionStatus:
+    meta = body["metadata"]
+    status: ModelVersionStatus = parse_status(ModelVersionStatus, body.get("status"))
+    generation = meta.get("generation")
+    try:
+        spec = ModelVersionSpec.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        set_condition(status.conditions, "Ready", "False", "InvalidSpec", f"spec.{where}: {first['msg']}", generation)
+        status.phase = "Failed"
+        status.observed_generation = generation
+        await _write(ctx, body, status)
+        return status
+    try:
+        return await _reconcile(ctx, body, spec, status, periodic)
+    except RegistryUnavailable as exc:
+        # Say so in status (what was learnt before the failure is kept), then let kopf retry.
+        mark_registry_unavailable(status.conditions, exc, generation)
+        with contextlib.suppress(Conflict):  # a newer object: the retry re-reads it anyway
+            await _write(ctx, body, status)
+        raise
 
 
 async def _reconcile(
@@ -138,11 +161,13 @@ async def _reconcile(
     Versions with an explicit ``spec.version`` train in parallel; a ``versionBump`` resolves under
     the model lock (and writes its claim before releasing it) so two bumps never pick the same
     number. Unregistered versions take no part in stage decisions: they write their own status
-    and skip the model-level flow.
+    and skip the model-level flow. Registered versions hand their status to the model-level
+    flow, which runs once for all versions of the model that asked for it meanwhile.
     """
     meta = body["metadata"]
+    namespace = meta["namespace"]
     deleting = bool(meta.get("deletionTimestamp"))
-    model_lock = ctx.model_lock(meta["namespace"], spec.model)
+    model_lock = ctx.model_lock(namespace, spec.model)
     bumping = status.version is None and spec.version_bump is not None
     async with model_lock if bumping else contextlib.nullcontext():
         if not deleting:
@@ -150,16 +175,22 @@ async def _reconcile(
         if status.registry is None and not deleting:
             old = parse_status(ModelVersionStatus, body.get("status"))
             summarise(ctx, spec, status, None, meta.get("generation"))
-            if await write_status(ctx.kube, MODELVERSIONS, body, status):
+            if await _write(ctx, body, status):
                 post_transitions(ctx.post_event, body, old.conditions, status.conditions)
             return status
-    async with model_lock:
-        unchanged = status == parse_status(ModelVersionStatus, body.get("status"))
-        if periodic and unchanged and ctx.model_synced_within(meta["namespace"], spec.model):
-            return status
-        result = await reconcile_model(ctx, meta["namespace"], spec.model, {meta["name"]: status})
-        ctx.mark_model_synced(meta["namespace"], spec.model)
+    unchanged = status == parse_status(ModelVersionStatus, body.get("status"))
+    if periodic and unchanged and ctx.model_synced_within(namespace, spec.model):
+        return status
+
+    async def model_pass(fresh: dict[str, ModelVersionStatus]) -> dict[str, ModelVersionStatus]:
+        result = await reconcile_model(ctx, namespace, spec.model, fresh)
+        ctx.mark_model_synced(namespace, spec.model)
         return result
+
+    result: ModelVersionStatus = await ctx.model_passes.submit(
+        (namespace, spec.model), model_lock, meta["name"], status, model_pass
+    )
+    return result
 
 
 async def version_flow(
@@ -191,21 +222,25 @@ async def version_flow(
                 gen,
             )
         return
-    try:
-        await ctx.registry.run(ops.ensure_registered_model, spec.model, ns)
-    except ModelOwnedElsewhere as exc:
-        set_condition(status.conditions, "Registered", "False", "ModelOwnedElsewhere", str(exc), gen)
-        return
-    siblings = [
-        s
-        for s in await ctx.kube.list(MODELVERSIONS, ns)
-        if (s.get("spec") or {}).get("model") == spec.model and s["metadata"]["uid"] != uid
-    ]
-    if not status.version:
-        status.version, status.parent_version = await resolve_version(ctx, body, spec, siblings)
+    if not ctx.model_checked_recently(ns, spec.model):
+        try:
+            await ctx.registry.run(ops.ensure_registered_model, spec.model, ns)
+        except ModelOwnedElsewhere as exc:
+            set_condition(status.conditions, "Registered", "False", "ModelOwnedElsewhere", str(exc), gen)
+            return
+        ctx.mark_model_checked(ns, spec.model)
+    siblings = [s for s in await model_bodies(ctx, ns, spec.model) if s["metadata"]["uid"] != uid]
+    existing: Any = None
+    looked_up = False
+    if not status.version:  # one search answers both the highest known version and who holds ours
+        versions = await ctx.registry.run(ops.search_versions, spec.model)
+        registered = [(v.tags or {}).get(TAG_SEMVER) for v in versions]
+        status.version, status.parent_version = resolve_version(spec, siblings, registered)
+        existing, looked_up = ops.oldest_with_semver(versions, status.version), True
     conflict = find_conflict(body, status.version, siblings)
     if conflict is None and status.registry is None:
-        existing = await ctx.registry.run(ops.find_version_by_semver, spec.model, status.version)
+        if not looked_up:
+            existing = await ctx.registry.run(ops.find_version_by_semver, spec.model, status.version)
         owner_uid = (existing.tags or {}).get(TAG_UID) if existing is not None else None
         if owner_uid not in (None, uid):
             conflict = f"a registered version with another owner (uid {owner_uid})"
@@ -233,13 +268,14 @@ async def training_flow(
     experiment = experiment_of(ctx, spec)
     job = await ctx.kube.get(JOBS, ns, job_name)
     if job is None:
-        run = await ctx.registry.run(ops.find_run_by_uid, experiment, uid, status="FINISHED")
-        if run is not None:
-            await register(ctx, body, spec, status, run, experiment)
-            return
-        trained = get_condition(status.conditions, "Trained")
-        if trained is not None and trained.reason == "TrainingFailed" and status.training_job is not None:
-            return  # the failed Job was garbage-collected (ttlSecondsAfterFinished): keep the verdict
+        if status.training_job is not None:  # its Job ran before and was garbage-collected (TTL)
+            run = await ctx.registry.run(ops.find_run_by_uid, experiment, uid, status="FINISHED")
+            if run is not None:
+                await register(ctx, body, spec, status, run, experiment)
+                return
+            trained = get_condition(status.conditions, "Trained")
+            if trained is not None and trained.reason == "TrainingFailed":
+                return  # the failed Job is gone: keep the verdict
         manifest = build_training_job(
             ObjectRef.from_body(body), spec, status.version, status.parent_version, ctx.settings
         )
@@ -345,6 +381,7 @@ async def finalize(ctx: Context, body: Mapping[str, Any]) -> None:
     if not spec_model:
         return
     async with ctx.object_lock(meta["uid"]), ctx.model_lock(meta["namespace"], spec_model):
+        ctx.versions.remember(body)
         if status.registry is not None and not _conflicted(status):
             await ctx.registry.run(ops.archive_version, spec_model, status.registry.version)
         await reconcile_model(ctx, meta["namespace"], spec_model, {}, exclude=meta["name"])

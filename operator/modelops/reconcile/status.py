@@ -21,6 +21,18 @@ def mark_registry_reachable(conditions: list[Condition], generation: int | None)
         set_condition(conditions, REGISTRY_CONDITION, "True", "RegistryAvailable", "MLflow answers again", generation)
 
 
+def mark_registry_unavailable(conditions: list[Condition], error: Exception, generation: int | None) -> None:
+    """Set ``RegistryReachable=False`` with the error: the reconcile stops here and kopf retries with backoff."""
+    set_condition(
+        conditions,
+        REGISTRY_CONDITION,
+        "False",
+        "RegistryUnavailable",
+        f"MLflow unreachable, retrying with backoff: {error}",
+        generation,
+    )
+
+
 def parse_status(model: type[BaseModel], raw: Mapping[str, Any] | None) -> Any:
     """Parse a stored status; an unreadable one (written by another version) starts empty."""
     try:
@@ -40,21 +52,31 @@ def status_patch(old: Mapping[str, Any] | None, new: dict[str, Any]) -> dict[str
     return patch or None
 
 
-async def write_status(kube: KubeClient, res: Resource, body: Mapping[str, Any], status: BaseModel) -> bool:
-    """Patch ``status`` of the object when it differs from the stored one. Returns whether it wrote.
+async def write_status(
+    kube: KubeClient, res: Resource, body: Mapping[str, Any], status: BaseModel, *, precondition: bool = False
+) -> dict[str, Any] | None:
+    """Patch ``status`` of the object when it differs from the stored one.
 
-    A vanished object (404) is not an error: there is nothing left to report on.
+    Returns the object as written (the PATCH response), or None when nothing was written
+    (unchanged, or the object vanished: a 404 is not an error, there is nothing left to report on).
+    With ``precondition`` the patch carries ``body``'s ``metadata.resourceVersion``, so a status
+    computed from a stale body is refused instead of overwriting a newer one.
+
+    Raises:
+        Conflict: with ``precondition``, the object changed since ``body`` was read.
     """
     wire = status.model_dump(by_alias=True, exclude_none=True, mode="json")
     patch = status_patch(body.get("status"), wire)
     if patch is None:
-        return False
+        return None
     meta = body["metadata"]
+    request: dict[str, Any] = {"status": patch}
+    if precondition and meta.get("resourceVersion"):
+        request["metadata"] = {"resourceVersion": meta["resourceVersion"]}
     try:
-        await kube.patch(res, meta["namespace"], meta["name"], {"status": patch}, subresource="status")
+        return await kube.patch(res, meta["namespace"], meta["name"], request, subresource="status")
     except NotFound:
-        return False
-    return True
+        return None
 
 
 def post_transitions(post: EventPoster, body: Mapping[str, Any], old: list[Condition], new: list[Condition]) -> None:

@@ -87,6 +87,9 @@ def find_versions_by_run(client: MlflowClient, model: str, run_id: str) -> list[
 def logged_model_of_run(client: MlflowClient, run: Run, name: str = ARTIFACT_MODEL) -> LoggedModel:
     """The logged model named ``name`` that ``run`` produced (the latest step when there are several).
 
+    One search filtered on ``name`` and ``source_run_id`` (both searchable attributes of logged
+    models in MLflow 3), so the cost does not grow with the experiment's other runs.
+
     Raises :class:`LoggedModelNotFound` when the run logged no such model.
     """
     with translate_errors("logged_model_of_run"):
@@ -95,7 +98,9 @@ def logged_model_of_run(client: MlflowClient, run: Run, name: str = ARTIFACT_MOD
         while True:
             page = client.search_logged_models(
                 experiment_ids=[run.info.experiment_id],
-                filter_string=f"name = {_quote(name, 'model name')}",
+                filter_string=(
+                    f"name = {_quote(name, 'model name')} AND source_run_id = {_quote(run.info.run_id, 'run id')}"
+                ),
                 page_token=page_token,
             )
             candidates.extend(m for m in page if m.source_run_id == run.info.run_id)
@@ -196,6 +201,23 @@ def ensure_registered_model(client: MlflowClient, name: str, namespace: str) -> 
     return namespace
 
 
+def search_versions(client: MlflowClient, model: str) -> list[ModelVersion]:
+    """All versions of registered model ``model`` with their tags (aliases not filled), by version number.
+
+    One paged ``search_model_versions``; [] when the model does not exist.
+    """
+    with translate_errors("search_versions"):
+        found: list[ModelVersion] = []
+        page_token: str | None = None
+        while True:
+            page = client.search_model_versions(f"name = {_quote(model, 'model name')}", page_token=page_token)
+            found.extend(page)
+            page_token = page.token
+            if not page_token:
+                break
+    return sorted(found, key=_version_number)
+
+
 def list_versions(client: MlflowClient, model: str) -> list[ModelVersion]:
     """All versions of registered model ``model`` with tags and aliases, by version number; [] if none.
 
@@ -205,21 +227,13 @@ def list_versions(client: MlflowClient, model: str) -> list[ModelVersion]:
     registered = get_registered_model(client, model)
     if registered is None:
         return []
-    with translate_errors("list_versions"):
-        found: list[ModelVersion] = []
-        page_token: str | None = None
-        while True:
-            page = client.search_model_versions(f"name = {_quote(model, 'model name')}", page_token=page_token)
-            found.extend(page)
-            page_token = page.token
-            if not page_token:
-                break
+    found = search_versions(client, model)
     by_version: dict[str, list[str]] = {}
     for alias, number in (registered.aliases or {}).items():
         by_version.setdefault(str(number), []).append(alias)
     for version in found:
         version.aliases = sorted(by_version.get(str(version.version), []))
-    return sorted(found, key=_version_number)
+    return found
 
 
 def get_version(client: MlflowClient, model: str, version: str) -> ModelVersion | None:
@@ -231,6 +245,12 @@ def get_version(client: MlflowClient, model: str, version: str) -> ModelVersion 
             if is_not_found(exc):
                 return None
             raise
+
+
+def oldest_with_semver(versions: list[ModelVersion], semver: str) -> ModelVersion | None:
+    """Of ``versions``, the oldest tagged ``semver = <semver>``, or None (pure)."""
+    found = [v for v in versions if (v.tags or {}).get(TAG_SEMVER) == semver]
+    return min(found, key=_version_number) if found else None
 
 
 def find_version_by_semver(client: MlflowClient, model: str, semver: str) -> ModelVersion | None:
@@ -248,7 +268,7 @@ def highest_semver(client: MlflowClient, model: str) -> str | None:
     Ordering is semver precedence (1.10.0 > 1.9.0, 2.0.0 > 2.0.0-rc.1); versions without a
     parsable tag are ignored; archived versions count (a number is never reused).
     """
-    return max_semver(v.tags.get(TAG_SEMVER) for v in list_versions(client, model))
+    return max_semver(v.tags.get(TAG_SEMVER) for v in search_versions(client, model))
 
 
 def get_alias(client: MlflowClient, model: str, alias: str) -> str | None:
@@ -263,6 +283,15 @@ def get_alias(client: MlflowClient, model: str, alias: str) -> str | None:
             if is_not_found(exc):
                 return None
             raise
+
+
+def get_aliases(client: MlflowClient, model: str) -> dict[str, str]:
+    """Every alias of registered model ``model`` as ``{alias: version number}``; {} when the model is absent.
+
+    One ``get_registered_model`` call (its ``aliases``), instead of one lookup per alias.
+    """
+    registered = get_registered_model(client, model)
+    return {str(k): str(v) for k, v in (registered.aliases or {}).items()} if registered is not None else {}
 
 
 def set_alias(client: MlflowClient, model: str, alias: str, version: str) -> bool:

@@ -1,0 +1,146 @@
+"""The ModelVersion cache (kopf index + remembered bodies), the model-pass coalescer, and status
+writes with a resourceVersion precondition."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from modelops.api.modelversion import ModelVersionStatus
+from modelops.clients.kube import MODELVERSIONS, Conflict
+from modelops.reconcile import versions as versions_mod
+from modelops.reconcile.context import Coalescer
+from modelops.reconcile.status import write_status
+from modelops.reconcile.versions import VersionCache, at_least_as_fresh
+from tests.operator.fake_kube import FakeKube
+
+
+def _body(name: str, rv: str, model: str = "m", ns: str = "ns", phase: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "metadata": {"name": name, "namespace": ns, "uid": f"uid-{name}", "resourceVersion": rv},
+        "spec": {"model": model},
+    }
+    if phase:
+        body["status"] = {"phase": phase}
+    return body
+
+
+class FakeIndex(dict[tuple[str, str], list[dict[str, Any]]]):
+    """kopf.Index as the cache uses it: ``key in index`` and ``index[key]``."""
+
+    def put(self, body: dict[str, Any]) -> None:
+        key = (body["metadata"]["namespace"], body["spec"]["model"])
+        items = [b for b in self.get(key, []) if b["metadata"]["uid"] != body["metadata"]["uid"]]
+        self[key] = [*items, body]
+
+
+def test_without_an_index_the_cache_answers_none() -> None:
+    cache = VersionCache()
+    assert not cache.attached
+    assert cache.bodies("ns", "m") is None
+
+
+def test_bodies_come_from_the_index_by_model_and_namespace() -> None:
+    index = FakeIndex()
+    index.put(_body("a", "1"))
+    index.put(_body("b", "2", model="other"))
+    index.put(_body("c", "3", ns="elsewhere"))
+    cache = VersionCache()
+    cache.attach(index)
+    assert [b["metadata"]["name"] for b in cache.bodies("ns", "m") or []] == ["a"]
+    assert cache.bodies("ns", "absent") == []
+
+
+def test_a_remembered_write_wins_until_the_watch_catches_up() -> None:
+    index = FakeIndex()
+    index.put(_body("a", "5", phase="Training"))
+    cache = VersionCache()
+    cache.attach(index)
+    cache.remember(_body("a", "7", phase="Registered"))  # our status write; the watch has not seen it
+    assert [b["status"]["phase"] for b in cache.bodies("ns", "m") or []] == ["Registered"]
+    index.put(_body("a", "9", phase="Ready"))  # the watch caught up and went further
+    assert [b["status"]["phase"] for b in cache.bodies("ns", "m") or []] == ["Ready"]
+    assert cache._seen == {}  # the remembered copy was dropped
+
+
+def test_an_older_read_never_replaces_a_newer_remembered_copy() -> None:
+    cache = VersionCache()
+    cache.attach(FakeIndex())
+    cache.remember(_body("a", "8", phase="Registered"))
+    cache.remember(_body("a", "6", phase="Training"))
+    assert cache.latest(_body("a", "6", phase="Training"))["status"]["phase"] == "Registered"
+    assert cache.latest(_body("a", "10", phase="Ready"))["status"]["phase"] == "Ready"
+
+
+def test_a_remembered_copy_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = VersionCache()
+    cache.attach(FakeIndex())
+    cache.remember(_body("gone", "3"))  # e.g. deleted while the operator was not looking
+    assert len(cache.bodies("ns", "m") or []) == 1
+    clock = versions_mod.time.monotonic() + versions_mod.REMEMBER_SECONDS + 1
+    monkeypatch.setattr(versions_mod.time, "monotonic", lambda: clock)
+    assert cache.bodies("ns", "m") == []
+
+
+def test_forget_drops_a_deleted_object() -> None:
+    cache = VersionCache()
+    cache.attach(FakeIndex())
+    cache.remember(_body("a", "3"))
+    cache.forget("uid-a")
+    assert cache.bodies("ns", "m") == []
+
+
+def test_freshness_of_non_integer_versions_is_undecided() -> None:
+    assert at_least_as_fresh(_body("a", "5"), _body("a", "4")) is True
+    assert at_least_as_fresh(_body("a", "4"), _body("a", "5")) is False
+    assert at_least_as_fresh(_body("a", "x1"), _body("a", "x2")) is None
+
+
+async def test_concurrent_requests_share_model_passes() -> None:
+    coalescer: Coalescer[int, int] = Coalescer()
+    lock = asyncio.Lock()
+    batches: list[list[str]] = []
+
+    async def run(items: dict[str, int]) -> dict[str, int]:
+        batches.append(sorted(items))
+        await asyncio.sleep(0.01)
+        return {name: value * 10 for name, value in items.items()}
+
+    results = await asyncio.gather(*(coalescer.submit("m", lock, f"v{i}", i, run) for i in range(20)))
+    assert results == [i * 10 for i in range(20)]
+    assert sorted(n for b in batches for n in b) == sorted(f"v{i}" for i in range(20))
+    assert len(batches) <= 2  # the first request runs alone, everyone who queued meanwhile shares one pass
+
+
+async def test_a_failed_pass_is_rerun_by_its_other_waiters() -> None:
+    coalescer: Coalescer[int, int] = Coalescer()
+    lock = asyncio.Lock()
+    calls = {"n": 0}
+
+    async def run(items: dict[str, int]) -> dict[str, int]:
+        calls["n"] += 1
+        await asyncio.sleep(0.01)
+        if calls["n"] == 2:
+            raise RuntimeError("MLflow went away")
+        return dict(items)
+
+    results = await asyncio.gather(
+        *(coalescer.submit("m", lock, f"v{i}", i, run) for i in range(5)), return_exceptions=True
+    )
+    # v0 ran alone; v1..v4 queued into one batch; v1 ran it and got the error; v2 ran it again
+    assert isinstance(results[1], RuntimeError)
+    assert [r for i, r in enumerate(results) if i != 1] == [0, 2, 3, 4]
+    assert calls["n"] == 3
+
+
+async def test_status_write_with_a_stale_resource_version_is_refused() -> None:
+    kube = FakeKube()
+    stored = kube.put(MODELVERSIONS, _body("a", "0"))
+    newer = await kube.patch(MODELVERSIONS, "ns", "a", {"status": {"phase": "Registered"}}, subresource="status")
+    with pytest.raises(Conflict):
+        await write_status(kube, MODELVERSIONS, stored, ModelVersionStatus(phase="Training"), precondition=True)
+    written = await write_status(kube, MODELVERSIONS, newer, ModelVersionStatus(phase="Ready"), precondition=True)
+    assert written is not None and written["status"]["phase"] == "Ready"
+    assert await write_status(kube, MODELVERSIONS, written, ModelVersionStatus(phase="Ready")) is None
