@@ -190,3 +190,22 @@ async def test_a_status_computed_from_a_stale_body_never_overwrites_a_newer_one(
     assert status["phase"] == "Training" and status["version"] == "2.0.0"  # and the reconcile's own result landed
     # the meddling write, the refused one, the repeated one; the repeat found the Job it had created
     assert [c[0] for c in kube.calls] == ["patch/status", "create", "patch/status", "patch/status"]
+
+
+async def test_a_version_registered_by_someone_else_during_training_is_a_conflict(logged_runs) -> None:  # noqa: F811
+    """The semver owner check runs before the Job is created and again before registering."""
+    ctx, kube = _ctx(logged_runs.store)
+    mv = _mv(kube, "uid-2", "1.2.0", stage="Development")
+    mv["status"] = {"version": "1.2.0", "trainingJob": {"name": train_job_name("iris", "1.2.0")}}
+    kube.put(MODELVERSIONS, mv)
+    _completed_job(kube, "1.2.0")
+    client = logged_runs.store.client
+    other = client.get_run(logged_runs.run_ids[0])  # registered by hand meanwhile, as 1.2.0, by another owner
+    ops.register_run_model(client, "iris-model", other, {"semver": "1.2.0", "modelops.uid": "someone-else"})
+
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    registered = next(c for c in status["conditions"] if c["type"] == "Registered")
+    assert registered["reason"] == "VersionConflict" and "someone-else" in registered["message"]
+    assert status["phase"] == "Failed" and "registry" not in status
+    assert len(client.search_model_versions("name='iris-model'")) == 1  # ours was not registered

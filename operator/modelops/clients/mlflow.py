@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from mlflow.tracking import MlflowClient
 
 from ..registry.errors import RegistryUnavailable
+from ..registry.operations import experiment_id_of
 
 T = TypeVar("T")
 
@@ -37,6 +38,7 @@ class Registry:
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mlflow")
         self._closed = False
+        self._experiment_ids: dict[str, str] = {}
 
     async def run(self, operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``operation(client, *args, **kwargs)`` in the pool and return its result.
@@ -47,6 +49,20 @@ class Registry:
             raise RegistryUnavailable("MLflow client closed: the operator is shutting down")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: operation(self.client, *args, **kwargs))
+
+    async def experiment_id(self, name: str, *, refresh: bool = False) -> str | None:
+        """The id of experiment ``name`` (None when absent), remembered once found.
+
+        ``refresh`` looks it up again (e.g. after a search in the remembered id found nothing,
+        in case the experiment was deleted and re-created).
+        """
+        if refresh or name not in self._experiment_ids:
+            found = await self.run(experiment_id_of, name)
+            if found is None:
+                self._experiment_ids.pop(name, None)
+                return None
+            self._experiment_ids[name] = found
+        return self._experiment_ids[name]
 
     def close(self) -> None:
         """Release the thread pool; later calls raise RegistryUnavailable."""

@@ -230,31 +230,60 @@ async def version_flow(
             return
         ctx.mark_model_checked(ns, spec.model)
     siblings = [s for s in await model_bodies(ctx, ns, spec.model) if s["metadata"]["uid"] != uid]
-    existing: Any = None
-    looked_up = False
+    existing: Any = _UNKNOWN
     if not status.version:  # one search answers both the highest known version and who holds ours
         versions = await ctx.registry.run(ops.search_versions, spec.model)
         registered = [(v.tags or {}).get(TAG_SEMVER) for v in versions]
         status.version, status.parent_version = resolve_version(spec, siblings, registered)
-        existing, looked_up = ops.oldest_with_semver(versions, status.version), True
+        existing = ops.oldest_with_semver(versions, status.version)
     conflict = find_conflict(body, status.version, siblings)
-    if conflict is None and status.registry is None:
-        if not looked_up:
-            existing = await ctx.registry.run(ops.find_version_by_semver, spec.model, status.version)
-        owner_uid = (existing.tags or {}).get(TAG_UID) if existing is not None else None
-        if owner_uid not in (None, uid):
-            conflict = f"a registered version with another owner (uid {owner_uid})"
+    if conflict is None and status.training_job is None:  # before training; again before registering
+        conflict = await _registry_conflict(ctx, spec.model, status.version, uid, existing)
     if conflict:
-        set_condition(
-            status.conditions,
-            "Registered",
-            "False",
-            "VersionConflict",
-            f"{spec.model} {status.version} is already claimed by {conflict}; choose another version",
-            gen,
-        )
+        _version_conflict(status, spec, conflict, gen)
         return
     await training_flow(ctx, body, spec, status)
+
+
+_UNKNOWN: Any = object()
+
+
+async def _registry_conflict(ctx: Context, model: str, version: str, uid: str, existing: Any = _UNKNOWN) -> str | None:
+    """Who else holds ``version`` of ``model`` in the registry (a version tagged with another uid), or None.
+
+    ``existing`` is the oldest version tagged with that semver when the caller already looked it up.
+    """
+    if existing is _UNKNOWN:
+        existing = await ctx.registry.run(ops.find_version_by_semver, model, version)
+    owner_uid = (existing.tags or {}).get(TAG_UID) if existing is not None else None
+    return f"a registered version with another owner (uid {owner_uid})" if owner_uid not in (None, uid) else None
+
+
+def _version_conflict(status: ModelVersionStatus, spec: ModelVersionSpec, conflict: str, gen: int | None) -> None:
+    set_condition(
+        status.conditions,
+        "Registered",
+        "False",
+        "VersionConflict",
+        f"{spec.model} {status.version} is already claimed by {conflict}; choose another version",
+        gen,
+    )
+
+
+async def find_run(ctx: Context, experiment: str, uid: str, status: str | None = None) -> Any:
+    """The newest MLflow run of a ModelVersion (by uid tag) in ``experiment`` (a name), or None.
+
+    The experiment's id is remembered; a miss looks the id up again once, in case the experiment
+    was re-created.
+    """
+    for refresh in (False, True):
+        experiment_id = await ctx.registry.experiment_id(experiment, refresh=refresh)
+        if experiment_id is None:
+            return None
+        run = await ctx.registry.run(ops.find_run_in_experiment, experiment_id, uid, status=status)
+        if run is not None or experiment_id == await ctx.registry.experiment_id(experiment, refresh=True):
+            return run
+    return None
 
 
 async def training_flow(
@@ -269,7 +298,7 @@ async def training_flow(
     job = await ctx.kube.get(JOBS, ns, job_name)
     if job is None:
         if status.training_job is not None:  # its Job ran before and was garbage-collected (TTL)
-            run = await ctx.registry.run(ops.find_run_by_uid, experiment, uid, status="FINISHED")
+            run = await find_run(ctx, experiment, uid, "FINISHED")
             if run is not None:
                 await register(ctx, body, spec, status, run, experiment)
                 return
@@ -295,7 +324,7 @@ async def training_flow(
         failed_pods=job_status.get("failed") or 0,
     )
     if "Complete" in conds:
-        run = await ctx.registry.run(ops.find_run_by_uid, experiment, uid, status="FINISHED")
+        run = await find_run(ctx, experiment, uid, "FINISHED")
         if run is None:
             set_condition(
                 status.conditions,
@@ -309,7 +338,7 @@ async def training_flow(
             return
         await register(ctx, body, spec, status, run, experiment)
     elif "Failed" in conds:
-        run = await ctx.registry.run(ops.find_run_by_uid, experiment, uid)
+        run = await find_run(ctx, experiment, uid)
         reason = (
             (run.data.tags.get(TAG_FAILURE) if run is not None else None)
             or conds["Failed"].get("message")
@@ -331,6 +360,11 @@ async def register(
     meta = body["metadata"]
     gen = meta.get("generation")
     set_condition(status.conditions, "Trained", "True", "TrainingSucceeded", f"MLflow run {run.info.run_id}", gen)
+    assert status.version is not None
+    conflict = await _registry_conflict(ctx, spec.model, status.version, meta["uid"])
+    if conflict:  # registered by someone else while this version trained
+        _version_conflict(status, spec, conflict, gen)
+        return
     tags = {
         TAG_SEMVER: str(status.version),
         TAG_NAMESPACE: meta["namespace"],
@@ -340,7 +374,7 @@ async def register(
     }
     if status.parent_version:
         tags["semver.parent"] = status.parent_version
-    mv = await ctx.registry.run(ops.register_run_model, spec.model, run, tags)
+    mv = await ctx.registry.run(ops.register_run_model, spec.model, run, tags, create_model=False)
     status.registry = RegistryStatus(
         model=spec.model,
         version=str(mv.version),

@@ -51,28 +51,43 @@ def _version_number(version: ModelVersion) -> int:
     return int(version.version)
 
 
-def find_run_by_uid(client: MlflowClient, experiment: str, uid: str, *, status: str | None = None) -> Run | None:
-    """The newest run in ``experiment`` tagged ``modelops.uid = uid``, or None.
+def experiment_id_of(client: MlflowClient, name: str) -> str | None:
+    """The id of experiment ``name``, or None when there is no such experiment."""
+    with translate_errors("experiment_id_of"):
+        exp = client.get_experiment_by_name(name)
+    return str(exp.experiment_id) if exp is not None else None
+
+
+def find_run_in_experiment(
+    client: MlflowClient, experiment_id: str, uid: str, *, status: str | None = None
+) -> Run | None:
+    """The newest run in experiment ``experiment_id`` tagged ``modelops.uid = uid``, or None.
 
     Args:
-        experiment: experiment name; a missing experiment means no run (None).
+        experiment_id: the experiment's id (see :func:`experiment_id_of`).
         uid: the owning custom resource's uid (``TAG_UID``).
         status: only runs with this status (``FINISHED``, ``FAILED``, ``RUNNING``...), or any.
 
     Returns:
         The run with the latest start time (a Job retried by Kubernetes makes one run per attempt).
     """
+    flt = f"tags.`{TAG_UID}` = {_quote(uid, 'uid')}"
+    if status:
+        flt += f" and attributes.status = {_quote(status, 'status')}"
     with translate_errors("find_run_by_uid"):
-        exp = client.get_experiment_by_name(experiment)
-        if exp is None:
-            return None
-        flt = f"tags.`{TAG_UID}` = {_quote(uid, 'uid')}"
-        if status:
-            flt += f" and attributes.status = {_quote(status, 'status')}"
         runs = client.search_runs(
-            [exp.experiment_id], filter_string=flt, order_by=["attributes.start_time DESC"], max_results=1
+            [experiment_id], filter_string=flt, order_by=["attributes.start_time DESC"], max_results=1
         )
     return runs[0] if runs else None
+
+
+def find_run_by_uid(client: MlflowClient, experiment: str, uid: str, *, status: str | None = None) -> Run | None:
+    """The newest run in experiment ``experiment`` (a name) tagged ``modelops.uid = uid``, or None.
+
+    A missing experiment means no run. See :func:`find_run_in_experiment` for the arguments.
+    """
+    experiment_id = experiment_id_of(client, experiment)
+    return find_run_in_experiment(client, experiment_id, uid, status=status) if experiment_id else None
 
 
 def find_versions_by_run(client: MlflowClient, model: str, run_id: str) -> list[ModelVersion]:
@@ -120,6 +135,7 @@ def register_run_model(
     tags: Mapping[str, str] | None = None,
     *,
     description: str | None = None,
+    create_model: bool = True,
 ) -> ModelVersion:
     """Register the model logged by ``run`` as a version of ``model_name``, exactly once.
 
@@ -129,6 +145,9 @@ def register_run_model(
     :func:`ensure_registered_model`) and a version from the run's logged model (``models:/<model_id>``
     with ``model_id``, as MLflow 3 requires). Two processes racing on the same run can still
     create two versions; the operator handles one CR in one worker at a time.
+
+    ``create_model=False`` skips the registered-model creation call for callers that just made
+    sure it exists (the operator checks once per model and resync interval).
 
     Raises:
         LoggedModelNotFound: the run logged no ``model`` artifact.
@@ -142,7 +161,8 @@ def register_run_model(
         return get_version(client, model_name, str(version.version)) or version
     logged = logged_model_of_run(client, run)
     with translate_errors("register_run_model"):
-        _create_registered_model(client, model_name)
+        if create_model:
+            _create_registered_model(client, model_name)
         return client.create_model_version(
             name=model_name,
             source=f"models:/{logged.model_id}",
