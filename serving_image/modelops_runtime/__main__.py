@@ -17,7 +17,12 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch to ``<command module>.main(args)``; returns the exit code."""
+    """Dispatch to ``<command module>.main(args)``; returns the exit code (0, 1 or 2; 2 for a bad command).
+
+    Meant to be the last thing the process does (the console script exits with its result): it
+    freezes the garbage collector's view of the heap before returning.
+    """
+    import gc
     import importlib
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -25,7 +30,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: modelops-runtime {{{'|'.join(COMMANDS)}}} [options]", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[args[0]])
-    return int(module.main(args[1:]) or 0)
+    code = int(module.main(args[1:]) or 0)
+    # The interpreter's shutdown runs full collections over every object still alive (~230,000
+    # tracked ones once MLflow, scikit-learn and pandas are imported): 0.7 to 1 s of a training
+    # Job's wall time, for memory the process returns anyway. Frozen objects are skipped by those
+    # collections; atexit handlers, file flushing and reference-count frees still happen.
+    gc.freeze()
+    return code
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -74,6 +75,28 @@ def read_config(model: type[C], env: Mapping[str, str], config_file: str | None 
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise InvalidInput(f"invalid job config: {where}: {first['msg']} ({exc.error_count()} error(s))") from exc
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the block (imports), then freeze what it allocated.
+
+    Importing MLflow, scikit-learn, pandas and skops creates ~230,000 tracked objects and almost
+    no garbage, so the collections those allocations trigger (each full one traversing everything
+    imported so far) are pure cost: about 0.5 s of CPU on the training job's imports (2 cores).
+    On exit every object alive is moved to the permanent generation (``gc.freeze()``, as the
+    server does after loading its model), so later collections do not traverse the imported
+    modules either; such objects live as long as the process anyway. The collector's enabled
+    state is restored. Reference counting frees memory throughout.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -109,6 +109,11 @@ def test_breast_cancer_random_forest(
         assert 0.8 < m[key] <= 1.0, key
     assert m["training_time_s"] > 0
     assert 0 < m["inference_time_ms"] < 50
+    # Metrics are linked to the run's logged model, one entry per metric.
+    (output,) = run.outputs.model_outputs
+    logged = store.client.get_logged_model(output.model_id)
+    assert {x.key: x.value for x in logged.metrics or []} == m
+    assert len(store.client.get_metric_history(run.info.run_id, "accuracy")) == 1
 
     tags = run.data.tags
     assert tags[TAG_SEMVER] == "1.1.0" and tags[TAG_PARENT] == "1.0.0"

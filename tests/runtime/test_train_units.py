@@ -111,3 +111,43 @@ def test_metrics_and_profile() -> None:
     assert profile["rows"] == 4
     assert profile["columns"]["x"]["missing_share"] == 0.25 and profile["columns"]["x"]["p50"] == 3.0
     assert profile["columns"]["c"]["top"] == {"a": 2, "b": 1} and profile["columns"]["c"]["distinct"] == 2
+
+
+def test_gc_paused_restores_the_collector_and_freezes_what_it_imported() -> None:
+    import gc
+
+    from modelops_runtime.jobrun import gc_paused
+
+    assert gc.isenabled()
+    try:
+        with gc_paused():
+            assert not gc.isenabled()
+            inside = [[]]  # allocated in the block: frozen on exit
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        assert inside
+        gc.disable()
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # a collector disabled by the caller stays disabled
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+def test_training_stack_imports_scipy_special_before_mlflow_and_skops() -> None:
+    """The order that keeps skops' import short (see ``import_training_stack``), in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gc, sys\n"
+        "from modelops_runtime.train.job import TRAINING_STACK, import_training_stack\n"
+        "assert 'mlflow' not in sys.modules and 'skops.io' not in sys.modules\n"
+        "import_training_stack()\n"
+        "names = list(sys.modules)\n"
+        "assert all(name in sys.modules for name in TRAINING_STACK)\n"
+        "assert names.index('scipy.special') < names.index('skops.io') < names.index('mlflow')\n"
+        "assert gc.isenabled()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr

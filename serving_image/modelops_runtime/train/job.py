@@ -38,7 +38,7 @@ from modelops.contract import (
     TrainJobConfig,
 )
 
-from ..jobrun import EXIT_FAILED, EXIT_OK, InvalidInput, Terminated, one_line, read_config, run_main
+from ..jobrun import EXIT_FAILED, EXIT_OK, InvalidInput, Terminated, gc_paused, one_line, read_config, run_main
 
 log = logging.getLogger("modelops.train")
 
@@ -46,6 +46,17 @@ log = logging.getLogger("modelops.train")
 INPUT_EXAMPLE_ROWS = 5
 #: Params of the runtime itself (not estimator hyperparameters) are logged under this prefix.
 PARAM_PREFIX = "train."
+#: What a training run imports, in this order (see :func:`import_training_stack`).
+TRAINING_STACK = (
+    "scipy.special",  # first: see import_training_stack
+    "modelops_runtime.train.pipeline",  # pandas, numpy, scipy, scikit-learn
+    "modelops_runtime.train.data",
+    "modelops_runtime.train.metrics",
+    "skops.io",
+    "mlflow",
+    "mlflow.sklearn",
+    "mlflow.models",
+)
 
 
 @dataclass
@@ -64,6 +75,23 @@ def load_config(env: Mapping[str, str], config_file: str | None = None) -> Train
     Raises :class:`InvalidInput` when it is missing or does not validate.
     """
     return read_config(TrainJobConfig, env, config_file)
+
+
+def import_training_stack() -> None:
+    """Import :data:`TRAINING_STACK` in order, with the garbage collector paused (see ``gc_paused``).
+
+    The order matters for time, not behaviour. Importing ``skops.io`` builds skops' default
+    trusted-type tables: it looks up each of the ~230 ``scipy.special`` ufuncs (they have no
+    ``__module__``) by scanning ``sys.modules`` in import order until the module holding it. With
+    ``scipy.special`` among the first modules imported each scan stops early: importing skops
+    took 0.35 to 0.5 s instead of 0.6 s (after pandas and scikit-learn) or 1.0 s (after MLflow).
+    Idempotent (modules already imported cost nothing). Raises ``ImportError`` if one is missing.
+    """
+    import importlib
+
+    with gc_paused():
+        for name in TRAINING_STACK:
+            importlib.import_module(name)
 
 
 def train_and_log(config: TrainJobConfig, run_id: str) -> Outcome:
@@ -132,7 +160,6 @@ def train_and_log(config: TrainJobConfig, run_id: str) -> Outcome:
         }
     )
     mlflow.log_params(params)
-    mlflow.log_metrics(metrics)
 
     # 5. Profile and drift reference.
     profile = metrics_mod.profile_frame(frame)
@@ -163,7 +190,7 @@ def train_and_log(config: TrainJobConfig, run_id: str) -> Outcome:
     example = (complete if len(complete) else x_train).head(INPUT_EXAMPLE_ROWS)
     signature = optional_inputs(infer_signature(x_train, model.predict(x_train.head(INPUT_EXAMPLE_ROWS))))
     started = time.perf_counter()
-    mlflow.sklearn.log_model(
+    info = mlflow.sklearn.log_model(
         model,
         name=ARTIFACT_MODEL,
         signature=signature,
@@ -173,6 +200,10 @@ def train_and_log(config: TrainJobConfig, run_id: str) -> Outcome:
         skops_trusted_types=skops_info.trusted_types,
     )
     log.info("log_model took %.2f s", time.perf_counter() - started)
+    # Metrics after the model, linked to it in the same call: logged before, log_model would link
+    # them itself with one metric-history request per metric (13 for a binary classifier) and log
+    # them twice.
+    mlflow.log_metrics(metrics, model_id=info.model_id)
 
     classes = [str(c) for c in model.classes_] if task == "classification" else None
     result = TrainingResult(
@@ -234,6 +265,7 @@ def _record_failure(client: Any, run_id: str, reason: str, status: str = "FAILED
 
 def run_job(config: TrainJobConfig) -> tuple[int, str]:
     """Run one training job; returns ``(exit code, one-line message)`` and never raises for job failures."""
+    import_training_stack()
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
