@@ -21,6 +21,14 @@ def _post_event(body: Any, type_: str, reason: str, message: str) -> None:
     kopf.event(dict(body), type=type_, reason=reason, message=message[:1024])
 
 
+class QuietTimerSuccess(logging.Filter):
+    """Drop kopf's per-firing "Timer 'resync' succeeded." line (one per ModelVersion per interval:
+    thousands an hour that say nothing); failures and every other handler's lines stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.INFO and record.getMessage() == "Timer 'resync' succeeded.")
+
+
 def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     """A kopf registry with our handlers and the start-up/clean-up hooks bound to ``settings``."""
     registry = kopf.OperatorRegistry()
@@ -67,6 +75,7 @@ def run(
     """
     settings = settings or Settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kopf.objects").addFilter(QuietTimerSuccess())
     registry = build_registry(settings)
     endpoint = f"http://0.0.0.0:{settings.health_port}/healthz" if liveness and settings.health_port else None
     kopf.run(

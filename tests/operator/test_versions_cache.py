@@ -144,3 +144,20 @@ async def test_status_write_with_a_stale_resource_version_is_refused() -> None:
     written = await write_status(kube, MODELVERSIONS, newer, ModelVersionStatus(phase="Ready"), precondition=True)
     assert written is not None and written["status"]["phase"] == "Ready"
     assert await write_status(kube, MODELVERSIONS, written, ModelVersionStatus(phase="Ready")) is None
+
+
+async def test_identical_reads_in_flight_are_shared() -> None:
+    from modelops.reconcile.context import Context
+    from modelops.settings import Settings
+
+    ctx = Context(settings=Settings(), kube=None, registry=None)  # type: ignore[arg-type]
+    calls = {"n": 0}
+
+    async def search() -> list[str]:
+        calls["n"] += 1
+        await asyncio.sleep(0.01)
+        return ["1.0.0"]
+
+    results = await asyncio.gather(*(ctx.shared(("search", "m"), search) for _ in range(10)))
+    assert results == [["1.0.0"]] * 10 and calls["n"] == 1
+    assert await ctx.shared(("search", "m"), search) == ["1.0.0"] and calls["n"] == 2  # done: a new call

@@ -124,7 +124,11 @@ class KubeClient:
                 k8s_config.load_incluster_config()
             except k8s_config.ConfigException:
                 k8s_config.load_kube_config()
-            api_client = k8s.ApiClient()
+            config = k8s.Configuration.get_default_copy()
+            # One pooled connection per worker thread (the default is 5 per CPU: connections were
+            # discarded and re-opened under load on small machines).
+            config.connection_pool_maxsize = max(max_workers, config.connection_pool_maxsize or 0)
+            api_client = k8s.ApiClient(config)
         self._api = api_client
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kube")
         self._closed = False

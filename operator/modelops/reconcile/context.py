@@ -76,6 +76,21 @@ class Context:
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _model_synced: dict[str, float] = field(default_factory=dict)
     _models_checked: dict[tuple[str, str], float] = field(default_factory=dict)
+    _in_flight: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
+
+    async def shared(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
+        """Run the read ``call()``, or join the identical one already in flight under ``key``.
+
+        For reads only (a registry search many reconciles of one model ask at once): a joiner
+        gets a result at most one round trip old. Errors reach every joiner.
+        """
+        future = self._in_flight.get(key)
+        if future is None:
+            future = asyncio.ensure_future(call())
+            self._in_flight[key] = future
+            future.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        result: T = await asyncio.shield(future)
+        return result
 
     def model_lock(self, namespace: str, model: str) -> asyncio.Lock:
         """The lock serialising the model-level flow (and semantic-version bumps) of one model."""
@@ -95,6 +110,10 @@ class Context:
         """Whether the model-level flow of a model completed within the resync interval."""
         last = self._model_synced.get(f"{namespace}/{model}")
         return last is not None and time.monotonic() - last < self.settings.reconcile_interval_seconds
+
+    def model_check_lock(self, namespace: str, model: str) -> asyncio.Lock:
+        """The lock under which one reconcile checks the registered model while the others wait."""
+        return self._locks.setdefault(("check", f"{namespace}/{model}"), asyncio.Lock())
 
     def model_checked_recently(self, namespace: str, model: str) -> bool:
         """Whether the registered model's existence and owner were checked within the resync interval."""

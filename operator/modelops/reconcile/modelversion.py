@@ -88,13 +88,28 @@ def find_conflict(body: Mapping[str, Any], version: str, siblings: list[dict[str
 CONFLICT_RETRIES = 3
 
 
-async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = False) -> ModelVersionStatus:
-    """Reconcile one ModelVersion and then its model. Returns the status it wrote (or kept).
+def _settled(ctx: Context, body: Mapping[str, Any]) -> bool:
+    """A registered version whose status reflects its spec, of a model checked within the interval."""
+    meta, status = body["metadata"], body.get("status") or {}
+    model = (body.get("spec") or {}).get("model")
+    return bool(
+        status.get("registry")
+        and status.get("observedGeneration") == meta.get("generation")
+        and not meta.get("deletionTimestamp")
+        and model
+        and ctx.model_synced_within(meta["namespace"], model)
+    )
+
+
+async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = False) -> ModelVersionStatus | None:
+    """Reconcile one ModelVersion and then its model. Returns the status it wrote or kept (None:
+    nothing to do, the object is gone or, for the timer, settled).
 
     ``periodic`` (the resync timer) starts from the freshest body the operator already has
-    instead of a GET, and skips the model-level flow when another version of the same model
-    ran it within the resync interval and this version's own state did not change: a model is
-    re-checked once per interval, not once per version.
+    instead of a GET; it does nothing for a registered version whose status is current when
+    another version of the same model ran the model-level flow within the resync interval, and
+    otherwise skips the model-level flow under the same condition when this version's own state
+    did not change: a model is re-checked once per interval, not once per version.
 
     Status writes carry the body's resourceVersion; when one is refused (409) the object is
     re-read and the reconcile repeated, at most :data:`CONFLICT_RETRIES` times.
@@ -103,6 +118,8 @@ async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = Fals
     or when the object kept changing under the reconcile (Conflict).
     """
     uid = body["metadata"]["uid"]
+    if periodic and ctx.versions.attached and _settled(ctx, ctx.versions.latest(body)):
+        return None  # the timer of a settled version: nothing to read, nothing to write
     async with ctx.object_lock(uid):
         for attempt in range(CONFLICT_RETRIES):
             if periodic and attempt == 0 and ctx.versions.attached:
@@ -111,7 +128,7 @@ async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = Fals
                 # Re-read under the lock: the body a handler got may predate a reconcile that just finished.
                 current = await ctx.kube.get(MODELVERSIONS, body["metadata"]["namespace"], body["metadata"]["name"])
             if current is None or current["metadata"].get("uid") != uid:
-                return parse_status(ModelVersionStatus, body.get("status"))  # gone (or replaced): nothing to do
+                return None  # gone (or replaced): nothing to do
             ctx.versions.remember(current)
             try:
                 return await _reconcile_current(ctx, current, periodic)
@@ -223,16 +240,20 @@ async def version_flow(
             )
         return
     if not ctx.model_checked_recently(ns, spec.model):
-        try:
-            await ctx.registry.run(ops.ensure_registered_model, spec.model, ns)
-        except ModelOwnedElsewhere as exc:
-            set_condition(status.conditions, "Registered", "False", "ModelOwnedElsewhere", str(exc), gen)
-            return
-        ctx.mark_model_checked(ns, spec.model)
+        async with ctx.model_check_lock(ns, spec.model):  # one check per model, not one per waiting version
+            if not ctx.model_checked_recently(ns, spec.model):
+                try:
+                    await ctx.registry.run(ops.ensure_registered_model, spec.model, ns)
+                except ModelOwnedElsewhere as exc:
+                    set_condition(status.conditions, "Registered", "False", "ModelOwnedElsewhere", str(exc), gen)
+                    return
+                ctx.mark_model_checked(ns, spec.model)
     siblings = [s for s in await model_bodies(ctx, ns, spec.model) if s["metadata"]["uid"] != uid]
     existing: Any = _UNKNOWN
     if not status.version:  # one search answers both the highest known version and who holds ours
-        versions = await ctx.registry.run(ops.search_versions, spec.model)
+        versions = await ctx.shared(
+            ("search_versions", spec.model), lambda: ctx.registry.run(ops.search_versions, spec.model)
+        )
         registered = [(v.tags or {}).get(TAG_SEMVER) for v in versions]
         status.version, status.parent_version = resolve_version(spec, siblings, registered)
         existing = ops.oldest_with_semver(versions, status.version)
