@@ -408,3 +408,81 @@ def test_metric_keys_stay_unique_and_short() -> None:
     long_key = job.metric_key("x" * 400, taken)
     assert len(long_key) == job.MLFLOW_MAX_KEY
     assert np.unique([first, second, long_key]).size == 3
+
+
+# -- reading by column and row, the report option -------------------------------------------------
+
+
+def test_parquet_inputs_are_read_by_column_and_sampled_before_materialising(
+    store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Above max_rows the job reads only the sampled rows of the feature columns and says it sampled."""
+    ref = tmp_path / "ref.parquet"
+    cur = tmp_path / "cur.parquet"
+    store.data.loc[store.train_index].to_parquet(ref, index=False)  # 284 rows, with the target
+    current = production(store).copy()
+    current["session"] = "s"  # a column the model does not know
+    current.to_parquet(cur, index=False)
+    reads: list[tuple[int, list[str], int]] = []
+    real = job.read_parquet_sampled
+
+    def spy(source: Any, **kwargs: Any) -> Any:
+        out = real(source, **kwargs)
+        reads.append((len(out.frame), out.columns_read, out.total_rows))
+        return out
+
+    monkeypatch.setattr(job, "read_parquet_sampled", spy)
+    drift = DriftSpec(min_rows=50, max_rows=100)
+    cfg = config(tmp_path, "uid-sampled", reference_uri=str(ref), current_uri=str(cur), drift=drift)
+    assert run_main(monkeypatch, capsys, store, cfg)[0] == 0
+    assert reads == [(100, FEATURES, 284), (100, FEATURES, len(current))]  # features only, 100 rows each
+
+    (run,) = monitoring_runs(store, "uid-sampled")
+    summary = summary_of(store, run, tmp_path)
+    result = summary["drift"]
+    assert result["sampled"] and result["reference_rows_used"] == result["current_rows_used"] == 100
+    assert (result["reference_rows"], result["current_rows"]) == (284, len(current))
+    assert summary["reference"]["rows"] == 284 and summary["current"]["rows"] == len(current)
+    assert any(f"current 100 of {len(current)}" in note for note in result["notes"])
+    assert result["ignored_columns"] == [c for c in current.columns if c not in FEATURES]  # not read, still listed
+    assert run.data.metrics[METRIC_CURRENT_ROWS] == len(current)
+
+    # The same numbers as detect_drift sampling the whole frames in memory.
+    from modelops.monitoring.drift import detect_drift
+
+    whole = detect_drift(
+        pd.read_parquet(ref), pd.read_parquet(cur), columns=FEATURES, min_rows=50, max_rows=100
+    ).model_dump(mode="json")
+    assert result == whole
+
+
+@pytest.mark.parametrize(
+    ("mode", "shift", "rendered"),
+    [("Always", False, True), ("OnDrift", True, True), ("OnDrift", False, False), ("Never", True, False)],
+)
+def test_report_option_renders_evidently_or_a_short_page(
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    mode: str,
+    shift: bool,
+    rendered: bool,
+) -> None:
+    current = production(store).copy()
+    if shift:
+        current["mean radius"] += 3 * store.data["mean radius"].std()
+    write_log(tmp_path, current)
+    uid = f"uid-report-{mode}-{shift}"
+    cfg = config(tmp_path, uid, drift=DriftSpec(min_rows=50, report=mode))  # type: ignore[arg-type]
+    assert run_main(monkeypatch, capsys, store, cfg)[0] == 0
+    (run,) = monitoring_runs(store, uid)
+    summary = summary_of(store, run, tmp_path)
+    assert summary["report"]["mode"] == mode and summary["report"]["rendered"] is rendered
+    page = Path(store.client.download_artifacts(run.info.run_id, ARTIFACT_DRIFT_REPORT, str(tmp_path))).read_text()
+    assert "modelops drift summary" in page and "mean radius" in page  # the status link always opens a page
+    if rendered:
+        assert "plotly" in page.lower() and summary["report"]["plot_rows"] == [284, len(current)]
+    else:
+        assert "plotly" not in page.lower() and "was not rendered" in page
+        assert summary["report"]["reason"] in page

@@ -339,10 +339,52 @@ def test_evidently_report_has_the_same_numbers(penguins: pd.DataFrame) -> None:
     columns = [*PENGUIN_FEATURES, "year", "k"]
     for kwargs in ({}, {"max_rows": 2000}, {"method": "psi", "threshold": 0.05}):
         result = detect_drift(ref, cur, columns=columns, **kwargs)
-        table = result.evidently_report().as_dict()["metrics"][0]["result"]["drift_by_columns"]
+        table = result.evidently_report(pin_numbers=False).as_dict()["metrics"][0]["result"]["drift_by_columns"]
         assert sorted(table) == sorted(result.compared_columns) and "k" not in table
         for name, theirs in table.items():
             ours = result.column(name)
             assert theirs["drift_score"] == pytest.approx(ours.score, rel=1e-9), (kwargs, name)
             assert theirs["drift_detected"] == ours.drifted
             assert theirs["stattest_threshold"] == pytest.approx(ours.threshold)
+
+
+# -- sampling before materialising, the report's plot sample --------------------------------------
+
+
+def test_pre_sampled_frames_give_the_whole_frames_result() -> None:
+    ref, cur = frames(rows_ref=3000, rows_cur=2500)
+    ref_rows, cur_rows = drift_mod.sample_positions(3000, 1000, 0), drift_mod.sample_positions(2500, 1000, 0)
+    assert ref_rows is not None and cur_rows is not None and drift_mod.sample_positions(1000, 1000, 0) is None
+    whole = detect_drift(ref, cur, max_rows=1000)
+    pre = detect_drift(
+        ref.iloc[ref_rows], cur.iloc[cur_rows], max_rows=1000, reference_total_rows=3000, current_total_rows=2500
+    )
+    assert pre.model_dump() == whole.model_dump() and pre.sampled
+    with pytest.raises(ValueError, match="does not fit"):
+        detect_drift(ref, cur, max_rows=1000, reference_total_rows=10)
+
+
+def test_current_columns_name_the_ignored_columns_of_a_partial_read() -> None:
+    ref, cur = frames()
+    result = detect_drift(ref, cur[["x"]], columns=["x"], current_columns=["x", "y", "not_read"])
+    assert result.ignored_columns == ["y", "not_read"]
+
+
+def test_report_plots_a_sample_but_shows_the_results_numbers(penguins: pd.DataFrame) -> None:
+    ref = penguins.sample(n=3000, replace=True, random_state=0).reset_index(drop=True)
+    cur = penguins.sample(n=2500, replace=True, random_state=1).reset_index(drop=True)
+    cur["bill_length_mm"] += 3.0
+    result = detect_drift(ref, cur, columns=PENGUIN_FEATURES)
+    report = result.evidently_report(max_rows=1000)
+    table = report.as_dict()["metrics"][0]["result"]
+    for name, theirs in table["drift_by_columns"].items():
+        ours = result.column(name)
+        assert (theirs["drift_score"], theirs["drift_detected"]) == (ours.score, ours.drifted)
+    assert table["number_of_drifted_columns"] == len(result.drifted_columns)
+    page = result.report_html(max_rows=1000)
+    assert "drawn from a sample of 1000 reference and 1000 current rows" in page
+    assert "drawn from a sample" not in result.report_html(max_rows=None)
+    summary = result.summary_html("not rendered: because")
+    assert "modelops drift summary" in summary and "not rendered: because" in summary and "bill_length_mm" in summary
+    with pytest.raises(ValueError, match="max_rows"):
+        result.report_html(max_rows=0)

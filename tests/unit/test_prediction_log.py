@@ -217,3 +217,34 @@ def test_full_buffer_drops_and_counts(tmp_path: Path) -> None:
     assert logger.stats.rows_written == 3
     logger.log_prediction("m", "1", {"x": 9}, 9)  # after close: dropped, never raises
     assert logger.stats.rows_dropped == 3
+
+
+def test_files_with_other_columns_and_types_concatenate_and_features_can_be_categorical(tmp_path: Path) -> None:
+    base = str(tmp_path)
+    moment = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    with PredictionLogger(base, "m", "production", pod="p") as logger:
+        logger.log_prediction("m", "1", {"x": 1, "plan": "gold"}, "yes", request_id="r0")
+        logger.flush()
+        logger.log_prediction("m", "1", {"x": 2.5, "plan": "free", "new": "n"}, "no", request_id="r1")
+    frame = read_prediction_log(base, "m", "production", datetime(2020, 1, 1))
+    assert list(frame["request_id"]) == ["r0", "r1"]
+    assert frame[f"{LOG_FEATURE_PREFIX}x"].tolist() == [1.0, 2.5]  # int64 and float64 files unify
+    assert frame[f"{LOG_FEATURE_PREFIX}new"].isna().tolist() == [True, False]  # missing in the first file
+    assert frame["status"].dtype == object
+    cats = read_prediction_log(base, "m", "production", datetime(2020, 1, 1), categorical_features=True)
+    assert isinstance(cats[f"{LOG_FEATURE_PREFIX}plan"].dtype, pd.CategoricalDtype)
+    assert cats[f"{LOG_FEATURE_PREFIX}plan"].tolist() == ["gold", "free"] and cats["request_id"].dtype == object
+
+    # Types Arrow cannot unify (numbers in one file, strings in another) still read, as object.
+    with PredictionLogger(base, "m", "production", pod="q") as logger:
+        logger.log_batch(
+            model_version="1",
+            features={"x": np.array(["text"], dtype=object)},
+            predictions=np.array(["yes"], dtype=object),
+            latency_ms=1,
+            request_id="r2",
+            timestamp=moment.timestamp(),
+        )
+    mixed = read_prediction_log(base, "m", "production", datetime(2020, 1, 1))
+    assert list(mixed["request_id"]) == ["r2", "r0", "r1"]  # sorted by timestamp
+    assert mixed[f"{LOG_FEATURE_PREFIX}x"].tolist() == ["text", 1.0, 2.5]

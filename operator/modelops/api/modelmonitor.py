@@ -80,6 +80,19 @@ class DriftSpec(ApiModel):
     max_rows: int = Field(
         default=200_000, ge=100, le=100_000_000, description="Larger frames are sampled to this many rows."
     )
+    report: Literal["Always", "OnDrift", "Never"] = Field(
+        default="Always",
+        description=(
+            "When the Evidently HTML report is rendered: every run with compared columns, only runs where a "
+            "column drifted, or never; other runs get a short page saying why."
+        ),
+    )
+    report_rows: int = Field(
+        default=20_000,
+        ge=1000,
+        le=10_000_000,
+        description="Rows per frame the report's plots are drawn from; scores shown are the run's, from all rows.",
+    )
 
 
 class HealthSpec(ApiModel):

@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -38,6 +38,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
@@ -514,19 +515,34 @@ def read_prediction_log(
     until: datetime | None = None,
     *,
     storage_options: Mapping[str, Any] | None = None,
+    categorical_features: bool = False,
 ) -> pd.DataFrame:
     """Read the predictions of a model stage with ``since <= timestamp < until``.
 
     Args:
         base_uri: the log's root (fsspec URI), as given to :class:`PredictionLogger`.
         since, until: time window; naive datetimes are UTC; ``until`` defaults to now.
+        categorical_features: string feature columns become pandas ``category`` columns (one
+            Python string per distinct value rather than per row: what a drift check over
+            millions of rows wants); default plain object columns.
 
     Returns:
-        One row per logged prediction, sorted by timestamp: the ``LOG_COLUMNS``, ``user_id`` and
-        ``feature.<name>`` columns; ``timestamp`` is tz-aware UTC. Empty (with the fixed columns)
-        when nothing was logged in the window.
+        One row per logged prediction, sorted by timestamp (stable): the ``LOG_COLUMNS``,
+        ``user_id`` and ``feature.<name>`` columns (a feature missing from some files is null in
+        their rows); ``timestamp`` is tz-aware UTC. Empty (with the fixed columns) when nothing
+        was logged in the window. The files are read, filtered, concatenated and sorted as Arrow
+        tables and converted to pandas once.
     """
-    frame = _read(base_uri, model, stage, since, until, feedback=False, storage_options=storage_options)
+    frame = _read(
+        base_uri,
+        model,
+        stage,
+        since,
+        until,
+        feedback=False,
+        storage_options=storage_options,
+        categorical=(lambda name: name.startswith(LOG_FEATURE_PREFIX)) if categorical_features else None,
+    )
     if frame is None:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in (*LOG_COLUMNS, USER_ID_COLUMN)}).astype(
             {"timestamp": "datetime64[us, UTC]", "latency_ms": "float64", "probability": "float64"}
@@ -570,14 +586,19 @@ def _read(
     *,
     feedback: bool,
     storage_options: Mapping[str, Any] | None,
+    categorical: Callable[[str], bool] | None = None,
 ) -> pd.DataFrame | None:
+    """The window's rows of every file of the log (or its feedback) as one frame sorted by
+    timestamp, or None when there are none; ``categorical`` names the string columns converted
+    to pandas categoricals."""
     fs, root = fsspec.core.url_to_fs(base_uri, **dict(storage_options or {}))
     start = _utc(since)
     end = _utc(until) if until is not None else datetime.now(UTC) + timedelta(microseconds=1)
     directory = prediction_log_dir(root, model, stage) + ("/feedback" if feedback else "")
     if not fs.isdir(directory):
         return None
-    frames: list[pd.DataFrame] = []
+    bounds = (pa.scalar(start, pa.timestamp("us", tz="UTC")), pa.scalar(end, pa.timestamp("us", tz="UTC")))
+    tables: list[pa.Table] = []
     for entry in sorted(fs.ls(directory, detail=False)):
         base = entry.rstrip("/").rsplit("/", 1)[-1]
         if not base.startswith("date="):
@@ -592,13 +613,34 @@ def _read(
             if path.rsplit("/", 1)[-1].startswith("."):
                 continue
             with fs.open(path, "rb") as fh:
-                frames.append(pq.read_table(fh).to_pandas())
-    frames = [f for f in frames if len(f)]
-    if not frames:
+                table = pq.read_table(fh)
+            stamps = table["timestamp"].cast(bounds[0].type)
+            table = table.filter(pc.and_(pc.greater_equal(stamps, bounds[0]), pc.less(stamps, bounds[1])))
+            if table.num_rows:
+                tables.append(table.replace_schema_metadata(None))
+    if not tables:
         return None
-    frame = pd.concat(frames, ignore_index=True)
-    stamps = frame["timestamp"]
-    frame = frame[(stamps >= pd.Timestamp(start)) & (stamps < pd.Timestamp(end))]
-    if frame.empty:
-        return None
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        # Files disagree on a column's type in a way Arrow does not unify (e.g. numbers and
+        # strings): pandas concatenates them as object columns, as it always did.
+        return _sort(pd.concat([_to_pandas(t, categorical) for t in tables], ignore_index=True))
+    del tables
+    table = table.take(pc.sort_indices(table, sort_keys=[("timestamp", "ascending")]))  # stable
+    return _to_pandas(table, categorical)
+
+
+def _to_pandas(table: pa.Table, categorical: Callable[[str], bool] | None) -> pd.DataFrame:
+    """One Arrow table as pandas (buffers released while converting); string columns named by
+    ``categorical`` become categoricals."""
+    if categorical is not None:
+        for i, field in enumerate(table.schema):
+            if categorical(field.name) and (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+                table = table.set_column(i, field.name, table.column(i).dictionary_encode())
+    frame: pd.DataFrame = table.to_pandas(self_destruct=True, split_blocks=True)
+    return frame
+
+
+def _sort(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values("timestamp", kind="stable").reset_index(drop=True)

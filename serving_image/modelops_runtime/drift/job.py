@@ -33,7 +33,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -68,6 +68,7 @@ from modelops.contract import (
 from modelops.monitoring.drift import DriftResult, detect_drift
 from modelops.monitoring.health import HealthReport, compute_health
 from modelops.monitoring.monitor import strip_feature_prefix
+from modelops.monitoring.tables import SampledFrame, read_parquet_sampled
 from modelops.monitoring.window import parse_duration
 
 from ..jobrun import EXIT_FAILED, EXIT_OK, InvalidInput, Terminated, one_line, read_config, run_main
@@ -78,6 +79,8 @@ log = logging.getLogger("modelops_runtime.drift")
 MLFLOW_BATCH_METRICS = 1000
 #: Longest MLflow metric key (``mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH``).
 MLFLOW_MAX_KEY = 250
+#: Seed of the drift check's row sample (``detect_drift``'s default; readers sample with it too).
+DRIFT_RANDOM_STATE = 0
 
 
 @dataclass
@@ -157,24 +160,62 @@ def resolve_served_version(client: Any, model: str, stage: str) -> ServedVersion
     return ServedVersion(str(mv.version), mv.run_id, semver, features, task)
 
 
-def read_table(uri: str, fmt: str) -> pd.DataFrame:
+def read_table(
+    uri: str, fmt: str, *, columns: Sequence[str] | None = None, max_rows: int | None = None
+) -> SampledFrame:
     """A CSV/Parquet file (fsspec URI) or a built-in dataset (``sklearn://``, ``penguins://``).
 
-    Reuses the training runtime's loader; raises :class:`InvalidInput` when it is missing or unreadable.
+    Parquet is read with :func:`~modelops.monitoring.tables.read_parquet_sampled`: only ``columns``
+    (``None``: all) and, above ``max_rows`` rows, only the rows ``detect_drift`` would sample
+    (seed 0, its default). CSV files and built-in datasets are read whole through the training
+    runtime's loader (``detect_drift`` samples them in memory). Raises :class:`InvalidInput` when
+    the file is missing or unreadable; lets connection errors through (exit 1, worth a retry).
     """
     from modelops_runtime.train import data as data_mod
     from modelops_runtime.train.errors import InvalidInput as TrainInvalidInput
 
     try:
         if data_mod.is_builtin(uri):
-            return data_mod.load_builtin(uri)
-        return data_mod.load_file(uri, data_mod.detect_format(uri, fmt))
+            frame = data_mod.load_builtin(uri)
+        else:
+            fmt = data_mod.detect_format(uri, fmt)
+            if fmt == "parquet":
+                return _read_parquet(uri, columns, max_rows)
+            frame = data_mod.load_file(uri, fmt)
     except TrainInvalidInput as exc:
         raise InvalidInput(str(exc)) from exc
+    names = [str(c) for c in frame.columns]
+    return SampledFrame(frame, len(frame), names, [c for c in columns or () if c not in set(names)])
 
 
-def download_reference(client: Any, run_id: str) -> pd.DataFrame | None:
-    """The reference sample the training run ``run_id`` logged, or None when it logged none."""
+def _read_parquet(uri: str, columns: Sequence[str] | None, max_rows: int | None) -> SampledFrame:
+    """:func:`read_parquet_sampled` of an fsspec URI, with the training loader's error messages."""
+    import fsspec
+    import pyarrow as pa
+
+    try:
+        with fsspec.open(uri, mode="rb", compression="infer") as handle:
+            return read_parquet_sampled(handle, columns=columns, max_rows=max_rows)
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"dataset not found: {uri}") from exc
+    except PermissionError as exc:
+        raise InvalidInput(f"dataset not readable (permission denied): {uri}") from exc
+    except (ConnectionError, TimeoutError):
+        raise
+    except ImportError as exc:  # e.g. s3:// without s3fs
+        raise InvalidInput(f"cannot read {uri}: {exc}") from exc
+    except (ValueError, OSError, pa.ArrowException) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "404" in first or "Not Found" in first:
+            raise InvalidInput(f"dataset not found: {uri}") from exc
+        raise InvalidInput(f"cannot read parquet dataset {uri}: {first}") from exc
+
+
+def download_reference(
+    client: Any, run_id: str, *, columns: Sequence[str] | None = None, max_rows: int | None = None
+) -> SampledFrame | None:
+    """The reference sample the training run ``run_id`` logged (``columns`` of it, at most ``max_rows``
+    rows as ``detect_drift`` samples them), or None when it logged none."""
     from mlflow.exceptions import MlflowException
 
     from modelops.registry.errors import is_not_found, translate_errors
@@ -188,7 +229,7 @@ def download_reference(client: Any, run_id: str) -> pd.DataFrame | None:
             raise
         except FileNotFoundError:
             return None
-        return pd.read_parquet(path)
+        return read_parquet_sampled(path, columns=columns, max_rows=max_rows)
 
 
 def previous_accuracy(client: Any, experiment_id: str, uid: str, limit: int, exclude_run: str) -> list[float]:
@@ -247,7 +288,9 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
     excluded_rows = 0
     if log_uri is not None:
         started = time.perf_counter()
-        window_rows = read_prediction_log(log_uri, config.model, config.stage, since, now)
+        # Every column is needed: the log columns for health (all rows), the features for drift and
+        # the unknown ones for ignored_columns. String features as categoricals (one object per value).
+        window_rows = read_prediction_log(log_uri, config.model, config.stage, since, now, categorical_features=True)
         log.info("read %d prediction log rows in %.2f s", len(window_rows), time.perf_counter() - started)
         versions = window_rows["registry_version"] if "registry_version" in window_rows.columns else None
         if served is not None and versions is not None and versions.notna().any():
@@ -275,11 +318,17 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
         message = f"no version of {config.model} serves {config.stage} (alias {STAGE_ALIASES[config.stage]!r} unset)"
         return _insufficient(message, health, served, summary)
 
+    spec = config.drift
+    features = spec.columns or served.features
+    # Files are read by column (the features; all columns when they are unknown) and, above
+    # max_rows rows, only the rows detect_drift would sample (seed DRIFT_RANDOM_STATE).
+    started = time.perf_counter()
+    reference: SampledFrame | None
     if config.reference_uri:
-        reference: pd.DataFrame | None = read_table(config.reference_uri, config.reference_format)
+        reference = read_table(config.reference_uri, config.reference_format, columns=features, max_rows=spec.max_rows)
         reference_source = config.reference_uri
     elif served.run_id:
-        reference = download_reference(client, served.run_id)
+        reference = download_reference(client, served.run_id, columns=features, max_rows=spec.max_rows)
         reference_source = f"runs:/{served.run_id}/{ARTIFACT_REFERENCE}"
     else:
         reference, reference_source = None, "none"
@@ -288,35 +337,47 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
         return _insufficient(message, health, served, summary)
 
     if config.current_uri:
-        current = read_table(config.current_uri, config.current_format)
+        current = read_table(config.current_uri, config.current_format, columns=features, max_rows=spec.max_rows)
         current_source = config.current_uri
     else:
-        current = strip_feature_prefix(window_rows) if len(window_rows) else pd.DataFrame()
+        frame = strip_feature_prefix(window_rows) if len(window_rows) else pd.DataFrame()
+        current = SampledFrame(frame, len(frame), [str(c) for c in frame.columns], [])
         current_source = f"prediction log {log_uri} ({config.window})"
+    log.info(
+        "read %d of %d reference rows and %d of %d current rows in %.2f s",
+        len(reference.frame),
+        reference.total_rows,
+        len(current.frame),
+        current.total_rows,
+        time.perf_counter() - started,
+    )
 
-    features = config.drift.columns or served.features
     notes: list[str] = []
     if features is None:
-        features = [c for c in reference.columns if c in current.columns]
+        features = [c for c in reference.file_columns if c in set(current.file_columns)]
         notes.append(
             "the training run recorded no model.features: compared the reference columns found in current data"
         )
-    spec = config.drift
     started = time.perf_counter()
     import evidently.legacy.report  # noqa: F401  (timed apart: the import alone takes seconds)
 
     log.info("Evidently imported in %.2f s", time.perf_counter() - started)
     started = time.perf_counter()
     drift = detect_drift(
-        reference,
-        current,
+        reference.frame,
+        current.frame,
         columns=features,
         method=spec.method,
         threshold=spec.threshold,
         drift_share=spec.drift_share,
         min_rows=spec.min_rows,
         max_rows=spec.max_rows,
+        random_state=DRIFT_RANDOM_STATE,
+        reference_total_rows=reference.total_rows,
+        current_total_rows=current.total_rows,
+        current_columns=current.file_columns,
     )
+    del reference, current  # the result keeps the (sampled) frames it compared, for the report
     drift.notes[:0] = notes
     log.info(
         "drift of %d x %d columns computed in %.2f s (reference %d rows)",
@@ -326,8 +387,8 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
         drift.reference_rows_used,
     )
     summary.update(
-        reference={"source": reference_source, "rows": len(reference)},
-        current={"source": current_source, "rows": len(current)},
+        reference={"source": reference_source, "rows": drift.reference_rows},
+        current={"source": current_source, "rows": drift.current_rows},
         features=list(features),
     )
     metrics: dict[str, float] = {METRIC_CURRENT_ROWS: float(drift.current_rows)}
@@ -342,12 +403,38 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
             metrics[METRIC_DRIFT_SHARE] = drift.share
         metrics[METRIC_DRIFTED_COLUMNS] = float(len(drift.drifted_columns))
     summary["metric_keys"] = keys
-    started = time.perf_counter()
-    page = drift.report_html() if drift.result == "Completed" else None
-    if page is not None:
-        log.info("Evidently HTML report rendered in %.2f s", time.perf_counter() - started)
+    page, summary["report"] = render_report(drift, spec.report, spec.report_rows)
     message = drift.message or drift.result
     return Outcome(drift.result, drift, health, served, message, metrics, summary, page)
+
+
+def render_report(drift: DriftResult, mode: str, max_rows: int) -> tuple[str | None, dict[str, Any]]:
+    """The ``drift/report.html`` page of a run and what ``summary.json`` says about it.
+
+    ``mode`` is ``DriftSpec.report``: ``Always`` renders Evidently's report for every run with
+    compared columns, ``OnDrift`` only when a column drifted, ``Never`` never; a run with compared
+    columns whose report is not rendered gets the short summary page
+    (:meth:`~modelops.monitoring.drift.DriftResult.summary_html`) saying why, so the report link in
+    the monitor's status always opens a page. ``max_rows``: rows per frame the plots are drawn from.
+    Returns ``(page or None, {"mode", "rendered", "reason"?, "plot_rows"?})``; no page when nothing
+    was compared (``InsufficientData``).
+    """
+    info: dict[str, Any] = {"mode": mode, "rendered": False}
+    if drift.result != "Completed":
+        info["reason"] = "no column was compared"
+        return None, info
+    if mode == "Never" or (mode == "OnDrift" and not drift.drifted_columns):
+        why = "drift.report is Never" if mode == "Never" else "drift.report is OnDrift and no column drifted"
+        info["reason"] = why
+        note = f"Evidently's report was not rendered for this run: {why} (set drift.report: Always to render it)."
+        return drift.summary_html(note), info
+    started = time.perf_counter()
+    page = drift.report_html(max_rows=max_rows)
+    log.info("Evidently HTML report rendered in %.2f s", time.perf_counter() - started)
+    info.update(
+        rendered=True, plot_rows=[min(drift.reference_rows_used, max_rows), min(drift.current_rows_used, max_rows)]
+    )
+    return page, info
 
 
 def _insufficient(message: str, health: HealthReport, served: ServedVersion | None, summary: dict) -> Outcome:
