@@ -76,6 +76,7 @@ def test_training_benchmark_runs_on_tiny_sizes() -> None:
     (config,) = result["configs"].values()
     assert config["jobs"][0]["registered_version"]
     assert config["bare_fit_evaluate_s"] > 0
+    assert config["imports_s"] > 0 and config["log_model_s"] > 0  # both read from the job's log
     _complete_targets(result)
     assert "## Training overhead" in training.markdown(result)
 

@@ -265,7 +265,9 @@ def _record_failure(client: Any, run_id: str, reason: str, status: str = "FAILED
 
 def run_job(config: TrainJobConfig) -> tuple[int, str]:
     """Run one training job; returns ``(exit code, one-line message)`` and never raises for job failures."""
+    started = time.perf_counter()
     import_training_stack()
+    log.info("training stack imported in %.2f s", time.perf_counter() - started)
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
