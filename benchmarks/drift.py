@@ -16,10 +16,14 @@ What is measured (issue 9, item 4), side by side in one run, each variant in a f
   (``scipy.stats.wasserstein_distance / std(reference)``, ``scipy.spatial.distance.jensenshannon`` on
   category frequencies), same missing-value handling, no sampling — compute time only.
 - ``job``: the whole ``modelops-runtime drift`` command (``reference.uri``/``current.uri`` set to the
-  Parquet files, a sqlite MLflow store holding the served version): process wall time including
+  Parquet files, a sqlite MLflow store holding the served version) with the ``DriftSpec`` defaults
+  (``report: Always``, plots from ``reportRows`` 20,000 rows): process wall time including
   start-up, imports, reading, detection, the Evidently HTML report and the MLflow writes. Its
   phase times are read from its log. Compared with the ``scipy`` variant's whole process time
   (start-up + read + tests).
+- ``job-noreport``: the same command with ``drift.report: Never`` (the short summary page instead
+  of Evidently's report; what ``OnDrift`` does on a run where nothing drifted): what the job costs
+  without the report.
 
 Reported: medians over repeats of each time, peak RSS, the shifted columns found (recall) and
 any unshifted column flagged (false positives). A ``large_rows`` run (1,000,000 by default) checks
@@ -74,6 +78,8 @@ SHIFTED = {
 WASSERSTEIN_THRESHOLD = 0.1
 JENSENSHANNON_THRESHOLD = 0.1
 MAX_ROWS = 200_000  # DriftSpec.max_rows default
+#: Variants run per size (see the module docstring).
+VARIANTS = ("library", "scipy", "job", "job-noreport")
 
 
 @dataclass
@@ -268,6 +274,7 @@ def prepare_store(root: Path) -> tuple[str, str]:
 
 
 _PHASES = {
+    "read_s": re.compile(r"current rows in ([\d.]+) s"),
     "evidently_import_s": re.compile(r"Evidently imported in ([\d.]+) s"),
     "detect_s": re.compile(r"drift of .* computed in ([\d.]+) s"),
     "html_report_s": re.compile(r"Evidently HTML report rendered in ([\d.]+) s"),
@@ -275,8 +282,11 @@ _PHASES = {
 }
 
 
-def run_job(uri: str, model: str, ref: Path, cur: Path, uid: str, timeout: float) -> dict[str, Any]:
-    """Run ``modelops-runtime drift`` once; wall time, peak RSS, phases from its log, drifted columns."""
+def run_job(
+    uri: str, model: str, ref: Path, cur: Path, uid: str, timeout: float, report: str = "Always"
+) -> dict[str, Any]:
+    """Run ``modelops-runtime drift`` once (``drift.report`` = ``report``); wall time, peak RSS, phases
+    from its log, drifted columns."""
     from mlflow import MlflowClient
 
     from modelops.api.modelmonitor import DriftSpec
@@ -295,7 +305,7 @@ def run_job(uri: str, model: str, ref: Path, cur: Path, uid: str, timeout: float
         stage="Production",
         reference_uri=str(ref),
         current_uri=str(cur),
-        drift=DriftSpec(max_rows=MAX_ROWS),
+        drift=DriftSpec(max_rows=MAX_ROWS, report=report),
         history_runs=0,
     )
     env = {
@@ -318,7 +328,8 @@ def run_job(uri: str, model: str, ref: Path, cur: Path, uid: str, timeout: float
         summary = json.loads(Path(client.download_artifacts(run.info.run_id, ARTIFACT_DRIFT_SUMMARY, tmp)).read_text())
     drift = summary["drift"]
     return {
-        "variant": "job",
+        "variant": "job" if report == "Always" else "job-noreport",
+        "report": summary.get("report"),
         "process_wall_s": child.wall_s,
         "peak_rss_mib": child.peak_rss_bytes / MIB,
         "cpu_s": child.cpu_s,
@@ -370,12 +381,14 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
             log(f"drift: writing {rows:,} x 20 reference and current frames")
             ref, cur = write_frames(root / f"data-{rows}", rows, params.seed)
             timeout = 120 + rows / 1000
-            runs: dict[str, list[dict[str, Any]]] = {"library": [], "scipy": [], "job": []}
+            runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
             for repeat in range(repeats):
-                order = ["library", "scipy", "job"] if repeat % 2 == 0 else ["job", "scipy", "library"]
+                order = list(VARIANTS) if repeat % 2 == 0 else list(reversed(VARIANTS))
                 for variant in order:
-                    if variant == "job":
-                        runs[variant].append(run_job(uri, model, ref, cur, f"bench-{rows}-{repeat}", timeout))
+                    if variant.startswith("job"):
+                        report = "Always" if variant == "job" else "Never"
+                        uid = f"bench-{rows}-{repeat}-{variant}"
+                        runs[variant].append(run_job(uri, model, ref, cur, uid, timeout, report))
                     else:
                         runs[variant].append(run_worker(variant, ref, cur, timeout))
                     last = runs[variant][-1]
@@ -435,6 +448,17 @@ def targets(result: dict[str, Any]) -> list[Target]:
                 note="the tests only, frames already in memory",
             )
         )
+        if "job-noreport" in v:
+            out.append(
+                Target(
+                    f"{main['rows']:,} rows: job with report: Never / scipy baseline process time",
+                    ratio(v["job-noreport"]["process_wall_s"], v["scipy"]["process_wall_s"]),
+                    "<=",
+                    2.0,
+                    "x",
+                    note="context for the target above: the job without Evidently's HTML report",
+                )
+            )
         out.append(Target(f"{main['rows']:,} rows: job peak RSS", v["job"]["peak_rss_mib"], "<=", 1024, "MiB"))
         found = len(v["job"]["shifted_found"]) - len(v["job"]["false_positives"])
         out.append(
@@ -473,13 +497,16 @@ def markdown(result: dict[str, Any]) -> str:
         f"Reference and current frames of 20 columns (16 numeric, 4 categorical), {len(p['shifted'])} columns "
         f"shifted ({', '.join(p['shifted'])}). Each variant in a fresh process; medians over the repeats. "
         "`compute` = the tests on frames in memory; `process` = the whole process (start-up, imports, "
-        "Parquet read, tests, and for the job the HTML report and the MLflow run).",
+        "Parquet read, tests, and for the job the HTML report and the MLflow run); `job-noreport` = the job "
+        "with `drift.report: Never`.",
         "",
         "| rows | variant | compute s | process s | peak RSS MiB | shifted found | false positives | sampled |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for size in result["sizes"].values():
-        for variant in ("scipy", "library", "job"):
+        for variant in VARIANTS_SHOWN:
+            if variant not in size["variants"]:
+                continue
             v = size["variants"][variant]
             compute = v.get("compute_s", (v.get("phases") or {}).get("detect_s"))
             sampled = f"yes, {v['rows_used']:,} rows" if v["sampled"] else "no"
@@ -489,11 +516,16 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{', '.join(v['false_positives']) or 'none'} | {sampled} |"
             )
     for size in result["sizes"].values():
-        phases = size["variants"]["job"].get("phases")
-        if phases:
-            text = ", ".join(f"{k.removesuffix('_s')} {_f(val)} s" for k, val in phases.items())
-            lines.append(f"\nJob phases at {size['rows']:,} rows (from its log, medians): {text}.")
+        for variant in ("job", "job-noreport"):
+            phases = size["variants"].get(variant, {}).get("phases")
+            if phases:
+                text = ", ".join(f"{k.removesuffix('_s')} {_f(val)} s" for k, val in phases.items())
+                lines.append(f"\n`{variant}` phases at {size['rows']:,} rows (from its log, medians): {text}.")
     return "\n".join(lines)
+
+
+#: Table order of the variants.
+VARIANTS_SHOWN = ("scipy", "library", "job", "job-noreport")
 
 
 def _f(value: float | None, digits: int = 2) -> str:

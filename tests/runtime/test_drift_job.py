@@ -474,7 +474,7 @@ def test_report_option_renders_evidently_or_a_short_page(
         current["mean radius"] += 3 * store.data["mean radius"].std()
     write_log(tmp_path, current)
     uid = f"uid-report-{mode}-{shift}"
-    cfg = config(tmp_path, uid, drift=DriftSpec(min_rows=50, report=mode))  # type: ignore[arg-type]
+    cfg = config(tmp_path, uid, drift=DriftSpec(min_rows=50, report=mode))
     assert run_main(monkeypatch, capsys, store, cfg)[0] == 0
     (run,) = monitoring_runs(store, uid)
     summary = summary_of(store, run, tmp_path)
