@@ -254,7 +254,7 @@ async def sync_registry(
         if desired is None:
             await ctx.registry.run(ops.delete_alias, model, alias)
         else:
-            await ctx.registry.run(ops.set_alias, model, alias, desired)
+            await ctx.registry.run(ops.set_alias, model, alias, desired, check=False)  # read just above
     held = {w: s for s, w in winners.items() if w}
     for name, st in registered.items():
         spec = specs.get(name)
@@ -263,7 +263,8 @@ async def sync_registry(
         wanted = held.get(name) or ("Archived" if spec.stage == "Archived" else "None")
         before = st.stage or ("Archived" if st.phase == "Archived" else "None")
         if wanted != before:
-            await ctx.registry.run(ops.set_version_tags, model, st.registry.version, {TAG_STAGE: wanted})
+            # Written without reading first (current={}): the status says the tag differs.
+            await ctx.registry.run(ops.set_version_tags, model, st.registry.version, {TAG_STAGE: wanted}, current={})
     return drift
 
 

@@ -314,9 +314,12 @@ def get_aliases(client: MlflowClient, model: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in (registered.aliases or {}).items()} if registered is not None else {}
 
 
-def set_alias(client: MlflowClient, model: str, alias: str, version: str) -> bool:
-    """Point ``model@alias`` at ``version``; returns True when it changed (False if already there)."""
-    if get_alias(client, model, alias) == str(version):
+def set_alias(client: MlflowClient, model: str, alias: str, version: str, *, check: bool = True) -> bool:
+    """Point ``model@alias`` at ``version``; returns True when it changed (False if already there).
+
+    ``check=False`` skips reading the alias first, for callers that just read it.
+    """
+    if check and get_alias(client, model, alias) == str(version):
         return False
     with translate_errors("set_alias"):
         client.set_registered_model_alias(model, alias, str(version))

@@ -9,6 +9,8 @@ process exits.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -29,6 +31,22 @@ class MlflowStartError(RuntimeError):
 def mlflow_dir(state_dir: Path) -> Path:
     """``<state>/mlflow``: the sqlite database and the artifact root."""
     return Path(state_dir) / "mlflow"
+
+
+def prepare_state(state_dir: Path) -> Path:
+    """Create ``<state>/mlflow`` (database and artifact root); returns the database path.
+
+    A new database is created in sqlite's write-ahead-log mode (a property of the file, kept
+    across restarts). In the default rollback-journal mode, readers and the writer of the two
+    server workers block each other: under a burst of training runs and registrations, single
+    requests were measured taking 30 to 160 s. WAL lets reads proceed beside the one writer.
+    """
+    root = mlflow_dir(state_dir)
+    (root / "artifacts").mkdir(parents=True, exist_ok=True)
+    database = root / "mlflow.db"
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+    return database
 
 
 def command(state_dir: Path, port: int, workers: int = 2) -> list[str]:

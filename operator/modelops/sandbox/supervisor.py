@@ -260,7 +260,7 @@ class Supervisor:
     def start_mlflow(self, port: int = 0) -> str:
         """Start ``mlflow server`` (does not wait, see :meth:`wait_mlflow`); returns its URL."""
         port = procs.free_port(port or None)
-        (mlflow_server.mlflow_dir(self.state_dir) / "artifacts").mkdir(parents=True, exist_ok=True)
+        mlflow_server.prepare_state(self.state_dir)
         self._spawn("mlflow", mlflow_server.command(self.state_dir, port, self.mlflow_workers), mlflow_server.ENV,
                     port=port)
         url = mlflow_server.url_for(port)
