@@ -486,3 +486,36 @@ def test_report_option_renders_evidently_or_a_short_page(
     else:
         assert "plotly" not in page.lower() and "was not rendered" in page
         assert summary["report"]["reason"] in page
+
+
+def test_prediction_log_features_are_sampled_in_arrow_with_the_same_result(
+    store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The job samples the log's feature columns before pandas; the result is detect_drift's on the whole window."""
+    from modelops.monitoring.drift import detect_drift
+    from modelops.monitoring.monitor import strip_feature_prefix
+    from modelops.monitoring.prediction_log import read_prediction_log
+
+    current = production(store).copy()
+    current["mean area"] *= 1.5
+    now = datetime.now(UTC)
+    write_log(tmp_path, current, labels=current["target"], now=now)
+    write_log(tmp_path, current.iloc[:40], registry_version="0", now=now)  # another version: left out
+    drift = DriftSpec(min_rows=50, max_rows=100)
+    assert run_main(monkeypatch, capsys, store, config(tmp_path, "uid-log-sampled", drift=drift))[0] == 0
+    (run,) = monitoring_runs(store, "uid-log-sampled")
+    summary = summary_of(store, run, tmp_path)
+    result = summary["drift"]
+    assert result["sampled"] and result["current_rows"] == len(current) and result["current_rows_used"] == 100
+    assert summary["rows_of_other_versions"] == 40 and summary["health"]["predictions"] == len(current)
+    assert summary["health"]["accuracy"] == 1.0  # health saw every row of the window, not the sample
+
+    window = read_prediction_log(str(tmp_path), MODEL, "Production", now - timedelta(hours=1), now)
+    window = window[window["registry_version"] == "1"].reset_index(drop=True)
+    reference = pd.read_parquet(
+        store.client.download_artifacts(
+            store.client.get_model_version(MODEL, "1").run_id, ARTIFACT_REFERENCE, str(tmp_path / "ref")
+        )
+    )
+    whole = detect_drift(reference, strip_feature_prefix(window), columns=FEATURES, min_rows=50, max_rows=100)
+    assert result == whole.model_dump(mode="json")

@@ -515,39 +515,50 @@ def read_prediction_log(
     until: datetime | None = None,
     *,
     storage_options: Mapping[str, Any] | None = None,
-    categorical_features: bool = False,
 ) -> pd.DataFrame:
     """Read the predictions of a model stage with ``since <= timestamp < until``.
 
     Args:
         base_uri: the log's root (fsspec URI), as given to :class:`PredictionLogger`.
         since, until: time window; naive datetimes are UTC; ``until`` defaults to now.
-        categorical_features: string feature columns become pandas ``category`` columns (one
-            Python string per distinct value rather than per row: what a drift check over
-            millions of rows wants); default plain object columns.
 
     Returns:
         One row per logged prediction, sorted by timestamp (stable): the ``LOG_COLUMNS``,
-        ``user_id`` and ``feature.<name>`` columns (a feature missing from some files is null in
-        their rows); ``timestamp`` is tz-aware UTC. Empty (with the fixed columns) when nothing
-        was logged in the window. The files are read, filtered, concatenated and sorted as Arrow
-        tables and converted to pandas once.
+        ``user_id`` and ``feature.<name>`` columns (see :func:`read_prediction_log_table`);
+        ``timestamp`` is tz-aware UTC. Empty (with the fixed columns) when nothing was logged in
+        the window.
     """
-    frame = _read(
-        base_uri,
-        model,
-        stage,
-        since,
-        until,
-        feedback=False,
-        storage_options=storage_options,
-        categorical=(lambda name: name.startswith(LOG_FEATURE_PREFIX)) if categorical_features else None,
-    )
-    if frame is None:
+    table = read_prediction_log_table(base_uri, model, stage, since, until, storage_options=storage_options)
+    if table is None:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in (*LOG_COLUMNS, USER_ID_COLUMN)}).astype(
             {"timestamp": "datetime64[us, UTC]", "latency_ms": "float64", "probability": "float64"}
         )
-    return frame
+    return _to_pandas(table)
+
+
+def read_prediction_log_table(
+    base_uri: str,
+    model: str,
+    stage: str,
+    since: datetime,
+    until: datetime | None = None,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    columns: Callable[[str], bool] | None = None,
+) -> pa.Table | None:
+    """:func:`read_prediction_log` as one Arrow table (None when nothing was logged in the window).
+
+    ``columns``: a predicate over column names; only the columns it accepts are read from the
+    files (``timestamp`` always is). ``None`` reads every column.
+
+    The files are read, filtered to the window, concatenated and sorted by timestamp (stable) in
+    Arrow, so a caller converts only the columns and rows it needs to pandas (Arrow keeps strings
+    in one buffer; pandas makes one Python object per value). Columns: the union over the files,
+    a column missing from a file null in its rows; a column whose type differs between files is
+    unified by Arrow (integers and floats as floats) or, when Arrow cannot (numbers in one file,
+    strings in another), read as strings.
+    """
+    return _read(base_uri, model, stage, since, until, feedback=False, storage_options=storage_options, columns=columns)
 
 
 def read_feedback(
@@ -565,12 +576,12 @@ def read_feedback(
         Columns ``request_id``, ``label``, ``timestamp`` (tz-aware UTC), sorted by timestamp; when a
         request id got several labels, all are returned (the last one is the newest).
     """
-    frame = _read(base_uri, model, stage, since, until, feedback=True, storage_options=storage_options)
-    if frame is None:
+    table = _read(base_uri, model, stage, since, until, feedback=True, storage_options=storage_options)
+    if table is None:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in FEEDBACK_COLUMNS}).astype(
             {"timestamp": "datetime64[us, UTC]"}
         )
-    return frame
+    return _to_pandas(table)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -586,11 +597,10 @@ def _read(
     *,
     feedback: bool,
     storage_options: Mapping[str, Any] | None,
-    categorical: Callable[[str], bool] | None = None,
-) -> pd.DataFrame | None:
-    """The window's rows of every file of the log (or its feedback) as one frame sorted by
-    timestamp, or None when there are none; ``categorical`` names the string columns converted
-    to pandas categoricals."""
+    columns: Callable[[str], bool] | None = None,
+) -> pa.Table | None:
+    """The window's rows of every file of the log (or its feedback) as one Arrow table sorted by
+    timestamp, or None when there are none; ``columns`` selects the columns read."""
     fs, root = fsspec.core.url_to_fs(base_uri, **dict(storage_options or {}))
     start = _utc(since)
     end = _utc(until) if until is not None else datetime.now(UTC) + timedelta(microseconds=1)
@@ -613,34 +623,61 @@ def _read(
             if path.rsplit("/", 1)[-1].startswith("."):
                 continue
             with fs.open(path, "rb") as fh:
-                table = pq.read_table(fh)
+                names = None
+                if columns is not None:
+                    names = [n for n in pq.read_schema(fh).names if n == "timestamp" or columns(n)]
+                table = pq.read_table(fh, columns=names)
             stamps = table["timestamp"].cast(bounds[0].type)
-            table = table.filter(pc.and_(pc.greater_equal(stamps, bounds[0]), pc.less(stamps, bounds[1])))
+            inside = pc.and_(pc.greater_equal(stamps, bounds[0]), pc.less(stamps, bounds[1]))
+            if not pc.all(inside).as_py():  # no copy when the whole file is in the window
+                table = table.filter(inside)
             if table.num_rows:
                 tables.append(table.replace_schema_metadata(None))
     if not tables:
         return None
-    try:
-        table = pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        # Files disagree on a column's type in a way Arrow does not unify (e.g. numbers and
-        # strings): pandas concatenates them as object columns, as it always did.
-        return _sort(pd.concat([_to_pandas(t, categorical) for t in tables], ignore_index=True))
+    table = _concat_tables(tables)
     del tables
-    table = table.take(pc.sort_indices(table, sort_keys=[("timestamp", "ascending")]))  # stable
-    return _to_pandas(table, categorical)
+    table = _sorted_by_timestamp(table)
+    pa.default_memory_pool().release_unused()  # hand the per-file buffers freed above back to the OS
+    return table
 
 
-def _to_pandas(table: pa.Table, categorical: Callable[[str], bool] | None) -> pd.DataFrame:
-    """One Arrow table as pandas (buffers released while converting); string columns named by
-    ``categorical`` become categoricals."""
-    if categorical is not None:
-        for i, field in enumerate(table.schema):
-            if categorical(field.name) and (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
-                table = table.set_column(i, field.name, table.column(i).dictionary_encode())
+def _sorted_by_timestamp(table: pa.Table) -> pa.Table:
+    """``table`` sorted by ``timestamp`` (a stable sort), taken one column at a time so that each
+    unsorted column is released once its sorted copy exists (peak: the table plus one column)."""
+    order = pc.sort_indices(table, sort_keys=[("timestamp", "ascending")])
+    if pc.all(pc.equal(order, pa.array(np.arange(len(order), dtype=np.uint64)))).as_py():
+        return table  # already in order (one writer): no copy
+    schema = table.schema
+    columns = [table.column(i) for i in range(table.num_columns)]
+    del table
+    for i in range(len(columns)):
+        columns[i] = columns[i].take(order)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _concat_tables(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate tables by column name (missing columns null); types Arrow cannot unify become strings."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
+    types: dict[str, set[pa.DataType]] = {}
+    for table in tables:
+        for column in table.schema:
+            if not pa.types.is_null(column.type):
+                types.setdefault(column.name, set()).add(column.type)
+    mixed = {name for name, kinds in types.items() if len(kinds) > 1}
+    cast = []
+    for table in tables:
+        for name in mixed & set(table.column_names):
+            i = table.column_names.index(name)
+            table = table.set_column(i, name, table.column(i).cast(pa.string()))
+        cast.append(table)
+    return pa.concat_tables(cast, promote_options="permissive")
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as pandas, its buffers released while converting."""
     frame: pd.DataFrame = table.to_pandas(self_destruct=True, split_blocks=True)
     return frame
-
-
-def _sort(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.sort_values("timestamp", kind="stable").reset_index(drop=True)

@@ -101,7 +101,9 @@ def read_parquet_sampled(
         table = parquet.read(columns=wanted)
     else:
         table = _take_batches(parquet, wanted, positions)
-    return SampledFrame(_to_pandas(table), total, list(names), missing)
+    frame = compact_pandas(table)
+    pa.default_memory_pool().release_unused()  # hand the decoded batches' buffers back to the OS
+    return SampledFrame(frame, total, list(names), missing)
 
 
 def _take_batches(parquet: pq.ParquetFile, columns: list[str], positions: np.ndarray) -> pa.Table:
@@ -118,9 +120,11 @@ def _take_batches(parquet: pq.ParquetFile, columns: list[str], positions: np.nda
     return pa.Table.from_batches(kept)
 
 
-def _to_pandas(table: pa.Table) -> pd.DataFrame:
-    """The table as pandas (fresh RangeIndex; the file's pandas metadata, e.g. a stored index, is not
-    applied), string columns as categoricals, Arrow buffers released as they are converted."""
+def compact_pandas(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as a pandas frame for a drift check: string columns as ``category`` (one
+    Python string per distinct value, not per row), a fresh RangeIndex (pandas metadata such as a
+    stored index is not applied), the table's buffers released while converting (``table`` must
+    not be used afterwards). Same rows, same values otherwise."""
     table = table.replace_schema_metadata(None)
     for i, field in enumerate(table.schema):
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):

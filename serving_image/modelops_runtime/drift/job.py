@@ -47,6 +47,7 @@ from modelops.contract import (
     ARTIFACT_REFERENCE,
     ENV_PREDICTION_LOG_URI,
     EXIT_INVALID_INPUT,
+    LOG_FEATURE_PREFIX,
     METRIC_ACCURACY,
     METRIC_CURRENT_ROWS,
     METRIC_DRIFT_SCORE_PREFIX,
@@ -65,10 +66,10 @@ from modelops.contract import (
     DriftJobConfig,
     TrainingResult,
 )
-from modelops.monitoring.drift import DriftResult, detect_drift
+from modelops.monitoring.drift import DriftResult, detect_drift, sample_positions
 from modelops.monitoring.health import HealthReport, compute_health
 from modelops.monitoring.monitor import strip_feature_prefix
-from modelops.monitoring.tables import SampledFrame, read_parquet_sampled
+from modelops.monitoring.tables import SampledFrame, compact_pandas, read_parquet_sampled
 from modelops.monitoring.window import parse_duration
 
 from ..jobrun import EXIT_FAILED, EXIT_OK, InvalidInput, Terminated, one_line, read_config, run_main
@@ -79,6 +80,8 @@ log = logging.getLogger("modelops_runtime.drift")
 MLFLOW_BATCH_METRICS = 1000
 #: Longest MLflow metric key (``mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH``).
 MLFLOW_MAX_KEY = 250
+#: Prediction log columns the health check reads (``compute_health``).
+HEALTH_COLUMNS = ("request_id", "latency_ms", "status", "prediction")
 #: Seed of the drift check's row sample (``detect_drift``'s default; readers sample with it too).
 DRIFT_RANDOM_STATE = 0
 
@@ -272,7 +275,7 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
     Raises :class:`InvalidInput` for unreadable ``reference_uri``/``current_uri`` or a missing
     current data source; lets MLflow/storage errors through.
     """
-    from modelops.monitoring.prediction_log import read_feedback, read_prediction_log
+    from modelops.monitoring.prediction_log import read_feedback
 
     window = parse_duration(config.window)
     since = now - window
@@ -284,25 +287,21 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
     history = previous_accuracy(client, experiment_id, config.owner.uid, config.history_runs, run_id)
 
     window_rows = pd.DataFrame()
+    features_log = pd.DataFrame()
     feedback: pd.DataFrame | None = None
     excluded_rows = 0
     if log_uri is not None:
         started = time.perf_counter()
-        # Every column is needed: the log columns for health (all rows), the features for drift and
-        # the unknown ones for ignored_columns. String features as categoricals (one object per value).
-        window_rows = read_prediction_log(log_uri, config.model, config.stage, since, now, categorical_features=True)
+        window_rows, features_log, excluded_rows = read_window(log_uri, config, since, now, served)
         log.info("read %d prediction log rows in %.2f s", len(window_rows), time.perf_counter() - started)
-        versions = window_rows["registry_version"] if "registry_version" in window_rows.columns else None
-        if served is not None and versions is not None and versions.notna().any():
-            mine = versions.astype(str) == served.registry_version
-            excluded_rows = int((~mine).sum())
-            window_rows = window_rows[mine]
         feedback = read_feedback(log_uri, config.model, config.stage, since, now)
     health = compute_health(
         window_rows, config.health, feedback=feedback, previous_accuracy=history, task=served.task if served else None
     )
     if log_uri is None:
         health.issues.append("no prediction log configured: health is unknown")
+    window_count = len(window_rows)
+    del window_rows, feedback  # health is computed; drift needs only the (sampled) features
 
     summary: dict[str, Any] = {
         "model": config.model,
@@ -340,8 +339,8 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
         current = read_table(config.current_uri, config.current_format, columns=features, max_rows=spec.max_rows)
         current_source = config.current_uri
     else:
-        frame = strip_feature_prefix(window_rows) if len(window_rows) else pd.DataFrame()
-        current = SampledFrame(frame, len(frame), [str(c) for c in frame.columns], [])
+        frame = strip_feature_prefix(features_log)
+        current = SampledFrame(frame, window_count, [str(c) for c in frame.columns], [])
         current_source = f"prediction log {log_uri} ({config.window})"
     log.info(
         "read %d of %d reference rows and %d of %d current rows in %.2f s",
@@ -406,6 +405,55 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
     page, summary["report"] = render_report(drift, spec.report, spec.report_rows)
     message = drift.message or drift.result
     return Outcome(drift.result, drift, health, served, message, metrics, summary, page)
+
+
+def read_window(
+    log_uri: str, config: DriftJobConfig, since: datetime, now: datetime, served: ServedVersion | None
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """The prediction log's window for the served registry version, split for health and drift.
+
+    Returns ``(rows, features, excluded)``: ``rows`` has the columns health reads
+    (:data:`HEALTH_COLUMNS`), one row per prediction of the served version (all of them);
+    ``features`` has the ``feature.<name>`` columns of the rows ``detect_drift`` keeps of them
+    (``sample_positions(len(rows), config.drift.max_rows, DRIFT_RANDOM_STATE)``: all rows up to
+    ``max_rows``), strings as categoricals; ``excluded`` counts the window's rows of other registry
+    versions (only filtered when the log records versions). Filtering, the split and the sample
+    happen in Arrow, so only those columns and rows become pandas objects.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from modelops.monitoring.prediction_log import read_prediction_log_table
+
+    wanted = {*HEALTH_COLUMNS, "registry_version"}
+    table = read_prediction_log_table(
+        log_uri,
+        config.model,
+        config.stage,
+        since,
+        now,
+        columns=lambda name: name in wanted or name.startswith(LOG_FEATURE_PREFIX),
+    )
+    if table is None:
+        return pd.DataFrame(columns=list(HEALTH_COLUMNS)), pd.DataFrame(), 0
+    excluded = 0
+    if served is not None and "registry_version" in table.column_names:
+        versions = table["registry_version"]
+        if versions.null_count < len(versions):
+            mine = pc.fill_null(pc.equal(versions.cast(pa.string()), served.registry_version), False)
+            excluded = len(versions) - int(pc.sum(mine).as_py() or 0)
+            if excluded:  # a copy of the table only when other versions' rows are in the window
+                table = table.filter(mine)
+    rows = table.select([c for c in HEALTH_COLUMNS if c in table.column_names])
+    names = [c for c in table.column_names if c.startswith(LOG_FEATURE_PREFIX)]
+    features = table.select(names)
+    positions = sample_positions(table.num_rows, config.drift.max_rows, DRIFT_RANDOM_STATE)
+    if positions is not None:
+        features = features.take(pa.array(positions))
+    del table
+    out = rows.to_pandas(self_destruct=True, split_blocks=True), compact_pandas(features), excluded
+    pa.default_memory_pool().release_unused()  # hand the freed Arrow buffers back to the OS
+    return out
 
 
 def render_report(drift: DriftResult, mode: str, max_rows: int) -> tuple[str | None, dict[str, Any]]:
