@@ -264,7 +264,9 @@ class AsyncApi:
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
+        # Waiting for a free pooled connection is queueing, not failure: with hundreds of Jobs
+        # starting at once the kubelet's requests wait their turn instead of raising PoolTimeout.
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(timeout, pool=None))
 
     async def aclose(self) -> None:
         """Close the connection pool."""

@@ -107,9 +107,9 @@ class ObjectGone(Exception):
 
 
 async def write_status(
-    api: AsyncApi, res: Resource, namespace: str, name: str, status: Mapping[str, Any], attempts: int = 5
+    api: AsyncApi, res: Resource, namespace: str, name: str, status: Mapping[str, Any], attempts: int = 8
 ) -> dict[str, Any]:
-    """Merge-patch the ``status`` subresource, retrying transient errors with a short backoff.
+    """Merge-patch the ``status`` subresource, retrying transient errors with backoff (0.2 s doubling, at most 5 s).
 
     Raises ObjectGone when the object no longer exists, ApiError after the last failed attempt.
     """
@@ -124,5 +124,5 @@ async def write_status(
                 raise
             log.warning("status write of %s %s/%s failed (%s); retrying", res.kind, namespace, name, exc)
             await asyncio.sleep(delay)
-            delay *= 2
+            delay = min(delay * 2, 5.0)
     raise AssertionError("unreachable")
