@@ -107,16 +107,28 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         kopf.on.update(GROUP, VERSION, plural, id="reconcile", registry=registry)(reconcile_fn)
         kopf.on.resume(GROUP, VERSION, plural, id="reconcile", registry=registry)(reconcile_fn)
     kopf.on.delete(GROUP, VERSION, "modelversions", id="finalize", registry=registry)(mv_delete)
-    kopf.timer(
-        GROUP,
-        VERSION,
-        "modelversions",
-        id="resync",
-        interval=interval,
-        initial_delay=interval,
-        idle=interval / 2,
-        registry=registry,
-    )(mv_resync)
+    # Two resync timers, by the version's own state: versions in progress every interval,
+    # settled ones (registered, status current) every SETTLED_RESYNC_FACTOR intervals; kopf
+    # stops one and starts the other when the filter flips.
+    for timer_id, every, when in (
+        ("resync", interval, lambda body, **_: not modelversion.is_settled(body)),
+        (
+            "resync-settled",
+            interval * modelversion.SETTLED_RESYNC_FACTOR,
+            lambda body, **_: modelversion.is_settled(body),
+        ),
+    ):
+        kopf.timer(
+            GROUP,
+            VERSION,
+            "modelversions",
+            id=timer_id,
+            interval=every,
+            initial_delay=every,
+            idle=interval / 2,
+            when=when,
+            registry=registry,
+        )(mv_resync)
     kopf.timer(
         GROUP, VERSION, "modelmonitors", id="observe", interval=settings.monitor_poll_seconds, registry=registry
     )(mm_reconcile)

@@ -22,11 +22,13 @@ def _post_event(body: Any, type_: str, reason: str, message: str) -> None:
 
 
 class QuietTimerSuccess(logging.Filter):
-    """Drop kopf's per-firing "Timer 'resync' succeeded." line (one per ModelVersion per interval:
+    """Drop kopf's per-firing "Timer 'resync…' succeeded." lines (one per ModelVersion per interval:
     thousands an hour that say nothing); failures and every other handler's lines stay."""
 
+    QUIET = frozenset({"Timer 'resync' succeeded.", "Timer 'resync-settled' succeeded."})
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno <= logging.INFO and record.getMessage() == "Timer 'resync' succeeded.")
+        return not (record.levelno <= logging.INFO and record.getMessage() in self.QUIET)
 
 
 def build_registry(settings: Settings) -> kopf.OperatorRegistry:

@@ -57,7 +57,11 @@ class Settings(BaseSettings):
         default_factory=_default_served_stages, description="Stages that get a serving Deployment."
     )
     cluster_domain: str = Field(default="cluster.local", description="DNS suffix for in-cluster URLs.")
-    reconcile_interval_seconds: float = Field(default=30.0, gt=0, description="Level-based resync timer, s.")
+    reconcile_interval_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Resync period of versions in progress, s (settled versions: 10x; docs/operator.md).",
+    )
     monitor_poll_seconds: float = Field(default=15.0, gt=0, description="How often monitors read MLflow, s.")
     job_ttl_seconds: int = Field(default=86400, ge=0, description="ttlSecondsAfterFinished of training Jobs.")
     promotion_history_limit: int = Field(default=10, ge=1, le=20, description="Promotion decisions kept (at most 20).")

@@ -84,12 +84,17 @@ def test_a_remembered_copy_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cache.bodies("ns", "m") == []
 
 
-def test_forget_drops_a_deleted_object() -> None:
+def test_a_finalized_object_is_gone_for_good() -> None:
+    index = FakeIndex()
+    index.put(_body("a", "3"))  # the watch has not reported the deletion yet
+    index.put(_body("b", "4"))
     cache = VersionCache()
-    cache.attach(FakeIndex())
-    cache.remember(_body("a", "3"))
+    cache.attach(index)
+    cache.remember(_body("a", "5"))
     cache.forget("uid-a")
-    assert cache.bodies("ns", "m") == []
+    assert [b["metadata"]["name"] for b in cache.bodies("ns", "m") or []] == ["b"]
+    cache.remember(_body("a", "6"))  # a late read of the finalized object does not bring it back
+    assert [b["metadata"]["name"] for b in cache.bodies("ns", "m") or []] == ["b"]
 
 
 def test_freshness_of_non_integer_versions_is_undecided() -> None:
@@ -161,3 +166,41 @@ async def test_identical_reads_in_flight_are_shared() -> None:
     results = await asyncio.gather(*(ctx.shared(("search", "m"), search) for _ in range(10)))
     assert results == [["1.0.0"]] * 10 and calls["n"] == 1
     assert await ctx.shared(("search", "m"), search) == ["1.0.0"] and calls["n"] == 2  # done: a new call
+
+
+def test_settled_versions_are_registered_current_and_not_deleting() -> None:
+    from modelops.reconcile.modelversion import is_settled
+
+    body = _body("a", "1")
+    body["metadata"]["generation"] = 2
+    assert not is_settled(body)  # no status yet: in progress
+    body["status"] = {"registry": {"version": "1"}, "observedGeneration": 1}
+    assert not is_settled(body)  # the spec moved since the status was written
+    body["status"]["observedGeneration"] = 2
+    assert is_settled(body)
+    body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert not is_settled(body)
+
+
+def test_only_the_timer_success_lines_are_filtered() -> None:
+    import logging
+
+    from modelops.runner import QuietTimerSuccess
+
+    def record(message: str, level: int = logging.INFO) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", level, __file__, 1, message, None, None)
+
+    quiet = QuietTimerSuccess()
+    assert not quiet.filter(record("Timer 'resync' succeeded."))
+    assert not quiet.filter(record("Timer 'resync-settled' succeeded."))
+    assert quiet.filter(record("Timer 'resync' failed temporarily: MLflow unavailable", logging.ERROR))
+    assert quiet.filter(record("Handler 'reconcile' succeeded."))
+
+
+def test_latest_prefers_the_index_over_an_older_event_body() -> None:
+    """kopf hands a timer the body of the last event it processed, which can predate the index."""
+    index = FakeIndex()
+    index.put(_body("a", "9", phase="Registered"))
+    cache = VersionCache()
+    cache.attach(index)
+    assert cache.latest(_body("a", "4", phase="Training"))["status"]["phase"] == "Registered"

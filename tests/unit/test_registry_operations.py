@@ -31,11 +31,15 @@ from tests.mlflow_testing import (  # noqa: F401
 def test_register_run_model_is_idempotent(logged_runs: LoggedRuns) -> None:  # noqa: F811
     client = logged_runs.store.client
     run = client.get_run(logged_runs.run_ids[0])
-    first = ops.register_run_model(client, "churn", run, {TAG_SEMVER: "1.0.0"})
-    again = ops.register_run_model(client, "churn", run, {TAG_SEMVER: "1.0.0", "extra": "yes"})
+    first = ops.register_run_model(client, "churn", run, {TAG_SEMVER: "1.0.0"}, creation_tags={"stage": "None"})
+    assert first.tags == {TAG_SEMVER: "1.0.0", "stage": "None"}
+    client.set_model_version_tag("churn", "1", "stage", "Production")  # promoted since
+    again = ops.register_run_model(
+        client, "churn", run, {TAG_SEMVER: "1.0.0", "extra": "yes"}, creation_tags={"stage": "None"}
+    )
     assert str(first.version) == str(again.version) == "1"
     assert len(ops.list_versions(client, "churn")) == 1
-    assert again.tags == {TAG_SEMVER: "1.0.0", "extra": "yes"}
+    assert again.tags == {TAG_SEMVER: "1.0.0", "extra": "yes", "stage": "Production"}  # creation tags only once
     assert first.run_id == run.info.run_id
     assert str(first.source).startswith("models:/m-")
     # Another run makes another version.

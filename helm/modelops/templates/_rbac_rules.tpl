@@ -36,7 +36,7 @@ Each template is a YAML list of PolicyRules; rbac.yaml includes them.
 - apiGroups: ["ml.smarthr360.io"]
   resources: ["modelmonitors/status"]
   verbs: ["patch"]
-# operator get, list, create, patch (handlers.py, reconcile/children.py, reconcile/model.py, reconcile/modelmonitor.py, reconcile/modelversion.py); kopf list, watch, patch (handler finalize, handler reconcile, handler resync)
+# operator get, list, create, patch (handlers.py, reconcile/children.py, reconcile/model.py, reconcile/modelmonitor.py, reconcile/modelversion.py); kopf list, watch, patch (handler finalize, handler modelversions_by_model, handler reconcile, handler resync, handler resync-settled)
 - apiGroups: ["ml.smarthr360.io"]
   resources: ["modelversions"]
   verbs: ["get", "list", "watch", "create", "patch"]

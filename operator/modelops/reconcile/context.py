@@ -106,10 +106,11 @@ class Context:
         """Record that the model-level flow of a model just completed."""
         self._model_synced[f"{namespace}/{model}"] = time.monotonic()
 
-    def model_synced_within(self, namespace: str, model: str) -> bool:
-        """Whether the model-level flow of a model completed within the resync interval."""
+    def model_synced_within(self, namespace: str, model: str, seconds: float | None = None) -> bool:
+        """Whether the model-level flow of a model completed within ``seconds`` (default: the resync interval)."""
         last = self._model_synced.get(f"{namespace}/{model}")
-        return last is not None and time.monotonic() - last < self.settings.reconcile_interval_seconds
+        limit = self.settings.reconcile_interval_seconds if seconds is None else seconds
+        return last is not None and time.monotonic() - last < limit
 
     def model_check_lock(self, namespace: str, model: str) -> asyncio.Lock:
         """The lock under which one reconcile checks the registered model while the others wait."""

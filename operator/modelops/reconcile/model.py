@@ -145,7 +145,8 @@ async def reconcile_model(
     Args:
         fresh: ``{name: status}`` just computed by the per-version flow of those versions; their
             per-version fields win over the stored ones.
-        exclude: a version being finalized (takes no stage, its status is not written).
+        exclude: a version being finalized. It, and every other version being deleted, takes no
+            stage, gets no stage tag and no status write (their finalizers handle them).
 
     Returns:
         The resulting status of every version named in ``fresh``.
@@ -176,6 +177,7 @@ async def _model_pass(
 ) -> tuple[dict[str, ModelVersionStatus], list[str]]:
     """One model-level pass; returns the statuses and the names whose write was refused (409)."""
     bodies = await model_bodies(ctx, namespace, model)
+    leaving = {exclude} | {b["metadata"]["name"] for b in bodies if b["metadata"].get("deletionTimestamp")}
     statuses: dict[str, ModelVersionStatus] = {}
     specs: dict[str, ModelVersionSpec] = {}
     candidates = []
@@ -197,16 +199,16 @@ async def _model_pass(
                 metrics=st.metrics or {},
                 promotion=spec.promotion,
                 staged_before=_staged_before(st),
-                eligible=name != exclude and _eligible(b, st),
+                eligible=name not in leaving and _eligible(b, st),
             )
         )
     resolution = resolve(candidates)
-    drift_notes = await sync_registry(ctx, model, statuses, specs, resolution.winners, exclude)
-    serving = await sync_serving(ctx, namespace, model, bodies, statuses, specs, resolution.winners, exclude)
+    drift_notes = await sync_registry(ctx, model, statuses, specs, resolution.winners, leaving)
+    serving = await sync_serving(ctx, namespace, model, bodies, statuses, specs, resolution.winners, leaving)
     conflicted: list[str] = []
     for b in bodies:
         name = b["metadata"]["name"]
-        if name == exclude or name not in specs or statuses[name].registry is None:
+        if name in leaving or name not in specs or statuses[name].registry is None:
             continue  # unregistered versions write their own status (see modelversion._reconcile)
         st = statuses[name]
         old = parse_status(ModelVersionStatus, b.get("status"))
@@ -228,7 +230,7 @@ async def sync_registry(
     statuses: dict[str, ModelVersionStatus],
     specs: dict[str, ModelVersionSpec],
     winners: dict[str, str | None],
-    exclude: str | None,
+    leaving: set[str | None],
 ) -> dict[str, str]:
     """Point each stage alias at its winner's registry version and tag stages. Returns
     ``{stage: message}`` for aliases found moved by hand (RegistryDrift), which are set back."""
@@ -241,7 +243,7 @@ async def sync_registry(
         alias = STAGE_ALIASES[stage]
         winner = winners.get(stage)
         desired = registered[winner].registry.version if winner and winner in registered else None  # type: ignore[union-attr]
-        previous_holder = next((s for n, s in registered.items() if s.stage == stage and n != exclude), None)
+        previous_holder = next((s for n, s in registered.items() if s.stage == stage and n not in leaving), None)
         previous = previous_holder.registry.version if previous_holder and previous_holder.registry else None
         current = aliases.get(alias)
         if current == desired:
@@ -258,7 +260,7 @@ async def sync_registry(
     held = {w: s for s, w in winners.items() if w}
     for name, st in registered.items():
         spec = specs.get(name)
-        if name == exclude or spec is None or st.registry is None:
+        if name in leaving or spec is None or st.registry is None:
             continue
         wanted = held.get(name) or ("Archived" if spec.stage == "Archived" else "None")
         before = st.stage or ("Archived" if st.phase == "Archived" else "None")
@@ -276,17 +278,13 @@ async def sync_serving(
     statuses: dict[str, ModelVersionStatus],
     specs: dict[str, ModelVersionSpec],
     winners: dict[str, str | None],
-    exclude: str | None,
+    leaving: set[str | None],
 ) -> dict[str, tuple[ConditionStatus, str, str, ServingStatus]]:
     """Apply (or remove) each served stage's Deployment, Service, PDB and HPA; observe the Deployment.
 
     Returns ``{stage: (status, reason, message, ServingStatus)}`` for stages with a winner.
     """
-    owners = [
-        ObjectRef.from_body(b)
-        for b in bodies
-        if b["metadata"]["name"] != exclude and not b["metadata"].get("deletionTimestamp")
-    ]
+    owners = [ObjectRef.from_body(b) for b in bodies if b["metadata"]["name"] not in leaving]
     result: dict[str, tuple[ConditionStatus, str, str, ServingStatus]] = {}
     for stage in ctx.settings.served_stages:
         name = serving_name(model, stage)

@@ -88,28 +88,41 @@ def find_conflict(body: Mapping[str, Any], version: str, siblings: list[dict[str
 CONFLICT_RETRIES = 3
 
 
-def _settled(ctx: Context, body: Mapping[str, Any]) -> bool:
-    """A registered version whose status reflects its spec, of a model checked within the interval."""
-    meta, status = body["metadata"], body.get("status") or {}
-    model = (body.get("spec") or {}).get("model")
+#: Settled versions are re-checked this many resync intervals apart (see :func:`is_settled`).
+SETTLED_RESYNC_FACTOR = 10
+
+
+def is_settled(body: Mapping[str, Any]) -> bool:
+    """A registered version whose status reflects its current spec and that is not being deleted.
+
+    Pure (the body only), so kopf can use it as a timer filter: such a version only changes
+    through events (its spec, its children, its siblings' registrations), and its timer only
+    guards against drift made by hand, so it fires every ``SETTLED_RESYNC_FACTOR`` intervals.
+    """
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
     return bool(
         status.get("registry")
         and status.get("observedGeneration") == meta.get("generation")
         and not meta.get("deletionTimestamp")
-        and model
-        and ctx.model_synced_within(meta["namespace"], model)
     )
+
+
+def _settled_and_synced(ctx: Context, body: Mapping[str, Any]) -> bool:
+    model = (body.get("spec") or {}).get("model")
+    window = ctx.settings.reconcile_interval_seconds * SETTLED_RESYNC_FACTOR
+    return bool(is_settled(body) and model and ctx.model_synced_within(body["metadata"]["namespace"], model, window))
 
 
 async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = False) -> ModelVersionStatus | None:
     """Reconcile one ModelVersion and then its model. Returns the status it wrote or kept (None:
     nothing to do, the object is gone or, for the timer, settled).
 
-    ``periodic`` (the resync timer) starts from the freshest body the operator already has
-    instead of a GET; it does nothing for a registered version whose status is current when
-    another version of the same model ran the model-level flow within the resync interval, and
-    otherwise skips the model-level flow under the same condition when this version's own state
-    did not change: a model is re-checked once per interval, not once per version.
+    ``periodic`` (the resync timers) starts from the freshest body the operator already has
+    instead of a GET. For a settled version (:func:`is_settled`) it does nothing when the
+    model-level flow ran within ``SETTLED_RESYNC_FACTOR`` intervals; otherwise it skips the
+    model-level flow when this version's own state did not change and the flow ran within one
+    interval: a model is re-checked once per interval while it has versions in progress, and
+    once per ``SETTLED_RESYNC_FACTOR`` intervals when all are settled, not once per version.
 
     Status writes carry the body's resourceVersion; when one is refused (409) the object is
     re-read and the reconcile repeated, at most :data:`CONFLICT_RETRIES` times.
@@ -118,7 +131,7 @@ async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = Fals
     or when the object kept changing under the reconcile (Conflict).
     """
     uid = body["metadata"]["uid"]
-    if periodic and ctx.versions.attached and _settled(ctx, ctx.versions.latest(body)):
+    if periodic and ctx.versions.attached and _settled_and_synced(ctx, ctx.versions.latest(body)):
         return None  # the timer of a settled version: nothing to read, nothing to write
     async with ctx.object_lock(uid):
         for attempt in range(CONFLICT_RETRIES):
@@ -391,11 +404,14 @@ async def register(
         TAG_NAMESPACE: meta["namespace"],
         TAG_NAME: meta["name"],
         TAG_UID: meta["uid"],
-        TAG_STAGE: "None",
     }
     if status.parent_version:
         tags["semver.parent"] = status.parent_version
-    mv = await ctx.registry.run(ops.register_run_model, spec.model, run, tags, create_model=False)
+    # The stage tag only on creation: a repeated registration (a retry after a lost status
+    # write) must not reset the stage the model-level flow has tagged since.
+    mv = await ctx.registry.run(
+        ops.register_run_model, spec.model, run, tags, create_model=False, creation_tags={TAG_STAGE: "None"}
+    )
     status.registry = RegistryStatus(
         model=spec.model,
         version=str(mv.version),

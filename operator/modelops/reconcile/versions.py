@@ -64,6 +64,7 @@ class VersionCache:
     def __init__(self) -> None:
         self._index: Index | None = None
         self._seen: dict[Key, dict[str, tuple[dict[str, Any], float]]] = {}
+        self._gone: dict[str, float] = {}  # uids of finalized objects (never reused) -> when
 
     def attach(self, index: Index) -> None:
         """Use kopf's live index (the same object for the operator's lifetime)."""
@@ -78,7 +79,7 @@ class VersionCache:
         """Remember a body just read or written (a status PATCH response is a whole body)."""
         key = model_key(body)
         uid = (body.get("metadata") or {}).get("uid")
-        if key is None or not uid:
+        if key is None or not uid or uid in self._gone:
             return
         for other, seen in self._seen.items():  # spec.model is immutable; be exact anyway
             if other != key:
@@ -89,18 +90,30 @@ class VersionCache:
             seen[uid] = (dict(body), time.monotonic())
 
     def forget(self, uid: str) -> None:
-        """Drop what was remembered of an object (it was deleted)."""
+        """The object was finalized: drop its copies and ignore it from now on (also in the index,
+        which keeps it until the watch reports the deletion); remembered for 10 minutes."""
+        now = time.monotonic()
+        self._gone = {u: t for u, t in self._gone.items() if now - t < 10 * REMEMBER_SECONDS}
+        self._gone[uid] = now
         for seen in self._seen.values():
             seen.pop(uid, None)
 
     def latest(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """The fresher of ``body`` and the remembered copy of the same object."""
+        """The freshest of ``body``, the index's copy and the remembered copy of the same object.
+
+        (kopf hands a timer the body of the last event it processed for the object, which can be
+        older than what the index and the operator's own writes have seen since.)
+        """
         key = model_key(body)
         uid = (body.get("metadata") or {}).get("uid")
-        remembered = self._seen.get(key, {}).get(uid) if key and uid else None
-        if remembered is not None and at_least_as_fresh(body, remembered[0]) is not True:
-            return dict(remembered[0])
-        return dict(body)
+        best = dict(body)
+        if key is None or not uid:
+            return best
+        copies = [b for b in (self.bodies(*key) or []) if b["metadata"].get("uid") == uid]
+        for candidate in copies:
+            if at_least_as_fresh(best, candidate) is not True:
+                best = dict(candidate)
+        return best
 
     def bodies(self, namespace: str, model: str) -> list[dict[str, Any]] | None:
         """Every ModelVersion of ``model`` in ``namespace`` (fresher copy of each), or None without an index."""
@@ -110,7 +123,8 @@ class VersionCache:
         found: dict[str, dict[str, Any]] = {}
         if key in self._index:
             for body in self._index[key]:
-                found[str(body["metadata"]["uid"])] = dict(body)
+                if body["metadata"]["uid"] not in self._gone:
+                    found[str(body["metadata"]["uid"])] = dict(body)
         seen = self._seen.get(key, {})
         now = time.monotonic()
         for uid, (remembered, at) in list(seen.items()):

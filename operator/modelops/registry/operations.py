@@ -136,6 +136,7 @@ def register_run_model(
     *,
     description: str | None = None,
     create_model: bool = True,
+    creation_tags: Mapping[str, str] | None = None,
 ) -> ModelVersion:
     """Register the model logged by ``run`` as a version of ``model_name``, exactly once.
 
@@ -146,8 +147,10 @@ def register_run_model(
     with ``model_id``, as MLflow 3 requires). Two processes racing on the same run can still
     create two versions; the operator handles one CR in one worker at a time.
 
-    ``create_model=False`` skips the registered-model creation call for callers that just made
-    sure it exists (the operator checks once per model and resync interval).
+    ``creation_tags`` are set only when the version is created (an existing version keeps its
+    values, e.g. a stage tag set since). ``create_model=False`` skips the registered-model
+    creation call for callers that just made sure it exists (the operator checks once per model
+    and resync interval).
 
     Raises:
         LoggedModelNotFound: the run logged no ``model`` artifact.
@@ -167,7 +170,7 @@ def register_run_model(
             name=model_name,
             source=f"models:/{logged.model_id}",
             run_id=run.info.run_id,
-            tags=wanted,
+            tags={**dict(creation_tags or {}), **wanted},
             description=description,
             model_id=logged.model_id,
         )
