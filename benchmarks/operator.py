@@ -640,7 +640,7 @@ def targets(result: dict[str, Any]) -> list[Target]:
             "<=",
             2.0,
             "% of a core",
-            note="includes the 30 s resync timer",
+            note="includes the resync timers: 30 s for versions in progress, 300 s for settled ones",
         )
     )
     out.append(
