@@ -209,3 +209,59 @@ async def test_a_version_registered_by_someone_else_during_training_is_a_conflic
     assert registered["reason"] == "VersionConflict" and "someone-else" in registered["message"]
     assert status["phase"] == "Failed" and "registry" not in status
     assert len(client.search_model_versions("name='iris-model'")) == 1  # ours was not registered
+
+
+async def test_a_recreated_modelversion_adopts_its_registered_version(logged_runs) -> None:  # noqa: F811
+    """Deleted and applied again (new uid, same namespace, name and version): no retraining, no
+    VersionConflict; the registered version is re-tagged with the new owner."""
+    client = logged_runs.store.client
+    earlier = client.get_run(logged_runs.run_ids[1])
+    ops.register_run_model(
+        client,
+        "iris-model",
+        earlier,
+        {"semver": "1.2.0", "modelops.uid": "uid-of-the-deleted-cr", "modelops.namespace": NS, "modelops.name": "iris"},
+    )
+    ctx, kube = _ctx(logged_runs.store)
+    _mv(kube, "uid-recreated", "1.2.0", stage="Development")
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    assert status["registry"]["version"] == "1" and status["registry"]["runId"] == earlier.info.run_id
+    assert status["phase"] == "Registered" or status["phase"] == "Ready"
+    assert kube.count("jobs") == 0  # adopted, not retrained
+    assert client.get_model_version("iris-model", "1").tags["modelops.uid"] == "uid-recreated"
+    assert len(client.search_model_versions("name='iris-model'")) == 1
+
+
+async def test_a_failed_version_stops_saying_mlflow_is_unreachable(logged_runs) -> None:  # noqa: F811
+    ctx, kube = _ctx(logged_runs.store)
+    mv = _mv(kube, "uid-failed", "3.0.0", stage="Development")
+    mv["status"] = {
+        "version": "3.0.0",
+        "trainingJob": {"name": train_job_name("iris", "3.0.0")},
+        "conditions": [
+            {
+                "type": "RegistryReachable",
+                "status": "False",
+                "reason": "RegistryUnavailable",
+                "message": "MLflow unreachable, retrying with backoff: connection refused",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
+        ],
+    }
+    kube.put(MODELVERSIONS, mv)
+    kube.put(
+        JOBS,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": train_job_name("iris", "3.0.0"), "namespace": NS},
+            "spec": {},
+            "status": {"failed": 3, "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimit"}]},
+        },
+    )
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert status["phase"] == "Failed" and conditions["Trained"]["reason"] == "TrainingFailed"
+    assert conditions["RegistryReachable"]["status"] == "True"

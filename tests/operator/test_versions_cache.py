@@ -204,3 +204,22 @@ def test_latest_prefers_the_index_over_an_older_event_body() -> None:
     cache = VersionCache()
     cache.attach(index)
     assert cache.latest(_body("a", "4", phase="Training"))["status"]["phase"] == "Registered"
+
+
+def test_a_deployment_scaled_to_zero_does_not_serve() -> None:
+    from modelops.reconcile.model import deployment_serving
+
+    scaled = {"metadata": {"generation": 2}, "spec": {"replicas": 0}, "status": {"observedGeneration": 2}}
+    assert deployment_serving(scaled)[:2] == ("False", "ScaledToZero")
+    ready = {
+        "metadata": {"generation": 1},
+        "spec": {"replicas": 1},
+        "status": {
+            "observedGeneration": 1,
+            "replicas": 1,
+            "updatedReplicas": 1,
+            "availableReplicas": 1,
+            "readyReplicas": 1,
+        },
+    }
+    assert deployment_serving(ready)[:2] == ("True", "Available")

@@ -176,3 +176,23 @@ def test_full_sandbox_with_mlflow_and_operator(tmp_path: Path) -> None:
     finally:
         sup.down(grace=10)
     assert_nothing_left(tmp_path / "full", pids)
+
+
+def test_up_restarts_an_operator_that_outlived_its_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow died and `up` starts a new one (new port): the running operator, which read the old
+    URL at start, is restarted against the new one. (Process control is stubbed: the decision only.)"""
+    from modelops.sandbox.supervisor import Supervisor
+
+    sup = Supervisor(tmp_path / "state")
+    alive = {"apiserver": True, "kubelet": True, "mlflow": False, "operator": True}
+    calls: list[str] = []
+    monkeypatch.setattr(sup.state, "alive", lambda name: alive[name])
+    monkeypatch.setattr(sup, "start_mlflow", lambda port=0: calls.append("start_mlflow") or alive.update(mlflow=True))
+    monkeypatch.setattr(sup, "wait_mlflow", lambda timeout=120.0: calls.append("wait_mlflow") or "http://new")
+    monkeypatch.setattr(sup, "restart_operator", lambda grace=10.0: calls.append("restart_operator"))
+    assert sup.up(operator=True) is False  # reused
+    assert calls == ["start_mlflow", "wait_mlflow", "restart_operator"]
+
+    calls.clear()  # MLflow alive: nothing restarted
+    assert sup.up(operator=True) is False
+    assert calls == ["wait_mlflow"]

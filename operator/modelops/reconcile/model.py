@@ -68,6 +68,8 @@ def deployment_serving(deployment: Mapping[str, Any] | None) -> tuple[ConditionS
     spec, st = deployment.get("spec") or {}, deployment.get("status") or {}
     want = int(spec.get("replicas", 1))
     ready = int(st.get("readyReplicas") or 0)
+    if want == 0:
+        return "False", "ScaledToZero", "serving.replicas is 0: no pod serves this stage", 0
     gen_seen = int(st.get("observedGeneration") or 0) >= int(deployment["metadata"].get("generation") or 0)
     conds = {c.get("type"): c for c in st.get("conditions") or []}
     progressing = conds.get("Progressing") or {}

@@ -32,7 +32,7 @@ from ..registry.errors import ModelOwnedElsewhere, RegistryUnavailable
 from ..registry.semantic import bump_version, is_semver, max_semver
 from .context import Context
 from .model import model_bodies, reconcile_model, summarise
-from .status import mark_registry_unavailable, parse_status, post_transitions, write_status
+from .status import mark_registry_reachable, mark_registry_unavailable, parse_status, post_transitions, write_status
 
 
 def training_hash(spec: ModelVersionSpec) -> str:
@@ -204,6 +204,9 @@ async def _reconcile(
             await version_flow(ctx, body, spec, status)
         if status.registry is None and not deleting:
             old = parse_status(ModelVersionStatus, body.get("status"))
+            # The flow ran without meeting an outage (it raises RegistryUnavailable otherwise):
+            # an earlier "MLflow unreachable" no longer holds, also for a Failed version.
+            mark_registry_reachable(status.conditions, meta.get("generation"))
             summarise(ctx, spec, status, None, meta.get("generation"))
             if await _write(ctx, body, status):
                 post_transitions(ctx.post_event, body, old.conditions, status.conditions)
@@ -272,7 +275,15 @@ async def version_flow(
         existing = ops.oldest_with_semver(versions, status.version)
     conflict = find_conflict(body, status.version, siblings)
     if conflict is None and status.training_job is None:  # before training; again before registering
-        conflict = await _registry_conflict(ctx, spec.model, status.version, uid, existing)
+        if existing is _UNKNOWN:
+            existing = await ctx.registry.run(ops.find_version_by_semver, spec.model, status.version)
+        if existing is not None and _recreated(existing, meta):
+            # This CR was deleted and applied again (new uid, same namespace/name/version): adopt
+            # the version its predecessor registered instead of training a second one.
+            run = await ctx.registry.run(ops.get_run, existing.run_id)
+            await register(ctx, body, spec, status, run, experiment_of(ctx, spec))
+            return
+        conflict = await _registry_conflict(ctx, spec.model, status.version, meta, existing)
     if conflict:
         _version_conflict(status, spec, conflict, gen)
         return
@@ -282,15 +293,36 @@ async def version_flow(
 _UNKNOWN: Any = object()
 
 
-async def _registry_conflict(ctx: Context, model: str, version: str, uid: str, existing: Any = _UNKNOWN) -> str | None:
-    """Who else holds ``version`` of ``model`` in the registry (a version tagged with another uid), or None.
+def _recreated(existing: Any, meta: Mapping[str, Any]) -> bool:
+    """Whether a registered version was made by an earlier CR of the same namespace and name (a
+    name is unique in a namespace, so that CR is gone and this one takes its place)."""
+    tags = existing.tags or {}
+    return (
+        tags.get(TAG_UID) != meta["uid"]
+        and tags.get(TAG_NAMESPACE) == meta["namespace"]
+        and tags.get(TAG_NAME) == meta["name"]
+    )
 
-    ``existing`` is the oldest version tagged with that semver when the caller already looked it up.
+
+async def _registry_conflict(
+    ctx: Context, model: str, version: str, meta: Mapping[str, Any], existing: Any = _UNKNOWN
+) -> str | None:
+    """Who else holds ``version`` of ``model`` in the registry, or None.
+
+    Another owner is a version tagged with another uid that an earlier CR of the same namespace
+    and name did not make (see :func:`_recreated`). ``existing`` is the oldest version tagged with
+    that semver when the caller already looked it up.
     """
     if existing is _UNKNOWN:
         existing = await ctx.registry.run(ops.find_version_by_semver, model, version)
-    owner_uid = (existing.tags or {}).get(TAG_UID) if existing is not None else None
-    return f"a registered version with another owner (uid {owner_uid})" if owner_uid not in (None, uid) else None
+    if existing is None or _recreated(existing, meta):
+        return None
+    owner_uid = (existing.tags or {}).get(TAG_UID)
+    if owner_uid in (None, meta["uid"]):
+        return None
+    owner = (existing.tags or {}).get(TAG_NAMESPACE), (existing.tags or {}).get(TAG_NAME)
+    named = f"ModelVersion {owner[0]}/{owner[1]}, " if all(owner) else ""
+    return f"a registered version with another owner ({named}uid {owner_uid})"
 
 
 def _version_conflict(status: ModelVersionStatus, spec: ModelVersionSpec, conflict: str, gen: int | None) -> None:
@@ -395,7 +427,7 @@ async def register(
     gen = meta.get("generation")
     set_condition(status.conditions, "Trained", "True", "TrainingSucceeded", f"MLflow run {run.info.run_id}", gen)
     assert status.version is not None
-    conflict = await _registry_conflict(ctx, spec.model, status.version, meta["uid"])
+    conflict = await _registry_conflict(ctx, spec.model, status.version, meta)
     if conflict:  # registered by someone else while this version trained
         _version_conflict(status, spec, conflict, gen)
         return

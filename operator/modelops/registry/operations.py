@@ -90,6 +90,12 @@ def find_run_by_uid(client: MlflowClient, experiment: str, uid: str, *, status: 
     return find_run_in_experiment(client, experiment_id, uid, status=status) if experiment_id else None
 
 
+def get_run(client: MlflowClient, run_id: str) -> Run:
+    """The run ``run_id`` (raises ``MlflowException`` RESOURCE_DOES_NOT_EXIST when absent)."""
+    with translate_errors("get_run"):
+        return client.get_run(run_id)
+
+
 def find_versions_by_run(client: MlflowClient, model: str, run_id: str) -> list[ModelVersion]:
     """Versions of registered model ``model`` created from run ``run_id``, oldest first (empty if none)."""
     with translate_errors("find_versions_by_run"):

@@ -355,7 +355,8 @@ class Supervisor:
     def up(self, *, mlflow: bool = True, operator: bool = False, api_port: int = 0, mlflow_port: int = 0) -> bool:
         """Start the sandbox; returns False when one was already running (it is reused).
 
-        Missing requested components (MLflow, operator) are added to a running sandbox. A stale
+        Missing requested components (MLflow, operator) are added to a running sandbox; an
+        operator that outlived its MLflow is restarted against the new one. A stale
         state (some process died) is stopped and started afresh. On any failure, everything
         started is stopped and SandboxError (or KeyboardInterrupt) propagates.
         """
@@ -364,13 +365,17 @@ class Supervisor:
         if not reused and self.state.processes:
             self.down()  # stale: a component died; start from scratch
         try:
-            if mlflow and not self.state.alive("mlflow"):
+            mlflow_restarted = mlflow and not self.state.alive("mlflow")
+            if mlflow_restarted:
                 self.start_mlflow(mlflow_port)  # slowest: let it boot while the rest starts
             if not reused:
                 self.start_apiserver(api_port)
                 self.start_kubelet()
             if mlflow:
                 self.wait_mlflow()
+            if mlflow_restarted and self.state.alive("operator"):
+                # The operator reads MLflow's URL once, at start; a new MLflow has a new port.
+                self.restart_operator()
             if operator and not self.state.alive("operator"):
                 self.start_operator()
         except BaseException:
