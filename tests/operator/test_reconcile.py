@@ -265,3 +265,69 @@ async def test_a_failed_version_stops_saying_mlflow_is_unreachable(logged_runs) 
     conditions = {c["type"]: c for c in status["conditions"]}
     assert status["phase"] == "Failed" and conditions["Trained"]["reason"] == "TrainingFailed"
     assert conditions["RegistryReachable"]["status"] == "True"
+
+
+async def test_a_failed_training_retrains_when_spec_training_changes(logged_runs) -> None:  # noqa: F811
+    from modelops.api.modelversion import ModelVersionSpec
+
+    ctx, kube = _ctx(logged_runs.store)
+    mv = _mv(kube, "uid-retrain", "4.0.0", stage="Development")
+    failed_spec = {
+        **mv["spec"],
+        "training": {**mv["spec"]["training"], "data": {"uri": "sklearn://iris", "target": "nosuchcol"}},
+    }
+    old_hash = modelversion.training_hash(ModelVersionSpec.model_validate(failed_spec))
+    job_name = train_job_name("iris", "4.0.0")
+    mv["status"] = {
+        "version": "4.0.0",
+        "trainingJob": {"name": job_name},
+        "trainingHash": old_hash,
+        "conditions": [
+            {
+                "type": "Trained",
+                "status": "False",
+                "reason": "TrainingFailed",
+                "message": "target column 'nosuchcol' not in dataset",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
+        ],
+    }
+    kube.put(MODELVERSIONS, mv)  # spec.training now has target "target": the user fixed it
+    kube.put(
+        JOBS,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": job_name, "namespace": NS},
+            "spec": {},
+            "status": {"failed": 3, "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimit"}]},
+        },
+    )
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    trained = next(c for c in status["conditions"] if c["type"] == "Trained")
+    assert trained["reason"] == "Retraining" and status["phase"] == "Training"
+    assert kube.count("jobs") == 0  # the failed Job was deleted
+
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    assert next(c for c in status["conditions"] if c["type"] == "Trained")["reason"] == "JobCreated"
+    assert kube.count("jobs") == 1 and status["trainingHash"] != old_hash
+
+    # The same failure with an unchanged spec stays final: no Job deleted, no new one.
+    ctx2, kube2 = _ctx(logged_runs.store)
+    same = _mv(kube2, "uid-final", "4.0.0", stage="Development")
+    same["status"] = {
+        **mv["status"],
+        "trainingHash": modelversion.training_hash(ModelVersionSpec.model_validate(same["spec"])),
+    }
+    kube2.put(MODELVERSIONS, same)
+    kube2.put(JOBS, (await kube.get(JOBS, NS, job_name)) or {})
+    kube2.objects[("jobs", NS, job_name)]["status"] = {
+        "failed": 3,
+        "conditions": [{"type": "Failed", "status": "True"}],
+    }
+    await modelversion.reconcile(ctx2, (await kube2.get(MODELVERSIONS, NS, "iris")) or {})
+    status = (await kube2.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    assert status["phase"] == "Failed" and kube2.count("jobs") == 1
+    assert not [c for c in kube2.calls if c[0] == "delete" and c[1] == "jobs"]

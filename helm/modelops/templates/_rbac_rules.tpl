@@ -24,10 +24,10 @@ Each template is a YAML list of PolicyRules; rbac.yaml includes them.
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
   verbs: ["get", "create", "patch"]
-# operator get, create, patch (reconcile/children.py, reconcile/modelversion.py); kopf list, watch (handler jobs-watch)
+# operator get, create, patch, delete (reconcile/children.py, reconcile/modelversion.py); kopf list, watch (handler jobs-watch)
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # operator get, create, patch (reconcile/children.py, reconcile/modelmonitor.py); kopf list, watch, patch (handler observe, handler reconcile)
 - apiGroups: ["ml.smarthr360.io"]
   resources: ["modelmonitors"]

@@ -362,15 +362,35 @@ async def training_flow(
     job_name = train_job_name(name, status.version)
     experiment = experiment_of(ctx, spec)
     job = await ctx.kube.get(JOBS, ns, job_name)
+    trained = get_condition(status.conditions, "Trained")
+    failed_before = trained is not None and trained.reason == "TrainingFailed"
+    # A failed training is final for its spec; a new spec.training trains again (the hash of
+    # what a Job trains is recorded when the Job is created).
+    retrain = failed_before and status.training_hash not in (None, training_hash(spec))
+    if job is not None and job["metadata"].get("deletionTimestamp"):
+        set_condition(
+            status.conditions, "Trained", "Unknown", "Retraining", f"waiting for the failed Job {job_name} to go", gen
+        )
+        return
+    if job is not None and retrain:
+        await ctx.kube.delete(JOBS, ns, job_name)
+        set_condition(
+            status.conditions,
+            "Trained",
+            "Unknown",
+            "Retraining",
+            f"spec.training changed after a failed training: Job {job_name} deleted, a new one follows",
+            gen,
+        )
+        return
     if job is None:
-        if status.training_job is not None:  # its Job ran before and was garbage-collected (TTL)
+        if status.training_job is not None and not retrain:  # its Job ran and was garbage-collected (TTL)
             run = await find_run(ctx, experiment, uid, "FINISHED")
             if run is not None:
                 await register(ctx, body, spec, status, run, experiment)
                 return
-            trained = get_condition(status.conditions, "Trained")
-            if trained is not None and trained.reason == "TrainingFailed":
-                return  # the failed Job is gone: keep the verdict
+            if failed_before:
+                return  # the failed Job is gone: keep the verdict (a new spec.training retrains)
         manifest = build_training_job(
             ObjectRef.from_body(body), spec, status.version, status.parent_version, ctx.settings
         )
@@ -379,6 +399,7 @@ async def training_flow(
         except Conflict:
             pass
         status.training_job = TrainingJobStatus(name=job_name)
+        status.training_hash = training_hash(spec)
         set_condition(status.conditions, "Trained", "Unknown", "JobCreated", f"training Job {job_name} created", gen)
         return
     job_status = job.get("status") or {}
