@@ -260,3 +260,14 @@ def test_library_imports_neither_kopf_nor_evidently_up_front() -> None:
     code = "import sys, modelops.monitoring; print(sorted(m for m in ('kopf', 'evidently') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_out_of_range_cron_schedules_are_rejected_by_the_spec() -> None:
+    """`61 * * * *` passes the CRD's coarse pattern; the operator's spec validation names it."""
+    from pydantic import ValidationError
+
+    from modelops.api.modelmonitor import ModelMonitorSpec
+
+    with pytest.raises(ValidationError, match="not a valid cron schedule"):
+        ModelMonitorSpec.model_validate({"model": "m", "schedule": "61 * * * *"})
+    assert ModelMonitorSpec.model_validate({"model": "m", "schedule": "*/5 * * * 1-5"}).schedule == "*/5 * * * 1-5"

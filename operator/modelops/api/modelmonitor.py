@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .common import DNS_LABEL, ApiModel, ColumnName, Condition, Resources
 from .modelversion import VersionBump
@@ -125,6 +125,25 @@ class ModelMonitorSpec(ApiModel):
     schedule: str = Field(
         default="0 * * * *", max_length=128, pattern=CRON_PATTERN, description="Cron schedule of the drift CronJob."
     )
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_in_range(cls, value: str) -> str:
+        """Field values in range (``61 * * * *`` matches the CRD's coarse pattern but never fires).
+
+        Checked with croniter (the operator's dependency) when it is installed; the CRD's pattern
+        alone cannot express cron ranges.
+        """
+        try:
+            from croniter import croniter
+        except ImportError:  # pragma: no cover - tools without the operator extra
+            return value
+        if not croniter.is_valid(value):
+            raise ValueError(
+                f"{value!r} is not a valid cron schedule (minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-6)"
+            )
+        return value
+
     suspend: bool = Field(default=False, description="Suspends the CronJob.")
     reference: ReferenceSpec = Field(default_factory=ReferenceSpec, description="Reference data.")
     current: CurrentSpec = Field(default_factory=CurrentSpec, description="Current data.")
