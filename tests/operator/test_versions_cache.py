@@ -223,3 +223,20 @@ def test_a_deployment_scaled_to_zero_does_not_serve() -> None:
         },
     }
     assert deployment_serving(ready)[:2] == ("True", "Available")
+
+
+def test_a_failed_ready_is_a_warning_event_and_progress_is_normal() -> None:
+    from modelops.api.common import Condition, now
+    from modelops.reconcile.status import post_transitions
+
+    posted: list[tuple[str, str]] = []
+
+    def post(body: Any, type_: str, reason: str, message: str) -> None:
+        posted.append((type_, reason))
+
+    t = now()
+    failed = [Condition(type="Ready", status="False", reason="TrainingFailed", last_transition_time=t)]
+    progress = [Condition(type="Ready", status="False", reason="Training", last_transition_time=t)]
+    post_transitions(post, {}, [], failed)
+    post_transitions(post, {}, [], progress)
+    assert posted == [("Warning", "TrainingFailed"), ("Normal", "Training")]

@@ -43,6 +43,11 @@ DEPLOYMENTS = k8s.lookup("deployments")
 OPERATOR_ENV = {"MODELOPS_RECONCILE_INTERVAL_SECONDS": "5", "MODELOPS_MONITOR_POLL_SECONDS": "3"}
 
 
+def _rounded(value: object, digits: int = 3) -> object:
+    """A float rounded for display (the status keeps full precision); anything else unchanged."""
+    return round(value, digits) if isinstance(value, float) else value
+
+
 class DemoError(RuntimeError):
     """A demo step did not reach its goal in time (the message says which and why)."""
 
@@ -294,7 +299,7 @@ class Demo:
         }
         verdict = "[red]drift detected[/]" if drift.get("detected") else "[green]no drift[/]"
         self.console.print(
-            f"  {verdict}: share {drift.get('share')}, drifted columns: "
+            f"  {verdict}: share {_rounded(drift.get('share'))}, drifted columns: "
             f"{', '.join(drift.get('driftedColumns') or []) or 'none'}"
         )
         health = status.get("health") or {}

@@ -35,10 +35,16 @@ from ..registry import operations as ops
 from . import children
 from .context import Context
 from .stages import STAGES, Candidate, Decision, resolve
-from .status import REGISTRY_CONDITION, mark_registry_reachable, parse_status, post_transitions, write_status
+from .status import (
+    FAILED_REASONS,
+    REGISTRY_CONDITION,
+    mark_registry_reachable,
+    parse_status,
+    post_transitions,
+    write_status,
+)
 
 log = logging.getLogger(__name__)
-FAILED_REASONS = {"InvalidSpec", "TrainingFailed", "VersionConflict", "ModelOwnedElsewhere", "RunNotFound"}
 
 
 def _spec(body: Mapping[str, Any]) -> ModelVersionSpec | None:

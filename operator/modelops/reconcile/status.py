@@ -13,6 +13,8 @@ from .context import EventPoster
 
 #: Condition reporting whether MLflow answered the last reconcile (present once it failed).
 REGISTRY_CONDITION = "RegistryReachable"
+#: Condition reasons that make a ModelVersion's phase Failed (see model.summarise).
+FAILED_REASONS = frozenset({"InvalidSpec", "TrainingFailed", "VersionConflict", "ModelOwnedElsewhere", "RunNotFound"})
 
 
 def mark_registry_reachable(conditions: list[Condition], generation: int | None) -> None:
@@ -85,7 +87,13 @@ def post_transitions(post: EventPoster, body: Mapping[str, Any], old: list[Condi
     for cond in new:
         if before.get(cond.type) == (cond.status, cond.reason):
             continue
-        warning = (cond.status == "False" and cond.type in ("Trained", "Registered", "Serving", "Healthy")) or (
-            cond.type == "DriftDetected" and cond.status == "True"
+        warning = (
+            (cond.status == "False" and cond.type in ("Trained", "Registered", "Serving", "Healthy"))
+            or (cond.type == "DriftDetected" and cond.status == "True")
+            or (  # a failure, not progress (Training, RollingOut...)
+                cond.type == "Ready"
+                and cond.status == "False"
+                and (cond.reason in FAILED_REASONS or cond.reason == "ProgressDeadlineExceeded")
+            )
         )
         post(body, "Warning" if warning else "Normal", cond.reason, f"{cond.type}={cond.status}: {cond.message}")
