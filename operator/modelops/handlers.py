@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
 #: id of the kopf index of ModelVersions by (namespace, spec.model); also the handlers' kwarg name.
 INDEX = "modelversions_by_model"
+#: ids of the ModelVersion resync timers: versions in progress, settled versions.
+RESYNC_TIMERS = ("resync", "resync-settled")
 
 
 def _retry_delay(attempt: int) -> float:
@@ -110,13 +112,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     # Two resync timers, by the version's own state: versions in progress every interval,
     # settled ones (registered, status current) every SETTLED_RESYNC_FACTOR intervals; kopf
     # stops one and starts the other when the filter flips.
+    in_progress, settled = RESYNC_TIMERS
     for timer_id, every, when in (
-        ("resync", interval, lambda body, **_: not modelversion.is_settled(body)),
-        (
-            "resync-settled",
-            interval * modelversion.SETTLED_RESYNC_FACTOR,
-            lambda body, **_: modelversion.is_settled(body),
-        ),
+        (in_progress, interval, lambda body, **_: not modelversion.is_settled(body)),
+        (settled, interval * modelversion.SETTLED_RESYNC_FACTOR, lambda body, **_: modelversion.is_settled(body)),
     ):
         kopf.timer(
             GROUP,

@@ -25,7 +25,7 @@ class QuietTimerSuccess(logging.Filter):
     """Drop kopf's per-firing "Timer 'resync…' succeeded." lines (one per ModelVersion per interval:
     thousands an hour that say nothing); failures and every other handler's lines stay."""
 
-    QUIET = frozenset({"Timer 'resync' succeeded.", "Timer 'resync-settled' succeeded."})
+    QUIET = frozenset(f"Timer '{timer}' succeeded." for timer in handlers.RESYNC_TIMERS)
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.levelno <= logging.INFO and record.getMessage() in self.QUIET)

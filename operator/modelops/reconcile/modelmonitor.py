@@ -49,6 +49,7 @@ from ..registry.errors import RegistryUnavailable, is_not_found, translate_error
 from . import children
 from .context import Context
 from .status import (
+    mark_invalid_spec,
     mark_registry_reachable,
     mark_registry_unavailable,
     parse_status,
@@ -172,9 +173,7 @@ async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatu
     try:
         spec = ModelMonitorSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        set_condition(status.conditions, "Ready", "False", "InvalidSpec", f"spec.{where}: {first['msg']}", gen)
+        mark_invalid_spec(status.conditions, exc, gen)
         await write_status(ctx.kube, MODELMONITORS, body, status)
         return status
     status.observed_generation = gen

@@ -32,7 +32,14 @@ from ..registry.errors import ModelOwnedElsewhere, RegistryUnavailable
 from ..registry.semantic import bump_version, is_semver, max_semver
 from .context import Context
 from .model import model_bodies, reconcile_model, summarise
-from .status import mark_registry_reachable, mark_registry_unavailable, parse_status, post_transitions, write_status
+from .status import (
+    mark_invalid_spec,
+    mark_registry_reachable,
+    mark_registry_unavailable,
+    parse_status,
+    post_transitions,
+    write_status,
+)
 
 
 def training_hash(spec: ModelVersionSpec) -> str:
@@ -166,9 +173,7 @@ async def _reconcile_current(ctx: Context, body: dict[str, Any], periodic: bool)
     try:
         spec = ModelVersionSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        set_condition(status.conditions, "Ready", "False", "InvalidSpec", f"spec.{where}: {first['msg']}", generation)
+        mark_invalid_spec(status.conditions, exc, generation)
         status.phase = "Failed"
         status.observed_generation = generation
         await _write(ctx, body, status)

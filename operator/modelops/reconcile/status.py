@@ -35,6 +35,13 @@ def mark_registry_unavailable(conditions: list[Condition], error: Exception, gen
     )
 
 
+def mark_invalid_spec(conditions: list[Condition], error: ValidationError, generation: int | None) -> None:
+    """Set ``Ready=False, reason=InvalidSpec`` naming the first invalid field (``spec.<path>: <message>``)."""
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    set_condition(conditions, "Ready", "False", "InvalidSpec", f"spec.{where}: {first['msg']}", generation)
+
+
 def parse_status(model: type[BaseModel], raw: Mapping[str, Any] | None) -> Any:
     """Parse a stored status; an unreadable one (written by another version) starts empty."""
     try:

@@ -107,10 +107,15 @@ class VersionCache:
         key = model_key(body)
         uid = (body.get("metadata") or {}).get("uid")
         best = dict(body)
-        if key is None or not uid:
+        if key is None or not uid or uid in self._gone:
             return best
-        copies = [b for b in (self.bodies(*key) or []) if b["metadata"].get("uid") == uid]
-        for candidate in copies:
+        candidates: list[Mapping[str, Any]] = []
+        if self._index is not None and key in self._index:  # this object's copy only, nothing copied
+            candidates.extend(b for b in self._index[key] if b["metadata"].get("uid") == uid)
+        remembered = self._seen.get(key, {}).get(uid)
+        if remembered is not None and time.monotonic() - remembered[1] <= REMEMBER_SECONDS:
+            candidates.append(remembered[0])  # last: it wins when freshness is undecidable, as in bodies()
+        for candidate in candidates:
             if at_least_as_fresh(best, candidate) is not True:
                 best = dict(candidate)
         return best
