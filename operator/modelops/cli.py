@@ -63,15 +63,26 @@ def demo(
     once: bool = typer.Option(False, "--once", help="Stop the sandbox at the end instead of waiting for Ctrl-C."),
     state_dir: Path = typer.Option(Path(".sandbox/demo"), help="Sandbox state directory (wiped at start)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the measured results as JSON here."),
+    control_plane: str | None = typer.Option(
+        None, help="real or emulator (default: real when built with `modelops sandbox build`)."),
 ) -> None:
     """Run the whole product on real data in the local sandbox (train, promote, serve, monitor)."""
     from .demo.flow import run_demo
+    from .sandbox.supervisor import CONTROL_PLANES, default_control_plane
+
+    chosen = control_plane or default_control_plane()
+    if chosen not in CONTROL_PLANES:
+        raise typer.BadParameter(f"--control-plane must be one of {', '.join(CONTROL_PLANES)}")
+    if chosen == "emulator" and control_plane is None:
+        typer.echo("Using the API emulator: the real Kubernetes control plane is not built yet. "
+                   "`.venv/bin/modelops sandbox build` builds it once (about 10 min on 2 cores); "
+                   "then `make demo` runs on it.", err=True)
 
     root = Path(__file__).resolve().parents[2]
     if not (root / "manifests" / "samples").is_dir():
         typer.echo("modelops demo runs from a checkout of the repository (it applies manifests/samples/)", err=True)
         raise typer.Exit(2)
-    raise typer.Exit(run_demo(root, state_dir, once, json_out))
+    raise typer.Exit(run_demo(root, state_dir, once, json_out, chosen))
 
 
 @app.command()

@@ -28,6 +28,9 @@ ENV_PREDICTION_LOG_URI = "PREDICTION_LOG_URI"
 ENV_POD_NAME = "POD_NAME"
 #: Listening port override for the model server (the sandbox kubelet sets it per replica).
 ENV_PORT = "MODELOPS_PORT"
+#: Address the model server binds when set (default 0.0.0.0): the sandbox's node gives each pod its
+#: own loopback address and sets it, as a pod network namespace would give the pod its own IP.
+ENV_HOST = "MODELOPS_HOST"
 #: Container port name of the model server (HTTP API and /metrics).
 SERVING_PORT_NAME = "http-metrics"
 SERVING_PORT = 8080

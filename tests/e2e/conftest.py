@@ -1,4 +1,5 @@
-"""End-to-end fixtures: the session sandbox with MLflow and the real operator running against it."""
+"""End-to-end fixtures: the session cluster (the real control plane with the sandbox kubelet as a
+node; the API emulator where it cannot run, with a loud notice) with MLflow and the operator."""
 
 from __future__ import annotations
 
@@ -16,10 +17,16 @@ OPERATOR_ENV = {"MODELOPS_RECONCILE_INTERVAL_SECONDS": "3", "MODELOPS_MONITOR_PO
 
 
 @pytest.fixture(scope="session")
-def operated(sandbox: Sandbox) -> Sandbox:
-    """The session sandbox with MLflow and the operator started (once)."""
-    sandbox.start_operator(OPERATOR_ENV)
-    return sandbox
+def operated(cluster: Sandbox) -> Sandbox:
+    """The session cluster with MLflow and the operator started (once)."""
+    cluster.start_operator(OPERATOR_ENV)
+    return cluster
+
+
+@pytest.fixture
+def namespace(cluster_namespace: str) -> str:
+    """End-to-end tests get their namespace in the session cluster."""
+    return cluster_namespace
 
 
 @pytest.fixture

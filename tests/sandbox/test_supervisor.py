@@ -71,7 +71,7 @@ def test_up_kubectl_logs_url_and_down_leave_nothing_running(tmp_path: Path) -> N
         status = json.loads(cli("sandbox", "status", *opts, "--json").stdout)
         assert all(c["alive"] for c in status["components"].values())
 
-        with Api(str(state.api_url)) as api:
+        with Api(state.connection()) as api:
             api.create(JOBS, {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "hello"},
                               "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
                                   python_container("print('hello from the job')")]}}}})

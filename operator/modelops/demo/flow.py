@@ -69,8 +69,10 @@ class DemoResult:
 class Demo:
     """Runs the steps against a sandbox in ``state_dir``, printing progress on ``console``."""
 
-    def __init__(self, root: Path, state_dir: Path, console: Console, timeout: float = 600.0) -> None:
+    def __init__(self, root: Path, state_dir: Path, console: Console, timeout: float = 600.0,
+                 control_plane: str = "emulator") -> None:
         self.root = root
+        self.control_plane = control_plane
         self.samples = root / "manifests" / "samples"
         self.state_dir = state_dir
         self.console = console
@@ -120,6 +122,10 @@ class Demo:
             raise DemoError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc.stdout
 
+    def apply_command(self) -> list[str]:
+        """``kubectl apply`` as a user types it; the emulator serves no OpenAPI to validate against."""
+        return ["apply"] if self.control_plane == "real" else ["apply", "--validate=false"]
+
     def mv(self, name: str) -> dict[str, Any]:
         """The ModelVersion's current object ({} while absent)."""
         assert self.api is not None
@@ -151,7 +157,7 @@ class Demo:
     # ------------------------------------------------------------------------------- steps
 
     def start(self) -> None:
-        """Step 1: a fresh sandbox (API emulator, kubelet, MLflow) and the operator."""
+        """Step 1: a fresh sandbox (the control plane, real or emulated, the kubelet, MLflow) and the operator."""
         self.console.rule("[bold]1. Sandbox and operator")
         old = Supervisor(self.state_dir)
         if old.state.processes:
@@ -159,14 +165,17 @@ class Demo:
             self.console.print(f"  stopped the previous demo sandbox ({', '.join(stopped) or 'nothing alive'})")
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)  # a fresh registry: the demo's versions are registered anew
-        self.supervisor = Supervisor(self.state_dir, operator_env=OPERATOR_ENV)
-        with self.console.status("starting the API emulator, the kubelet, MLflow (12-30 s) and the operator"):
+        self.supervisor = Supervisor(self.state_dir, operator_env=OPERATOR_ENV, control_plane=self.control_plane)
+        what = ("etcd, kube-apiserver, kube-controller-manager, kube-scheduler" if self.control_plane == "real"
+                else "the API emulator")
+        with self.console.status(f"starting {what}, the kubelet, MLflow (12-30 s) and the operator"):
             started = time.monotonic()
             self.supervisor.up(mlflow=True, operator=True)
         state = self.supervisor.state
-        self.api = k8s.Api(str(state.api_url))
+        self.api = k8s.Api(state.connection())
         self.console.print(
-            f"  [green]✓[/] sandbox up in {time.monotonic() - started:.0f}s: API {state.api_url}, "
+            f"  [green]✓[/] sandbox up in {time.monotonic() - started:.0f}s: {self.control_plane} control plane, "
+            f"API {state.api_url}, "
             f"MLflow {state.mlflow_url}"
         )
 
@@ -174,8 +183,7 @@ class Demo:
         """Step 2: apply 1.0.0 and the monitor with kubectl; wait until 1.0.0 is Ready."""
         self.console.rule("[bold]2. ModelVersion 1.0.0 and ModelMonitor (kubectl apply)")
         out = self.kubectl(
-            "apply",
-            "--validate=false",
+            *self.apply_command(),
             "-n",
             NAMESPACE,
             "-f",
@@ -226,7 +234,7 @@ class Demo:
         self.console.print(
             "  "
             + self.kubectl(
-                "apply", "--validate=false", "-n", NAMESPACE, "-f", str(self.samples / "modelversion-1.1.0.yaml")
+                *self.apply_command(), "-n", NAMESPACE, "-f", str(self.samples / "modelversion-1.1.0.yaml")
             ).strip()
         )
         name, spec = self.spec_of("modelversion-1.1.0.yaml")
@@ -339,10 +347,11 @@ class Demo:
         return self.result
 
 
-def run_demo(root: Path, state_dir: Path, once: bool, json_out: Path | None = None) -> int:
+def run_demo(root: Path, state_dir: Path, once: bool, json_out: Path | None = None,
+             control_plane: str = "emulator") -> int:
     """Entry point for ``modelops demo``; returns the exit code (0 success, 1 a step failed)."""
     console = Console()
-    demo = Demo(root, state_dir, console)
+    demo = Demo(root, state_dir, console, control_plane=control_plane)
     try:
         result = demo.run(once)
     except DemoError as exc:

@@ -18,7 +18,8 @@ import typer
 if TYPE_CHECKING:
     from .supervisor import SandboxState, Supervisor
 
-app = typer.Typer(no_args_is_help=True, help="Local sandbox: API emulator, kubelet, MLflow (and the operator).")
+app = typer.Typer(no_args_is_help=True, help="Local sandbox: the Kubernetes control plane (real or emulated), "
+                                             "a local kubelet, MLflow (and the operator).")
 
 _STATE_HELP = "Sandbox state directory (pids, logs, kubeconfig, MLflow data)."
 
@@ -55,10 +56,20 @@ def up(
     image: list[str] = typer.Option(
         [], help="Extra kubelet image mapping REPOSITORY=ENTRYPOINT (repeatable)."
     ),
+    control_plane: str | None = typer.Option(
+        None, help="real (etcd + upstream kube-apiserver, controller-manager, scheduler; built from Go "
+                   "modules on first use) or emulator. Default: real when built (`modelops sandbox build`)."),
 ) -> None:
     """Start the sandbox (or reuse the one running in the state dir) and print how to reach it."""
     from .kubelet.images import parse_image_option
-    from .supervisor import SandboxError, Supervisor, operator_command_available
+    from .supervisor import CONTROL_PLANES, SandboxError, Supervisor, default_control_plane, operator_command_available
+
+    chosen = control_plane or default_control_plane()
+    if chosen not in CONTROL_PLANES:
+        raise typer.BadParameter(f"--control-plane must be one of {', '.join(CONTROL_PLANES)}")
+    if control_plane is None and chosen == "emulator":
+        typer.echo("control plane: the API emulator (the real one is not built yet: `modelops sandbox build`, "
+                   "about 10 min once, then `--control-plane real` is the default)", err=True)
 
     images = {}
     for option in image:
@@ -71,7 +82,7 @@ def up(
     with_operator = (mlflow and operator_command_available()) if operator is None else operator
     if with_operator and not mlflow:
         raise typer.BadParameter("the operator needs MLflow: drop --no-mlflow or add --no-operator")
-    sup = Supervisor(_state_dir(state_dir), images=images)
+    sup = Supervisor(_state_dir(state_dir), images=images, control_plane=chosen)
     began = time.monotonic()
     try:
         started = sup.up(mlflow=mlflow, operator=with_operator, api_port=api_port, mlflow_port=mlflow_port)
@@ -98,11 +109,24 @@ def _print_summary(sup: Supervisor, started: bool, seconds: float) -> None:
     else:
         typer.echo(f"sandbox already running in {state.state_dir}: reusing it")
     typer.echo(f"kubeconfig: {state.kubeconfig}")
-    typer.echo(f"API:        {state.api_url}")
+    typer.echo(f"API:        {state.api_url} ({state.control_plane} control plane)")
     typer.echo(f"MLflow:     {state.mlflow_url or '(not started)'}")
     typer.echo(f"operator:   {'running' if state.alive('operator') else 'not started'}")
     typer.echo(f"logs:       {sup.logs_dir}")
     typer.echo(f"try:        kubectl --kubeconfig {state.kubeconfig} get ns")
+
+
+@app.command()
+def build() -> None:
+    """Build the real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)
+    from their Go modules into ~/.cache/modelops/kube (once; about 10 min on 2 cores)."""
+    from .controlplane import binaries
+
+    try:
+        typer.echo(f"binaries: {binaries.ensure(typer.echo)}")
+    except binaries.BinariesError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -135,7 +159,7 @@ def status(
         typer.echo(f"kubeconfig: {info['kubeconfig']}")
         for name, comp in info["components"].items():
             flag = "running" if comp["alive"] else "DEAD"
-            typer.echo(f"{name:10s} pid {comp['pid']:<8d} {flag:8s} {comp['url'] or '':32s} {comp['log']}")
+            typer.echo(f"{name:23s} pid {comp['pid']:<8d} {flag:8s} {comp['url'] or '':32s} {comp['log']}")
         if not info["components"]:
             typer.echo("no sandbox components")
     if not sup.running():
@@ -151,7 +175,8 @@ def logs(
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing the latest pod's log."),
     container: str | None = typer.Option(None, "-c", "--container"),
     component: str | None = typer.Option(
-        None, help="Print a component's log instead: apiserver, kubelet, mlflow or operator."
+        None, help="Print a component's log instead: kube-apiserver (or apiserver, the emulator), etcd, "
+                   "kube-controller-manager, kube-scheduler, kubelet, mlflow or operator."
     ),
 ) -> None:
     """Print a pod log (the latest pod of a Job or Deployment), or a component's log."""
@@ -207,7 +232,7 @@ def trigger(
     from .kubelet.cronjobs import trigger_cronjob
 
     state = _running_state(_state_dir(state_dir))
-    with Api(str(state.api_url)) as api:
+    with Api(state.connection()) as api:
         try:
             typer.echo(trigger_cronjob(api, cronjob, namespace))
         except NotFoundError as exc:
@@ -229,7 +254,7 @@ def url(
 
     state = _running_state(_state_dir(state_dir))
     deadline = time.monotonic() + wait
-    with Api(str(state.api_url)) as api:
+    with Api(state.connection()) as api:
         while True:
             try:
                 svc = api.get(SERVICES, service, namespace)

@@ -1,9 +1,11 @@
 """A thin Kubernetes REST client for the sandbox (kubelet, CLI, pytest fixture).
 
 Only what the sandbox needs: get, list, create, JSON merge patch (main resource or a
-subresource such as ``status``), delete and watch, over plain HTTP (the sandbox's API emulator
-has no TLS and no authentication). :class:`Api` is synchronous (httpx.Client), :class:`AsyncApi`
-is for asyncio code (httpx.AsyncClient); both share the request building and error mapping.
+subresource such as ``status``), delete and watch, over plain HTTP to the API emulator (no TLS,
+no authentication) or HTTPS to the real kube-apiserver (a :class:`Connection` read from a
+kubeconfig: CA, client certificate or bearer token). :class:`Api` is synchronous (httpx.Client),
+:class:`AsyncApi` is for asyncio code (httpx.AsyncClient); both share the request building and
+error mapping.
 """
 
 from __future__ import annotations
@@ -17,6 +19,42 @@ from typing import Any
 import httpx
 
 MERGE_PATCH = "application/merge-patch+json"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where and how to reach an API server.
+
+    ``url``: ``http://…`` (emulator) or ``https://…``; ``ca``: CA bundle file to verify the server
+    (None: system default); ``cert``/``key``: client certificate files; ``token``: bearer token.
+    """
+
+    url: str
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    token: str | None = None
+
+    def httpx_options(self) -> dict[str, Any]:
+        """``base_url``, ``verify``, ``cert`` and ``headers`` keyword arguments for an httpx client."""
+        options: dict[str, Any] = {"base_url": self.url.rstrip("/")}
+        if self.ca:
+            import ssl
+
+            context = ssl.create_default_context(cafile=self.ca)
+            if self.cert and self.key:
+                context.load_cert_chain(self.cert, self.key)
+            options["verify"] = context
+        elif self.cert and self.key:
+            options["cert"] = (self.cert, self.key)
+        if self.token:
+            options["headers"] = {"Authorization": f"Bearer {self.token}"}
+        return options
+
+
+def as_connection(target: str | Connection) -> Connection:
+    """A :class:`Connection` for a URL (no credentials) or the connection itself."""
+    return target if isinstance(target, Connection) else Connection(str(target))
 
 
 @dataclass(frozen=True)
@@ -60,6 +98,10 @@ PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
 JOBS = Resource("batch", "v1", "jobs", "Job")
 CRONJOBS = Resource("batch", "v1", "cronjobs", "CronJob")
 DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment")
+NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
+ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
+SERVICEACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
 MODELVERSIONS = Resource("ml.smarthr360.io", "v1alpha1", "modelversions", "ModelVersion")
 MODELMONITORS = Resource("ml.smarthr360.io", "v1alpha1", "modelmonitors", "ModelMonitor")
 
@@ -74,6 +116,10 @@ KNOWN: tuple[Resource, ...] = (
     JOBS,
     CRONJOBS,
     DEPLOYMENTS,
+    NODES,
+    LEASES,
+    ENDPOINTSLICES,
+    SERVICEACCOUNTS,
     MODELVERSIONS,
     MODELMONITORS,
 )
@@ -193,9 +239,10 @@ class Api:
     ``httpx.HTTPError`` when the server cannot be reached.
     """
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
-        self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+    def __init__(self, url: str | Connection, timeout: float = 10.0) -> None:
+        self.connection = as_connection(url)
+        self.url = self.connection.url.rstrip("/")
+        self._http = httpx.Client(timeout=timeout, **self.connection.httpx_options())
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -262,11 +309,12 @@ class Api:
 class AsyncApi:
     """Asynchronous twin of :class:`Api`, plus :meth:`watch`."""
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
-        self.url = url.rstrip("/")
+    def __init__(self, url: str | Connection, timeout: float = 10.0) -> None:
+        self.connection = as_connection(url)
+        self.url = self.connection.url.rstrip("/")
         # Waiting for a free pooled connection is queueing, not failure: with hundreds of Jobs
         # starting at once the kubelet's requests wait their turn instead of raising PoolTimeout.
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(timeout, pool=None))
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, pool=None), **self.connection.httpx_options())
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -324,15 +372,20 @@ class AsyncApi:
         return result
 
     async def list_with_version(
-        self, res: Resource, namespace: str | None = None
+        self, res: Resource, namespace: str | None = None, field_selector: str | None = None
     ) -> tuple[builtins.list[dict[str, Any]], str]:
-        """List objects and return them with the list's ``metadata.resourceVersion`` ("" when absent)."""
-        body = await self.request("GET", res.path(namespace)) or {}
+        """List objects and return them with the list's ``metadata.resourceVersion`` ("" when absent).
+
+        ``field_selector`` (e.g. ``spec.nodeName=sandbox``) is passed to the server as is.
+        """
+        params = {"fieldSelector": field_selector} if field_selector else {}
+        body = await self.request("GET", res.path(namespace), params=params) or {}
         version = str((body.get("metadata") or {}).get("resourceVersion") or "")
         return _items(res, body, None), version
 
     async def watch(
-        self, res: Resource, namespace: str | None = None, resource_version: str | None = None
+        self, res: Resource, namespace: str | None = None, resource_version: str | None = None,
+        field_selector: str | None = None,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Stream ``(event type, object)`` pairs of a watch until the server closes the stream.
 
@@ -342,6 +395,8 @@ class AsyncApi:
         is too old), httpx.HTTPError on connection problems.
         """
         params = {"watch": "true"}
+        if field_selector:
+            params["fieldSelector"] = field_selector
         if resource_version and resource_version.isdigit():
             params["resourceVersion"] = resource_version
         timeout = httpx.Timeout(10.0, read=None)

@@ -1,4 +1,5 @@
-"""Start, track and stop the sandbox's processes: API emulator, kubelet, MLflow, operator.
+"""Start, track and stop the sandbox's processes: the API server (the real control plane or the
+API emulator), the kubelet, MLflow and the operator.
 
 Every component runs as a child process in its own session (process group), with stdout and
 stderr appended to ``<state>/logs/<component>.log`` and the marker env var
@@ -8,7 +9,9 @@ any shell) stops exactly what ``up`` started, then sweeps any process still carr
 marker (pod processes included). The layout of the state dir::
 
     sandbox.json        state file (see SandboxState)
-    kubeconfig          kubeconfig of the API emulator
+    kubeconfig          admin kubeconfig of the API server (the emulator's, or system:masters)
+    operator.kubeconfig the operator's ServiceAccount token (real control plane only)
+    pki/ etcd/ kubeconfigs/   the real control plane's (see modelops.sandbox.controlplane)
     logs/<component>.log
     kubelet/pods/<ns>/<pod>/   pod logs and working dirs (see kubelet.pods)
     mlflow/             sqlite database and artifacts
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,11 +35,16 @@ from typing import Any
 import httpx
 
 from . import mlflow_server, procs
+from .client import Connection
 
 STATE_FILE = "sandbox.json"
 STATE_VERSION = 1
-#: Start order; ``down`` stops in reverse.
-COMPONENTS = ("apiserver", "kubelet", "mlflow", "operator")
+#: Start order; ``down`` stops in reverse. "apiserver" is the API emulator; the real control plane
+#: is etcd, kube-apiserver, kube-controller-manager and kube-scheduler instead.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "apiserver", "kubelet",
+              "mlflow", "operator")
+#: ``--control-plane`` values.
+CONTROL_PLANES = ("real", "emulator")
 DEFAULT_STATE_DIR = Path(".sandbox")
 
 
@@ -65,6 +74,8 @@ class SandboxState:
     kubeconfig: str | None = None
     mlflow_url: str | None = None
     prediction_log_uri: str | None = None
+    control_plane: str = "emulator"
+    operator_kubeconfig: str | None = None
     started_at: float = field(default_factory=time.time)
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     version: int = STATE_VERSION
@@ -88,6 +99,14 @@ class SandboxState:
         tmp.write_text(json.dumps(asdict(self), indent=1))
         tmp.replace(path)
 
+    def connection(self) -> Connection:
+        """How to reach the API server (from the admin kubeconfig; the bare URL without one)."""
+        from .kubeconfig import read_connection
+
+        if self.kubeconfig and Path(self.kubeconfig).exists():
+            return read_connection(Path(self.kubeconfig))
+        return Connection(str(self.api_url))
+
     def alive(self, name: str) -> bool:
         """Whether a recorded component still runs (pid alive and still carrying our marker)."""
         rec = self.processes.get(name)
@@ -98,6 +117,14 @@ def default_crds_dir() -> Path | None:
     """``crds/`` of this checkout, when running from one."""
     candidate = Path(__file__).resolve().parents[3] / "crds"
     return candidate if candidate.is_dir() else None
+
+
+def default_control_plane() -> str:
+    """``real`` when the control plane's binaries are built already, else ``emulator``: the first
+    build takes about ten minutes, so it is never started implicitly (``modelops sandbox build``)."""
+    from .controlplane import binaries
+
+    return "real" if binaries.built() else "emulator"
 
 
 def operator_command_available() -> bool:
@@ -120,6 +147,8 @@ class Supervisor:
     ``apiserver_command``: argv prefix of the API emulator (default ``python -m
     modelops.sandbox.apiserver``); ``--host``, ``--port`` and ``--crds`` are appended.
     ``operator_env``: extra ``MODELOPS_*`` settings for the operator process.
+    ``control_plane``: ``"emulator"`` (the API emulator, default) or ``"real"`` (etcd and the
+    upstream Kubernetes control plane, see :mod:`.controlplane`; our kubelet is then a node).
     """
 
     def __init__(
@@ -134,7 +163,10 @@ class Supervisor:
         start_timeout: float = 60.0,
         apiserver_command: Sequence[str] | None = None,
         operator_env: Mapping[str, str] | None = None,
+        control_plane: str = "emulator",
     ) -> None:
+        if control_plane not in CONTROL_PLANES:
+            raise ValueError(f"control_plane must be one of {CONTROL_PLANES}, not {control_plane!r}")
         self.operator_env = dict(operator_env or {})  # extra MODELOPS_* settings for the operator
         self._operator_extra_env: dict[str, str] = {}
         self.state_dir = Path(state_dir).resolve()
@@ -146,12 +178,13 @@ class Supervisor:
         self.start_timeout = start_timeout
         self.apiserver_command = list(apiserver_command or [sys.executable, "-m", "modelops.sandbox.apiserver"])
         self.marker = procs.marker_value(self.state_dir)
+        self.control_plane = control_plane
         self.state = SandboxState.load(self.state_dir) or self._fresh_state()
         self._popen: dict[str, subprocess.Popen[bytes]] = {}
         self._log_offsets: dict[str, int] = {}
 
     def _fresh_state(self) -> SandboxState:
-        return SandboxState(state_dir=str(self.state_dir), marker=self.marker)
+        return SandboxState(state_dir=str(self.state_dir), marker=self.marker, control_plane=self.control_plane)
 
     # ---------------------------------------------------------------- process plumbing
 
@@ -164,9 +197,13 @@ class Supervisor:
         """The log file of a component."""
         return self.logs_dir / f"{name}.log"
 
+    def api_component(self) -> str:
+        """The process that serves the API: ``kube-apiserver`` or ``apiserver`` (the emulator)."""
+        return "kube-apiserver" if self.state.control_plane == "real" else "apiserver"
+
     def running(self) -> bool:
-        """Whether a sandbox runs in this state dir (API emulator and kubelet alive)."""
-        return self.state.alive("apiserver") and self.state.alive("kubelet")
+        """Whether a sandbox runs in this state dir (API server and kubelet alive)."""
+        return self.state.alive(self.api_component()) and self.state.alive("kubelet")
 
     def _spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None,
                port: int | None = None) -> subprocess.Popen[bytes]:
@@ -245,12 +282,49 @@ class Supervisor:
 
         return write_kubeconfig(self.state_dir / "kubeconfig", url)
 
+    def start_control_plane(self, port: int = 0) -> str:
+        """Start the real control plane, install the CRDs and the operator's RBAC; returns the API URL."""
+        from . import controlplane
+        from .controlplane.install import InstallError, install
+
+        url = controlplane.start(self, port)
+        try:
+            operator_kubeconfig = install(Path(str(self.state.kubeconfig)), self._crds(), self.state_dir,
+                                          controlplane.pki_of(self.state_dir), url)
+        except InstallError as exc:
+            raise SandboxError(f"installing into the control plane failed: {exc}") from exc
+        self.state.operator_kubeconfig = str(operator_kubeconfig)
+        self.state.save()
+        return url
+
+    def restart_component(self, name: str, grace: float = 10.0) -> None:
+        """Stop one component (SIGTERM, SIGKILL after ``grace`` s) and start it again with the same
+        command line, as a crashed static pod or systemd unit comes back. Waits for the kubelet's
+        READY line; other components are not waited for. Raises KeyError for an unknown name."""
+        record = self.state.processes[name]
+        procs.stop_groups([record.pid], grace, self.marker)
+        popen = self._popen.pop(name, None)
+        if popen is not None:
+            popen.poll()
+        process = self._spawn(name, list(record.argv), port=record.port)
+        self.state.processes[name].url = record.url
+        self.state.save()
+        if name == "kubelet":
+            self._wait_line("kubelet", process, "READY", self.start_timeout)
+
     def start_kubelet(self) -> None:
-        """Start the kubelet against the running API emulator and wait for its caches."""
-        if not self.state.api_url:
-            raise SandboxError("the API emulator is not running")
-        argv = [sys.executable, "-m", "modelops.sandbox.kubelet", "--api", self.state.api_url,
-                "--state-dir", str(self.state_dir)]
+        """Start the kubelet against the running API server and wait for its caches.
+
+        With the emulator the kubelet also plays the Job, CronJob and Deployment controllers; with
+        the real control plane it is a node (``--node``) that runs the pods bound to it.
+        """
+        if not self.state.api_url or not self.state.kubeconfig:
+            raise SandboxError("the API server is not running")
+        argv = [sys.executable, "-m", "modelops.sandbox.kubelet", "--state-dir", str(self.state_dir)]
+        if self.state.control_plane == "real":
+            argv += ["--kubeconfig", self.state.kubeconfig, "--node"]
+        else:
+            argv += ["--api", self.state.api_url]
         for repo, entry in self.images.items():
             argv += ["--image", f"{repo}={entry}"]
         argv += self.kubelet_args
@@ -319,12 +393,13 @@ class Supervisor:
         if not operator_command_available():
             raise SandboxError("this installation has no `modelops operator run` command")
         if not (self.state.kubeconfig and self.state.mlflow_url):
-            raise SandboxError("the operator needs the API emulator and MLflow running first")
+            raise SandboxError("the operator needs the API server and MLflow running first")
         predictions = self.state_dir / "predictions"
         predictions.mkdir(parents=True, exist_ok=True)
         health_port, metrics_port = procs.free_port(), procs.free_port()
         settings = {
-            "KUBECONFIG": self.state.kubeconfig,
+            # The real control plane: the operator's own ServiceAccount token, never admin credentials.
+            "KUBECONFIG": self.state.operator_kubeconfig or self.state.kubeconfig,
             "MODELOPS_MLFLOW_TRACKING_URI": self.state.mlflow_url,
             "MODELOPS_PREDICTION_LOG_URI": str(predictions),
             "MODELOPS_HEALTH_PORT": str(health_port),
@@ -364,12 +439,19 @@ class Supervisor:
         reused = self.running()
         if not reused and self.state.processes:
             self.down()  # stale: a component died; start from scratch
+        if not reused:
+            # A fresh cluster, like a fresh emulator: etcd's data does not outlive its sandbox.
+            self.state.control_plane = self.control_plane
+            shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)
         try:
             mlflow_restarted = mlflow and not self.state.alive("mlflow")
             if mlflow_restarted:
                 self.start_mlflow(mlflow_port)  # slowest: let it boot while the rest starts
             if not reused:
-                self.start_apiserver(api_port)
+                if self.state.control_plane == "real":
+                    self.start_control_plane(api_port)
+                else:
+                    self.start_apiserver(api_port)
                 self.start_kubelet()
             if mlflow:
                 self.wait_mlflow()
@@ -385,15 +467,16 @@ class Supervisor:
         return not reused
 
     def down(self, grace: float = 10.0) -> list[str]:
-        """Stop every tracked component (operator and MLflow, then kubelet, then API emulator), then
-        sweep marked processes.
+        """Stop every tracked component (operator and MLflow, then kubelet, then the control plane:
+        scheduler and controller manager, API server, etcd), then sweep marked processes.
 
         Each component's process group gets SIGTERM, then SIGKILL after ``grace`` seconds.
         Returns the names of the components that were running. Removes the state file.
         """
         stopped = [name for name in reversed(COMPONENTS) if self.state.alive(name)]
         # Clients first (together), then the kubelet (it stops its pods on SIGTERM), then the API.
-        for phase in (("operator", "mlflow"), ("kubelet",), ("apiserver",)):
+        for phase in (("operator", "mlflow"), ("kubelet",), ("kube-scheduler", "kube-controller-manager"),
+                      ("apiserver", "kube-apiserver"), ("etcd",)):
             pids = [self.state.processes[n].pid for n in phase if n in self.state.processes]
             procs.stop_groups(pids, grace, self.marker)
             for name in phase:
@@ -407,7 +490,8 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         """Components with pid, alive flag, URL and log path, plus the kubeconfig path."""
-        out: dict[str, Any] = {"state_dir": str(self.state_dir), "kubeconfig": self.state.kubeconfig,
+        out: dict[str, Any] = {"state_dir": str(self.state_dir), "control_plane": self.state.control_plane,
+                               "kubeconfig": self.state.kubeconfig,
                                "api_url": self.state.api_url, "mlflow_url": self.state.mlflow_url,
                                "components": {}}
         for name in COMPONENTS:

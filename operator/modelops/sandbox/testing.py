@@ -10,6 +10,11 @@ Enable it with ``pytest_plugins = ["modelops.sandbox.testing"]`` in the root con
   killed: the children get SIGKILL through PR_SET_PDEATHSIG).
 * ``namespace`` (function): a new namespace named after the test; its workloads and the
   namespace are deleted afterwards, which stops their processes.
+* ``cluster`` (session): the real control plane (etcd, kube-apiserver, kube-controller-manager,
+  kube-scheduler built from their Go modules) with the kubelet as a node, when it can run here;
+  otherwise the ``sandbox`` above, with a loud notice in the test summary. With
+  ``MODELOPS_REQUIRE_REAL_CONTROL_PLANE=1`` (CI) a missing toolchain fails instead.
+  ``cluster_namespace`` is its per-test namespace.
 
 Containers may use the runtime image (``settings.DEFAULT_RUNTIME_IMAGE``: this checkout's
 ``modelops-runtime``) or :data:`TEST_IMAGE`, whose entrypoint is the test interpreter
@@ -21,6 +26,7 @@ from __future__ import annotations
 import atexit
 import builtins
 import json
+import os
 import re
 import subprocess
 import sys
@@ -61,7 +67,7 @@ class Sandbox:
         self.state_dir: Path = supervisor.state_dir
         self.api_url = str(supervisor.state.api_url)
         self.kubeconfig = Path(str(supervisor.state.kubeconfig))
-        self.api = k8s.Api(self.api_url)
+        self.api = k8s.Api(supervisor.state.connection())
 
     # ------------------------------------------------------------------ services
 
@@ -256,14 +262,16 @@ def condition(obj: Mapping[str, Any], ctype: str, status: str = "True") -> dict[
     return None
 
 
-def start_test_sandbox(state_dir: Path) -> Supervisor:
-    """Start emulator + kubelet for tests in ``state_dir`` (MLflow on demand); returns the supervisor."""
+def start_test_sandbox(state_dir: Path, control_plane: str = "emulator") -> Supervisor:
+    """Start the API server (emulator or real) + kubelet for tests in ``state_dir`` (MLflow on demand);
+    returns the supervisor."""
     sup = Supervisor(
         state_dir,
         images={TEST_IMAGE_REPOSITORY: sys.executable},
         kubelet_args=TEST_KUBELET_ARGS,
         pdeathsig=True,
         mlflow_workers=1,
+        control_plane=control_plane,
     )
     # Safety net for a session that ends without fixture teardown: kill whatever carries the marker.
     atexit.register(procs.sweep, sup.marker)
@@ -284,14 +292,81 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         sup.down(grace=5.0)
 
 
-@pytest.fixture
-def namespace(sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace for one test, deleted (with its workloads) afterwards."""
-    name = sandbox.new_namespace(request.node.name.split("[")[0].removeprefix("test_").replace("_", "-"))
+def _test_namespace(box: Sandbox, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = box.new_namespace(request.node.name.split("[")[0].removeprefix("test_").replace("_", "-"))
     try:
         yield name
     finally:
-        sandbox.delete_namespace(name)
+        box.delete_namespace(name)
+
+
+@pytest.fixture
+def namespace(sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test, deleted (with its workloads) afterwards."""
+    yield from _test_namespace(sandbox, request)
+
+
+#: Printed in the test summary when the real control plane could not run.
+_NOTICES: list[str] = []
+REQUIRE_REAL_ENV = "MODELOPS_REQUIRE_REAL_CONTROL_PLANE"
+
+
+def real_control_plane_missing() -> str | None:
+    """Why the real control plane cannot run here (None when it can: built, or checkout + Go)."""
+    from .controlplane import binaries
+
+    if binaries.available():
+        return None
+    if binaries.hack_dir() is None:
+        return "this installation has no hack/kube (not a checkout)"
+    return "the Go toolchain (go) is not on PATH and the binaries are not built"
+
+
+def require_real_control_plane() -> None:
+    """Skip the calling test (fail under ``MODELOPS_REQUIRE_REAL_CONTROL_PLANE=1``) when the real
+    control plane cannot run here."""
+    why = real_control_plane_missing()
+    if why is None:
+        return
+    message = f"REAL CONTROL PLANE NOT TESTED: {why}"
+    if os.environ.get(REQUIRE_REAL_ENV) == "1":
+        pytest.fail(message, pytrace=False)
+    if message not in _NOTICES:
+        _NOTICES.append(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """The real control plane with the kubelet as a node (the reference), or the emulator sandbox
+    when it cannot run here (a loud notice; a failure under MODELOPS_REQUIRE_REAL_CONTROL_PLANE=1)."""
+    why = real_control_plane_missing()
+    if why is not None:
+        message = f"REAL CONTROL PLANE NOT TESTED: {why}; the end-to-end tests ran against the API emulator"
+        if os.environ.get(REQUIRE_REAL_ENV) == "1":
+            pytest.fail(message, pytrace=False)
+        _NOTICES.append(message)
+        yield request.getfixturevalue("sandbox")
+        return
+    sup = start_test_sandbox(tmp_path_factory.mktemp("cluster"), control_plane="real")
+    box = Sandbox(sup)
+    try:
+        yield box
+    finally:
+        box.close()
+        sup.down(grace=5.0)
+
+
+@pytest.fixture
+def cluster_namespace(cluster: Sandbox, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace in :func:`cluster` for one test, deleted afterwards."""
+    yield from _test_namespace(cluster, request)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Repeat every real-control-plane notice at the very end of the run, in red."""
+    for notice in _NOTICES:
+        terminalreporter.write_sep("!", notice, red=True, bold=True)
 
 
 def python_container(code: str, name: str = "main", **extra: Any) -> dict[str, Any]:
@@ -303,9 +378,12 @@ __all__ = [
     "TEST_IMAGE",
     "Sandbox",
     "WaitTimeout",
+    "cluster",
+    "cluster_namespace",
     "condition",
     "namespace",
     "python_container",
+    "require_real_control_plane",
     "sandbox",
     "start_test_sandbox",
 ]

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 
 from modelops.contract import (
+    ENV_HOST,
     ENV_JOB_CONFIG,
     ENV_PORT,
     ENV_PREDICTION_LOG_URI,
@@ -104,7 +105,8 @@ def build_server(
 def main(args: list[str]) -> int:
     """Run the server until SIGTERM/SIGINT; returns the exit code."""
     parser = argparse.ArgumentParser(prog="modelops-runtime serve", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    parser.add_argument("--host", default=os.environ.get(ENV_HOST) or "0.0.0.0",
+                        help=f"address to bind (default ${ENV_HOST}, else 0.0.0.0)")
     parser.add_argument("--port", type=int, default=None, help=f"port (default ${ENV_PORT}, else the config's)")
     parser.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
     parser.add_argument("--log-level", default="info")

@@ -41,6 +41,18 @@ class KubeletConfig:
     grace_max: float = 5.0
     setup_retry_seconds: float = 1.0
     mirror_pods: bool = True
+    #: kubeconfig of the real control plane (None: ``api_url`` is the API emulator's, no auth).
+    kubeconfig: Path | None = None
+    #: Be a node of the real control plane instead of playing the controllers (see :mod:`.node`).
+    node: bool = False
+    node_name: str = "sandbox"
+    #: What the node advertises: the sandbox overcommits (every pod is a process sharing the host),
+    #: so the scheduler never leaves a test's pods Pending for want of requested CPU or memory.
+    node_cpu: str = "32"
+    node_memory: str = "128Gi"
+    node_pods: int = 250
+    #: Port of the HTTPS log endpoint (``kubectl logs``); 0 picks a free one.
+    log_port: int = 0
 
 
 @dataclass

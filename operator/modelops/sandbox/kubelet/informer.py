@@ -31,9 +31,11 @@ def key_of(obj: dict[str, Any]) -> Key:
 class Informer:
     """A cache of one resource's objects, kept current by list + watch."""
 
-    def __init__(self, api: AsyncApi, resource: Resource, relist_seconds: float = 300.0) -> None:
+    def __init__(self, api: AsyncApi, resource: Resource, relist_seconds: float = 300.0,
+                 field_selector: str | None = None) -> None:
         self.api = api
         self.resource = resource
+        self.field_selector = field_selector
         self.relist_seconds = relist_seconds
         self.objects: dict[Key, dict[str, Any]] = {}
         self.synced = asyncio.Event()
@@ -74,13 +76,14 @@ class Informer:
         delay = 0.2
         while True:
             try:
-                items, version = await self.api.list_with_version(self.resource)
+                items, version = await self.api.list_with_version(self.resource, field_selector=self.field_selector)
                 self._replace(items)
                 self.synced.set()
                 delay = 0.2
                 async with asyncio.timeout(self.relist_seconds):
                     # From the list's resourceVersion: nothing between the list and the watch is lost.
-                    async for kind, obj in self.api.watch(self.resource, resource_version=version):
+                    async for kind, obj in self.api.watch(self.resource, resource_version=version,
+                                                             field_selector=self.field_selector):
                         if kind in ("ADDED", "MODIFIED"):
                             self._upsert(obj)
                         elif kind == "DELETED":

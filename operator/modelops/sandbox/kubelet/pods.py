@@ -111,6 +111,8 @@ class LocalPod:
     uid: str = field(default_factory=lambda: secrets.token_hex(16))
     created: float = field(default_factory=time.time)
     port: int | None = None
+    #: The pod's address: 127.0.0.1 with the emulator, its own loopback address on a node.
+    ip: str = "127.0.0.1"
 
     @property
     def spec(self) -> Mapping[str, Any]:
@@ -256,8 +258,8 @@ def _field_ref(pod: LocalPod, path: str) -> str:
         "metadata.uid": pod.uid,
         "spec.nodeName": "sandbox",
         "spec.serviceAccountName": str(pod.spec.get("serviceAccountName") or "default"),
-        "status.podIP": "127.0.0.1",
-        "status.podIPs": "127.0.0.1",
+        "status.podIP": pod.ip,
+        "status.podIPs": pod.ip,
         "status.hostIP": "127.0.0.1",
         "status.hostIPs": "127.0.0.1",
     }

@@ -1,7 +1,9 @@
 """Container probes (httpGet, tcpSocket, exec; grpc is checked as a TCP connect).
 
-Every container port (by number or by name) maps to the single local port the kubelet gave
-the process, because one local process can only listen where ``MODELOPS_PORT`` tells it.
+With the API emulator every container port (by number or by name) maps to the single local port
+the kubelet gave the process on 127.0.0.1 (``MODELOPS_PORT``). As a node of the real control plane
+each pod has its own loopback address and listens on its real container ports: probes go to that
+address and port (``local_port`` None), a named port resolving to its ``containerPort``.
 """
 
 from __future__ import annotations
@@ -17,15 +19,18 @@ from typing import Any
 import httpx
 
 
-def resolve_port(port: Any, container: Mapping[str, Any], local_port: int) -> int | None:
-    """The local port for a probe or Service target port (a number, or a container port name).
+def resolve_port(port: Any, container: Mapping[str, Any], local_port: int | None) -> int | None:
+    """The port for a probe or Service target port (a number, or a container port name).
 
+    ``local_port``: the one port the process listens on (emulator mode), or None for real ports.
     A name that no container port declares gives None (the probe fails, like in Kubernetes).
     """
     if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
-        return local_port
-    names = {str(p.get("name")) for p in container.get("ports") or [] if p.get("name")}
-    return local_port if port in names else None
+        return local_port if local_port is not None else int(port)
+    named = {str(p.get("name")): p.get("containerPort") for p in container.get("ports") or [] if p.get("name")}
+    if port not in named:
+        return None
+    return local_port if local_port is not None else int(named[port])
 
 
 @dataclass
@@ -51,9 +56,10 @@ class ProbeSettings:
 
 
 async def check(
-    probe: Mapping[str, Any], container: Mapping[str, Any], local_port: int, env: Mapping[str, str], timeout: float
+    probe: Mapping[str, Any], container: Mapping[str, Any], local_port: int | None, env: Mapping[str, str],
+    timeout: float, host: str = "127.0.0.1",
 ) -> bool:
-    """Run one probe once; True on success (HTTP 200-399, TCP connect, exec exit 0)."""
+    """Run one probe once against ``host``; True on success (HTTP 200-399, TCP connect, exec exit 0)."""
     if "httpGet" in probe:
         http = probe["httpGet"] or {}
         port = resolve_port(http.get("port"), container, local_port)
@@ -64,7 +70,7 @@ async def check(
         headers = {str(h.get("name")): str(h.get("value")) for h in http.get("httpHeaders") or []}
         try:
             async with httpx.AsyncClient(timeout=timeout, verify=False) as client:
-                response = await client.get(f"{scheme}://127.0.0.1:{port}{path}", headers=headers)
+                response = await client.get(f"{scheme}://{host}:{port}{path}", headers=headers)
         except httpx.HTTPError:
             return False
         return 200 <= response.status_code < 400
@@ -74,7 +80,7 @@ async def check(
         if port is None:
             return False
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
         except (OSError, TimeoutError):
             return False
         writer.close()
@@ -118,12 +124,14 @@ class ProbeLoop:
         self,
         probe: Mapping[str, Any],
         container: Mapping[str, Any],
-        local_port: int,
+        local_port: int | None,
         env: Mapping[str, str],
         period_max: float,
         initial: bool = False,
         notify: asyncio.Event | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host
         self.probe = probe
         self.container = container
         self.local_port = local_port
@@ -145,7 +153,8 @@ class ProbeLoop:
         await asyncio.sleep(self.settings.initial_delay)
         while True:
             began = time.monotonic()
-            ok = await check(self.probe, self.container, self.local_port, self.env, self.settings.timeout)
+            ok = await check(self.probe, self.container, self.local_port, self.env, self.settings.timeout,
+                             self.host)
             if ok:
                 self.successes += 1
                 self.failures = 0

@@ -1,8 +1,10 @@
-"""Service forwarders: a local TCP port per Service port, round-robin over ready replicas.
+"""Service forwarders: a local TCP port per Service port, round-robin over ready endpoints.
 
 In-cluster DNS names do not resolve on the host, so each Service with a selector gets a stable
 local port (kept in ``<state>/kubelet/service-ports.json`` across kubelet restarts) that forwards
-raw TCP to the ready Deployment replicas whose pod labels match the selector. The URL of the
+raw TCP to its ready endpoints: with the API emulator, the Deployment replicas whose pod labels
+match the selector; as a node of the real control plane, the ready endpoints of the Service's
+EndpointSlices (written by kube-controller-manager), like kube-proxy. The URL of the
 first port is written to the annotation ``sandbox.modelops.io/url`` of the Service (all ports,
 by port name or number, as JSON in ``sandbox.modelops.io/urls``); ``modelops sandbox url``
 prints it. A connection arriving while no replica is ready is closed at once (like a refused
@@ -52,10 +54,38 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 writer.write_eof()
 
 
-class Forwarder:
-    """A TCP listener on ``127.0.0.1:local_port`` that forwards each connection to one backend port."""
+Backend = tuple[str, int]  # (address, port)
+#: ``(namespace, service, service port) → ready backends``.
+BackendsFor = Callable[[str, str, Mapping[str, Any]], list[Backend]]
 
-    def __init__(self, local_port: int, backends: Callable[[], list[int]]) -> None:
+
+def slice_backends(slices: Informer) -> BackendsFor:
+    """Backends from EndpointSlices: ready endpoints of the slices labelled with the Service's name,
+    at the slice port whose name is the Service port's name."""
+
+    def backends(namespace: str, service: str, port: Mapping[str, Any]) -> list[Backend]:
+        wanted = str(port.get("name") or "")
+        out: list[Backend] = []
+        for (ns, _), eps in slices.items():
+            labels = (eps.get("metadata") or {}).get("labels") or {}
+            if ns != namespace or labels.get("kubernetes.io/service-name") != service:
+                continue
+            number = next((p.get("port") for p in eps.get("ports") or [] if str(p.get("name") or "") == wanted), None)
+            if number is None:
+                continue
+            for endpoint in eps.get("endpoints") or []:
+                if (endpoint.get("conditions") or {}).get("ready") is False:
+                    continue
+                out += [(str(address), int(number)) for address in endpoint.get("addresses") or []]
+        return sorted(out)
+
+    return backends
+
+
+class Forwarder:
+    """A TCP listener on ``127.0.0.1:local_port`` that forwards each connection to one backend."""
+
+    def __init__(self, local_port: int, backends: Callable[[], list[Backend]]) -> None:
         self.local_port = local_port
         self.backends = backends
         self.server: asyncio.Server | None = None
@@ -77,14 +107,14 @@ class Forwarder:
             self.server = None
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        ports = self.backends()
-        for attempt in range(len(ports)):
-            port = ports[(self._next + attempt) % len(ports)]
+        targets = self.backends()
+        for attempt in range(len(targets)):
+            host, port = targets[(self._next + attempt) % len(targets)]
             try:
-                pair = await asyncio.open_connection("127.0.0.1", port)
+                pair = await asyncio.open_connection(host, port)
             except OSError:
                 continue
-            self._next = (self._next + attempt + 1) % max(len(ports), 1)
+            self._next = (self._next + attempt + 1) % max(len(targets), 1)
             return pair
         return None
 
@@ -105,12 +135,10 @@ class Forwarder:
 class ServiceController:
     """Keeps one :class:`Forwarder` per Service port and the URL annotations current."""
 
-    def __init__(
-        self, ctx: KubeletContext, informer: Informer, endpoints: Callable[[str, Mapping[str, str]], list[int]]
-    ) -> None:
+    def __init__(self, ctx: KubeletContext, informer: Informer, backends_for: BackendsFor) -> None:
         self.ctx = ctx
         self.informer = informer
-        self.endpoints = endpoints
+        self.backends_for = backends_for
         self.forwarders: dict[tuple[str, str, str], Forwarder] = {}
         self.ports_file = ctx.config.state_dir / "kubelet" / "service-ports.json"
         self.saved_ports: dict[str, int] = self._load_ports(self.ports_file)
@@ -129,11 +157,11 @@ class ServiceController:
         self.ports_file.parent.mkdir(parents=True, exist_ok=True)
         self.ports_file.write_text(json.dumps(self.saved_ports, indent=1, sort_keys=True))
 
-    def _backends(self, namespace: str, name: str) -> Callable[[], list[int]]:
-        def backends() -> list[int]:
+    def _backends(self, namespace: str, name: str, key: str) -> Callable[[], list[Backend]]:
+        def backends() -> list[Backend]:
             svc = self.informer.get(namespace, name) or {}
-            selector = (svc.get("spec") or {}).get("selector") or {}
-            return self.endpoints(namespace, selector)
+            port = next((p for p in (svc.get("spec") or {}).get("ports") or [] if port_key(p) == key), None)
+            return self.backends_for(namespace, name, port) if port is not None else []
 
         return backends
 
@@ -174,7 +202,7 @@ class ServiceController:
     async def _start_forwarder(self, key: tuple[str, str, str]) -> Forwarder | None:
         saved = self.saved_ports.get("/".join(key))
         for candidate in (procs.free_port(saved), procs.free_port()):
-            forwarder = Forwarder(candidate, self._backends(key[0], key[1]))
+            forwarder = Forwarder(candidate, self._backends(*key))
             try:
                 await forwarder.start()
             except OSError as exc:

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds etcd, kube-apiserver, kube-controller-manager and kube-scheduler (and, with --kubelet, the
+# kubelet) from their published Go modules into a cache outside the repository:
+#   ${MODELOPS_KUBE_CACHE:-$HOME/.cache/modelops/kube}/<release>/bin
+# Reuses binaries already there. Prints each step and how long it took.
+# Usage: hack/kube/build.sh [--print-bindir]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+release="$(awk '$1 == "k8s.io/kubernetes" {print $2; exit}' "$here/go.mod")"
+etcd_release="$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2; exit}' "$here/go.mod")"
+bindir="${MODELOPS_KUBE_CACHE:-$HOME/.cache/modelops/kube}/$release/bin"
+if [ "${1:-}" = "--print-bindir" ]; then echo "$bindir"; exit 0; fi
+command -v go >/dev/null || { echo "hack/kube/build.sh: the Go toolchain (go) is not on PATH" >&2; exit 2; }
+mkdir -p "$bindir"
+minor="${release#v1.}"; minor="${minor%%.*}"
+ldflags="-s -w \
+ -X k8s.io/component-base/version.gitVersion=$release \
+ -X k8s.io/component-base/version.gitMajor=1 \
+ -X k8s.io/component-base/version.gitMinor=$minor \
+ -X k8s.io/component-base/version.gitTreeState=clean \
+ -X k8s.io/component-base/version.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+declare -A pkgs=(
+  [etcd]=go.etcd.io/etcd/server/v3
+  [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
+  [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
+  [kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler
+)
+order=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+start=$SECONDS
+cd "$here"
+for name in "${order[@]}"; do
+  if [ -x "$bindir/$name" ]; then echo "kube build: $name present ($bindir)"; continue; fi
+  t0=$SECONDS
+  echo "kube build: $name ($release, etcd $etcd_release) from ${pkgs[$name]} ..."
+  flags="$ldflags"
+  [ "$name" = etcd ] && flags="-s -w"
+  CGO_ENABLED=0 go build -trimpath -ldflags "$flags" -o "$bindir/$name.tmp" "${pkgs[$name]}"
+  mv "$bindir/$name.tmp" "$bindir/$name"
+  echo "kube build: $name done in $((SECONDS - t0)) s"
+done
+echo "kube build: all present in $bindir ($((SECONDS - start)) s)"

@@ -1,0 +1,103 @@
+"""Command lines and kubeconfigs of the control-plane processes (pure: paths and ports in, argv out).
+
+The flags follow what kubeadm and controller-runtime's envtest give these components, reduced to a
+single node on loopback: etcd on a client and a peer port of 127.0.0.1; kube-apiserver on a secure
+port of 127.0.0.1 with client-certificate and service-account-token authentication,
+``--authorization-mode=Node,RBAC`` and its default admission plugins; kube-controller-manager and
+kube-scheduler with their own client certificates, elected leaders of one (``--leader-elect=false``
+would hide nothing a single replica needs). The service range is envtest's (``10.0.0.0/24``): its
+addresses are only numbers in Service objects, nothing ever connects to them (the sandbox's Service
+forwarders listen on loopback ports).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .pki import Pki
+
+SERVICE_CIDR = "10.0.0.0/24"
+#: The ``kubernetes`` Service's cluster IP (first address of SERVICE_CIDR).
+KUBERNETES_SERVICE_IP = "10.0.0.1"
+#: Controllers of kube-controller-manager that the sandbox runs: its defaults ("*"), without the
+#: ones that need a cloud provider or real volumes and that would only log errors here.
+CONTROLLERS = "*,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ephemeral-volume,-pv-protection," \
+              "-pvc-protection,-service-lb-controller,-node-ipam-controller,-cloud-node-lifecycle-controller"
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The TCP ports of one control plane on 127.0.0.1."""
+
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+
+    @property
+    def api_url(self) -> str:
+        """``https://127.0.0.1:<apiserver>``."""
+        return f"https://127.0.0.1:{self.apiserver}"
+
+
+def etcd_argv(binary: Path, data_dir: Path, ports: Ports) -> list[str]:
+    """etcd, one member, plain HTTP on loopback (the apiserver is its only client)."""
+    client = f"http://127.0.0.1:{ports.etcd_client}"
+    peer = f"http://127.0.0.1:{ports.etcd_peer}"
+    return [str(binary), "--name=sandbox", f"--data-dir={data_dir}",
+            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=sandbox={peer}", "--initial-cluster-state=new",
+            "--unsafe-no-fsync",  # a throw-away sandbox: fsync costs seconds per write burst on shared disks
+            "--log-level=warn", "--listen-metrics-urls="]
+
+
+def apiserver_argv(binary: Path, pki: Pki, ports: Ports, audit_log: Path | None = None) -> list[str]:
+    """kube-apiserver with real authentication, Node+RBAC authorization and default admission."""
+    argv = [
+        str(binary),
+        "--advertise-address=127.0.0.1", "--bind-address=127.0.0.1", f"--secure-port={ports.apiserver}",
+        f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
+        f"--tls-cert-file={pki.crt('apiserver')}", f"--tls-private-key-file={pki.key('apiserver')}",
+        f"--client-ca-file={pki.ca}",
+        f"--kubelet-client-certificate={pki.crt('apiserver-kubelet-client')}",
+        f"--kubelet-client-key={pki.key('apiserver-kubelet-client')}",
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--service-account-key-file={pki.sa_pub}", f"--service-account-signing-key-file={pki.sa_key}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",  # added to the default set, as kubeadm does
+        "--allow-privileged=true",
+        "--endpoint-reconciler-type=none",  # no kubernetes Service endpoints for a loopback address
+        "--profiling=false",
+        "--v=1",
+    ]
+    if audit_log is not None:
+        argv += [f"--audit-log-path={audit_log}"]
+    return argv
+
+
+def controller_manager_argv(binary: Path, pki: Pki, kubeconfig: Path, ports: Ports) -> list[str]:
+    """kube-controller-manager: the default controllers, service-account tokens, cluster signing."""
+    return [
+        str(binary), f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}", "--bind-address=127.0.0.1",
+        f"--secure-port={ports.controller_manager}", f"--controllers={CONTROLLERS}",
+        "--use-service-account-credentials=true", f"--service-account-private-key-file={pki.sa_key}",
+        f"--root-ca-file={pki.ca}", f"--cluster-signing-cert-file={pki.ca}",
+        f"--cluster-signing-key-file={pki.key('ca')}", "--leader-elect=true",
+        # Faster than the defaults (40 s, 5 min via taint eviction) so the node-failure test ends soon;
+        # the semantics are Kubernetes' own. See docs/sandbox.md.
+        "--node-monitor-grace-period=20s", "--node-monitor-period=2s",
+        "--v=1",
+    ]
+
+
+def scheduler_argv(binary: Path, kubeconfig: Path, ports: Ports) -> list[str]:
+    """kube-scheduler with its default profile."""
+    return [str(binary), f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}", "--bind-address=127.0.0.1",
+            f"--secure-port={ports.scheduler}", "--leader-elect=true", "--v=1"]
