@@ -26,7 +26,8 @@ def test_create_namespace_apply_server_side_explain_and_events(real: Sandbox) ->
     ns = "habits"
     real.kubectl("create", "namespace", ns)
     try:
-        out = real.kubectl("apply", "--server-side", "-n", ns, "-f", str(ROOT / "manifests" / "samples")).stdout
+        # -k: manifests/samples/ holds a kustomization.yaml, which `apply -f DIR` would send as an object.
+        out = real.kubectl("apply", "--server-side", "-n", ns, "-k", str(ROOT / "manifests" / "samples")).stdout
         assert "modelversion.ml.smarthr360.io/breast-cancer-1-0-0 serverside-applied" in out
         mv = json.loads(real.kubectl("get", "mv", "breast-cancer-1-0-0", "-n", ns, "-o", "json").stdout)
         # Defaults from the CRD schema are applied by the real apiserver.

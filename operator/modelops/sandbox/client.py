@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,18 +36,19 @@ class Connection:
     key: str | None = None
     token: str | None = None
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """A TLS context verifying the server against ``ca`` (system CAs without it) and presenting
+        the client certificate when there is one."""
+        context = ssl.create_default_context(cafile=self.ca)
+        if self.cert and self.key:
+            context.load_cert_chain(self.cert, self.key)
+        return context
+
     def httpx_options(self) -> dict[str, Any]:
         """``base_url``, ``verify``, ``cert`` and ``headers`` keyword arguments for an httpx client."""
         options: dict[str, Any] = {"base_url": self.url.rstrip("/")}
-        if self.ca:
-            import ssl
-
-            context = ssl.create_default_context(cafile=self.ca)
-            if self.cert and self.key:
-                context.load_cert_chain(self.cert, self.key)
-            options["verify"] = context
-        elif self.cert and self.key:
-            options["cert"] = (self.cert, self.key)
+        if self.ca or (self.cert and self.key):
+            options["verify"] = self.ssl_context()
         if self.token:
             options["headers"] = {"Authorization": f"Bearer {self.token}"}
         return options
@@ -98,6 +100,7 @@ PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
 JOBS = Resource("batch", "v1", "jobs", "Job")
 CRONJOBS = Resource("batch", "v1", "cronjobs", "CronJob")
 DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment")
+REPLICASETS = Resource("apps", "v1", "replicasets", "ReplicaSet")
 NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
@@ -116,6 +119,7 @@ KNOWN: tuple[Resource, ...] = (
     JOBS,
     CRONJOBS,
     DEPLOYMENTS,
+    REPLICASETS,
     NODES,
     LEASES,
     ENDPOINTSLICES,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from .. import procs
+from ..client import Connection
 from ..kubeconfig import write_tls_kubeconfig
 from . import binaries, components
 from .pki import Pki, ensure_pki
@@ -87,8 +88,8 @@ def start(sup: Supervisor, api_port: int = 0) -> str:
                                  key=pki.key("admin"))
     _spawn(sup, "kube-apiserver", components.apiserver_argv(bindir / "kube-apiserver", pki, ports),
            ports.apiserver, ports.api_url)
-    _wait_ready(sup, "kube-apiserver", f"{ports.api_url}/readyz", timeout, verify=str(pki.ca),
-                cert=(str(pki.crt("admin")), str(pki.key("admin"))))
+    admin_tls = Connection(ports.api_url, ca=str(pki.ca), cert=str(pki.crt("admin")), key=str(pki.key("admin")))
+    _wait_ready(sup, "kube-apiserver", f"{ports.api_url}/readyz", timeout, verify=admin_tls.ssl_context())
     sup.state.api_url = ports.api_url
     sup.state.kubeconfig = str(admin)
     sup.state.control_plane = "real"

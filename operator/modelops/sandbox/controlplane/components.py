@@ -23,7 +23,7 @@ KUBERNETES_SERVICE_IP = "10.0.0.1"
 #: Controllers of kube-controller-manager that the sandbox runs: its defaults ("*"), without the
 #: ones that need a cloud provider or real volumes and that would only log errors here.
 CONTROLLERS = "*,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ephemeral-volume,-pv-protection," \
-              "-pvc-protection,-service-lb-controller,-node-ipam-controller,-cloud-node-lifecycle-controller"
+              "-pvc-protection,-node-ipam-controller"
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,13 @@ does what a kubelet does:
   Lease in ``kube-node-lease`` every 10 s and posts node status every minute, as the real kubelet's
   ``nodeLeaseDurationSeconds=40`` and ``nodeStatusReportFrequency=1m`` do;
 * runs every Pod whose ``spec.nodeName`` is this node as local processes (:mod:`.pods`: images,
-  env, volumes; :mod:`.probes`), one loopback address per pod (``127.1.x.y``, given to the process
-  as ``MODELOPS_HOST``) so that a pod listens on its real containerPort and the EndpointSlices the
-  real controller writes point at it;
+  env, volumes; :mod:`.probes`), each with its own address so that it listens on its real
+  containerPort: the pod IP the API sees is ``10.244.x.y`` (the node's ``podCIDR``), and the
+  process listens on the loopback address ``127.244.x.y`` it maps to (``MODELOPS_HOST``). The real
+  apiserver refuses loopback addresses in EndpointSlices ("may not be in the loopback range"), so
+  the pod IP cannot be the loopback address itself; nothing ever connects to a ``10.244`` address:
+  probes, and the Service forwarders reading EndpointSlices, go to the loopback twin
+  (:func:`loopback_for`);
 * honours ``restartPolicy`` (Always and OnFailure restart with the compressed crash backoff,
   Never runs once) and reports Pod status: phase, the PodReadyToStartContainers, Initialized,
   ContainersReady and Ready conditions, ``containerStatuses`` (waiting reasons, running, terminated
@@ -48,17 +52,28 @@ NODE_LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION_SECONDS = 40
 LEASE_RENEW_SECONDS = 10.0
 NODE_STATUS_SECONDS = 60.0
-#: Pod addresses: 127.1.0.2 … 127.1.255.254 (127.0.0.1 stays the host's).
-POD_NETWORK = ipaddress.ip_network("127.1.0.0/16")
+#: Pod IPs as the API sees them (the node's podCIDR) …
+POD_CIDR = ipaddress.ip_network("10.244.0.0/16")
+#: … and the loopback addresses the pod processes listen on, one to one.
+LOOPBACK_CIDR = ipaddress.ip_network("127.244.0.0/16")
+
+
+def loopback_for(address: str) -> str:
+    """The loopback address a pod IP maps to (``10.244.1.7`` → ``127.244.1.7``); other addresses
+    are returned unchanged. Raises ValueError for a string that is not an IP address."""
+    ip = ipaddress.ip_address(address)
+    if ip not in POD_CIDR:
+        return address
+    return str(LOOPBACK_CIDR.network_address + (int(ip) - int(POD_CIDR.network_address)))
 #: Waiting reasons after which the container will not start without a change (Pod phase stays Pending).
 _FINAL = ("Succeeded", "Failed")
 
 
 class AddressPool:
-    """Loopback addresses for pods, one per pod uid, reused after release."""
+    """Pod IPs (in POD_CIDR), one per pod uid, reused after release."""
 
     def __init__(self) -> None:
-        self._free = (str(ip) for ip in POD_NETWORK.hosts() if not str(ip).endswith((".0", ".1", ".255")))
+        self._free = (str(ip) for ip in POD_CIDR.hosts() if not str(ip).endswith((".0", ".1", ".255")))
         self._released: list[str] = []
         self._by_uid: dict[str, str] = {}
 
@@ -67,7 +82,7 @@ class AddressPool:
         kubelet restart). Raises RuntimeError when the pool is exhausted."""
         if uid in self._by_uid:
             return self._by_uid[uid]
-        if wanted and ipaddress.ip_address(wanted) in POD_NETWORK and wanted not in self._by_uid.values():
+        if wanted and ipaddress.ip_address(wanted) in POD_CIDR and wanted not in self._by_uid.values():
             address = wanted
             with contextlib.suppress(ValueError):
                 self._released.remove(wanted)
@@ -78,7 +93,7 @@ class AddressPool:
             while address and address in self._by_uid.values():
                 address = next(self._free, "")
             if not address:
-                raise RuntimeError("no free pod address left in 127.1.0.0/16")
+                raise RuntimeError(f"no free pod address left in {POD_CIDR}")
         self._by_uid[uid] = address
         return address
 
@@ -118,7 +133,7 @@ def terminated_state(code: int, started: str, finished: str) -> dict[str, Any]:
 class PodWorker:
     """Runs one Pod bound to this node until it ends or is deleted; reports its status."""
 
-    def __init__(self, node: NodeAgent, pod: Mapping[str, Any], address: str) -> None:
+    def __init__(self, node: NodeAgent, pod: Mapping[str, Any], pod_ip: str) -> None:
         self.node = node
         self.ctx = node.ctx
         meta = pod["metadata"]
@@ -127,7 +142,8 @@ class PodWorker:
         self.local = LocalPod(namespace=self.namespace, name=self.name, owner=_owner(pod),
                               template={"metadata": meta, "spec": self.spec}, state_dir=self.ctx.config.state_dir,
                               labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}),
-                              uid=self.uid, ip=address)
+                              uid=self.uid, ip=loopback_for(pod_ip))
+        self.pod_ip = pod_ip
         self.container: Mapping[str, Any] = (self.spec.get("containers") or [{}])[0]
         self.policy = str(self.spec.get("restartPolicy") or "Always")
         self.handle: ProcessHandle | None = None
@@ -162,7 +178,7 @@ class PodWorker:
                            cond("ContainersReady", self.ready), cond("Ready", self.ready),
                            cond("PodScheduled", True)],
             "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}],
-            "podIP": self.local.ip, "podIPs": [{"ip": self.local.ip}],
+            "podIP": self.pod_ip, "podIPs": [{"ip": self.pod_ip}],
             "startTime": self.started,
             "containerStatuses": [container],
             "qosClass": _qos(self.container),
@@ -376,7 +392,8 @@ class NodeAgent:
         """The Node object (metadata and spec) as the kubelet registers it."""
         return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node_name, "labels": {
             "kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
-            "kubernetes.io/arch": _arch(), "node.kubernetes.io/instance-type": "modelops-sandbox"}}, "spec": {}}
+            "kubernetes.io/arch": _arch(), "node.kubernetes.io/instance-type": "modelops-sandbox"}},
+            "spec": {"podCIDR": str(POD_CIDR), "podCIDRs": [str(POD_CIDR)]}}
 
     def node_status(self) -> dict[str, Any]:
         """Node status: capacity (see KubeletConfig.node_cpu/node_memory), conditions, nodeInfo."""

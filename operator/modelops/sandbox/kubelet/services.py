@@ -61,7 +61,9 @@ BackendsFor = Callable[[str, str, Mapping[str, Any]], list[Backend]]
 
 def slice_backends(slices: Informer) -> BackendsFor:
     """Backends from EndpointSlices: ready endpoints of the slices labelled with the Service's name,
-    at the slice port whose name is the Service port's name."""
+    at the slice port whose name is the Service port's name, each pod IP mapped to the loopback
+    address its process listens on (:func:`.node.loopback_for`)."""
+    from .node import loopback_for
 
     def backends(namespace: str, service: str, port: Mapping[str, Any]) -> list[Backend]:
         wanted = str(port.get("name") or "")
@@ -76,7 +78,7 @@ def slice_backends(slices: Informer) -> BackendsFor:
             for endpoint in eps.get("endpoints") or []:
                 if (endpoint.get("conditions") or {}).get("ready") is False:
                     continue
-                out += [(str(address), int(number)) for address in endpoint.get("addresses") or []]
+                out += [(loopback_for(str(address)), int(number)) for address in endpoint.get("addresses") or []]
         return sorted(out)
 
     return backends
