@@ -404,6 +404,8 @@ def _requested_outputs(raw: Any) -> tuple[tuple[str, ...] | None, dict[str, bool
         return None, {}
     if type(raw) is not list or not all(type(o) is dict and type(o.get("name")) is str for o in raw):
         raise MalformedBody("'outputs' must be an array of objects with a string 'name'")
+    if not raw:  # an empty list asks for nothing in particular: all outputs, as when absent
+        return None, {}
     binary: dict[str, bool] = {}
     for output in raw:
         parameters = output.get("parameters") or {}
