@@ -16,8 +16,9 @@ import pytest
 from mlflow.models import infer_signature
 from palmerpenguins import load_penguins
 
-from modelops.contract import PROM_ERRORS, PROM_LATENCY, PROM_PREDICTIONS
+from modelops.contract import ENV_JOB_CONFIG, PROM_ERRORS, PROM_LATENCY, PROM_PREDICTIONS
 from modelops_runtime.serve.limits import ServeLimits
+from modelops_runtime.serve.main import main as serve_main
 from modelops_runtime.train.job import required_inputs
 
 from .serve_support import (
@@ -259,3 +260,13 @@ def test_preds_counted_once_per_200(bc: Running, store: Store) -> None:
     assert bc.client.post("/invocations", json={"dataframe_records": records(X)}).status_code == 200
     after = {c: metric(bc, PROM_PREDICTIONS, model_name=store.bc.name, prediction_class=str(c)) for c in (0, 1)}
     assert sum(after.values()) - sum(before.values()) == 4
+
+
+def test_invalid_limit_setting_is_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        ENV_JOB_CONFIG, '{"model": "m", "registry_version": "1", "version": "1.0.0", "stage": "Staging"}'
+    )
+    monkeypatch.setenv("MODELOPS_SERVE_MAX_ROWS", "0")
+    assert serve_main([]) == 2
+    monkeypatch.delenv("MODELOPS_SERVE_MAX_ROWS")
+    assert serve_main(["--max-body-bytes", "-1"]) == 2

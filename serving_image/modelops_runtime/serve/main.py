@@ -6,7 +6,8 @@ prediction log goes to ``config.prediction_log_uri``, else ``PREDICTION_LOG_URI`
 The server answers liveness at once, loads the model in the background and becomes ready after
 a warm-up prediction. One uvicorn worker; SIGTERM drains requests, then the prediction log is
 flushed, then uvicorn re-raises the signal (the process ends by SIGTERM, status 143, as any
-uvicorn app). Exit codes otherwise: 2 for an invalid config, 1 when the server cannot start.
+uvicorn app). Exit codes otherwise: 2 for an invalid config or limit setting, 1 when the server
+cannot start. Request limits: :class:`~.limits.ServeLimits` (``MODELOPS_SERVE_*``, flags win).
 """
 
 from __future__ import annotations
