@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import uvicorn
 import yaml
 from mlflow.models import infer_signature
 from palmerpenguins import load_penguins
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer
 from sklearn.impute import SimpleImputer
@@ -26,7 +28,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from modelops.contract import ServeConfig
+from modelops.monitoring.prediction_log import read_prediction_log
+from modelops_runtime.serve.httpserver import uvicorn_config
+from modelops_runtime.serve.limits import ServeLimits
 from modelops_runtime.serve.main import Server, build_server
+from modelops_runtime.train.job import required_inputs
 
 PENGUIN_NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
 PENGUIN_CATEGORICAL = ["island", "sex"]
@@ -54,8 +60,11 @@ def mlflow_store(root: Path) -> str:
 
 
 def register(name: str, estimator: Any, X: pd.DataFrame, *, example: bool = True) -> Registered:
-    """Log ``estimator`` (skops, signature, input example) and register it as a new version of ``name``."""
-    signature = infer_signature(X, estimator.predict(X))
+    """Log ``estimator`` (skops, signature, input example) and register it as a new version of ``name``.
+
+    The signature is the one the training job logs (every column required).
+    """
+    signature = required_inputs(infer_signature(X, estimator.predict(X)))
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
             estimator,
@@ -128,11 +137,17 @@ class Running:
 
 
 @contextmanager
-def serving(config: ServeConfig, *, log_uri: str | None = None, **kwargs: Any) -> Iterator[Running]:
-    """Run the app for ``config`` with uvicorn on a free port in a thread; stops (lifespan shutdown) on exit."""
-    server = build_server(config, prediction_log_uri=log_uri, **kwargs)
+def serving(
+    config: ServeConfig, *, log_uri: str | None = None, limits: ServeLimits | None = None, **kwargs: Any
+) -> Iterator[Running]:
+    """Run the app for ``config`` with uvicorn (as the command configures it) on a free port in a thread.
+
+    Stops (lifespan shutdown) on exit.
+    """
+    limits = limits or ServeLimits()
+    server = build_server(config, prediction_log_uri=log_uri, limits=limits, **kwargs)
     port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(server.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    uv = uvicorn.Server(uvicorn_config(server.app, limits, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -147,3 +162,53 @@ def serving(config: ServeConfig, *, log_uri: str | None = None, **kwargs: Any) -
         finally:
             uv.should_exit = True
             thread.join(15)
+
+
+def config_for(model: Registered, version: str = "1.0.0", stage: str = "Production", **kw: Any) -> ServeConfig:
+    return ServeConfig(model=model.name, registry_version=model.version, version=version, stage=stage, **kw)
+
+
+def metric(running: Running, name: str, **labels: str) -> float:
+    """Value of one sample of ``/metrics`` (0 when absent)."""
+    for family in text_string_to_metric_families(running.client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-ready records (NaN → None)."""
+    return [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def v2_columns(frame: pd.DataFrame, datatypes: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    out = []
+    for name, values in frame.items():
+        datatype = (datatypes or {}).get(str(name), "FP64")
+        data = [None if pd.isna(v) else v for v in values.tolist()]
+        out.append({"name": name, "datatype": datatype, "shape": [len(frame)], "data": data})
+    return out
+
+
+class Store:
+    def __init__(self, root: Path, uri: str, bc: Registered, penguins: Registered, old: Registered) -> None:
+        self.root, self.uri, self.bc, self.penguins, self.old = root, uri, bc, penguins, old
+
+
+def use_store(store: Store) -> None:
+    """Point MLflow at ``store`` again (tests reset the process-wide URIs after each test)."""
+    mlflow.set_tracking_uri(store.uri)
+    mlflow.set_registry_uri(store.uri)
+
+
+def wait_for_log(store: Store, model: str, stage: str, ready: Any, timeout: float = 10.0) -> pd.DataFrame:
+    """The last hour of ``model``/``stage``'s prediction log under ``store.root/log``, once ``ready(frame)``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = read_prediction_log(str(store.root / "log"), model, stage, datetime.now(UTC) - timedelta(hours=1))
+        if len(frame) and ready(frame):
+            return frame
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"prediction log has {len(frame)} rows")
+        time.sleep(0.1)

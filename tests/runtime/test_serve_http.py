@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from modelops.contract import (
     ENV_JOB_CONFIG,
@@ -35,81 +33,20 @@ from modelops_runtime.serve.main import main as serve_main
 from .serve_support import (
     Registered,
     Running,
-    breast_cancer_model,
+    Store,
+    config_for,
     free_port,
-    mlflow_store,
-    patch_recorded_sklearn_version,
-    penguins_model,
-    register,
+    metric,
+    records,
     serving,
+    v2_columns,
+    wait_for_log,
 )
 
 HOUR = timedelta(hours=1)
 # The server passes all-numeric inputs as an ndarray in the fitted column order and filters this
 # warning process-wide; pytest resets warning filters per test, so it would reappear here.
 pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")
-
-
-# ----------------------------------------------------------------------------- fixtures
-
-
-class Store:
-    def __init__(self, root: Path, uri: str, bc: Registered, penguins: Registered, old: Registered) -> None:
-        self.root, self.uri, self.bc, self.penguins, self.old = root, uri, bc, penguins, old
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    previous = mlflow.get_tracking_uri()
-    root = tmp_path_factory.mktemp("serve-store")
-    uri = mlflow_store(root)
-    bc = register("breast-cancer", *breast_cancer_model())
-    penguins = register("penguins", *penguins_model())
-    old = register("old-sklearn", *breast_cancer_model())
-    patch_recorded_sklearn_version(old, "0.24.2")
-    yield Store(root, uri, bc, penguins, old)
-    mlflow.set_tracking_uri(previous)
-
-
-def config_for(model: Registered, version: str = "1.0.0", stage: str = "Production", **kw: Any) -> ServeConfig:
-    return ServeConfig(model=model.name, registry_version=model.version, version=version, stage=stage, **kw)
-
-
-@pytest.fixture(scope="module")
-def bc(store: Store) -> Iterator[Running]:
-    with serving(config_for(store.bc, log_flush_seconds=0.2), log_uri=str(store.root / "log")) as running:
-        running.wait_ready()
-        yield running
-
-
-@pytest.fixture(scope="module")
-def penguins(store: Store) -> Iterator[Running]:
-    with serving(config_for(store.penguins, stage="Staging"), log_uri=str(store.root / "log")) as running:
-        running.wait_ready()
-        yield running
-
-
-def metric(running: Running, name: str, **labels: str) -> float:
-    """Value of one sample of ``/metrics`` (0 when absent)."""
-    for family in text_string_to_metric_families(running.client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
-
-
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """JSON-ready records (NaN → None)."""
-    return [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
-
-
-def v2_columns(frame: pd.DataFrame, datatypes: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    out = []
-    for name, values in frame.items():
-        datatype = (datatypes or {}).get(str(name), "FP64")
-        data = [None if pd.isna(v) else v for v in values.tolist()]
-        out.append({"name": name, "datatype": datatype, "shape": [len(frame)], "data": data})
-    return out
 
 
 # ------------------------------------------------------------------------------- health
@@ -356,23 +293,12 @@ def test_server_fault_is_500_counted_and_logged(bc: Running, store: Store) -> No
     assert response.status_code == 500
     assert response.json()["error_code"] == "INTERNAL_ERROR" and "disk on fire" not in response.text
     assert metric(bc, PROM_ERRORS, model_name=store.bc.name, error_type="internal") == before + 1
-    log = _wait_for_log(store, store.bc.name, "Production", lambda f: "boom" in set(f["request_id"]))
+    log = wait_for_log(store, store.bc.name, "Production", lambda f: "boom" in set(f["request_id"]))
     row = log[log["request_id"] == "boom"].iloc[0]
     assert row["status"] == "error" and pd.isna(row["prediction"])
 
 
 # ------------------------------------------------------------------- metrics and the log
-
-
-def _wait_for_log(store: Store, model: str, stage: str, ready: Any, timeout: float = 10.0) -> pd.DataFrame:
-    deadline = time.monotonic() + timeout
-    while True:
-        frame = read_prediction_log(str(store.root / "log"), model, stage, datetime.now(UTC) - HOUR)
-        if len(frame) and ready(frame):
-            return frame
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"prediction log has {len(frame)} rows")
-        time.sleep(0.1)
 
 
 def test_metrics_count_predictions_by_class_and_latency(bc: Running, store: Store) -> None:
@@ -403,7 +329,7 @@ def test_prediction_log_partition_columns_and_feedback(bc: Running, store: Store
     single = bc.client.post(f"/v2/models/{store.bc.name}/infer", json={"id": "one-1", "inputs": v2_columns(X.iloc[:1])})
     assert single.status_code == 200
     ids = {"batch-7:0", "batch-7:1", "batch-7:2", "one-1"}
-    log = _wait_for_log(store, store.bc.name, "Production", lambda f: ids <= set(f["request_id"]))
+    log = wait_for_log(store, store.bc.name, "Production", lambda f: ids <= set(f["request_id"]))
     assert tuple(log.columns[: len(LOG_COLUMNS)]) == LOG_COLUMNS
     assert {LOG_FEATURE_PREFIX + c for c in X.columns} <= set(log.columns)
     rows = log.set_index("request_id").loc[["batch-7:0", "batch-7:1", "batch-7:2"]]

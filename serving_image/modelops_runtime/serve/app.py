@@ -25,18 +25,19 @@ from contextlib import asynccontextmanager
 import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from .errors import InternalError, NotReady, ServeError, mlflow_body, v2_body
+from .limits import read_body
 from .metrics import METRICS_CONTENT_TYPE
-from .service import InferenceService, InferJob
+from .service import BINARY_HEADER_LENGTH, JSON, REQUEST_ID_HEADER, InferenceService, InferJob, InferResult
 
 log = logging.getLogger(__name__)
 
-JSON = "application/json"
-REQUEST_ID_HEADER = "x-request-id"
+#: ``error_type`` of infer requests whose client went away before sending the whole body (no response).
+DISCONNECTED = "client_disconnected"
 #: Requests with more rows than this are predicted in a worker thread.
 INLINE_MAX_ROWS = 32
 
@@ -69,30 +70,47 @@ def create_app(
         inline_max_rows: see the module docstring.
     """
 
-    async def predict(job: InferJob) -> bytes:
+    max_body = service.limits.max_body_bytes
+
+    async def predict(job: InferJob) -> InferResult:
         if job.batch.n_rows <= inline_max_rows:
             return service.run(job)
         return await run_in_threadpool(service.run, job)
 
+    async def body_of(request: Request) -> bytes:
+        headers = request.headers
+        return await read_body(
+            request.stream(), headers.get("content-length"), headers.get("content-encoding"), max_body
+        )
+
     def boundary(
-        render: Callable[[ServeError], bytes], handle: Callable[[Request, _Slot], Awaitable[bytes]]
+        render: Callable[[ServeError], bytes], handle: Callable[[Request, _Slot], Awaitable[InferResult]]
     ) -> Handler:
-        """Wrap an infer handler: map errors to responses and count them in ml_prediction_errors_total."""
+        """Wrap an infer handler: map errors to responses and count them in ml_prediction_errors_total.
+
+        A request is counted (and logged) as predicted only once its response is built, so metrics
+        and the prediction log agree with what the client receives.
+        """
 
         async def endpoint(request: Request) -> Response:
             slot = _Slot()
             try:
-                body = await handle(request, slot)
+                result = await handle(request, slot)
+                response = Response(result.body, media_type=result.media_type, headers=result.headers)
             except ServeError as exc:
                 service.metrics.error(exc.error_type)
                 return _json(render(exc), exc.status)
+            except ClientDisconnect:  # nobody is left to answer (also after a 408 from the protocol)
+                service.metrics.error(DISCONNECTED)
+                return Response(status_code=400)
             except Exception:  # the request boundary: anything else is a server fault → 500 (logged, counted)
                 log.exception("server fault while handling %s %s", request.method, request.url.path)
                 service.metrics.error(InternalError.error_type)
                 service.record_fault(slot.job)
                 return _json(render(InternalError("internal server error; see the server log")), 500)
-            headers = {REQUEST_ID_HEADER: slot.job.request_id} if slot.job is not None else None
-            return _json(body, headers=headers)
+            assert slot.job is not None
+            service.commit(slot.job, result)
+            return response
 
         return endpoint
 
@@ -104,15 +122,19 @@ def create_app(
                 return _json(await handle(request))
             except ServeError as exc:
                 return _json(render(exc), exc.status)
+            except ClientDisconnect:
+                return Response(status_code=400)
 
         return endpoint
 
     # ------------------------------------------------------------------------------- V2
 
-    async def v2_infer(request: Request, slot: _Slot) -> bytes:
-        body = await request.body()
-        p = request.path_params
-        slot.job = service.prepare_v2(p["name"], p.get("version"), body, request.headers.get(REQUEST_ID_HEADER))
+    async def v2_infer(request: Request, slot: _Slot) -> InferResult:
+        body = await body_of(request)
+        p, headers = request.path_params, request.headers
+        slot.job = service.prepare_v2(
+            p["name"], p.get("version"), body, headers.get(REQUEST_ID_HEADER), headers.get(BINARY_HEADER_LENGTH)
+        )
         return await predict(slot.job)
 
     async def live(request: Request) -> Response:
@@ -138,12 +160,12 @@ def create_app(
         return service.model_metadata(p["name"], p.get("version"))
 
     async def feedback(request: Request) -> bytes:
-        return service.feedback(request.path_params.get("name"), await request.body())
+        return service.feedback(request.path_params.get("name"), await body_of(request))
 
     # --------------------------------------------------------------------------- MLflow
 
-    async def invocations(request: Request, slot: _Slot) -> bytes:
-        body = await request.body()
+    async def invocations(request: Request, slot: _Slot) -> InferResult:
+        body = await body_of(request)
         headers = request.headers
         slot.job = service.prepare_invocations(body, headers.get("content-type"), headers.get(REQUEST_ID_HEADER))
         return await predict(slot.job)

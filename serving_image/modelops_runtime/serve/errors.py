@@ -83,6 +83,14 @@ class UnsupportedMediaType(ServeError):
     mlflow_code = "BAD_REQUEST"
 
 
+class TooLarge(ServeError):
+    """The request exceeds a configured limit: body bytes (also after decompression) or rows (HTTP 413)."""
+
+    status = 413
+    error_type = "too_large"
+    mlflow_code = "BAD_REQUEST"
+
+
 class NotFound(ServeError):
     """Unknown model name or version in the URL (HTTP 404)."""
 

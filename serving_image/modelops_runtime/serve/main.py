@@ -6,7 +6,8 @@ prediction log goes to ``config.prediction_log_uri``, else ``PREDICTION_LOG_URI`
 The server answers liveness at once, loads the model in the background and becomes ready after
 a warm-up prediction. One uvicorn worker; SIGTERM drains requests, then the prediction log is
 flushed, then uvicorn re-raises the signal (the process ends by SIGTERM, status 143, as any
-uvicorn app). Exit codes otherwise: 2 for an invalid config, 1 when the server cannot start.
+uvicorn app). Exit codes otherwise: 2 for an invalid config or limit setting, 1 when the server
+cannot start. Request limits: :class:`~.limits.ServeLimits` (``MODELOPS_SERVE_*``, flags win).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from modelops.contract import (
 from modelops.monitoring.prediction_log import PredictionLogger
 
 from .app import INLINE_MAX_ROWS, create_app
+from .httpserver import uvicorn_config
+from .limits import ServeLimits
 from .metrics import ServerMetrics
 from .model import LoadedModel, ModelLoader, ModelState, load_served_model
 from .service import InferenceService
@@ -55,12 +58,14 @@ def build_server(
     *,
     prediction_log_uri: str | None = None,
     inline_max_rows: int = INLINE_MAX_ROWS,
+    limits: ServeLimits | None = None,
 ) -> Server:
     """Assemble the server for ``config`` (nothing starts until the app's lifespan starts).
 
     Args:
         prediction_log_uri: where to log predictions; None = off.
         inline_max_rows: see :mod:`.app`.
+        limits: request limits (defaults and ``MODELOPS_SERVE_*`` when None).
     """
     logger = (
         PredictionLogger(
@@ -76,7 +81,7 @@ def build_server(
     stats = (lambda: (logger.stats.rows_written, logger.stats.rows_dropped)) if logger is not None else None
     metrics = ServerMetrics(config.model, config.version, stats)
     state = ModelState(config.model_uri)
-    service = InferenceService(config, state, metrics, logger)
+    service = InferenceService(config, state, metrics, logger, limits or ServeLimits())
 
     def on_ready(loaded: LoadedModel) -> None:
         service.on_loaded(loaded)
@@ -116,6 +121,21 @@ def main(args: list[str]) -> int:
         default=INLINE_MAX_ROWS,
         help=f"requests with more rows are predicted in a worker thread (default {INLINE_MAX_ROWS})",
     )
+    limit_flags = {
+        "max_body_bytes": int,
+        "max_rows": int,
+        "max_header_bytes": int,
+        "request_timeout_seconds": float,
+        "keep_alive_seconds": int,
+    }
+    for name, kind in limit_flags.items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            default=None,
+            help=f"{ServeLimits.model_fields[name].description} (default ${_env_name(name)}, else "
+            f"{ServeLimits.model_fields[name].default})",
+        )
     ns = parser.parse_args(args)
     logging.basicConfig(
         level=ns.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -129,6 +149,11 @@ def main(args: list[str]) -> int:
     except ValidationError as exc:
         print(f"serve: invalid {ENV_JOB_CONFIG}: {exc}".replace("\n", "; "), file=sys.stderr)
         return EXIT_INVALID_INPUT
+    try:
+        limits = ServeLimits(**{k: v for k in limit_flags if (v := getattr(ns, k)) is not None})
+    except ValidationError as exc:
+        print(f"serve: invalid limits: {exc}".replace("\n", "; "), file=sys.stderr)
+        return EXIT_INVALID_INPUT
     port = ns.port
     if port is None:
         env_port = os.environ.get(ENV_PORT)
@@ -141,26 +166,30 @@ def main(args: list[str]) -> int:
         else:
             port = config.port
     log_uri = config.prediction_log_uri or os.environ.get(ENV_PREDICTION_LOG_URI) or None
-    server = build_server(config, prediction_log_uri=log_uri, inline_max_rows=ns.inline_max_rows)
+    server = build_server(config, prediction_log_uri=log_uri, inline_max_rows=ns.inline_max_rows, limits=limits)
     log.info(
-        "serving %s (version %s, stage %s) on %s:%d; prediction log: %s",
+        "serving %s (version %s, stage %s) on %s:%d; prediction log: %s; limits: %s",
         config.model_uri,
         config.version,
         config.stage,
         ns.host,
         port,
         log_uri or "off",
+        limits.model_dump(),
     )
-    uvicorn_config = uvicorn.Config(
+    uv_config = uvicorn_config(
         server.app,
+        limits,
         host=ns.host,
         port=port,
-        workers=1,
-        lifespan="on",
         access_log=ns.access_log,
         log_config=None,
         log_level=ns.log_level.lower(),
         timeout_graceful_shutdown=20,
     )
-    uvicorn.Server(uvicorn_config).run()
+    uvicorn.Server(uv_config).run()
     return 0
+
+
+def _env_name(field: str) -> str:
+    return f"{ServeLimits.model_config.get('env_prefix', '')}{field}".upper()

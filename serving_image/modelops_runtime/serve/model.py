@@ -20,6 +20,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import sklearn
+import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from packaging.version import InvalidVersion, Version
@@ -95,7 +96,7 @@ def read_metadata(local_path: str) -> ModelMetadata:
         IncompatibleModel: no sklearn flavor, no (column) signature, unsupported column types, or
             no recorded scikit-learn version.
     """
-    model = Model.load(local_path)
+    model = read_mlmodel(local_path)
     flavor = model.flavors.get("sklearn")
     if flavor is None:
         raise IncompatibleModel("the model has no sklearn flavor; only scikit-learn models are served")
@@ -126,6 +127,28 @@ def read_metadata(local_path: str) -> ModelMetadata:
         if isinstance(loaded, pd.DataFrame):
             example = loaded
     return ModelMetadata(local_path, schema, str(trained), example, model.mlflow_version, model.run_id)
+
+
+#: What reading a corrupt MLmodel file raises (yaml errors are ValueErrors' siblings, listed explicitly).
+_MLMODEL_ERRORS = (yaml.YAMLError, OSError, ValueError, TypeError, AttributeError, KeyError, MlflowException)
+
+
+def read_mlmodel(local_path: str) -> Model:
+    """The downloaded model's ``MLmodel`` file, parsed.
+
+    Raises:
+        IncompatibleModel: the file is missing, empty or unreadable (not YAML, not a mapping of
+            flavors): final, the download succeeded, so retrying cannot help.
+    """
+    try:
+        model = Model.load(local_path)
+        if not isinstance(model.flavors, dict) or not all(isinstance(f, dict) for f in model.flavors.values()):
+            raise TypeError("'flavors' is not a mapping of flavor name to settings")
+    except _MLMODEL_ERRORS as exc:
+        raise IncompatibleModel(
+            f"the model's MLmodel file is missing, empty or unreadable: {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
+    return model
 
 
 def check_sklearn_version(trained: str, installed: str = sklearn.__version__) -> None:

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import math
+import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import orjson
@@ -60,11 +64,22 @@ class Prediction:
 
 @dataclass
 class V2Request:
-    """A parsed V2 infer request."""
+    """A parsed V2 infer request.
+
+    Attributes:
+        binary_default: the request's ``parameters.binary_data_output`` (all outputs as binary data).
+        binary: per requested output, its ``parameters.binary_data`` when given (overrides the default).
+    """
 
     id: str | None
     batch: Batch
     outputs: tuple[str, ...] | None
+    binary_default: bool = False
+    binary: dict[str, bool] = field(default_factory=dict)
+
+    def binary_outputs(self, outputs: Sequence[str]) -> frozenset[str]:
+        """Which of ``outputs`` to return as binary tensor data."""
+        return frozenset(o for o in outputs if self.binary.get(o, self.binary_default))
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -81,10 +96,45 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise MalformedBody(f"the request body is not valid JSON: {exc}") from None
+        doc = _loads_with_constants(body, exc)
     if type(doc) is not dict:
         raise MalformedBody(f"the request body is a JSON {json_type_name(doc)}; expected an object")
     return doc
+
+
+def _nan_constant(name: str) -> float | None:
+    # NaN is a missing value (as MLflow's serialisers write it); ±Infinity stays a float that the
+    # column conversion refuses, naming the column.
+    return None if name == "NaN" else float(name)
+
+
+def _loads_with_constants(body: bytes, error: orjson.JSONDecodeError) -> Any:
+    """The JSON that orjson refuses but Python's ``json`` (and so MLflow's scoring server) reads.
+
+    MLflow's serialisers (``ScoringServerClient``, ``convert_input_example_to_serving_input``,
+    ``mlflow models predict``) write a missing value as a bare ``NaN``; Python also reads
+    ``Infinity``, ``-Infinity`` and numbers beyond the float range (``1e999``) as infinities.
+    The result is checked to be something orjson can encode again (no lone surrogates), so
+    nothing downstream meets a string it cannot write.
+
+    Raises:
+        MalformedBody: with orjson's message, when the body is not JSON for Python either.
+    """
+    try:
+        doc = json.loads(body, parse_constant=_nan_constant)
+        orjson.dumps(doc)
+    except (ValueError, RecursionError, TypeError, orjson.JSONEncodeError):
+        raise MalformedBody(f"the request body is not valid JSON: {error}") from None
+    return doc
+
+
+def header_safe(value: str) -> str:
+    """``value`` as an HTTP header value: unchanged when it is printable ASCII without edge spaces, else
+    percent-encoded UTF-8 (so a request id with CR/LF or non-Latin-1 characters cannot break the response).
+    """
+    if value.isascii() and value.isprintable() and value.strip() == value:
+        return value
+    return quote(value, safe="!#$&'()*+,/:;=?@[]~-_.")
 
 
 def _string_list(value: Any, what: str) -> list[str]:
@@ -117,7 +167,7 @@ def v2_datatype_of(values: np.ndarray) -> str:
 # ----------------------------------------------------------------------------------------- V2
 
 
-def parse_v2_infer(body: bytes, schema: InputSchema) -> V2Request:
+def parse_v2_infer(body: bytes, schema: InputSchema, json_length: str | None = None) -> V2Request:
     """Parse a V2 ``infer`` request into a batch.
 
     Column-wise: one tensor per feature, named by column, shape ``[n]`` or ``[n, 1]``.
@@ -125,9 +175,18 @@ def parse_v2_infer(body: bytes, schema: InputSchema) -> V2Request:
     named by ``parameters.columns`` (on the tensor or the request) or else are the signature's
     columns in order (then ``k`` must equal the number of columns).
 
+    Binary tensor data extension: with ``json_length`` (the ``Inference-Header-Content-Length``
+    header) the body is that many bytes of JSON followed by the data of the inputs that declare
+    ``parameters.binary_data_size``, in the order of the inputs (little-endian, row-major; BYTES
+    elements as a 4-byte length and UTF-8 bytes). Float NaN in binary data is a missing value.
+
     Raises:
         MalformedBody, ShapeError, UnknownColumn, MissingColumn, DatatypeError, InputError.
     """
+    binary = b""
+    if json_length is not None:
+        size = _json_length(json_length, len(body))
+        body, binary = body[:size], body[size:]
     doc = parse_json_object(body)
     request_id = doc.get("id")
     if request_id is not None and type(request_id) is not str:
@@ -138,13 +197,26 @@ def parse_v2_infer(body: bytes, schema: InputSchema) -> V2Request:
     parameters = doc.get("parameters") or {}
     if type(parameters) is not dict:
         raise MalformedBody("'parameters' must be an object")
-    outputs = _requested_outputs(doc.get("outputs"))
-    tensors = [_tensor(i, t) for i, t in enumerate(inputs)]
+    binary_default = _flag(parameters, "binary_data_output", "parameters")
+    outputs, binary_outputs = _requested_outputs(doc.get("outputs"))
+    tensors: list[_Tensor] = []
+    offset = 0
+    for i, raw in enumerate(inputs):
+        tensor, offset = _tensor(i, raw, binary, offset)
+        tensors.append(tensor)
+    if offset != len(binary):
+        raise MalformedBody(
+            f"the body has {len(binary)} bytes of binary data after the JSON, but the inputs declare {offset} "
+            "(parameters.binary_data_size)"
+        )
+
+    def request(batch: Batch) -> V2Request:
+        return V2Request(request_id, batch, outputs, binary_default, binary_outputs)
 
     first = tensors[0]
     columns = first.parameters.get("columns", parameters.get("columns"))
     if len(tensors) == 1 and len(first.shape) == 2 and (columns is not None or first.name not in schema.position):
-        return V2Request(request_id, _row_wise(first, columns, schema), outputs)
+        return request(_row_wise(first, columns, schema))
 
     data: dict[str, list[Any]] = {}
     for tensor in tensors:
@@ -159,7 +231,24 @@ def parse_v2_infer(body: bytes, schema: InputSchema) -> V2Request:
         _check_declared(tensor.name, tensor.datatype, values)
         data[tensor.name] = values
     schema.check_names(data, what="input")
-    return V2Request(request_id, schema.from_columns(data), outputs)
+    return request(schema.from_columns(data))
+
+
+def _json_length(header: str, body_length: int) -> int:
+    text = header.strip()
+    if not text.isdigit() or not 0 < int(text) <= body_length:
+        raise MalformedBody(
+            f"Inference-Header-Content-Length must be the length of the JSON part of the body "
+            f"(1 to {body_length}); got {header[:40]!r}"
+        )
+    return int(text)
+
+
+def _flag(parameters: dict[str, Any], key: str, where: str) -> bool:
+    value = parameters.get(key, False)
+    if type(value) is not bool:
+        raise MalformedBody(f"{where}.{key} must be a boolean")
+    return value
 
 
 @dataclass
@@ -171,19 +260,41 @@ class _Tensor:
     parameters: dict[str, Any]
 
     def flat(self) -> list[Any]:
-        """Row-major values, checked against the shape."""
+        """Row-major values, checked against the shape (nested arrays must nest as the shape says)."""
         size = 1
         for dim in self.shape:
             size *= dim
         data = self.data
-        if data and type(data[0]) is list:
-            data = list(chain.from_iterable(data))
+        if data and any(type(v) is list for v in data):
+            data = _flatten(self.name, data)
         if len(data) != size:
             raise ShapeError(f"input '{self.name}' has shape {self.shape} ({size} values) but holds {len(data)} values")
         return data
 
 
-def _tensor(index: int, raw: Any) -> _Tensor:
+def _flatten(name: str, data: list[Any]) -> list[Any]:
+    """Flatten nested arrays level by level; each level must hold only arrays or only values."""
+    level = data
+    while True:
+        kinds = {type(v) is list for v in level}
+        if kinds != {True}:
+            if len(kinds) > 1:
+                raise ShapeError(f"input '{name}' mixes nested arrays and values at the same level of its data")
+            return level
+        level = list(chain.from_iterable(level))
+
+
+#: Binary tensor data: little-endian numpy dtype of each fixed-size V2 datatype.
+BINARY_DTYPES: dict[str, str] = {
+    "BOOL": "u1",
+    **{f"INT{b}": f"<i{b // 8}" for b in (8, 16, 32, 64)},
+    **{f"UINT{b}": f"<u{b // 8}" for b in (8, 16, 32, 64)},
+    **{f"FP{b}": f"<f{b // 8}" for b in (16, 32, 64)},
+}
+
+
+def _tensor(index: int, raw: Any, binary: bytes, offset: int) -> tuple[_Tensor, int]:
+    """One input tensor; its data from JSON, or from ``binary`` at ``offset`` (returns the next offset)."""
     if type(raw) is not dict:
         raise MalformedBody(f"inputs[{index}] must be an object with name, shape, datatype and data")
     name = raw.get("name")
@@ -197,13 +308,61 @@ def _tensor(index: int, raw: Any) -> _Tensor:
         raise MalformedBody(
             f"input '{name}' has datatype {datatype!r}; expected one of {', '.join(sorted(V2_ALLOWED_TYPES))}"
         )
-    data = raw.get("data")
-    if type(data) is not list:
-        raise MalformedBody(f"input '{name}' needs 'data': an array of values")
     parameters = raw.get("parameters") or {}
     if type(parameters) is not dict:
         raise MalformedBody(f"input '{name}': 'parameters' must be an object")
-    return _Tensor(name, shape, datatype, data, parameters)
+    size = parameters.get("binary_data_size")
+    data = raw.get("data")
+    if size is not None:
+        if data is not None:
+            raise MalformedBody(f"input '{name}' has both 'data' and parameters.binary_data_size")
+        if type(size) is not int or size < 0 or offset + size > len(binary):
+            raise MalformedBody(
+                f"input '{name}': parameters.binary_data_size must be a byte count within the "
+                f"{len(binary)} bytes of binary data after the JSON (see Inference-Header-Content-Length)"
+            )
+        data = decode_binary(name, datatype, binary[offset : offset + size])
+        offset += size
+    elif type(data) is not list:
+        raise MalformedBody(f"input '{name}' needs 'data': an array of values")
+    return _Tensor(name, shape, datatype, data, parameters), offset
+
+
+def decode_binary(name: str, datatype: str, raw: bytes) -> list[Any]:
+    """Decode one tensor's binary data into a flat list of Python values (NaN floats are missing values).
+
+    Raises:
+        ShapeError: the byte count is not a whole number of elements.
+        DatatypeError: a BOOL byte other than 0/1, or BYTES that are not UTF-8.
+    """
+    if datatype == "BYTES":
+        values: list[Any] = []
+        offset = 0
+        while offset < len(raw):
+            if offset + 4 > len(raw):
+                raise ShapeError(f"input '{name}': BYTES data ends inside an element's 4-byte length")
+            (length,) = struct.unpack_from("<I", raw, offset)
+            offset += 4
+            if offset + length > len(raw):
+                raise ShapeError(f"input '{name}': a BYTES element of {length} bytes runs past the tensor's data")
+            try:
+                values.append(raw[offset : offset + length].decode("utf-8"))
+            except UnicodeDecodeError:
+                raise DatatypeError(f"input '{name}': a BYTES element is not UTF-8 text") from None
+            offset += length
+        return values
+    dtype = np.dtype(BINARY_DTYPES[datatype])
+    if len(raw) % dtype.itemsize:
+        raise ShapeError(f"input '{name}': {len(raw)} bytes is not a whole number of {datatype} elements")
+    array = np.frombuffer(raw, dtype=dtype)
+    if datatype == "BOOL":
+        if array.size and array.max() > 1:
+            raise DatatypeError(f"input '{name}': BOOL binary data must hold bytes 0 or 1")
+        return array.astype(bool).tolist()
+    if dtype.kind == "f":
+        out = array.astype(np.float64).tolist()
+        return [None if math.isnan(v) else v for v in out] if np.isnan(array).any() else out
+    return array.tolist()
 
 
 def _check_declared(name: str, datatype: str, values: Sequence[Any]) -> None:
@@ -239,12 +398,22 @@ def _row_wise(tensor: _Tensor, columns: Any, schema: InputSchema) -> Batch:
     return schema.from_rows(rows, names)
 
 
-def _requested_outputs(raw: Any) -> tuple[str, ...] | None:
+def _requested_outputs(raw: Any) -> tuple[tuple[str, ...] | None, dict[str, bool]]:
+    """The requested output names and, for those with ``parameters.binary_data``, that flag."""
     if raw is None:
-        return None
+        return None, {}
     if type(raw) is not list or not all(type(o) is dict and type(o.get("name")) is str for o in raw):
         raise MalformedBody("'outputs' must be an array of objects with a string 'name'")
-    return tuple(o["name"] for o in raw)
+    if not raw:  # an empty list asks for nothing in particular: all outputs, as when absent
+        return None, {}
+    binary: dict[str, bool] = {}
+    for output in raw:
+        parameters = output.get("parameters") or {}
+        if type(parameters) is not dict:
+            raise MalformedBody(f"output '{output['name']}': 'parameters' must be an object")
+        if "binary_data" in parameters:
+            binary[output["name"]] = _flag(parameters, "binary_data", f"output '{output['name']}' parameters")
+    return tuple(o["name"] for o in raw), binary
 
 
 def check_outputs(requested: tuple[str, ...] | None, available: Sequence[str]) -> tuple[str, ...]:
@@ -269,33 +438,57 @@ def encode_v2_response(
     prediction: Prediction,
     outputs: Sequence[str],
     classes: list[Any] | None,
-) -> bytes:
-    """Encode a V2 infer response (``predict``: shape ``[n]``; ``predict_proba``: ``[n, n_classes]``, row-major)."""
+    binary: frozenset[str] = frozenset(),
+) -> tuple[bytes, int | None]:
+    """Encode a V2 infer response (``predict``: shape ``[n]``; ``predict_proba``: ``[n, n_classes]``, row-major).
+
+    Args:
+        binary: outputs to send as binary tensor data after the JSON (their JSON has
+            ``parameters.binary_data_size`` instead of ``data``).
+
+    Returns:
+        The body, and the length of its JSON part when binary data follows it (the
+        ``Inference-Header-Content-Length`` header), else None.
+    """
     encoded: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
     pred = prediction.predict
     for name in outputs:
         if name == OUTPUT_PREDICT:
-            encoded.append(
-                {
-                    "name": name,
-                    "datatype": v2_datatype_of(pred),
-                    "shape": [len(pred)],
-                    "data": predictions_as_json(pred),
-                }
-            )
+            datatype = v2_datatype_of(pred)
+            tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": [len(pred)]}
+            if name in binary:
+                chunks.append(encode_binary(datatype, pred))
+                tensor["parameters"] = {"binary_data_size": len(chunks[-1])}
+            else:
+                tensor["data"] = predictions_as_json(pred)
+            encoded.append(tensor)
         elif name == OUTPUT_PROBA and prediction.proba is not None:
             proba = np.ascontiguousarray(prediction.proba, dtype=np.float64)
-            encoded.append(
-                {
-                    "name": name,
-                    "datatype": "FP64",
-                    "shape": list(proba.shape),
-                    "data": proba.ravel(),
-                    "parameters": {"classes": classes},
-                }
-            )
+            tensor = {"name": name, "datatype": "FP64", "shape": list(proba.shape), "parameters": {"classes": classes}}
+            if name in binary:
+                chunks.append(encode_binary("FP64", proba))
+                tensor["parameters"]["binary_data_size"] = len(chunks[-1])
+            else:
+                tensor["data"] = proba.ravel()
+            encoded.append(tensor)
     doc = {"model_name": model_name, "model_version": model_version, "id": request_id, "outputs": encoded}
-    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    head = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not chunks:
+        return head, None
+    return b"".join([head, *chunks]), len(head)
+
+
+def encode_binary(datatype: str, values: np.ndarray) -> bytes:
+    """One output's binary tensor data: little-endian row-major; BYTES as 4-byte length + UTF-8 per element."""
+    if datatype == "BYTES":
+        parts = []
+        for value in values.ravel().tolist():
+            data = str(value).encode("utf-8")
+            parts.append(struct.pack("<I", len(data)))
+            parts.append(data)
+        return b"".join(parts)
+    return np.ascontiguousarray(values, dtype=BINARY_DTYPES[datatype]).tobytes()
 
 
 def v2_model_metadata(

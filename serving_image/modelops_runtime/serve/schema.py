@@ -20,7 +20,8 @@ any type                   ``null`` is a missing value (NaN), handled by the mod
 
 Booleans are never numbers, floats are never strings, and ``"nan"``/``"inf"``/``""`` are not
 numeric strings (use ``null`` for a missing value; in CSV an empty cell, ``NA`` or ``NaN`` is
-missing).
+missing). A bare JSON ``NaN`` is a missing value (read in :mod:`.protocol`); infinite numbers
+(JSON ``Infinity``, ``1e999``, binary data) are refused naming the column.
 """
 
 from __future__ import annotations
@@ -252,6 +253,8 @@ class InputSchema:
             matrix = np.array(rows, dtype=np.float64)
         except OverflowError:
             return None
+        if np.isinf(matrix).any():
+            return None  # the column conversion names the column
         if tuple(names) != self.names:
             matrix = matrix[:, [names.index(n) for n in self.names]]
         for name in self.int_names:
@@ -284,11 +287,12 @@ def convert_column(spec: ColumnSpec, values: Sequence[Any], *, csv: bool = False
                     return np.array(values, dtype=np.int64)
                 except OverflowError:
                     raise DatatypeError(f"column '{spec.name}' has an integer out of the 64-bit range") from None
-            array = np.array(values, dtype=np.float64)
+            array = _float_array(spec, values)
         elif types <= {float, int, _NONE, str}:
-            array = np.array([_parse_number(spec, v) if type(v) is str else v for v in values], dtype=np.float64)
+            array = _float_array(spec, [_parse_number(spec, v) if type(v) is str else v for v in values])
         else:
             _raise_type(spec, values, {float, int, _NONE, str})
+        _check_finite(spec, array)
         if kind in INT_KINDS:
             _check_integral(spec, array)
             if types <= {int, str} and not np.isnan(array).any():
@@ -333,6 +337,22 @@ def _parse_csv_bool(spec: ColumnSpec, text: str | None) -> Any:
     if lowered in ("false", "0"):
         return False
     raise DatatypeError(f"column '{spec.name}' expects boolean values; got {text!r}")
+
+
+def _float_array(spec: ColumnSpec, values: Sequence[Any]) -> np.ndarray:
+    try:
+        return np.array(values, dtype=np.float64)
+    except OverflowError:
+        raise DatatypeError(f"column '{spec.name}' has a number beyond the 64-bit float range") from None
+
+
+def _check_finite(spec: ColumnSpec, array: np.ndarray) -> None:
+    """Refuse ±Infinity (JSON ``Infinity``, ``1e999``, binary data): a model cannot use it and it is not missing."""
+    if np.isinf(array).any():
+        bad = float(array[np.isinf(array)][0])
+        raise DatatypeError(
+            f"column '{spec.name}' expects finite numbers; got {bad} (send null or NaN for a missing value)"
+        )
 
 
 def _check_integral(spec: ColumnSpec, array: np.ndarray) -> None:

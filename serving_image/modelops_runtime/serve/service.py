@@ -25,7 +25,8 @@ from modelops import __version__
 from modelops.contract import LOG_STATUS_OK, ServeConfig
 from modelops.monitoring.prediction_log import FeatureMatrix, PredictionLogger
 
-from .errors import NotFound, NotReady, ShapeError
+from .errors import MalformedBody, NotFound, NotReady, ShapeError, TooLarge
+from .limits import ServeLimits
 from .metrics import ServerMetrics
 from .model import LoadedModel, ModelState, ServedModel
 from .protocol import (
@@ -35,6 +36,7 @@ from .protocol import (
     check_outputs,
     encode_invocations_response,
     encode_v2_response,
+    header_safe,
     parse_feedback,
     parse_invocations,
     parse_v2_infer,
@@ -46,6 +48,13 @@ from .schema import Batch
 #: ``status`` of prediction-log rows whose prediction failed with a server fault.
 LOG_STATUS_ERROR = "error"
 SERVER_NAME = "modelops"
+#: Open Inference Protocol extensions this server implements (``GET /v2``).
+V2_EXTENSIONS = ("binary_tensor_data",)
+JSON = "application/json"
+OCTET_STREAM = "application/octet-stream"
+REQUEST_ID_HEADER = "x-request-id"
+#: Length of the JSON part of a V2 body carrying binary tensor data (binary tensor data extension).
+BINARY_HEADER_LENGTH = "inference-header-content-length"
 
 
 @dataclass
@@ -57,6 +66,7 @@ class InferJob:
         started: ``time.perf_counter()`` when the request was received (latency metric).
         timestamp: epoch seconds of the request (prediction log).
         outputs: V2 outputs to return.
+        binary_outputs: the V2 outputs to return as binary tensor data.
     """
 
     protocol: str
@@ -66,6 +76,26 @@ class InferJob:
     started: float
     timestamp: float
     outputs: tuple[str, ...] = (OUTPUT_PREDICT,)
+    binary_outputs: frozenset[str] = frozenset()
+
+
+@dataclass
+class InferResult:
+    """The response of a predicted request, and what metrics and the log record once it is built.
+
+    Attributes:
+        body: the response body.
+        media_type: its Content-Type.
+        headers: more response headers (request id; the JSON length of a binary V2 response).
+        prediction: the model's output.
+        seconds: server-side latency up to the encoded body.
+    """
+
+    body: bytes
+    media_type: str
+    headers: dict[str, str]
+    prediction: Prediction
+    seconds: float
 
 
 class InferenceService:
@@ -76,12 +106,19 @@ class InferenceService:
         state: the model's load state (filled by the loader).
         metrics: Prometheus metrics.
         logger: prediction log writer, or None when the log is off.
+        limits: rows and request-id limits (defaults when None).
     """
 
     def __init__(
-        self, config: ServeConfig, state: ModelState, metrics: ServerMetrics, logger: PredictionLogger | None
+        self,
+        config: ServeConfig,
+        state: ModelState,
+        metrics: ServerMetrics,
+        logger: PredictionLogger | None,
+        limits: ServeLimits | None = None,
     ) -> None:
         self.config = config
+        self.limits = limits or ServeLimits()
         self.state = state
         self.metrics = metrics
         self.logger = logger
@@ -117,7 +154,7 @@ class InferenceService:
 
     def server_metadata(self) -> bytes:
         """``GET /v2``: server name, version and extensions."""
-        return orjson.dumps({"name": SERVER_NAME, "version": __version__, "extensions": []})
+        return orjson.dumps({"name": SERVER_NAME, "version": __version__, "extensions": list(V2_EXTENSIONS)})
 
     def model_metadata(self, name: str, version: str | None = None) -> bytes:
         """``GET /v2/models/<name>``: inputs (signature columns), outputs and provenance.
@@ -168,17 +205,24 @@ class InferenceService:
 
     # ------------------------------------------------------------------------------ infer
 
-    def prepare_v2(self, name: str, version: str | None, body: bytes, request_id: str | None) -> InferJob:
+    def prepare_v2(
+        self, name: str, version: str | None, body: bytes, request_id: str | None, json_length: str | None = None
+    ) -> InferJob:
         """Parse a V2 infer request (the body's ``id`` wins over the header's request id).
 
+        Args:
+            json_length: the ``Inference-Header-Content-Length`` header (binary tensor data), if any.
+
         Raises:
-            NotFound, NotReady, and the input errors of :func:`~.protocol.parse_v2_infer`.
+            NotFound, NotReady, TooLarge, and the input errors of :func:`~.protocol.parse_v2_infer`.
         """
         started = time.perf_counter()
         model = self.model_or_raise(name, version)
-        request = parse_v2_infer(body, model.schema)
+        request = parse_v2_infer(body, model.schema, json_length)
         outputs = check_outputs(request.outputs, model.outputs)
-        return self._job("v2", model, request.batch, request.id or request_id, started, outputs)
+        job = self._job("v2", model, request.batch, request.id or request_id, started, outputs)
+        job.binary_outputs = request.binary_outputs(outputs)
+        return job
 
     def prepare_invocations(self, body: bytes, content_type: str | None, request_id: str | None) -> InferJob:
         """Parse an MLflow ``/invocations`` request.
@@ -202,11 +246,19 @@ class InferenceService:
     ) -> InferJob:
         if batch.n_rows == 0:
             raise ShapeError("the request holds no rows")
+        if batch.n_rows > self.limits.max_rows:
+            raise TooLarge(f"the request holds {batch.n_rows} rows; the limit is {self.limits.max_rows} (max_rows)")
+        if request_id and len(request_id) > self.limits.max_request_id_chars:
+            raise MalformedBody(
+                f"the request id has {len(request_id)} characters; the limit is {self.limits.max_request_id_chars}"
+            )
         request_id = request_id or f"{self._id_prefix}-{next(self._id_counter)}"
         return InferJob(protocol, model, batch, request_id, started, time.time(), outputs)
 
-    def run(self, job: InferJob) -> bytes:
-        """Predict, count, log and encode a prepared request. CPU-bound; safe to run in a worker thread.
+    def run(self, job: InferJob) -> InferResult:
+        """Predict and encode a prepared request. CPU-bound; safe to run in a worker thread.
+
+        Nothing is counted or logged here: :meth:`commit` does it once the response is built.
 
         Raises:
             RejectedByModel: the estimator rejected the input.
@@ -216,21 +268,29 @@ class InferenceService:
         # they cost nothing extra and go into the prediction log).
         want_proba = OUTPUT_PROBA in job.outputs
         prediction = model.predict(job.batch, want_proba=want_proba)
+        headers = {REQUEST_ID_HEADER: header_safe(job.request_id)}
+        media_type = JSON
         if job.protocol == "v2":
-            body = encode_v2_response(
+            body, json_length = encode_v2_response(
                 model_name=self.config.model,
                 model_version=self.config.version,
                 request_id=job.request_id,
                 prediction=prediction,
                 outputs=job.outputs,
                 classes=model.classes_list,
+                binary=job.binary_outputs,
             )
+            if json_length is not None:
+                headers[BINARY_HEADER_LENGTH] = str(json_length)
+                media_type = OCTET_STREAM
         else:
             body = encode_invocations_response(prediction)
-        seconds = time.perf_counter() - job.started
-        self.metrics.observe(prediction.predict, seconds, classifier=model.classes is not None)
-        self._log(job, prediction, seconds * 1000.0, LOG_STATUS_OK)
-        return body
+        return InferResult(body, media_type, headers, prediction, time.perf_counter() - job.started)
+
+    def commit(self, job: InferJob, result: InferResult) -> None:
+        """Count a request whose response was built (metrics) and append it to the prediction log."""
+        self.metrics.observe(result.prediction.predict, result.seconds, classifier=job.model.classes is not None)
+        self._log(job, result.prediction, result.seconds * 1000.0, LOG_STATUS_OK)
 
     def record_fault(self, job: InferJob | None) -> None:
         """Log the rows of a request that failed with a server fault (status ``error``) when they were parsed."""

@@ -188,7 +188,7 @@ def train_and_log(config: TrainJobConfig, run_id: str) -> Outcome:
         raise InvalidInput(f"{config.estimator} cannot be saved with skops under the trusted types: {exc}") from exc
     complete = x_train.dropna()
     example = (complete if len(complete) else x_train).head(INPUT_EXAMPLE_ROWS)
-    signature = optional_inputs(infer_signature(x_train, model.predict(x_train.head(INPUT_EXAMPLE_ROWS))))
+    signature = required_inputs(infer_signature(x_train, model.predict(x_train.head(INPUT_EXAMPLE_ROWS))))
     started = time.perf_counter()
     info = mlflow.sklearn.log_model(
         model,
@@ -219,11 +219,13 @@ def train_and_log(config: TrainJobConfig, run_id: str) -> Outcome:
     return Outcome(run_id=run_id, metrics=metrics, result=result)
 
 
-def optional_inputs(signature: Any) -> Any:
-    """``signature`` with every input column marked optional: the pipeline imputes missing values.
+def required_inputs(signature: Any) -> Any:
+    """``signature`` with every input column marked required: a request must name every feature.
 
-    MLflow infers ``required`` from the training data (a column without NaN becomes required),
-    which would make a pyfunc server reject a request with a missing value the model handles.
+    MLflow infers ``required=False`` for a column that has NaN in the training data, and a model
+    server then fills the column with missing values when a request leaves it out: a client that
+    forgot a column would get predictions from imputed values. Missing *values* need no such flag:
+    a null in a present column is accepted (MLflow enforces ``required`` on presence only).
     """
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
@@ -231,8 +233,8 @@ def optional_inputs(signature: Any) -> Any:
     inputs = signature.inputs
     if inputs is None or not all(isinstance(col, ColSpec) for col in inputs.inputs):
         return signature
-    relaxed = Schema([ColSpec(col.type, col.name, required=False) for col in inputs.inputs])
-    return ModelSignature(inputs=relaxed, outputs=signature.outputs, params=signature.params)
+    strict = Schema([ColSpec(col.type, col.name, required=True) for col in inputs.inputs])
+    return ModelSignature(inputs=strict, outputs=signature.outputs, params=signature.params)
 
 
 def pip_requirements() -> list[str]:

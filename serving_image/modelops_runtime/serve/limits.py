@@ -1,0 +1,105 @@
+"""The model server's request limits, and reading a request body within them.
+
+:class:`ServeLimits` is read from ``MODELOPS_SERVE_*`` environment variables (the ``serve``
+command's flags override them); see docs/serving.md, "Limits". Where they are enforced:
+
+* ``max_header_bytes`` and ``request_timeout_seconds``: by the HTTP protocol
+  (:mod:`.httpserver`), before the app sees the request (431 and 408);
+* ``keep_alive_seconds``: uvicorn's ``timeout_keep_alive`` (idle connections are closed);
+* ``max_body_bytes``: by :func:`read_body` on the raw body (the Content-Length header is checked
+  before anything is read) and again on the decompressed body (413);
+* ``max_rows``: after parsing, before predicting (413);
+* ``max_request_id_chars``: the request id (V2 ``id`` or ``X-Request-ID``), before predicting (400).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterator
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import MalformedBody, TooLarge, UnsupportedMediaType
+
+MIB = 1024 * 1024
+#: Content-Encoding values accepted on request bodies (``identity`` = none).
+CONTENT_ENCODINGS = ("gzip", "deflate", "identity")
+
+
+class ServeLimits(BaseSettings):
+    """Limits of one model server (environment: ``MODELOPS_SERVE_<FIELD>``, e.g. ``MODELOPS_SERVE_MAX_ROWS``)."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELOPS_SERVE_", frozen=True)
+
+    max_body_bytes: int = Field(
+        default=32 * MIB, gt=0, description="Largest request body in bytes, compressed and decompressed (413)."
+    )
+    max_rows: int = Field(default=100_000, gt=0, description="Most rows in one infer request (413).")
+    max_header_bytes: int = Field(
+        default=64 * 1024, gt=0, description="Largest request line plus headers in bytes (431)."
+    )
+    request_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Time a client has to send a whole request, from its first byte or from connecting (408).",
+    )
+    keep_alive_seconds: int = Field(default=5, gt=0, description="Idle keep-alive connections are closed after this.")
+    max_request_id_chars: int = Field(default=256, gt=0, description="Longest request id (400).")
+
+
+async def read_body(
+    stream: AsyncIterator[bytes], content_length: str | None, content_encoding: str | None, limit: int
+) -> bytes:
+    """Read a request body of at most ``limit`` bytes, then undo its Content-Encoding (gzip/deflate).
+
+    Args:
+        stream: the body's chunks (Starlette's ``request.stream()``).
+        content_length, content_encoding: the request's headers (None when absent).
+        limit: ``max_body_bytes``; applies to the raw and to the decompressed body.
+
+    Raises:
+        TooLarge: Content-Length, the bytes received, or the decompressed size exceed ``limit``.
+        UnsupportedMediaType: a Content-Encoding other than gzip, deflate or identity.
+        MalformedBody: the compressed body is corrupt.
+    """
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding not in CONTENT_ENCODINGS:
+        raise UnsupportedMediaType(
+            f"unsupported Content-Encoding {content_encoding!r}; use one of {', '.join(CONTENT_ENCODINGS)}"
+        )
+    if content_length is not None and content_length.strip().isdigit() and int(content_length) > limit:
+        raise TooLarge(f"the request body has {int(content_length)} bytes; the limit is {limit} (max_body_bytes)")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the request body exceeds the limit of {limit} bytes (max_body_bytes)")
+        chunks.append(chunk)
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return body if encoding == "identity" else decompress(body, encoding, limit)
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Decode a gzip or deflate body (deflate: zlib-wrapped as HTTP specifies, or raw), at most ``limit`` bytes out.
+
+    Raises:
+        TooLarge: the decompressed body exceeds ``limit`` (a decompression bomb stops there).
+        MalformedBody: the data is not valid for the encoding.
+    """
+    attempts = (zlib.MAX_WBITS | 16,) if encoding == "gzip" else (zlib.MAX_WBITS, -zlib.MAX_WBITS)
+    error: zlib.error | None = None
+    for wbits in attempts:
+        decoder = zlib.decompressobj(wbits)
+        try:
+            out = decoder.decompress(body, limit + 1)
+        except zlib.error as exc:
+            error = exc
+            continue
+        if len(out) > limit or decoder.unconsumed_tail:
+            raise TooLarge(f"the decompressed request body exceeds the limit of {limit} bytes (max_body_bytes)")
+        if not decoder.eof:
+            raise MalformedBody(f"the {encoding} request body is truncated")
+        return out
+    raise MalformedBody(f"the request body is not valid {encoding} data: {error}")
