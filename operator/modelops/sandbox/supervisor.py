@@ -297,20 +297,34 @@ class Supervisor:
         self.state.save()
         return url
 
-    def restart_component(self, name: str, grace: float = 10.0) -> None:
-        """Stop one component (SIGTERM, SIGKILL after ``grace`` s) and start it again with the same
-        command line, as a crashed static pod or systemd unit comes back. Waits for the kubelet's
-        READY line; other components are not waited for. Raises KeyError for an unknown name."""
+    def stop_component(self, name: str, grace: float = 10.0) -> None:
+        """Stop one component (SIGTERM, SIGKILL after ``grace`` s); its record stays for
+        :meth:`start_component`. Raises KeyError for a component that was never started."""
         record = self.state.processes[name]
         procs.stop_groups([record.pid], grace, self.marker)
         popen = self._popen.pop(name, None)
         if popen is not None:
             popen.poll()
+
+    def start_component(self, name: str) -> None:
+        """Start a stopped component again with its recorded command line (same ports), as a crashed
+        static pod or systemd unit comes back; waits for the kubelet's READY line and the API
+        server's /readyz, not for the others. Raises KeyError for an unknown name."""
+        record = self.state.processes[name]
         process = self._spawn(name, list(record.argv), port=record.port)
         self.state.processes[name].url = record.url
         self.state.save()
         if name == "kubelet":
             self._wait_line("kubelet", process, "READY", self.start_timeout)
+        elif name == "kube-apiserver":
+            from .controlplane import wait_api_ready
+
+            wait_api_ready(self, max(self.start_timeout, 90.0))
+
+    def restart_component(self, name: str, grace: float = 10.0) -> None:
+        """:meth:`stop_component` then :meth:`start_component`."""
+        self.stop_component(name, grace)
+        self.start_component(name)
 
     def start_kubelet(self) -> None:
         """Start the kubelet against the running API server and wait for its caches.

@@ -56,6 +56,14 @@ def _wait_ready(sup: Supervisor, name: str, url: str, timeout: float, **httpx_op
     raise SandboxError(f"{name} not ready at {url} after {timeout:.0f}s ({last}){sup._tail(name)}")
 
 
+def wait_api_ready(sup: Supervisor, timeout: float) -> None:
+    """Wait until kube-apiserver answers ``/readyz`` with the admin certificate (SandboxError if not)."""
+    pki = pki_of(sup.state_dir)
+    url = str(sup.state.processes["kube-apiserver"].url)
+    admin = Connection(url, ca=str(pki.ca), cert=str(pki.crt("admin")), key=str(pki.key("admin")))
+    _wait_ready(sup, "kube-apiserver", f"{url}/readyz", timeout, verify=admin.ssl_context())
+
+
 def _spawn(sup: Supervisor, name: str, argv: list[str], port: int, url: str) -> None:
     sup._spawn(name, argv, port=port)
     sup.state.processes[name].url = url
@@ -88,9 +96,8 @@ def start(sup: Supervisor, api_port: int = 0) -> str:
                                  key=pki.key("admin"))
     _spawn(sup, "kube-apiserver", components.apiserver_argv(bindir / "kube-apiserver", pki, ports),
            ports.apiserver, ports.api_url)
-    admin_tls = Connection(ports.api_url, ca=str(pki.ca), cert=str(pki.crt("admin")), key=str(pki.key("admin")))
-    _wait_ready(sup, "kube-apiserver", f"{ports.api_url}/readyz", timeout, verify=admin_tls.ssl_context())
     sup.state.api_url = ports.api_url
+    wait_api_ready(sup, timeout)
     sup.state.kubeconfig = str(admin)
     sup.state.control_plane = "real"
     sup.state.save()
