@@ -156,7 +156,8 @@ def _register_subcommands() -> None:
     """Attach the sub-apps that later modules provide (each imports its heavy deps lazily)."""
     from .sandbox.cli import app as sandbox_app
 
-    app.add_typer(sandbox_app, name="sandbox", help="Local sandbox: API emulator, kubelet and MLflow.")
+    app.add_typer(sandbox_app, name="sandbox",
+                  help="Local sandbox: the control plane (real or emulated), a kubelet and MLflow.")
 
 
 _register_subcommands()

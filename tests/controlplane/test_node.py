@@ -61,7 +61,8 @@ def test_failing_job_is_retried_by_the_real_job_controller(real: Sandbox, cluste
     real.create(_job("fails", "import sys; sys.exit(3)", backoff=2), ns)
 
     def failed(job: dict[str, Any]) -> bool:
-        return any(c["type"] == "Failed" and c["status"] == "True" for c in (job.get("status") or {}).get("conditions") or [])
+        conditions = (job.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Failed" and c["status"] == "True" for c in conditions)
 
     job = real.wait_for_object("jobs", "fails", ns, failed, timeout=180)
     assert job["status"]["failed"] == 3  # the first try and backoffLimit=2 retries, each a new pod
@@ -150,7 +151,6 @@ def test_kubectl_scale_and_garbage_collection(real: Sandbox, cluster_namespace: 
     real.kubectl("delete", "-n", ns, "deployment/web", "--cascade=background")
     real.wait_for(lambda: not real.list("pods", ns, {"app": "web"}) and not real.list("replicasets", ns),
                   timeout=60, message="the garbage collector removed the ReplicaSet and its pods")
-    assert not real.pods("web", ns) or all(r["phase"] in ("Running", "Succeeded", "Failed") for r in real.pods("web", ns))
 
 
 def test_pod_that_never_becomes_ready_keeps_the_deployment_unavailable(real: Sandbox, cluster_namespace: str) -> None:

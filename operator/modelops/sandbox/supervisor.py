@@ -20,6 +20,7 @@ marker (pod processes included). The layout of the state dir::
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -128,14 +129,10 @@ def default_control_plane() -> str:
 
 
 def operator_command_available() -> bool:
-    """Whether this installation has ``modelops operator run``."""
-    import typer.main
-
-    from ..cli import app
-
-    group = typer.main.get_command(app)
-    commands = getattr(group, "commands", {})
-    return "run" in getattr(commands.get("operator"), "commands", {})
+    """Whether this installation can run ``modelops operator run``: the ``operator`` extra (kopf and
+    the kubernetes client) is installed. Checked without importing the CLI, which imports this
+    package's CLI in turn."""
+    return all(importlib.util.find_spec(name) is not None for name in ("kopf", "kubernetes"))
 
 
 class Supervisor:
