@@ -13,7 +13,8 @@ Enable it with ``pytest_plugins = ["modelops.sandbox.testing"]`` in the root con
 * ``cluster`` (session): the real control plane (etcd, kube-apiserver, kube-controller-manager,
   kube-scheduler built from their Go modules) with the kubelet as a node, when it can run here;
   otherwise the ``sandbox`` above, with a loud notice in the test summary. With
-  ``MODELOPS_REQUIRE_REAL_CONTROL_PLANE=1`` (CI) a missing toolchain fails instead.
+  ``MODELOPS_REQUIRE_REAL_CONTROL_PLANE=1`` (CI) a missing toolchain fails instead;
+  ``MODELOPS_TEST_CONTROL_PLANE=emulator`` picks the emulator (the real-only tests then skip).
   ``cluster_namespace`` is its per-test namespace.
 
 Containers may use the runtime image (``settings.DEFAULT_RUNTIME_IMAGE``: this checkout's
@@ -309,6 +310,8 @@ def namespace(sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[str]
 #: Printed in the test summary when the real control plane could not run.
 _NOTICES: list[str] = []
 REQUIRE_REAL_ENV = "MODELOPS_REQUIRE_REAL_CONTROL_PLANE"
+#: ``emulator`` runs the end-to-end tests against the API emulator even where the real one can run.
+CONTROL_PLANE_ENV = "MODELOPS_TEST_CONTROL_PLANE"
 
 
 def real_control_plane_missing() -> str | None:
@@ -324,7 +327,9 @@ def real_control_plane_missing() -> str | None:
 
 def require_real_control_plane() -> None:
     """Skip the calling test (fail under ``MODELOPS_REQUIRE_REAL_CONTROL_PLANE=1``) when the real
-    control plane cannot run here."""
+    control plane cannot run here, or the emulator was chosen (MODELOPS_TEST_CONTROL_PLANE)."""
+    if os.environ.get(CONTROL_PLANE_ENV) == "emulator":
+        pytest.skip(f"{CONTROL_PLANE_ENV}=emulator: the real-control-plane tests do not apply")
     why = real_control_plane_missing()
     if why is None:
         return
@@ -340,6 +345,9 @@ def require_real_control_plane() -> None:
 def cluster(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     """The real control plane with the kubelet as a node (the reference), or the emulator sandbox
     when it cannot run here (a loud notice; a failure under MODELOPS_REQUIRE_REAL_CONTROL_PLANE=1)."""
+    if os.environ.get(CONTROL_PLANE_ENV) == "emulator":
+        yield request.getfixturevalue("sandbox")
+        return
     why = real_control_plane_missing()
     if why is not None:
         message = f"REAL CONTROL PLANE NOT TESTED: {why}; the end-to-end tests ran against the API emulator"
