@@ -60,7 +60,10 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(
         default=30.0,
         gt=0,
-        description="Resync period of versions in progress, s (settled versions: 10x; docs/operator.md).",
+        description=(
+            "Resync period, s: versions in progress reconcile, settled models compare MLflow with "
+            "their statuses (full pass every 10x; docs/operator.md)."
+        ),
     )
     monitor_poll_seconds: float = Field(default=15.0, gt=0, description="How often monitors read MLflow, s.")
     job_ttl_seconds: int = Field(default=86400, ge=0, description="ttlSecondsAfterFinished of training Jobs.")

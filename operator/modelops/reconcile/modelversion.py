@@ -30,8 +30,9 @@ from ..contract import TAG_FAILURE, TAG_NAME, TAG_NAMESPACE, TAG_SEMVER, TAG_STA
 from ..registry import operations as ops
 from ..registry.errors import ModelOwnedElsewhere, RegistryUnavailable
 from ..registry.semantic import bump_version, is_semver, max_semver
+from . import children
 from .context import Context
-from .model import model_bodies, reconcile_model, summarise
+from .model import VERSION_DELETED, model_bodies, reconcile_model, registry_in_sync, summarise
 from .status import (
     mark_invalid_spec,
     mark_registry_reachable,
@@ -105,12 +106,16 @@ def is_settled(body: Mapping[str, Any]) -> bool:
     Pure (the body only), so kopf can use it as a timer filter: such a version only changes
     through events (its spec, its children, its siblings' registrations), and its timer only
     guards against drift made by hand, so it fires every ``SETTLED_RESYNC_FACTOR`` intervals.
+    A version reporting a ``ChildNameConflict`` is not settled: the object in the way may go
+    without an event we watch.
     """
     meta, status = body.get("metadata") or {}, body.get("status") or {}
     return bool(
         status.get("registry")
         and status.get("observedGeneration") == meta.get("generation")
         and not meta.get("deletionTimestamp")
+        # an object of someone else blocks a child: look again every interval until it is gone
+        and not any(c.get("reason") == children.CHILD_NAME_CONFLICT for c in status.get("conditions") or [])
     )
 
 
@@ -118,6 +123,20 @@ def _settled_and_synced(ctx: Context, body: Mapping[str, Any]) -> bool:
     model = (body.get("spec") or {}).get("model")
     window = ctx.settings.reconcile_interval_seconds * SETTLED_RESYNC_FACTOR
     return bool(is_settled(body) and model and ctx.model_synced_within(body["metadata"]["namespace"], model, window))
+
+
+async def _registry_unchanged(ctx: Context, body: Mapping[str, Any]) -> bool:
+    """Whether a settled version's model still matches MLflow, checked at most once per interval
+    per model (the first timer of the model that fires reads the registry; the others skip)."""
+    namespace, model = body["metadata"]["namespace"], body["spec"]["model"]
+    if ctx.model_synced_within(namespace, model) or ctx.registry_checked_within(namespace, model):
+        return True
+    async with ctx.model_check_lock(namespace, model):
+        if ctx.registry_checked_within(namespace, model):
+            return True
+        unchanged = await registry_in_sync(ctx, namespace, model)
+        ctx.mark_registry_checked(namespace, model)
+        return unchanged
 
 
 async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = False) -> ModelVersionStatus | None:
@@ -139,7 +158,11 @@ async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = Fals
     """
     uid = body["metadata"]["uid"]
     if periodic and ctx.versions.attached and _settled_and_synced(ctx, ctx.versions.latest(body)):
-        return None  # the timer of a settled version: nothing to read, nothing to write
+        # The timer of a settled version: at most one registry read per model and interval,
+        # and a full reconcile only when MLflow was changed by hand.
+        if await _registry_unchanged(ctx, ctx.versions.latest(body)):
+            return None
+        periodic = False
     async with ctx.object_lock(uid):
         for attempt in range(CONFLICT_RETRIES):
             if periodic and attempt == 0 and ctx.versions.attached:
@@ -239,6 +262,9 @@ async def version_flow(
     ns, uid, gen = meta["namespace"], meta["uid"], meta.get("generation")
     status.observed_generation = gen
     if status.registry is not None:  # registered: immutable, only say whether spec.training moved
+        verdict = get_condition(status.conditions, "Registered")
+        if verdict is not None and verdict.reason == VERSION_DELETED:
+            return  # deleted from MLflow by hand: final (the model-level flow found it)
         changed = status.training_hash not in (None, training_hash(spec))
         if changed:
             set_condition(
@@ -369,6 +395,11 @@ async def training_flow(
     job = await ctx.kube.get(JOBS, ns, job_name)
     trained = get_condition(status.conditions, "Trained")
     failed_before = trained is not None and trained.reason == "TrainingFailed"
+    if job is not None and not children.is_ours(job, {uid}):
+        # Not ours (no ownerReference to this CR): never read as our training run, never deleted.
+        conflict = str(children.ChildNameConflict({"kind": "Job", **job}))
+        set_condition(status.conditions, "Trained", "False", children.CHILD_NAME_CONFLICT, conflict, gen)
+        return
     # A failed training is final for its spec; a new spec.training trains again (the hash of
     # what a Job trains is recorded when the Job is created).
     retrain = failed_before and status.training_hash not in (None, training_hash(spec))
