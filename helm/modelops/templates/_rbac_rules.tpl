@@ -61,15 +61,9 @@ Each template is a YAML list of PolicyRules; rbac.yaml includes them.
   resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end }}
-{{- define "modelops.rbac.clusterPeering" }}
-# kopf: peering between replicas (cluster-wide), only one replica is active
-- apiGroups: ["kopf.dev"]
-  resources: ["clusterkopfpeerings"]
-  verbs: ["list", "watch", "patch"]
-{{- end }}
-{{- define "modelops.rbac.namespacedPeering" }}
-# kopf: peering between replicas (per namespace), only one replica is active
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["list", "watch", "patch"]
+{{- define "modelops.rbac.leaderElection" }}
+# operator get, create, patch (leader.py): leader election between replicas, in the operator's own namespace
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "patch"]
 {{- end }}
