@@ -161,7 +161,7 @@ def test_a_dataset_server_refusing_connections_is_unavailable_not_missing(tmp_pa
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(data.DatasetUnavailable, match="cannot reach dataset .*ConnectionRefusedError"):
+    with pytest.raises(data.DatasetUnavailable, match=r"cannot reach dataset .*ConnectionRefusedError"):
         data.load_file(f"http://127.0.0.1:{port}/iris.csv", "csv")
     with pytest.raises(InvalidInput, match="dataset not found"):
         data.load_file(str(tmp_path / "absent.csv"), "csv")
