@@ -24,8 +24,8 @@ from ..api.modelversion import (
     TrainingJobStatus,
 )
 from ..builders.common import ObjectRef, train_job_name
-from ..builders.training import build_training_job
-from ..clients.kube import JOBS, MODELVERSIONS, Conflict
+from ..builders.training import TRAIN_CONTAINER, build_training_job
+from ..clients.kube import JOBS, MODELVERSIONS, PODS, Conflict
 from ..contract import TAG_FAILURE, TAG_NAME, TAG_NAMESPACE, TAG_SEMVER, TAG_STAGE, TAG_UID, TrainingResult
 from ..registry import operations as ops
 from ..registry.errors import ModelOwnedElsewhere, RegistryUnavailable
@@ -41,6 +41,7 @@ from .status import (
     post_transitions,
     write_status,
 )
+from .termination import last_termination
 
 
 def training_hash(spec: ModelVersionSpec) -> str:
@@ -446,6 +447,8 @@ async def training_flow(
         completion_time=job_status.get("completionTime"),
         failed_pods=job_status.get("failed") or 0,
     )
+    if "Complete" in conds or "Failed" in conds:
+        await _end_killed_runs(ctx, experiment, uid, job_name, "Failed" in conds)
     if "Complete" in conds:
         run = await find_run(ctx, experiment, uid, "FINISHED")
         if run is None:
@@ -462,18 +465,38 @@ async def training_flow(
         await register(ctx, body, spec, status, run, experiment)
     elif "Failed" in conds:
         run = await find_run(ctx, experiment, uid)
-        reason = (
-            (run.data.tags.get(TAG_FAILURE) if run is not None else None)
-            or conds["Failed"].get("message")
-            or (conds["Failed"].get("reason", "the training process failed"))
-        )
+        pods = await ctx.kube.list(PODS, ns, {JOB_NAME_LABEL: job_name})
+        ended = last_termination(pods, TRAIN_CONTAINER)
+        job_says = conds["Failed"].get("message") or conds["Failed"].get("reason") or "the training process failed"
+        recorded = run.data.tags.get(TAG_FAILURE) if run is not None else None
+        if ended is not None and ended.signal:  # killed: the runtime could not say why, the pod does
+            reason = f"{ended.describe(TRAIN_CONTAINER)}; {job_says}"
+        else:
+            reason = recorded or job_says
         status.training_job.failure_reason = reason
+        if ended is not None:
+            status.training_job.exit_code, status.training_job.signal = ended.exit_code, ended.signal
         set_condition(status.conditions, "Trained", "False", "TrainingFailed", f"Job {job_name}: {reason}", gen)
     else:
         attempt = (job_status.get("failed") or 0) + 1
         set_condition(
             status.conditions, "Trained", "Unknown", "Training", f"Job {job_name} is running (attempt {attempt})", gen
         )
+
+
+#: Label the Job controller puts on its pods (Kubernetes >= 1.27; ``job-name`` before).
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+async def _end_killed_runs(ctx: Context, experiment: str, uid: str, job_name: str, failed: bool) -> None:
+    """A finished Job has no attempt left running: end the MLflow runs its killed attempts left
+    ``RUNNING`` (a process killed by a signal cannot end its run), as KILLED."""
+    experiment_id = await ctx.registry.experiment_id(experiment)
+    if experiment_id is None:
+        return
+    outcome = "failed" if failed else "completed by a later attempt"
+    reason = f"the training attempt was killed before it ended its run (Job {job_name} {outcome})"
+    await ctx.registry.run(ops.end_running_runs, experiment_id, uid, "KILLED", reason)
 
 
 async def register(
