@@ -57,3 +57,27 @@ async def test_a_deleted_service_pdb_or_hpa_is_restored_by_its_watch_event(logge
         await handlers._on_child(ctx, memo, child, "DELETED")
         restored: dict[str, Any] | None = await kube.get(res, NS, "iris-model-staging")
         assert restored is not None and restored["metadata"]["uid"] != child["metadata"]["uid"], res
+
+
+async def test_a_deleted_drift_cronjob_is_restored_by_its_watch_event(mlflow_store) -> None:  # noqa: F811
+    from modelops.api.common import API_VERSION
+    from modelops.clients.kube import CRONJOBS, MODELMONITORS
+    from modelops.reconcile import modelmonitor
+
+    ctx, kube = _ctx(mlflow_store)
+    kube.put(
+        MODELMONITORS,
+        {
+            "apiVersion": API_VERSION,
+            "kind": "ModelMonitor",
+            "metadata": {"name": "watch", "namespace": NS, "uid": "uid-monitor"},
+            "spec": {"model": "iris-model", "stage": "Production", "schedule": "*/5 * * * *"},
+        },
+    )
+    await modelmonitor.reconcile(ctx, (await kube.get(MODELMONITORS, NS, "watch")) or {})
+    cronjob = await kube.get(CRONJOBS, NS, "watch-drift") or {}
+    memo = SimpleNamespace(metrics=OperatorMetrics(), ctx=ctx)
+    await kube.delete(CRONJOBS, NS, "watch-drift")
+    await handlers._on_child(ctx, memo, cronjob, "DELETED")
+    restored = await kube.get(CRONJOBS, NS, "watch-drift")
+    assert restored is not None and restored["metadata"]["uid"] != cronjob["metadata"]["uid"]
