@@ -433,28 +433,23 @@ async def sync_serving(
             namespace=namespace, version=st.version, registry_version=st.registry.version, cr_name=winner
         )
         foreign: list[str] = []  # objects with our children's names that are not ours
-
-        async def ensure(manifest: dict[str, Any], foreign: list[str] = foreign) -> dict[str, Any] | None:
-            try:
-                return (await children.apply(ctx.kube, manifest, ours))[0]
-            except children.ChildNameConflict as exc:
-                foreign.append(str(exc))
-                return None
-
-        deployment = await ensure(
-            build_serving_deployment(model, stage, served, owners, spec.serving, ctx.settings, mlflow=spec.mlflow)
+        deployment = await _ensure(
+            ctx,
+            build_serving_deployment(model, stage, served, owners, spec.serving, ctx.settings, mlflow=spec.mlflow),
+            ours,
+            foreign,
         )
-        await ensure(build_serving_service(model, stage, namespace, owners))
+        await _ensure(ctx, build_serving_service(model, stage, namespace, owners), ours, foreign)
         pdb = build_pdb(model, stage, namespace, owners, spec.serving)
         if pdb is None:
             await children.remove(ctx.kube, "PodDisruptionBudget", namespace, name, ours)
         else:
-            await ensure(pdb)
+            await _ensure(ctx, pdb, ours, foreign)
         hpa = build_hpa(model, stage, namespace, owners, spec.serving)
         if hpa is None:
             await children.remove(ctx.kube, "HorizontalPodAutoscaler", namespace, name, ours)
         else:
-            await ensure(hpa)
+            await _ensure(ctx, hpa, ours, foreign)
         observed = (await ctx.kube.get(DEPLOYMENTS, namespace, name) or deployment) if deployment else None
         state, reason, message, ready = deployment_serving(observed)
         if foreign:
@@ -474,6 +469,16 @@ async def sync_serving(
             ),
         )
     return result
+
+
+async def _ensure(ctx: Context, manifest: dict[str, Any], ours: set[str], foreign: list[str]) -> dict[str, Any] | None:
+    """Apply one serving child; an object of that name that is not ours is left alone and
+    described in ``foreign`` (returns None then)."""
+    try:
+        return (await children.apply(ctx.kube, manifest, ours))[0]
+    except children.ChildNameConflict as exc:
+        foreign.append(str(exc))
+        return None
 
 
 def apply_outcome(
