@@ -46,13 +46,15 @@ operator_app = typer.Typer(no_args_is_help=True, help="Run the operator.")
 
 @operator_app.command("run")
 def operator_run(
-    peering: str = typer.Option("", help="kopf peering name for several replicas (default: standalone)."),
     liveness: bool = typer.Option(True, help="Serve /healthz on MODELOPS_HEALTH_PORT."),
 ) -> None:
-    """Run the operator against the cluster in KUBECONFIG (or in-cluster). Settings: MODELOPS_* env."""
+    """Run the operator against the cluster in KUBECONFIG (or in-cluster). Settings: MODELOPS_* env.
+
+    Replicas elect one active operator through a Lease (MODELOPS_LEASE_*); the others stand by.
+    """
     from .runner import run
 
-    run(peering=peering or None, liveness=liveness)
+    run(liveness=liveness)
 
 
 app.add_typer(operator_app, name="operator")

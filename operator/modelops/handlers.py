@@ -17,7 +17,18 @@ import kopf
 
 from .api.common import GROUP, VERSION
 from .builders.common import LABEL_MANAGED_BY, LABEL_MODEL, MANAGED_BY
-from .clients.kube import MODELVERSIONS, KubeError, Unavailable
+from .clients.kube import (
+    CRONJOBS,
+    DEPLOYMENTS,
+    HPAS,
+    JOBS,
+    MODELMONITORS,
+    MODELVERSIONS,
+    PDBS,
+    SERVICES,
+    KubeError,
+    Unavailable,
+)
 from .reconcile import modelmonitor, modelversion
 from .reconcile.context import Context
 from .reconcile.model import model_bodies
@@ -32,6 +43,10 @@ MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
 INDEX = "modelversions_by_model"
 #: ids of the ModelVersion resync timers: versions in progress, settled versions.
 RESYNC_TIMERS = ("resync", "resync-settled")
+#: Every kind of child the operator creates, watched by label (``app.kubernetes.io/managed-by``).
+CHILD_RESOURCES = (JOBS, DEPLOYMENTS, SERVICES, PDBS, HPAS, CRONJOBS)
+#: Children whose status the operator reports, so every event of theirs counts.
+STATUS_CHILDREN = ("Job", "Deployment")
 
 
 def _retry_delay(attempt: int) -> float:
@@ -109,13 +124,14 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         kopf.on.update(GROUP, VERSION, plural, id="reconcile", registry=registry)(reconcile_fn)
         kopf.on.resume(GROUP, VERSION, plural, id="reconcile", registry=registry)(reconcile_fn)
     kopf.on.delete(GROUP, VERSION, "modelversions", id="finalize", registry=registry)(mv_delete)
-    # Two resync timers, by the version's own state: versions in progress every interval,
-    # settled ones (registered, status current) every SETTLED_RESYNC_FACTOR intervals; kopf
-    # stops one and starts the other when the filter flips.
+    # Two resync timers, by the version's own state, both every interval: versions in progress
+    # reconcile; settled ones (registered, status current) compare the registry with their
+    # statuses once per model (a full pass every SETTLED_RESYNC_FACTOR intervals or on drift).
+    # kopf stops one and starts the other when the filter flips.
     in_progress, settled = RESYNC_TIMERS
     for timer_id, every, when in (
         (in_progress, interval, lambda body, **_: not modelversion.is_settled(body)),
-        (settled, interval * modelversion.SETTLED_RESYNC_FACTOR, lambda body, **_: modelversion.is_settled(body)),
+        (settled, interval, lambda body, **_: modelversion.is_settled(body)),
     ):
         kopf.timer(
             GROUP,
@@ -131,32 +147,52 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     kopf.timer(
         GROUP, VERSION, "modelmonitors", id="observe", interval=settings.monitor_poll_seconds, registry=registry
     )(mm_reconcile)
-    for group, plural in (("batch", "jobs"), ("apps", "deployments")):
-        kopf.on.event(group, "v1", plural, labels=MANAGED, id=f"{plural}-watch", registry=registry)(child_event)
+    # Every kind of child is watched, so one deleted or edited by hand is restored within seconds.
+    for res in CHILD_RESOURCES:
+        kopf.on.event(res.group, res.version, res.plural, labels=MANAGED, id=f"{res.plural}-watch", registry=registry)(
+            child_event
+        )
 
 
 async def _on_child(ctx: Context, memo: Any, body: Mapping[str, Any], event_type: str | None) -> None:
-    """Reconcile the ModelVersion(s) a managed Job or Deployment belongs to.
+    """Reconcile the custom resource(s) a managed child belongs to.
 
-    A training Job names its ModelVersion in its controller ownerReference; a serving
-    Deployment is shared by the model's versions, so one of them re-runs the model-level flow.
+    Jobs and Deployments on every event (their status is what we report); Services, PDBs, HPAs
+    and CronJobs only when deleted or edited (see ``EditWatch``). A training Job names its
+    ModelVersion and a drift CronJob its ModelMonitor in their controller ownerReference; serving
+    children are shared by the model's versions, so one of them re-runs the model-level flow.
     """
+    kind = body.get("kind")
+    if kind not in STATUS_CHILDREN and not ctx.child_edits.needs_reconcile(body, event_type):
+        return
     meta = body.get("metadata") or {}
     namespace = meta["namespace"]
+    owners = {o.get("kind"): o for o in meta.get("ownerReferences") or []}
+    if kind == "CronJob":
+        if "ModelMonitor" in owners:
+            monitor = await ctx.kube.get(MODELMONITORS, namespace, owners["ModelMonitor"]["name"])
+            if monitor is not None:
+                await _child_reconcile(memo, body, event_type, "ModelMonitor", modelmonitor.reconcile, ctx, monitor)
+        return
     targets: list[dict[str, Any]] = []
-    if body.get("kind") == "Job":
-        owner = next((o for o in meta.get("ownerReferences") or [] if o.get("kind") == "ModelVersion"), None)
-        if owner is None:
+    if kind == "Job":
+        if "ModelVersion" not in owners:
             return
-        obj = await ctx.kube.get(MODELVERSIONS, namespace, owner["name"])
+        obj = await ctx.kube.get(MODELVERSIONS, namespace, owners["ModelVersion"]["name"])
         targets = [obj] if obj else []
-    elif body.get("kind") == "Deployment" and (meta.get("labels") or {}).get(LABEL_MODEL):
+    elif (meta.get("labels") or {}).get(LABEL_MODEL):  # a serving child
         targets = (await model_bodies(ctx, namespace, meta["labels"][LABEL_MODEL]))[:1]
     for target in targets:
-        try:
-            await _guarded("ModelVersion", memo, 0, modelversion.reconcile, ctx, target)
-        except kopf.TemporaryError as exc:  # the timer retries; a child event must not crash
-            log.warning("reconcile after %s %s event failed: %s", body.get("kind"), event_type, exc)
+        await _child_reconcile(memo, body, event_type, "ModelVersion", modelversion.reconcile, ctx, target)
+
+
+async def _child_reconcile(
+    memo: Any, child: Mapping[str, Any], event_type: str | None, kind: str, fn: Any, *args: Any
+) -> None:
+    try:
+        await _guarded(kind, memo, 0, fn, *args)
+    except kopf.TemporaryError as exc:  # the timer retries; a child event must not crash
+        log.warning("reconcile after %s %s event failed: %s", child.get("kind"), event_type, exc)
 
 
 def configure(settings: kopf.OperatorSettings, ours: Settings) -> None:

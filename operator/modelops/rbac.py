@@ -25,8 +25,10 @@ Where the rules come from (nothing here lists a resource the operator touches by
    ``list, watch, patch`` (kopf patches finalizers and its progress annotations); resources with
    event handlers only need ``list, watch``.
 3. **kopf's framework needs** (from kopf's source, see :data:`KOPF_RULES`): posting Events,
-   observing CRDs, observing namespaces in namespaced mode, and the peering objects when more
-   than one replica runs.
+   observing CRDs, and observing namespaces in namespaced mode.
+
+Calls on the leader-election Lease (``leader.py``) form their own rule set, granted only in the
+operator's own namespace (a Role), not in the namespaces it manages.
 
 The operator reads no Secret: child pods get MLflow credentials through ``secretKeyRef``.
 """
@@ -51,6 +53,8 @@ HELM_RULES = Path("helm/modelops/templates/_rbac_rules.tpl")
 KUSTOMIZE_RBAC = Path("manifests/base/rbac.yaml")
 #: Name of the ServiceAccount, ClusterRole and ClusterRoleBinding of the kustomize base.
 KUSTOMIZE_NAME = "modelops-operator"
+#: Namespace of the kustomize base's operator.
+KUSTOMIZE_NAMESPACE = "modelops-system"
 
 #: Canonical verb order in generated rules.
 VERB_ORDER = ("get", "list", "watch", "create", "update", "patch", "delete")
@@ -62,7 +66,9 @@ EXCLUDED = ("sandbox/", "clients/kube.py", "rbac.py")
 
 #: Rule sets. ``namespaced`` rules go into a ClusterRole (all namespaces) or into one Role per
 #: watched namespace; the others are always cluster-scoped or depend on the install mode.
-RULE_SETS = ("namespaced", "cluster", "namespacesWatch", "clusterPeering", "namespacedPeering")
+RULE_SETS = ("namespaced", "cluster", "namespacesWatch", "leaderElection")
+#: Resources whose rules go to the ``leaderElection`` set (the operator's own namespace only).
+LEADER_ELECTION_RESOURCES = (kube.LEASES,)
 
 
 class RbacDerivationError(Exception):
@@ -86,8 +92,8 @@ class Rule:
 #: What kopf itself calls, besides the resources it watches (kopf 1.45 source):
 #: ``_core/engines/posting.py`` posts core/v1 Events; ``_core/reactor/observation.py`` lists and
 #: watches CRDs always, and namespaces only when not cluster-wide (to resolve namespace patterns;
-#: cluster-wide it uses no namespace listing); ``_core/engines/peering.py`` lists, watches and
-#: merge-patches its peering object (no status subresource) when not standalone.
+#: cluster-wide it uses no namespace listing). kopf's peering is not used (the operator runs
+#: standalone; replicas elect a leader through a Lease, see leader.py).
 KOPF_RULES: dict[str, list[Rule]] = {
     "namespaced": [
         Rule("", "events", ("create",), "kopf: posts Events about handlers and the operator's condition transitions"),
@@ -102,22 +108,6 @@ KOPF_RULES: dict[str, list[Rule]] = {
     ],
     "namespacesWatch": [
         Rule("", "namespaces", ("list", "watch"), "kopf: namespaced mode resolves the watched namespaces"),
-    ],
-    "clusterPeering": [
-        Rule(
-            "kopf.dev",
-            "clusterkopfpeerings",
-            ("list", "watch", "patch"),
-            "kopf: peering between replicas (cluster-wide), only one replica is active",
-        ),
-    ],
-    "namespacedPeering": [
-        Rule(
-            "kopf.dev",
-            "kopfpeerings",
-            ("list", "watch", "patch"),
-            "kopf: peering between replicas (per namespace), only one replica is active",
-        ),
     ],
 }
 
@@ -588,12 +578,14 @@ def derive_rules(
     # (group, resource) → who needs which verbs, for the rule's comment.
     code: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
     kopf: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
+    election: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
     for call in calls:
         if not call.resource.namespaced:
             raise RbacDerivationError(f"{call.module}:{call.line}: cluster-scoped resources are not supported")
         key = (call.resource.group, call.resource.plural + (f"/{call.subresource}" if call.subresource else ""))
-        code.setdefault(key, (set(), set()))[0].add(call.verb)
-        code[key][1].add(call.module)
+        into = election if call.resource in LEADER_ELECTION_RESOURCES else code
+        into.setdefault(key, (set(), set()))[0].add(call.verb)
+        into[key][1].add(call.module)
     for watch in watches:
         key = (watch.group, watch.plural)
         kopf.setdefault(key, (set(), set()))[0].update(watch.verbs)
@@ -615,6 +607,16 @@ def derive_rules(
         namespaced.append(Rule(key[0], key[1], _ordered(verbs), "; ".join(parts)))
     merged = {name: list(KOPF_RULES.get(name, [])) for name in RULE_SETS}
     merged["namespaced"] = namespaced
+    merged["leaderElection"] = [
+        Rule(
+            key[0],
+            key[1],
+            _ordered(verbs),
+            f"operator {', '.join(_ordered(verbs))} ({', '.join(sorted(modules))}): leader election "
+            "between replicas, in the operator's own namespace",
+        )
+        for key, (verbs, modules) in sorted(election.items())
+    ]
     for rules in merged.values():
         for rule in rules:
             if "*" in rule.verbs or "*" in rule.resource or "*" in rule.group:
@@ -658,37 +660,57 @@ def render_helm(rule_sets: Mapping[str, list[Rule]]) -> str:
     return "".join(out)
 
 
-def render_kustomize(rule_sets: Mapping[str, list[Rule]]) -> str:
-    """The kustomize base's ClusterRole (all namespaces, one replica) and ClusterRoleBinding."""
-    rules = [*rule_sets["namespaced"], *rule_sets["cluster"]]
+def _rbac_object(kind: str, name: str, namespace: str | None = None) -> str:
+    """The head (apiVersion, kind, metadata with the kustomize base's labels) of an RBAC object."""
+    located = f"  namespace: {namespace}\n" if namespace else ""
     return (
-        HEADER
-        + "# Cluster-wide install with one replica: no namespace watching rules and no kopf peering.\n"
-        + "apiVersion: rbac.authorization.k8s.io/v1\n"
-        + "kind: ClusterRole\n"
-        + "metadata:\n"
-        + f"  name: {KUSTOMIZE_NAME}\n"
+        "apiVersion: rbac.authorization.k8s.io/v1\n"
+        f"kind: {kind}\n"
+        "metadata:\n"
+        f"  name: {name}\n"
+        + located
         + "  labels:\n"
         + "    app.kubernetes.io/name: modelops\n"
         + "    app.kubernetes.io/component: operator\n"
-        + "rules:\n"
-        + rules_yaml(rules)
-        + "---\n"
-        + "apiVersion: rbac.authorization.k8s.io/v1\n"
-        + "kind: ClusterRoleBinding\n"
-        + "metadata:\n"
-        + f"  name: {KUSTOMIZE_NAME}\n"
-        + "  labels:\n"
-        + "    app.kubernetes.io/name: modelops\n"
-        + "    app.kubernetes.io/component: operator\n"
+    )
+
+
+def _binding(kind: str, name: str, namespace: str | None = None) -> str:
+    """A (Cluster)RoleBinding of the kustomize base's ServiceAccount to the role of the same name."""
+    role = "ClusterRole" if kind == "ClusterRoleBinding" else "Role"
+    return (
+        _rbac_object(kind, name, namespace)
         + "roleRef:\n"
         + "  apiGroup: rbac.authorization.k8s.io\n"
-        + "  kind: ClusterRole\n"
-        + f"  name: {KUSTOMIZE_NAME}\n"
+        + f"  kind: {role}\n"
+        + f"  name: {name}\n"
         + "subjects:\n"
         + "  - kind: ServiceAccount\n"
         + f"    name: {KUSTOMIZE_NAME}\n"
-        + "    namespace: modelops-system\n"
+        + f"    namespace: {KUSTOMIZE_NAMESPACE}\n"
+    )
+
+
+def render_kustomize(rule_sets: Mapping[str, list[Rule]]) -> str:
+    """The kustomize base's ClusterRole (all namespaces) and ClusterRoleBinding, and the Role and
+    RoleBinding for the leader-election Lease in the operator's namespace."""
+    rules = [*rule_sets["namespaced"], *rule_sets["cluster"]]
+    election = f"{KUSTOMIZE_NAME}-leader-election"
+    return (
+        HEADER
+        + "# Cluster-wide install: no namespace watching rules.\n"
+        + _rbac_object("ClusterRole", KUSTOMIZE_NAME)
+        + "rules:\n"
+        + rules_yaml(rules)
+        + "---\n"
+        + _binding("ClusterRoleBinding", KUSTOMIZE_NAME)
+        + "---\n"
+        + "# The leader-election Lease lives in the operator's own namespace only.\n"
+        + _rbac_object("Role", election, KUSTOMIZE_NAMESPACE)
+        + "rules:\n"
+        + rules_yaml(rule_sets["leaderElection"])
+        + "---\n"
+        + _binding("RoleBinding", election, KUSTOMIZE_NAMESPACE)
     )
 
 

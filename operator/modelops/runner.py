@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from typing import Any
 
 import kopf
+from aiohttp import web
 
 from . import handlers
 from .clients.kube import KubeClient
 from .clients.mlflow import Registry
+from .leader import LeaderElector, run_as_leader
 from .reconcile.context import Context
 from .settings import Settings
 from .telemetry import OperatorMetrics
@@ -64,28 +68,62 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     return registry
 
 
-def run(
-    settings: Settings | None = None, *, standalone: bool = True, peering: str | None = None, liveness: bool = True
-) -> None:
-    """Run the operator until it is stopped (blocking).
+def run(settings: Settings | None = None, *, liveness: bool = True) -> None:
+    """Run the operator until it is stopped (blocking), as the elected leader of its replicas.
+
+    The process stands by (serving ``/healthz``) until it holds the Lease (see leader.py), then
+    runs kopf. Losing the Lease ends the process at once (exit code 1, before a standby may take
+    over): no handler of a former leader acts next to the new one.
 
     Args:
         settings: operator settings; loaded from ``MODELOPS_*`` env vars when None.
-        standalone: no peering (one replica); set False with ``peering`` for several replicas.
-        peering: kopf peering object name when not standalone.
-        liveness: serve kopf's liveness probe at ``/healthz`` on settings.health_port.
+        liveness: serve the liveness probe at ``/healthz`` on settings.health_port.
     """
     settings = settings or Settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kopf.objects").addFilter(QuietTimerSuccess())
-    registry = build_registry(settings)
-    endpoint = f"http://0.0.0.0:{settings.health_port}/healthz" if liveness and settings.health_port else None
-    kopf.run(
-        registry=registry,
-        standalone=standalone and peering is None,
-        peering_name=peering,
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        liveness_endpoint=endpoint,
-        memo=kopf.Memo(settings=settings),
-    )
+    if not asyncio.run(_elected(settings, liveness)):
+        log.error("leadership lost: exiting so that only the new leader acts")
+        logging.shutdown()
+        os._exit(1)  # handlers still running must not write next to the new leader
+
+
+async def _elected(settings: Settings, liveness: bool) -> bool:
+    """Stand by, then run kopf as the leader; False when the Lease was lost."""
+    port = settings.health_port if liveness else 0
+    kube = KubeClient()
+    elector = LeaderElector.from_settings(kube, settings)
+    standby = await _serve_standby_health(port)
+
+    async def operate(stop: asyncio.Event) -> None:
+        await standby.cleanup()  # kopf serves /healthz from here on
+        await kopf.operator(
+            registry=build_registry(settings),
+            standalone=True,  # one active replica: the Lease decides which (no kopf peering)
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            liveness_endpoint=f"http://0.0.0.0:{port}/healthz" if port else None,
+            memo=kopf.Memo(settings=settings),
+            stop_flag=stop,
+        )
+
+    try:
+        return await run_as_leader(elector, operate)
+    finally:
+        await standby.cleanup()
+        kube.close()
+
+
+async def _serve_standby_health(port: int) -> web.AppRunner:
+    """Answer ``/healthz`` with 200 while standing by (a standby is alive, just not active)."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"leader": False})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    if port:
+        await web.TCPSite(runner, "0.0.0.0", port).start()
+    return runner

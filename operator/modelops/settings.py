@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from . import __version__
@@ -60,15 +60,43 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(
         default=30.0,
         gt=0,
-        description="Resync period of versions in progress, s (settled versions: 10x; docs/operator.md).",
+        description=(
+            "Resync period, s: versions in progress reconcile, settled models compare MLflow with "
+            "their statuses (full pass every 10x; docs/operator.md)."
+        ),
     )
     monitor_poll_seconds: float = Field(default=15.0, gt=0, description="How often monitors read MLflow, s.")
     job_ttl_seconds: int = Field(default=86400, ge=0, description="ttlSecondsAfterFinished of training Jobs.")
     promotion_history_limit: int = Field(default=10, ge=1, le=20, description="Promotion decisions kept (at most 20).")
     metrics_port: int = Field(default=8000, ge=0, description="Operator Prometheus /metrics port (0 disables).")
     health_port: int = Field(default=8081, ge=0, description="kopf liveness endpoint port (0 disables).")
+    lease_name: str = Field(
+        default="modelops-operator",
+        description="coordination.k8s.io Lease the replicas elect their one active operator through.",
+    )
+    lease_namespace: str | None = Field(
+        default=None,
+        description="Namespace of the Lease; default: the pod's own namespace (service account), else default.",
+    )
+    lease_duration_seconds: float = Field(
+        default=15.0, gt=0, description="How long a standby waits after the last renewal seen before taking over, s."
+    )
+    lease_renew_deadline_seconds: float = Field(
+        default=10.0, gt=0, description="The leader stops (exits) when it could not renew for this long, s."
+    )
+    lease_retry_seconds: float = Field(default=2.0, gt=0, description="Renewal and standby retry period, s.")
     finalizer: str = Field(default="ml.smarthr360.io/finalizer", description="Finalizer added to CRs.")
     annotation_prefix: str = Field(default="ml.smarthr360.io", description="Prefix of kopf's own annotations.")
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> Settings:
+        """The leader must give up (renew deadline) before a standby may take over (lease duration)."""
+        if not self.lease_retry_seconds < self.lease_renew_deadline_seconds < self.lease_duration_seconds:
+            raise ValueError(
+                "need lease_retry_seconds < lease_renew_deadline_seconds < lease_duration_seconds, got "
+                f"{self.lease_retry_seconds} / {self.lease_renew_deadline_seconds} / {self.lease_duration_seconds}"
+            )
+        return self
 
     @field_validator("namespaces", "allowed_estimator_modules", "served_stages", mode="before")
     @classmethod

@@ -12,12 +12,14 @@ from mlflow.tracking import MlflowClient
 
 from modelops.api.crdgen import build_crds
 from modelops.api.openapi import crd_schema, validate
+from modelops.sandbox.client import Resource
 from modelops.sandbox.testing import Sandbox, condition
 from tests.e2e.conftest import modelversion, phase
 
 pytestmark = pytest.mark.e2e
 MV_STATUS_SCHEMA = crd_schema(build_crds()["modelversions.yaml"])["properties"]["status"]
 TIMEOUT = 240.0
+PDBS = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
 
 
 def _status(sb: Sandbox, name: str, ns: str) -> dict:
@@ -237,3 +239,53 @@ def test_a_version_that_cannot_serve_leaves_the_previous_one_serving(
         assert answer["versions"] == ["1.0.0"], answer  # the old replica still serves
         obj = sb.get("modelversions", "broken", ns)
         assert obj["status"]["phase"] == "Promoted" and not condition(obj, "Ready")
+
+
+def _reason(obj: dict, ctype: str) -> str | None:
+    return next((c["reason"] for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == ctype), None)
+
+
+def test_children_and_registry_edited_by_hand(
+    operated: Sandbox, namespace: str, model_name: str, mlflow_client: MlflowClient, events
+) -> None:
+    sb, ns, model = operated, namespace, model_name
+    name = f"{model}-production"
+    # Someone's Service already has the serving Service's name: reported, never taken over.
+    foreign = sb.create(
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": {"ports": [{"port": 4242}]}}, ns
+    )
+    sb.create(modelversion("h1", model, "1.0.0", serving={"replicas": 2}), ns)
+    blocked = sb.wait_for_object(
+        "modelversions", "h1", ns, lambda o: _reason(o, "Serving") == "ChildNameConflict", TIMEOUT
+    )
+    assert f"Service {ns}/{name}" in condition(blocked, "Serving", "False")["message"]
+    sb.wait_for(lambda: any(e["type"] == "Warning" and e["reason"] == "ChildNameConflict" for e in events("h1")), 30)
+    kept = sb.get("services", name, ns)
+    assert kept["metadata"]["uid"] == foreign["metadata"]["uid"] and not kept["metadata"].get("ownerReferences")
+    assert [p["port"] for p in kept["spec"]["ports"]] == [4242]
+    sb.delete("services", name, ns)  # gone: the operator carries on
+    sb.wait_for_object("modelversions", "h1", ns, phase("h1", "Ready"), TIMEOUT)
+
+    # Our Service and PDB deleted by hand come back from their watch events, not a resync.
+    for kind in ("services", PDBS):
+        before = sb.get(kind, name, ns)["metadata"]["uid"]
+        sb.delete(kind, name, ns)
+        sb.wait_for(
+            lambda k=kind, b=before: (sb.find(k, name, ns) or {}).get("metadata", {}).get("uid") not in (None, b), 20
+        )
+
+    # Registry edits: a forged stage tag and a deleted alias are set back and reported.
+    mlflow_client.set_model_version_tag(model, "1", "stage", "Archived")
+    sb.wait_for(lambda: mlflow_client.get_model_version(model, "1").tags.get("stage") == "Production", 30)
+    mlflow_client.delete_registered_model_alias(model, "production")
+    sb.wait_for(lambda: "production" in (mlflow_client.get_registered_model(model).aliases or {}), 30)
+    sb.wait_for(lambda: {"TagChangedByHand", "AliasDeletedByHand"} <= {e["reason"] for e in events("h1")}, 30)
+
+    # The serving version deleted in MLflow: reported, the stage released, no retry loop.
+    mlflow_client.delete_model_version(model, "1")
+    gone = sb.wait_for_object("modelversions", "h1", ns, phase("h1", "Failed"), 60)
+    assert (
+        _reason(gone, "Registered") == "VersionDeleted"
+        and "version 1 of registered model" in condition(gone, "Registered", "False")["message"]
+    )
+    sb.wait_for(lambda: sb.find("deployments", name, ns) is None, 60)

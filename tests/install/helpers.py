@@ -46,7 +46,6 @@ ALL_FEATURES: dict[str, Any] = {
 #: Kinds kubernetes-validate has no schema for; the tests check them structurally.
 CUSTOM_KINDS = {
     "monitoring.coreos.com/v1": {"ServiceMonitor", "PodMonitor", "PrometheusRule"},
-    "kopf.dev/v1": {"ClusterKopfPeering", "KopfPeering"},
 }
 
 POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}

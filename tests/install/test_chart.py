@@ -64,7 +64,7 @@ def test_rendered_objects_validate_strictly(case: tuple[str, list[dict[str, Any]
 def test_custom_kinds_are_well_formed() -> None:
     objs = render(ALL_FEATURES)
     custom = [o for o in objs if is_custom(o)]
-    assert {o["kind"] for o in custom} == {"ServiceMonitor", "PodMonitor", "PrometheusRule", "KopfPeering"}
+    assert {o["kind"] for o in custom} == {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
     for obj in custom:
         assert obj["metadata"]["name"] and set(obj) <= {"apiVersion", "kind", "metadata", "spec"}
     service = one(objs, "Service", "modelops-metrics")
@@ -78,8 +78,6 @@ def test_custom_kinds_are_well_formed() -> None:
             assert rule["labels"]["team"] == "ml"
             assert rule["annotations"]["summary"] and rule["annotations"]["description"]
             assert rule["expr"].count("(") == rule["expr"].count(")")
-    for peering in find(objs, "KopfPeering"):
-        assert peering["metadata"]["namespace"] in ALL_FEATURES["watchNamespaces"]
 
 
 def test_pod_monitor_selects_the_serving_pods_the_operator_builds() -> None:
@@ -142,15 +140,16 @@ def test_operator_deployment_probes_env_and_settings() -> None:
     assert env["MODELOPS_MLFLOW_TRACKING_URI"] == (
         f"http://modelops-mlflow.{NAMESPACE}.svc.cluster.local:{mlflow['spec']['ports'][0]['port']}"
     )
-    assert "args" not in op, "one replica: standalone, no peering"
-    assert one(objs, "Deployment", "modelops")["spec"]["strategy"] == {"type": "Recreate"}
+    assert "args" not in op, "no kopf peering: replicas elect a leader through a Lease"
+    assert "MODELOPS_LEASE_NAMESPACE" not in env  # the pod's own namespace (where the Role grants it)
 
 
 def test_all_features_map_values_to_settings() -> None:
     objs = render(ALL_FEATURES)
     op = container(objs, "Deployment", "modelops", "operator")
     env = {e["name"]: e.get("value") for e in op["env"]}
-    assert op["args"] == ["--peering", "modelops"]
+    assert "args" not in op
+    assert one(objs, "PodDisruptionBudget", "modelops")["spec"]["minAvailable"] == 1  # replicas > 1
     assert env["MODELOPS_NAMESPACES"] == "ml-a,ml-b"
     assert Settings(namespaces=env["MODELOPS_NAMESPACES"]).namespaces == ["ml-a", "ml-b"]
     assert env["MODELOPS_MLFLOW_CREDENTIALS_SECRET"] == "mlflow-credentials"
@@ -261,10 +260,7 @@ def test_chart_crds_are_the_generated_crds() -> None:
         assert copy.read_text() == path.read_text(), f"{copy} differs: run `make generate`"
     with helm.Chart.load(CHART) as chart:
         names = {c["filename"].rsplit("/", 1)[-1] for c in chart.crds}
-    assert names == {p.name for p in generated} | {"kopf-peerings.yaml"}
-    for doc in yaml.safe_load_all((CHART / "crds" / "kopf-peerings.yaml").read_text()):
-        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
-        assert doc["spec"]["group"] == "kopf.dev"
+    assert names == {p.name for p in generated}
 
 
 def test_notes_tell_what_to_do_next() -> None:

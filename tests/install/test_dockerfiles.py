@@ -126,7 +126,7 @@ def test_entrypoints_are_declared_console_scripts(dockerfile: tuple[str, Path, l
 
         result = CliRunner().invoke(app, [*entrypoint[1:], "--help"])
         assert result.exit_code == 0, result.output
-        assert "--peering" in result.output
+        assert "--liveness" in result.output
 
 
 def test_oci_labels(dockerfile: tuple[str, Path, list[str], str]) -> None:

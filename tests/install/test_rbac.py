@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,7 +153,8 @@ def _check_covers(rules: list[dict], where: str) -> None:
     missing = [
         f"{c.verb} {c.resource.group}/{_resource(c)} ({c.module}:{c.line})"
         for c in _calls()
-        if not allows(rules, c.resource.group, _resource(c), c.verb)
+        if c.resource not in rbac.LEADER_ELECTION_RESOURCES  # a Role in the operator's namespace
+        and not allows(rules, c.resource.group, _resource(c), c.verb)
     ]
     missing += [
         f"{v} {w.group}/{w.plural} (kopf handler {w.handler})"
@@ -169,8 +171,8 @@ def test_chart_cluster_mode_covers_every_call_and_watch() -> None:
     rules = policy_rules(objs, "ClusterRole")
     _check_covers(rules, "chart ClusterRole")
     assert allows(rules, "apiextensions.k8s.io", "customresourcedefinitions", "watch")
-    assert not allows(rules, "kopf.dev", "clusterkopfpeerings", "patch"), "no peering rules with one replica"
-    assert not find(objs, "Role")
+    assert not allows(rules, "coordination.k8s.io", "leases", "patch"), "the Lease only in the operator's namespace"
+    _check_leader_election(objs)
     binding = find(objs, "ClusterRoleBinding")[0]
     assert binding["subjects"][0]["name"] == find(objs, "ServiceAccount")[0]["metadata"]["name"]
 
@@ -180,7 +182,7 @@ def test_chart_namespaced_mode_uses_roles_per_namespace() -> None:
     for ns in WATCH_NAMESPACES:
         rules = policy_rules(objs, "Role", ns)
         _check_covers(rules, f"chart Role in {ns}")
-        assert allows(rules, "kopf.dev", "kopfpeerings", "patch"), "replicas > 1: namespaced peering"
+        assert not allows(rules, "coordination.k8s.io", "leases", "patch"), "no Lease rights where models live"
         bindings = [b for b in find(objs, "RoleBinding") if b["metadata"]["namespace"] == ns]
         assert len(bindings) == 1 and bindings[0]["subjects"][0]["namespace"] == "modelops-system"
     cluster = policy_rules(objs, "ClusterRole")
@@ -190,10 +192,18 @@ def test_chart_namespaced_mode_uses_roles_per_namespace() -> None:
     assert not any(allows(cluster, c.resource.group, _resource(c), c.verb) for c in _calls())
 
 
-def test_chart_cluster_mode_with_replicas_has_cluster_peering() -> None:
-    rules = policy_rules(render({"operator": {"replicas": 3}}), "ClusterRole")
-    for verb in ("list", "watch", "patch"):
-        assert allows(rules, "kopf.dev", "clusterkopfpeerings", verb)
+def _check_leader_election(objs: list[dict[str, Any]], namespace: str = "modelops-system") -> None:
+    rules = policy_rules(objs, "Role", namespace)
+    for verb in ("get", "create", "patch"):
+        assert allows(rules, "coordination.k8s.io", "leases", verb), verb
+    binding = next(b for b in find(objs, "RoleBinding") if b["metadata"]["name"].endswith("-leader-election"))
+    assert binding["metadata"]["namespace"] == namespace and binding["subjects"][0]["namespace"] == namespace
+
+
+def test_every_install_can_elect_a_leader() -> None:
+    for values in ({}, {"operator": {"replicas": 3}}, ALL_FEATURES):
+        _check_leader_election(render(values))
+    _check_leader_election(kustomize(ROOT / "manifests" / "default"))
 
 
 def test_kustomize_base_has_the_same_rules_as_the_chart() -> None:

@@ -30,13 +30,15 @@ def _ctx(store: Any) -> tuple[Context, FakeKube]:
     return Context(settings=settings, kube=kube, registry=registry), kube  # type: ignore[arg-type]
 
 
-def _mv(kube: FakeKube, uid: str, version: str, stage: str = "Staging") -> dict[str, Any]:
+def _mv(
+    kube: FakeKube, uid: str, version: str, stage: str = "Staging", name: str = "iris", **meta: Any
+) -> dict[str, Any]:
     return kube.put(
         MODELVERSIONS,
         {
             "apiVersion": API_VERSION,
             "kind": "ModelVersion",
-            "metadata": {"name": "iris", "namespace": NS, "uid": uid},
+            "metadata": {"name": name, "namespace": NS, "uid": uid, **meta},
             "spec": {
                 "model": "iris-model",
                 "version": version,
@@ -51,13 +53,18 @@ def _mv(kube: FakeKube, uid: str, version: str, stage: str = "Staging") -> dict[
     )
 
 
-def _completed_job(kube: FakeKube, version: str) -> None:
+def owned_by(uid: str, name: str = "iris") -> list[dict[str, Any]]:
+    """The controller ownerReference of a child of the ModelVersion ``name`` with ``uid``."""
+    return [{"apiVersion": API_VERSION, "kind": "ModelVersion", "name": name, "uid": uid, "controller": True}]
+
+
+def _completed_job(kube: FakeKube, version: str, uid: str) -> None:
     kube.put(
         JOBS,
         {
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": {"name": train_job_name("iris", version), "namespace": NS},
+            "metadata": {"name": train_job_name("iris", version), "namespace": NS, "ownerReferences": owned_by(uid)},
             "spec": {},
             "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
         },
@@ -70,7 +77,7 @@ async def test_mlflow_down_during_registration_recovers_without_a_second_version
 ) -> None:
     ctx, kube = _ctx(logged_runs.store)
     _mv(kube, "uid-2", "1.2.0")
-    _completed_job(kube, "1.2.0")
+    _completed_job(kube, "1.2.0", "uid-2")
     real = ops.register_run_model
     calls = {"n": 0}
 
@@ -198,7 +205,7 @@ async def test_a_version_registered_by_someone_else_during_training_is_a_conflic
     mv = _mv(kube, "uid-2", "1.2.0", stage="Development")
     mv["status"] = {"version": "1.2.0", "trainingJob": {"name": train_job_name("iris", "1.2.0")}}
     kube.put(MODELVERSIONS, mv)
-    _completed_job(kube, "1.2.0")
+    _completed_job(kube, "1.2.0", "uid-2")
     client = logged_runs.store.client
     other = client.get_run(logged_runs.run_ids[0])  # registered by hand meanwhile, as 1.2.0, by another owner
     ops.register_run_model(client, "iris-model", other, {"semver": "1.2.0", "modelops.uid": "someone-else"})
@@ -255,7 +262,11 @@ async def test_a_failed_version_stops_saying_mlflow_is_unreachable(logged_runs) 
         {
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": {"name": train_job_name("iris", "3.0.0"), "namespace": NS},
+            "metadata": {
+                "name": train_job_name("iris", "3.0.0"),
+                "namespace": NS,
+                "ownerReferences": owned_by("uid-failed"),
+            },
             "spec": {},
             "status": {"failed": 3, "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimit"}]},
         },
@@ -298,7 +309,7 @@ async def test_a_failed_training_retrains_when_spec_training_changes(logged_runs
         {
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": {"name": job_name, "namespace": NS},
+            "metadata": {"name": job_name, "namespace": NS, "ownerReferences": owned_by("uid-retrain")},
             "spec": {},
             "status": {"failed": 3, "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimit"}]},
         },
@@ -323,6 +334,7 @@ async def test_a_failed_training_retrains_when_spec_training_changes(logged_runs
     }
     kube2.put(MODELVERSIONS, same)
     kube2.put(JOBS, (await kube.get(JOBS, NS, job_name)) or {})
+    kube2.objects[("jobs", NS, job_name)]["metadata"]["ownerReferences"] = owned_by("uid-final")
     kube2.objects[("jobs", NS, job_name)]["status"] = {
         "failed": 3,
         "conditions": [{"type": "Failed", "status": "True"}],

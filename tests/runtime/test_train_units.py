@@ -151,3 +151,17 @@ def test_training_stack_imports_scipy_special_before_mlflow_and_skops() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_dataset_server_refusing_connections_is_unavailable_not_missing(tmp_path: Path) -> None:
+    """fsspec reports a refused HTTP connection as FileNotFoundError: it must stay a transient
+    failure (exit code 1, retried by the Job), not invalid input (exit code 2, final)."""
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(data.DatasetUnavailable, match=r"cannot reach dataset .*ConnectionRefusedError"):
+        data.load_file(f"http://127.0.0.1:{port}/iris.csv", "csv")
+    with pytest.raises(InvalidInput, match="dataset not found"):
+        data.load_file(str(tmp_path / "absent.csv"), "csv")

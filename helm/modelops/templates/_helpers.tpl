@@ -86,7 +86,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- toJson $ns }}
 {{- end }}
 
-{{/* Whether kopf peering is on (more than one operator replica). */}}
-{{- define "modelops.peering" -}}
+{{/* Whether more than one operator replica runs (one leads through the Lease, the others stand by). */}}
+{{- define "modelops.replicated" -}}
 {{- if gt (int .Values.operator.replicas) 1 }}true{{- end }}
 {{- end }}

@@ -8,27 +8,31 @@ Each template is a YAML list of PolicyRules; rbac.yaml includes them.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-# operator get, create, patch, delete (reconcile/children.py)
+# operator list (reconcile/modelversion.py)
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+# operator get, create, patch, delete (reconcile/children.py); kopf list, watch (handler services-watch)
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # operator get, create, patch, delete (reconcile/children.py, reconcile/model.py); kopf list, watch (handler deployments-watch)
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# operator get, create, patch, delete (reconcile/children.py)
+# operator get, create, patch, delete (reconcile/children.py); kopf list, watch (handler horizontalpodautoscalers-watch)
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "create", "patch", "delete"]
-# operator get, create, patch (reconcile/children.py)
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# operator get, create, patch (reconcile/children.py); kopf list, watch (handler cronjobs-watch)
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # operator get, create, patch, delete (reconcile/children.py, reconcile/modelversion.py); kopf list, watch (handler jobs-watch)
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# operator get, create, patch (reconcile/children.py, reconcile/modelmonitor.py); kopf list, watch, patch (handler observe, handler reconcile)
+# operator get, create, patch (handlers.py, reconcile/children.py, reconcile/modelmonitor.py); kopf list, watch, patch (handler observe, handler reconcile)
 - apiGroups: ["ml.smarthr360.io"]
   resources: ["modelmonitors"]
   verbs: ["get", "list", "watch", "create", "patch"]
@@ -44,10 +48,10 @@ Each template is a YAML list of PolicyRules; rbac.yaml includes them.
 - apiGroups: ["ml.smarthr360.io"]
   resources: ["modelversions/status"]
   verbs: ["patch"]
-# operator get, create, patch, delete (reconcile/children.py)
+# operator get, create, patch, delete (reconcile/children.py); kopf list, watch (handler poddisruptionbudgets-watch)
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end }}
 {{- define "modelops.rbac.cluster" }}
 # kopf: observes CRDs to notice our resources appear or change
@@ -61,15 +65,9 @@ Each template is a YAML list of PolicyRules; rbac.yaml includes them.
   resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end }}
-{{- define "modelops.rbac.clusterPeering" }}
-# kopf: peering between replicas (cluster-wide), only one replica is active
-- apiGroups: ["kopf.dev"]
-  resources: ["clusterkopfpeerings"]
-  verbs: ["list", "watch", "patch"]
-{{- end }}
-{{- define "modelops.rbac.namespacedPeering" }}
-# kopf: peering between replicas (per namespace), only one replica is active
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["list", "watch", "patch"]
+{{- define "modelops.rbac.leaderElection" }}
+# operator get, create, patch (leader.py): leader election between replicas, in the operator's own namespace
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "patch"]
 {{- end }}

@@ -24,6 +24,8 @@ local degraded = {
   VersionConflict = true,
   ModelOwnedElsewhere = true,
   RunNotFound = true,
+  VersionDeleted = true,
+  ChildNameConflict = true,
   GateFailed = true,
   ProgressDeadlineExceeded = true,
 }

@@ -236,6 +236,10 @@ class TrainingJobStatus(ApiModel):
     completion_time: datetime | None = Field(default=None, description="Job completion.")
     failed_pods: int | None = Field(default=None, ge=0, description="Failed attempts so far.")
     failure_reason: str | None = Field(default=None, description="Why training failed.")
+    exit_code: int | None = Field(default=None, description="Exit code of the last failed training container.")
+    signal: str | None = Field(
+        default=None, description="Signal that killed the last failed training container (e.g. SIGKILL), if any."
+    )
 
 
 class ModelVersionStatus(ApiModel):

@@ -58,6 +58,8 @@ DEPLOYMENTS = Resource("apps", "v1", "deployments")
 SERVICES = Resource("", "v1", "services")
 PDBS = Resource("policy", "v1", "poddisruptionbudgets")
 HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
+LEASES = Resource("coordination.k8s.io", "v1", "leases")
+PODS = Resource("", "v1", "pods")
 EVENTS = Resource("", "v1", "events")
 
 #: kind → resource, for manifests built by the builders.

@@ -12,6 +12,7 @@ from ..clients.kube import KubeClient
 from ..clients.mlflow import Registry
 from ..settings import Settings
 from ..telemetry import OperatorMetrics
+from .children import EditWatch
 from .versions import VersionCache
 
 T = TypeVar("T")
@@ -73,8 +74,10 @@ class Context:
     metrics: OperatorMetrics | None = None
     versions: VersionCache = field(default_factory=VersionCache)
     model_passes: Coalescer[Any, Any] = field(default_factory=Coalescer)
+    child_edits: EditWatch = field(default_factory=EditWatch)
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _model_synced: dict[str, float] = field(default_factory=dict)
+    _registry_checked: dict[str, float] = field(default_factory=dict)
     _models_checked: dict[tuple[str, str], float] = field(default_factory=dict)
     _in_flight: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
 
@@ -111,6 +114,15 @@ class Context:
         last = self._model_synced.get(f"{namespace}/{model}")
         limit = self.settings.reconcile_interval_seconds if seconds is None else seconds
         return last is not None and time.monotonic() - last < limit
+
+    def registry_checked_within(self, namespace: str, model: str) -> bool:
+        """Whether a settled model's registry was compared with its statuses within the resync interval."""
+        last = self._registry_checked.get(f"{namespace}/{model}")
+        return last is not None and time.monotonic() - last < self.settings.reconcile_interval_seconds
+
+    def mark_registry_checked(self, namespace: str, model: str) -> None:
+        """Record that a settled model's registry was just compared with its statuses."""
+        self._registry_checked[f"{namespace}/{model}"] = time.monotonic()
 
     def model_check_lock(self, namespace: str, model: str) -> asyncio.Lock:
         """The lock under which one reconcile checks the registered model while the others wait."""

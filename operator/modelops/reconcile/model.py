@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..api.common import ConditionStatus, get_condition, now, set_condition
@@ -65,6 +66,15 @@ def _eligible(body: Mapping[str, Any], status: ModelVersionStatus) -> bool:
         return False
     reg = get_condition(status.conditions, "Registered")
     return not (reg and reg.reason in ("VersionConflict", "ModelOwnedElsewhere"))
+
+
+#: ``Registered=False`` reason of a version deleted from MLflow by hand.
+VERSION_DELETED = "VersionDeleted"
+
+
+def _reason(status: ModelVersionStatus, ctype: str) -> str | None:
+    cond = get_condition(status.conditions, ctype)
+    return cond.reason if cond else None
 
 
 def deployment_serving(deployment: Mapping[str, Any] | None) -> tuple[ConditionStatus, str, str, int]:
@@ -210,8 +220,19 @@ async def _model_pass(
                 eligible=name not in leaving and _eligible(b, st),
             )
         )
+    state = await read_registry(ctx, model) if any(st.registry for st in statuses.values()) else None
+    gone = deleted_versions(state, statuses)
+    candidates = [replace(c, eligible=False) if c.name in gone else c for c in candidates]
     resolution = resolve(candidates)
-    drift_notes = await sync_registry(ctx, model, statuses, specs, resolution.winners, leaving)
+    repairs: dict[str, list[tuple[str, str]]] = {}
+    if state is not None:
+        plan = plan_registry(state, statuses, specs, resolution.winners, leaving)
+        await sync_registry(ctx, model, plan)
+        repairs = plan.repairs
+        by_name = {b["metadata"]["name"]: b for b in bodies}
+        for name, notes in repairs.items():  # every repair is reported, not only the first of a kind
+            for reason, message in notes:
+                ctx.post_event(by_name[name], "Warning", reason, message)
     serving = await sync_serving(ctx, namespace, model, bodies, statuses, specs, resolution.winners, leaving)
     conflicted: list[str] = []
     for b in bodies:
@@ -220,7 +241,17 @@ async def _model_pass(
             continue  # unregistered versions write their own status (see modelversion._reconcile)
         st = statuses[name]
         old = parse_status(ModelVersionStatus, b.get("status"))
-        apply_outcome(ctx, b, specs[name], st, resolution.decisions.get(name), resolution.winners, serving, drift_notes)
+        if name in gone:
+            set_condition(
+                st.conditions,
+                "Registered",
+                "False",
+                VERSION_DELETED,
+                f"version {gone[name]} of registered model {model} ({st.version}) was deleted from MLflow "
+                "by hand: it takes no stage and serves nothing; apply a new ModelVersion to train it again",
+                b["metadata"].get("generation"),
+            )
+        apply_outcome(ctx, b, specs[name], st, resolution.decisions.get(name), resolution.winners, serving, repairs)
         try:
             written = await write_status(ctx.kube, MODELVERSIONS, b, st, precondition=True)
         except Conflict:
@@ -232,39 +263,90 @@ async def _model_pass(
     return statuses, conflicted
 
 
-async def sync_registry(
-    ctx: Context,
-    model: str,
-    statuses: dict[str, ModelVersionStatus],
-    specs: dict[str, ModelVersionSpec],
-    winners: dict[str, str | None],
-    leaving: set[str | None],
-) -> dict[str, str]:
-    """Point each stage alias at its winner's registry version and tag stages. Returns
-    ``{stage: message}`` for aliases found moved by hand (RegistryDrift), which are set back."""
-    drift: dict[str, str] = {}
-    registered = {n: s for n, s in statuses.items() if s.registry is not None}
-    if not registered:
-        return drift
+@dataclass(frozen=True)
+class RegistryState:
+    """What MLflow holds for one registered model: ``aliases`` ``{alias: version}`` and the tags
+    of every existing version ``{version: {key: value}}`` (a version deleted by hand is absent)."""
+
+    aliases: dict[str, str]
+    tags: dict[str, dict[str, str]]
+
+
+async def read_registry(ctx: Context, model: str) -> RegistryState:
+    """Read a model's aliases and its versions' tags: one ``get_registered_model`` and one paged
+    ``search_model_versions``. Raises RegistryUnavailable when MLflow does not answer."""
     aliases = await ctx.registry.run(ops.get_aliases, model)
+    versions = await ctx.registry.run(ops.search_versions, model)
+    return RegistryState(aliases, {str(v.version): dict(v.tags or {}) for v in versions})
+
+
+def deleted_versions(state: RegistryState | None, statuses: Mapping[str, ModelVersionStatus]) -> dict[str, str]:
+    """``{CR name: registry version}`` of registered versions that MLflow no longer has (deleted by hand)."""
+    if state is None:
+        return {}
+    return {
+        name: st.registry.version
+        for name, st in statuses.items()
+        if st.registry is not None and st.registry.version not in state.tags
+    }
+
+
+@dataclass
+class RegistryPlan:
+    """The registry writes that make MLflow match the stage winners, and what they repair.
+
+    ``aliases``: ``{alias: version}`` to set (None: delete); ``tags``: ``{version: stage tag}``;
+    ``repairs``: ``{CR name: [(reason, message)]}`` for changes made by hand that they undo.
+    """
+
+    aliases: dict[str, str | None] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    repairs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.aliases or self.tags)
+
+
+def plan_registry(
+    state: RegistryState,
+    statuses: Mapping[str, ModelVersionStatus],
+    specs: Mapping[str, ModelVersionSpec],
+    winners: Mapping[str, str | None],
+    leaving: set[str | None],
+) -> RegistryPlan:
+    """Pure: compare MLflow (``state``) with the winners; say what to write and what was changed by hand.
+
+    A change the operator did not make is one MLflow shows but the stored statuses cannot
+    explain: an alias pointing neither to the stage's previous holder nor to its winner
+    (``AliasMovedByHand``), an alias of a stage whose holder did not change that is missing
+    (``AliasDeletedByHand``), a ``stage`` tag that is neither the one recorded in status nor the
+    wanted one (``TagChangedByHand``, also when deleted).
+    """
+    plan = RegistryPlan()
+    gone = deleted_versions(state, statuses)
+    registered = {n: s for n, s in statuses.items() if s.registry is not None and n not in gone}
     for stage in STAGES:
         alias = STAGE_ALIASES[stage]
         winner = winners.get(stage)
         desired = registered[winner].registry.version if winner and winner in registered else None  # type: ignore[union-attr]
-        previous_holder = next((s for n, s in registered.items() if s.stage == stage and n not in leaving), None)
-        previous = previous_holder.registry.version if previous_holder and previous_holder.registry else None
-        current = aliases.get(alias)
+        holder = next((n for n, s in registered.items() if s.stage == stage and n not in leaving), None)
+        previous = registered[holder].registry.version if holder else None  # type: ignore[union-attr]
+        current = state.aliases.get(alias)
         if current == desired:
             continue
-        if current is not None and current not in (previous, desired):
-            drift[stage] = (
-                f"alias {alias} pointed to version {current}, not {previous or 'none'} as the "
-                f"ModelVersions say; set back to {desired or 'none'}"
+        plan.aliases[alias] = desired
+        if current is not None and current not in (previous, desired) and winner:
+            plan.repairs.setdefault(winner, []).append(
+                (
+                    "AliasMovedByHand",
+                    f"alias {alias} pointed to version {current}, not {previous or 'none'} as the "
+                    f"ModelVersions say; set back to {desired or 'none'}",
+                )
             )
-        if desired is None:
-            await ctx.registry.run(ops.delete_alias, model, alias)
-        else:
-            await ctx.registry.run(ops.set_alias, model, alias, desired, check=False)  # read just above
+        elif current is None and previous is not None and previous == desired and winner:
+            plan.repairs.setdefault(winner, []).append(
+                ("AliasDeletedByHand", f"alias {alias} was deleted by hand; set back to version {desired}")
+            )
     held = {w: s for s, w in winners.items() if w}
     for name, st in registered.items():
         spec = specs.get(name)
@@ -272,10 +354,53 @@ async def sync_registry(
             continue
         wanted = held.get(name) or ("Archived" if spec.stage == "Archived" else "None")
         before = st.stage or ("Archived" if st.phase == "Archived" else "None")
-        if wanted != before:
-            # Written without reading first (current={}): the status says the tag differs.
-            await ctx.registry.run(ops.set_version_tags, model, st.registry.version, {TAG_STAGE: wanted}, current={})
-    return drift
+        actual = state.tags.get(st.registry.version, {}).get(TAG_STAGE)
+        if actual == wanted:
+            continue
+        plan.tags[st.registry.version] = wanted
+        if actual != before:
+            shown = "missing" if actual is None else f"{TAG_STAGE}={actual}"
+            plan.repairs.setdefault(name, []).append(
+                (
+                    "TagChangedByHand",
+                    f"tag of version {st.registry.version} was {shown}, not {TAG_STAGE}={before} as the "
+                    f"status says; set to {TAG_STAGE}={wanted}",
+                )
+            )
+    return plan
+
+
+async def sync_registry(ctx: Context, model: str, plan: RegistryPlan) -> None:
+    """Apply a :class:`RegistryPlan`: every alias first, then the stage tags.
+
+    Every target version was seen in MLflow just before (versions deleted by hand take no
+    stage), so no alias move fails half-way on a missing version; an outage half-way is
+    completed by the retry, which re-reads and re-plans.
+    """
+    for alias, version in plan.aliases.items():
+        if version is None:
+            await ctx.registry.run(ops.delete_alias, model, alias)
+        else:
+            await ctx.registry.run(ops.set_alias, model, alias, version, check=False)  # read just before
+    for version, stage in plan.tags.items():
+        await ctx.registry.run(ops.set_version_tags, model, version, {TAG_STAGE: stage}, current={})
+
+
+async def registry_in_sync(ctx: Context, namespace: str, model: str) -> bool:
+    """Whether MLflow still matches a settled model's statuses (no alias or tag changed, no
+    version deleted by hand). Reads the registry (see :func:`read_registry`), writes nothing."""
+    bodies = await model_bodies(ctx, namespace, model)
+    statuses = {b["metadata"]["name"]: parse_status(ModelVersionStatus, b.get("status")) for b in bodies}
+    if not any(st.registry is not None for st in statuses.values()):
+        return True
+    specs = {n: sp for n, sp in ((b["metadata"]["name"], _spec(b)) for b in bodies) if sp is not None}
+    leaving = {b["metadata"]["name"] for b in bodies if b["metadata"].get("deletionTimestamp")}
+    winners = {stage: next((n for n, s in statuses.items() if s.stage == stage), None) for stage in STAGES}
+    state = await read_registry(ctx, model)
+    newly_deleted = [
+        n for n in deleted_versions(state, statuses) if _reason(statuses[n], "Registered") != VERSION_DELETED
+    ]
+    return not newly_deleted and not plan_registry(state, statuses, specs, winners, leaving)
 
 
 async def sync_serving(
@@ -293,37 +418,43 @@ async def sync_serving(
     Returns ``{stage: (status, reason, message, ServingStatus)}`` for stages with a winner.
     """
     owners = [ObjectRef.from_body(b) for b in bodies if b["metadata"]["name"] not in leaving]
+    ours = {str(b["metadata"]["uid"]) for b in bodies}  # leaving versions still own what they made
     result: dict[str, tuple[ConditionStatus, str, str, ServingStatus]] = {}
     for stage in ctx.settings.served_stages:
         name = serving_name(model, stage)
         winner = winners.get(stage)
         if not winner or not owners:
             for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment"):
-                await children.remove(ctx.kube, kind, namespace, name)
+                await children.remove(ctx.kube, kind, namespace, name, ours)
             continue
         st, spec = statuses[winner], specs[winner]
         assert st.registry is not None and st.version is not None
         served = ServedVersion(
             namespace=namespace, version=st.version, registry_version=st.registry.version, cr_name=winner
         )
-        deployment, _ = await children.apply(
-            ctx.kube,
+        foreign: list[str] = []  # objects with our children's names that are not ours
+        deployment = await _ensure(
+            ctx,
             build_serving_deployment(model, stage, served, owners, spec.serving, ctx.settings, mlflow=spec.mlflow),
+            ours,
+            foreign,
         )
-        await children.apply(ctx.kube, build_serving_service(model, stage, namespace, owners))
+        await _ensure(ctx, build_serving_service(model, stage, namespace, owners), ours, foreign)
         pdb = build_pdb(model, stage, namespace, owners, spec.serving)
         if pdb is None:
-            await children.remove(ctx.kube, "PodDisruptionBudget", namespace, name)
+            await children.remove(ctx.kube, "PodDisruptionBudget", namespace, name, ours)
         else:
-            await children.apply(ctx.kube, pdb)
+            await _ensure(ctx, pdb, ours, foreign)
         hpa = build_hpa(model, stage, namespace, owners, spec.serving)
         if hpa is None:
-            await children.remove(ctx.kube, "HorizontalPodAutoscaler", namespace, name)
+            await children.remove(ctx.kube, "HorizontalPodAutoscaler", namespace, name, ours)
         else:
-            await children.apply(ctx.kube, hpa)
-        observed = await ctx.kube.get(DEPLOYMENTS, namespace, name) or deployment
+            await _ensure(ctx, hpa, ours, foreign)
+        observed = (await ctx.kube.get(DEPLOYMENTS, namespace, name) or deployment) if deployment else None
         state, reason, message, ready = deployment_serving(observed)
-        served_label = (observed.get("spec") or {}).get("template", {}).get("metadata", {}).get("labels") or {}
+        if foreign:
+            state, reason, message = "False", children.CHILD_NAME_CONFLICT, "; ".join(foreign)
+        served_label = ((observed or {}).get("spec") or {}).get("template", {}).get("metadata", {}).get("labels") or {}
         result[stage] = (
             state,
             reason,
@@ -332,12 +463,22 @@ async def sync_serving(
                 deployment=name,
                 service=name,
                 url=service_url(model, stage, namespace, ctx.settings),
-                replicas=int((observed.get("spec") or {}).get("replicas", 1)),
+                replicas=int(((observed or {}).get("spec") or {}).get("replicas", spec.serving.replicas)),
                 ready_replicas=ready,
                 served_version=served_label.get("ml.smarthr360.io/version", st.version),
             ),
         )
     return result
+
+
+async def _ensure(ctx: Context, manifest: dict[str, Any], ours: set[str], foreign: list[str]) -> dict[str, Any] | None:
+    """Apply one serving child; an object of that name that is not ours is left alone and
+    described in ``foreign`` (returns None then)."""
+    try:
+        return (await children.apply(ctx.kube, manifest, ours))[0]
+    except children.ChildNameConflict as exc:
+        foreign.append(str(exc))
+        return None
 
 
 def apply_outcome(
@@ -348,9 +489,12 @@ def apply_outcome(
     decision: Decision | None,
     winners: dict[str, str | None],
     serving: dict[str, tuple[ConditionStatus, str, str, ServingStatus]],
-    drift: dict[str, str],
+    repairs: Mapping[str, list[tuple[str, str]]],
 ) -> None:
-    """Fill promotion, stage, serving, conditions and phase of one version's status in place."""
+    """Fill promotion, stage, serving, conditions and phase of one version's status in place.
+
+    ``repairs``: registry changes made by hand that this pass undid, by CR name (RegistryDrift).
+    """
     name = body["metadata"]["name"]
     gen = body["metadata"].get("generation")
     held = next((s for s, w in winners.items() if w == name), None)
@@ -404,8 +548,10 @@ def apply_outcome(
             set_condition(
                 st.conditions, "Serving", "False", "NotServing", "this version does not hold a served stage", gen
             )
-    if held and held in drift:
-        set_condition(st.conditions, "RegistryDrift", "True", "AliasMovedByHand", drift[held], gen)
+    if repairs.get(name):
+        reason = repairs[name][0][0]
+        message = "; ".join(m for _, m in repairs[name])
+        set_condition(st.conditions, "RegistryDrift", "True", reason, message, gen)
     elif get_condition(st.conditions, "RegistryDrift") is not None:
         set_condition(st.conditions, "RegistryDrift", "False", "InSync", "aliases match the ModelVersions", gen)
     mark_registry_reachable(st.conditions, gen)

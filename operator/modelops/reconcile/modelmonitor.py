@@ -178,16 +178,22 @@ async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatu
         return status
     status.observed_generation = gen
     owner = ObjectRef.from_body(body)
-    cronjob, _ = await children.apply(ctx.kube, build_drift_cronjob(owner, spec, ctx.settings))
-    status.cron_job = cronjob["metadata"]["name"]
-    set_condition(
-        status.conditions,
-        "Scheduled",
-        "True",
-        "Suspended" if spec.suspend else "Scheduled",
-        f"CronJob {status.cron_job} runs on '{spec.schedule}'" + (" (suspended)" if spec.suspend else ""),
-        gen,
-    )
+    desired = build_drift_cronjob(owner, spec, ctx.settings)
+    try:
+        cronjob, _ = await children.apply(ctx.kube, desired)
+    except children.ChildNameConflict as exc:  # someone else's CronJob has our name: hands off
+        status.cron_job = None
+        set_condition(status.conditions, "Scheduled", "False", children.CHILD_NAME_CONFLICT, str(exc), gen)
+    else:
+        status.cron_job = cronjob["metadata"]["name"]
+        set_condition(
+            status.conditions,
+            "Scheduled",
+            "True",
+            "Suspended" if spec.suspend else "Scheduled",
+            f"CronJob {status.cron_job} runs on '{spec.schedule}'" + (" (suspended)" if spec.suspend else ""),
+            gen,
+        )
     try:
         served = await ctx.registry.run(serving_version, spec.model, spec.stage)
         status.model_version = served[1] if served else None
@@ -349,7 +355,10 @@ def _conditions(spec: ModelMonitorSpec, status: ModelMonitorStatus, has_model: b
         state: ConditionStatus = {"healthy": "True", "degraded": "False", "unhealthy": "False"}.get(verdict, "Unknown")  # type: ignore[assignment]
         reason = {"healthy": "Healthy", "degraded": "Degraded", "unhealthy": "Unhealthy"}.get(verdict, "Unknown")
         set_condition(conds, "Healthy", state, reason, "; ".join(status.health.issues) or verdict, gen)
-    if not has_model:
+    scheduled = get_condition(conds, "Scheduled")
+    if scheduled is not None and scheduled.status == "False":
+        set_condition(conds, "Ready", "False", scheduled.reason, scheduled.message, gen)
+    elif not has_model:
         set_condition(
             conds,
             "Ready",
@@ -362,5 +371,4 @@ def _conditions(spec: ModelMonitorSpec, status: ModelMonitorStatus, has_model: b
     elif last is not None and last.result == "Failed":
         set_condition(conds, "Ready", "False", "RunFailed", last.message or "the last monitoring run failed", gen)
     else:
-        scheduled = get_condition(conds, "Scheduled")
         set_condition(conds, "Ready", "True", "Monitoring", scheduled.message if scheduled else "monitoring", gen)

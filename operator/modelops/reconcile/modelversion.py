@@ -24,14 +24,15 @@ from ..api.modelversion import (
     TrainingJobStatus,
 )
 from ..builders.common import ObjectRef, train_job_name
-from ..builders.training import build_training_job
-from ..clients.kube import JOBS, MODELVERSIONS, Conflict
+from ..builders.training import TRAIN_CONTAINER, build_training_job
+from ..clients.kube import JOBS, MODELVERSIONS, PODS, Conflict
 from ..contract import TAG_FAILURE, TAG_NAME, TAG_NAMESPACE, TAG_SEMVER, TAG_STAGE, TAG_UID, TrainingResult
 from ..registry import operations as ops
 from ..registry.errors import ModelOwnedElsewhere, RegistryUnavailable
 from ..registry.semantic import bump_version, is_semver, max_semver
+from . import children
 from .context import Context
-from .model import model_bodies, reconcile_model, summarise
+from .model import VERSION_DELETED, model_bodies, reconcile_model, registry_in_sync, summarise
 from .status import (
     mark_invalid_spec,
     mark_registry_reachable,
@@ -40,6 +41,7 @@ from .status import (
     post_transitions,
     write_status,
 )
+from .termination import last_termination
 
 
 def training_hash(spec: ModelVersionSpec) -> str:
@@ -105,12 +107,16 @@ def is_settled(body: Mapping[str, Any]) -> bool:
     Pure (the body only), so kopf can use it as a timer filter: such a version only changes
     through events (its spec, its children, its siblings' registrations), and its timer only
     guards against drift made by hand, so it fires every ``SETTLED_RESYNC_FACTOR`` intervals.
+    A version reporting a ``ChildNameConflict`` is not settled: the object in the way may go
+    without an event we watch.
     """
     meta, status = body.get("metadata") or {}, body.get("status") or {}
     return bool(
         status.get("registry")
         and status.get("observedGeneration") == meta.get("generation")
         and not meta.get("deletionTimestamp")
+        # an object of someone else blocks a child: look again every interval until it is gone
+        and not any(c.get("reason") == children.CHILD_NAME_CONFLICT for c in status.get("conditions") or [])
     )
 
 
@@ -118,6 +124,20 @@ def _settled_and_synced(ctx: Context, body: Mapping[str, Any]) -> bool:
     model = (body.get("spec") or {}).get("model")
     window = ctx.settings.reconcile_interval_seconds * SETTLED_RESYNC_FACTOR
     return bool(is_settled(body) and model and ctx.model_synced_within(body["metadata"]["namespace"], model, window))
+
+
+async def _registry_unchanged(ctx: Context, body: Mapping[str, Any]) -> bool:
+    """Whether a settled version's model still matches MLflow, checked at most once per interval
+    per model (the first timer of the model that fires reads the registry; the others skip)."""
+    namespace, model = body["metadata"]["namespace"], body["spec"]["model"]
+    if ctx.model_synced_within(namespace, model) or ctx.registry_checked_within(namespace, model):
+        return True
+    async with ctx.model_check_lock(namespace, model):
+        if ctx.registry_checked_within(namespace, model):
+            return True
+        unchanged = await registry_in_sync(ctx, namespace, model)
+        ctx.mark_registry_checked(namespace, model)
+        return unchanged
 
 
 async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = False) -> ModelVersionStatus | None:
@@ -139,7 +159,11 @@ async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = Fals
     """
     uid = body["metadata"]["uid"]
     if periodic and ctx.versions.attached and _settled_and_synced(ctx, ctx.versions.latest(body)):
-        return None  # the timer of a settled version: nothing to read, nothing to write
+        # The timer of a settled version: at most one registry read per model and interval,
+        # and a full reconcile only when MLflow was changed by hand.
+        if await _registry_unchanged(ctx, ctx.versions.latest(body)):
+            return None
+        periodic = False
     async with ctx.object_lock(uid):
         for attempt in range(CONFLICT_RETRIES):
             if periodic and attempt == 0 and ctx.versions.attached:
@@ -239,6 +263,9 @@ async def version_flow(
     ns, uid, gen = meta["namespace"], meta["uid"], meta.get("generation")
     status.observed_generation = gen
     if status.registry is not None:  # registered: immutable, only say whether spec.training moved
+        verdict = get_condition(status.conditions, "Registered")
+        if verdict is not None and verdict.reason == VERSION_DELETED:
+            return  # deleted from MLflow by hand: final (the model-level flow found it)
         changed = status.training_hash not in (None, training_hash(spec))
         if changed:
             set_condition(
@@ -369,6 +396,11 @@ async def training_flow(
     job = await ctx.kube.get(JOBS, ns, job_name)
     trained = get_condition(status.conditions, "Trained")
     failed_before = trained is not None and trained.reason == "TrainingFailed"
+    if job is not None and not children.is_ours(job, {uid}):
+        # Not ours (no ownerReference to this CR): never read as our training run, never deleted.
+        conflict = str(children.ChildNameConflict({"kind": "Job", **job}))
+        set_condition(status.conditions, "Trained", "False", children.CHILD_NAME_CONFLICT, conflict, gen)
+        return
     # A failed training is final for its spec; a new spec.training trains again (the hash of
     # what a Job trains is recorded when the Job is created).
     retrain = failed_before and status.training_hash not in (None, training_hash(spec))
@@ -415,6 +447,8 @@ async def training_flow(
         completion_time=job_status.get("completionTime"),
         failed_pods=job_status.get("failed") or 0,
     )
+    if "Complete" in conds or "Failed" in conds:
+        await _end_killed_runs(ctx, experiment, uid, job_name, "Failed" in conds)
     if "Complete" in conds:
         run = await find_run(ctx, experiment, uid, "FINISHED")
         if run is None:
@@ -431,18 +465,38 @@ async def training_flow(
         await register(ctx, body, spec, status, run, experiment)
     elif "Failed" in conds:
         run = await find_run(ctx, experiment, uid)
-        reason = (
-            (run.data.tags.get(TAG_FAILURE) if run is not None else None)
-            or conds["Failed"].get("message")
-            or (conds["Failed"].get("reason", "the training process failed"))
-        )
+        pods = await ctx.kube.list(PODS, ns, {JOB_NAME_LABEL: job_name})
+        ended = last_termination(pods, TRAIN_CONTAINER)
+        job_says = conds["Failed"].get("message") or conds["Failed"].get("reason") or "the training process failed"
+        recorded = run.data.tags.get(TAG_FAILURE) if run is not None else None
+        if ended is not None and ended.signal:  # killed: the runtime could not say why, the pod does
+            reason = f"{ended.describe(TRAIN_CONTAINER)}; {job_says}"
+        else:
+            reason = recorded or job_says
         status.training_job.failure_reason = reason
+        if ended is not None:
+            status.training_job.exit_code, status.training_job.signal = ended.exit_code, ended.signal
         set_condition(status.conditions, "Trained", "False", "TrainingFailed", f"Job {job_name}: {reason}", gen)
     else:
         attempt = (job_status.get("failed") or 0) + 1
         set_condition(
             status.conditions, "Trained", "Unknown", "Training", f"Job {job_name} is running (attempt {attempt})", gen
         )
+
+
+#: Label the Job controller puts on its pods (Kubernetes >= 1.27; ``job-name`` before).
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+async def _end_killed_runs(ctx: Context, experiment: str, uid: str, job_name: str, failed: bool) -> None:
+    """A finished Job has no attempt left running: end the MLflow runs its killed attempts left
+    ``RUNNING`` (a process killed by a signal cannot end its run), as KILLED."""
+    experiment_id = await ctx.registry.experiment_id(experiment)
+    if experiment_id is None:
+        return
+    outcome = "failed" if failed else "completed by a later attempt"
+    reason = f"the training attempt was killed before it ended its run (Job {job_name} {outcome})"
+    await ctx.registry.run(ops.end_running_runs, experiment_id, uid, "KILLED", reason)
 
 
 async def register(

@@ -14,7 +14,9 @@ from .context import EventPoster
 #: Condition reporting whether MLflow answered the last reconcile (present once it failed).
 REGISTRY_CONDITION = "RegistryReachable"
 #: Condition reasons that make a ModelVersion's phase Failed (see model.summarise).
-FAILED_REASONS = frozenset({"InvalidSpec", "TrainingFailed", "VersionConflict", "ModelOwnedElsewhere", "RunNotFound"})
+FAILED_REASONS = frozenset(
+    {"InvalidSpec", "TrainingFailed", "VersionConflict", "ModelOwnedElsewhere", "RunNotFound", "VersionDeleted"}
+)
 
 
 def mark_registry_reachable(conditions: list[Condition], generation: int | None) -> None:
@@ -51,11 +53,22 @@ def parse_status(model: type[BaseModel], raw: Mapping[str, Any] | None) -> Any:
 
 
 def status_patch(old: Mapping[str, Any] | None, new: dict[str, Any]) -> dict[str, Any] | None:
-    """A merge patch turning ``old`` into ``new`` (top-level keys; dropped keys set to null), or None."""
+    """A JSON merge patch (RFC 7386) turning ``old`` into ``new``, or None when they are equal.
+
+    Nested objects are diffed too, and keys dropped at any depth are set to null: a merge patch
+    merges objects, so sending a nested object whole would keep the keys it no longer has
+    (e.g. ``promotion.comparedTo`` once there is no incumbent).
+    """
     old = dict(old or {})
     if old == new:
         return None
-    patch: dict[str, Any] = {k: v for k, v in new.items() if old.get(k) != v}
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if before == value:
+            continue
+        nested = status_patch(before, value) if isinstance(before, Mapping) and isinstance(value, dict) else None
+        patch[key] = nested if nested is not None else value
     for key in old.keys() - new.keys():
         patch[key] = None
     return patch or None
@@ -94,9 +107,12 @@ def post_transitions(post: EventPoster, body: Mapping[str, Any], old: list[Condi
     for cond in new:
         if before.get(cond.type) == (cond.status, cond.reason):
             continue
+        if cond.type == "RegistryDrift" and cond.status == "True":
+            continue  # each repair posts its own Warning Event (model.plan_registry), not only the first
         warning = (
             (cond.status == "False" and cond.type in ("Trained", "Registered", "Serving", "Healthy"))
             or (cond.type == "DriftDetected" and cond.status == "True")
+            or (cond.status == "False" and cond.reason == "ChildNameConflict")  # an object in our way
             or (  # a failure, not progress (Training, RollingOut...)
                 cond.type == "Ready"
                 and cond.status == "False"

@@ -26,7 +26,7 @@ from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 
 from ..api.modelversion import STAGE_ALIASES
-from ..contract import ARTIFACT_MODEL, TAG_NAMESPACE, TAG_SEMVER, TAG_STAGE, TAG_UID
+from ..contract import ARTIFACT_MODEL, TAG_FAILURE, TAG_NAMESPACE, TAG_SEMVER, TAG_STAGE, TAG_UID
 from .errors import (
     LoggedModelNotFound,
     ModelOwnedElsewhere,
@@ -79,6 +79,22 @@ def find_run_in_experiment(
             [experiment_id], filter_string=flt, order_by=["attributes.start_time DESC"], max_results=1
         )
     return runs[0] if runs else None
+
+
+def end_running_runs(client: MlflowClient, experiment_id: str, uid: str, status: str, reason: str) -> list[str]:
+    """End every ``RUNNING`` run tagged ``modelops.uid = uid`` as ``status`` (``KILLED``/``FAILED``).
+
+    For attempts known to have ended (their Job finished) whose process could not end its run
+    itself (SIGKILL, OOM kill, node loss). Each gets ``modelops.failure_reason = reason``.
+    Returns the ids of the runs ended (empty when none was left RUNNING).
+    """
+    flt = f"tags.`{TAG_UID}` = {_quote(uid, 'uid')} and attributes.status = 'RUNNING'"
+    with translate_errors("end_running_runs"):
+        runs = client.search_runs([experiment_id], filter_string=flt)
+        for run in runs:
+            client.set_tag(run.info.run_id, TAG_FAILURE, reason)
+            client.set_terminated(run.info.run_id, status=status)
+    return [run.info.run_id for run in runs]
 
 
 def find_run_by_uid(client: MlflowClient, experiment: str, uid: str, *, status: str | None = None) -> Run | None:

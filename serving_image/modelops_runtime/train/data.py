@@ -24,6 +24,7 @@ import pandas as pd
 
 from modelops.api.modelversion import DataSpec
 
+from ..jobrun import one_line
 from .errors import InvalidInput
 
 SKLEARN_DATASETS = ("breast_cancer", "wine", "iris", "digits", "diabetes")
@@ -85,9 +86,27 @@ def detect_format(uri: str, declared: str = "auto") -> str:
 class DatasetUnavailable(Exception):
     """The dataset's storage could not be reached (connection refused, timeout): a failure worth a retry.
 
-    fsspec's HTTP filesystem reports an unreachable server as ``FileNotFoundError``, which is
-    treated as a missing dataset (invalid input) like a 404.
+    fsspec's HTTP filesystem reports an unreachable server as ``FileNotFoundError`` too (with the
+    connection error as its context), so the chain of causes decides (see :func:`unreachable`).
     """
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` or any exception it was raised from is a connection error or a timeout."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (ConnectionError, TimeoutError)):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _root(exc: BaseException) -> BaseException:
+    while (exc.__cause__ or exc.__context__) is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return exc
 
 
 def load_file(uri: str, fmt: str) -> pd.DataFrame:
@@ -102,6 +121,9 @@ def load_file(uri: str, fmt: str) -> pd.DataFrame:
                 return pd.read_csv(handle)
             return pd.read_parquet(handle)
     except FileNotFoundError as exc:
+        if unreachable(exc):  # fsspec's HTTP filesystem: connection refused is "not found"
+            root = _root(exc)
+            raise DatasetUnavailable(f"cannot reach dataset {uri}: {type(root).__name__}: {one_line(root)}") from exc
         raise InvalidInput(f"dataset not found: {uri}") from exc
     except PermissionError as exc:
         raise InvalidInput(f"dataset not readable (permission denied): {uri}") from exc

@@ -1,0 +1,146 @@
+"""The registry edited by hand in MLflow: versions deleted, aliases moved or deleted, stage tags
+deleted or forged. Reported on the CR (condition + a Warning Event per repair), repaired within
+one resync interval of a settled model, and never leaving aliases half-moved."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from modelops.builders.common import train_job_name
+from modelops.clients.kube import DEPLOYMENTS, JOBS, MODELVERSIONS
+from modelops.reconcile import modelversion
+from tests.mlflow_testing import logged_runs, logged_runs_template, mlflow_store, mlflow_template  # noqa: F401
+from tests.operator.fake_kube import FakeKube
+from tests.operator.test_reconcile import NS, _ctx, _mv, owned_by
+
+MODEL = "iris-model"
+
+
+class Index(dict[tuple[str, str], list[dict[str, Any]]]):
+    """kopf's index of ModelVersions by (namespace, spec.model), fed from the fake API."""
+
+    def __init__(self, kube: FakeKube) -> None:
+        super().__init__()
+        self.kube = kube
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: tuple[str, str]) -> list[dict[str, Any]]:
+        return [
+            o
+            for (plural, ns, _), o in self.kube.objects.items()
+            if plural == "modelversions" and ns == key[0] and o["spec"]["model"] == key[1]
+        ]
+
+
+def _version(kube: FakeKube, name: str, uid: str, version: str, stage: str) -> None:
+    _mv(kube, uid, version, stage, name, creationTimestamp=f"2026-01-01T00:00:0{uid[-1]}Z")
+    kube.put(
+        JOBS,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": train_job_name(name, version),
+                "namespace": NS,
+                "ownerReferences": owned_by(uid, name),
+            },
+            "spec": {},
+            "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
+        },
+    )
+
+
+async def _reconcile(ctx: Any, kube: FakeKube, name: str, periodic: bool = False) -> dict[str, Any]:
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, name)) or {}, periodic)
+    return (await kube.get(MODELVERSIONS, NS, name) or {})["status"]
+
+
+def _events(ctx: Any) -> list[tuple[str, str, str]]:
+    seen: list[tuple[str, str, str]] = []
+    ctx.post_event = lambda body, type_, reason, message: seen.append((type_, reason, message))
+    return seen
+
+
+def _condition(status: dict[str, Any], ctype: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == ctype)
+
+
+async def test_a_version_deleted_in_mlflow_is_reported_and_the_stage_falls_back(logged_runs) -> None:  # noqa: F811
+    ctx, kube = _ctx(logged_runs.store)
+    client = logged_runs.store.client
+    events = _events(ctx)
+    _version(kube, "a", "uid-0", "1.0.0", "Production")
+    _version(kube, "b", "uid-1", "1.1.0", "Production")
+    await _reconcile(ctx, kube, "a")
+    await _reconcile(ctx, kube, "b")
+    statuses = {n: (await kube.get(MODELVERSIONS, NS, n) or {})["status"] for n in "ab"}
+    holder = next(n for n, s in statuses.items() if s.get("stage") == "Production")
+    other = "a" if holder == "b" else "b"
+    deleted = statuses[holder]["registry"]["version"]
+    assert str(client.get_model_version_by_alias(MODEL, "production").version) == deleted
+
+    client.delete_model_version(MODEL, deleted)  # by hand, the serving version
+    status = await _reconcile(ctx, kube, other)  # any reconcile of the model: no error, no retry loop
+    gone = (await kube.get(MODELVERSIONS, NS, holder) or {})["status"]
+    registered = _condition(gone, "Registered")
+    assert registered["status"] == "False" and registered["reason"] == "VersionDeleted"
+    assert f"version {deleted} of registered model {MODEL}" in registered["message"]
+    assert gone["phase"] == "Failed" and "stage" not in gone
+    assert ("Warning", "VersionDeleted") in [(t, r) for t, r, _ in events]
+    # The rest of the model carries on: the other version takes Production, alias and tag together.
+    survivor = statuses[other]["registry"]["version"]
+    assert status["stage"] == "Production"
+    assert str(client.get_model_version_by_alias(MODEL, "production").version) == survivor
+    assert client.get_model_version(MODEL, survivor).tags["stage"] == "Production"
+    deployment = await kube.get(DEPLOYMENTS, NS, "iris-model-production") or {}
+    assert f"models:/{MODEL}/{survivor}" in str(deployment["spec"]["template"])
+
+    # Steady: further passes write nothing (the deleted version's condition does not flap).
+    before = len(kube.calls)
+    await _reconcile(ctx, kube, other)
+    await _reconcile(ctx, kube, holder)
+    assert [c for c in kube.calls[before:] if c[0].startswith("patch")] == []
+
+
+async def test_registry_changes_by_hand_are_repaired_within_one_interval_and_reported(logged_runs) -> None:  # noqa: F811
+    ctx, kube = _ctx(logged_runs.store)
+    client = logged_runs.store.client
+    ctx.versions.attach(Index(kube))
+    _version(kube, "a", "uid-0", "1.0.0", "Staging")
+    status = await _reconcile(ctx, kube, "a")
+    mine = status["registry"]["version"]
+    assert status["stage"] == "Staging" and modelversion.is_settled(await kube.get(MODELVERSIONS, NS, "a") or {})
+    other = client.create_model_version(MODEL, client.get_model_version(MODEL, mine).source, run_id=None).version
+    other = str(other)
+    events = _events(ctx)
+
+    def one_interval_later() -> None:  # the model was fully checked within 10 intervals, not within 1
+        past = time.monotonic() - ctx.settings.reconcile_interval_seconds - 1
+        ctx._model_synced[f"{NS}/{MODEL}"] = past
+        getattr(ctx, "_registry_checked", {}).clear()
+
+    # Nothing changed: the settled timer reads the registry once and writes nothing.
+    one_interval_later()
+    calls = len(kube.calls)
+    assert await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "a")) or {}, True) is None
+    assert len(kube.calls) == calls and events == []
+
+    cases = [
+        ("AliasMovedByHand", lambda: client.set_registered_model_alias(MODEL, "staging", other)),
+        ("AliasDeletedByHand", lambda: client.delete_registered_model_alias(MODEL, "staging")),
+        ("TagChangedByHand", lambda: client.set_model_version_tag(MODEL, mine, "stage", "Archived")),
+        ("TagChangedByHand", lambda: client.delete_model_version_tag(MODEL, mine, "stage")),
+    ]
+    for reason, edit in cases:
+        edit()
+        one_interval_later()
+        events.clear()
+        status = await _reconcile(ctx, kube, "a", periodic=True)  # the settled version's timer
+        assert [(t, r) for t, r, _ in events] == [("Warning", reason)], (reason, events)
+        drift = _condition(status, "RegistryDrift")
+        assert drift["status"] == "True" and drift["reason"] == reason
+        assert str(client.get_model_version_by_alias(MODEL, "staging").version) == mine
+        assert client.get_model_version(MODEL, mine).tags.get("stage") == "Staging"
