@@ -31,7 +31,7 @@ def test_apiserver_and_etcd_restarted_under_the_operator(
     # Nothing lost or duplicated: one Job per version, one registry version each.
     assert len(sb.list("jobs", ns)) == 2
     assert len(mlflow_client.search_model_versions(f"name='{model}'")) == 2
-    assert sb.supervisor.state.alive("operator")
+    assert all(sb.supervisor.state.alive(name) for name in ("operator", "kube-controller-manager", "kube-scheduler"))
 
 
 def test_deleted_modelversion_children_are_garbage_collected(

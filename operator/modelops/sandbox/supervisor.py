@@ -418,6 +418,11 @@ class Supervisor:
             **self.operator_env,
             **(env or {}),
         }
+        if self.state.operator_kubeconfig:
+            from .controlplane.install import OPERATOR_NAMESPACE
+
+            # A pod would read its namespace from its service-account volume; the Lease Role is there.
+            settings.setdefault("MODELOPS_LEASE_NAMESPACE", OPERATOR_NAMESPACE)
         self._operator_extra_env = dict(env or {})
         argv = [sys.executable, "-m", "modelops.cli", "operator", "run"]
         process = self._spawn("operator", argv, env=settings, port=health_port)

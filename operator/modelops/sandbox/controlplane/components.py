@@ -4,8 +4,10 @@ The flags follow what kubeadm and controller-runtime's envtest give these compon
 single node on loopback: etcd on a client and a peer port of 127.0.0.1; kube-apiserver on a secure
 port of 127.0.0.1 with client-certificate and service-account-token authentication,
 ``--authorization-mode=Node,RBAC`` and its default admission plugins; kube-controller-manager and
-kube-scheduler with their own client certificates, elected leaders of one (``--leader-elect=false``
-would hide nothing a single replica needs). The service range is envtest's (``10.0.0.0/24``): its
+kube-scheduler with their own client certificates and ``--leader-elect=false``: with leader election
+a single replica exits ("leaderelection lost") whenever the apiserver is away for longer than the
+renew deadline (10 s), which in a cluster the kubelet answers by restarting the static pod; the
+sandbox has one replica of each, so there is nothing to elect and they ride out an apiserver restart. The service range is envtest's (``10.0.0.0/24``): its
 addresses are only numbers in Service objects, nothing ever connects to them (the sandbox's Service
 forwarders listen on loopback ports).
 """
@@ -88,7 +90,7 @@ def controller_manager_argv(binary: Path, pki: Pki, kubeconfig: Path, ports: Por
         f"--secure-port={ports.controller_manager}", f"--controllers={CONTROLLERS}",
         "--use-service-account-credentials=true", f"--service-account-private-key-file={pki.sa_key}",
         f"--root-ca-file={pki.ca}", f"--cluster-signing-cert-file={pki.ca}",
-        f"--cluster-signing-key-file={pki.key('ca')}", "--leader-elect=true",
+        f"--cluster-signing-key-file={pki.key('ca')}", "--leader-elect=false",
         # Faster than the defaults (40 s, 5 min via taint eviction) so the node-failure test ends soon;
         # the semantics are Kubernetes' own. See docs/sandbox.md.
         "--node-monitor-grace-period=20s", "--node-monitor-period=2s",
@@ -100,4 +102,4 @@ def scheduler_argv(binary: Path, kubeconfig: Path, ports: Ports) -> list[str]:
     """kube-scheduler with its default profile."""
     return [str(binary), f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}", "--bind-address=127.0.0.1",
-            f"--secure-port={ports.scheduler}", "--leader-elect=true", "--v=1"]
+            f"--secure-port={ports.scheduler}", "--leader-elect=false", "--v=1"]

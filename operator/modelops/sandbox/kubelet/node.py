@@ -65,7 +65,7 @@ def loopback_for(address: str) -> str:
     if ip not in POD_CIDR:
         return address
     return str(LOOPBACK_CIDR.network_address + (int(ip) - int(POD_CIDR.network_address)))
-#: Waiting reasons after which the container will not start without a change (Pod phase stays Pending).
+#: Pod phases after which nothing runs again.
 _FINAL = ("Succeeded", "Failed")
 
 
