@@ -64,6 +64,23 @@ def _completed_job(kube: FakeKube, version: str) -> None:
     )
 
 
+def _failed_job(kube: FakeKube, name: str, failed: int) -> None:
+    """A training Job that reached its backoff limit after ``failed`` pods."""
+    kube.put(
+        JOBS,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {},
+            "status": {
+                "failed": failed,
+                "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimit"}],
+            },
+        },
+    )
+
+
 async def test_mlflow_down_during_registration_recovers_without_a_second_version(
     logged_runs,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
@@ -250,16 +267,7 @@ async def test_a_failed_version_stops_saying_mlflow_is_unreachable(logged_runs) 
         ],
     }
     kube.put(MODELVERSIONS, mv)
-    kube.put(
-        JOBS,
-        {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": train_job_name("iris", "3.0.0"), "namespace": NS},
-            "spec": {},
-            "status": {"failed": 3, "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimit"}]},
-        },
-    )
+    _failed_job(kube, train_job_name("iris", "3.0.0"), 3)
     await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
     status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
     conditions = {c["type"]: c for c in status["conditions"]}
@@ -293,16 +301,7 @@ async def test_a_failed_training_retrains_when_spec_training_changes(logged_runs
         ],
     }
     kube.put(MODELVERSIONS, mv)  # spec.training now has target "target": the user fixed it
-    kube.put(
-        JOBS,
-        {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": job_name, "namespace": NS},
-            "spec": {},
-            "status": {"failed": 3, "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimit"}]},
-        },
-    )
+    _failed_job(kube, job_name, 3)
     await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
     status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
     trained = next(c for c in status["conditions"] if c["type"] == "Trained")
@@ -331,3 +330,96 @@ async def test_a_failed_training_retrains_when_spec_training_changes(logged_runs
     status = (await kube2.get(MODELVERSIONS, NS, "iris") or {})["status"]
     assert status["phase"] == "Failed" and kube2.count("jobs") == 1
     assert not [c for c in kube2.calls if c[0] == "delete" and c[1] == "jobs"]
+
+
+def _ready_deployment(kube: FakeKube, name: str) -> None:
+    """What the Deployment controller reports once every pod of the current template is available."""
+    key = ("deployments", NS, name)
+    obj = kube.objects[key]
+    want = obj["spec"].get("replicas", 1)
+    obj["status"] = {
+        "observedGeneration": obj["metadata"]["generation"],
+        "replicas": want,
+        "updatedReplicas": want,
+        "readyReplicas": want,
+        "availableReplicas": want,
+        "conditions": [{"type": "Available", "status": "True"}, {"type": "Progressing", "status": "True"}],
+    }
+
+
+async def test_a_failed_version_fixed_in_place_ends_ready_not_failed(logged_runs) -> None:  # noqa: F811
+    """Training failed (Ready=False TrainingFailed written), the spec is fixed: the version retrains,
+    registers, is promoted and serves, and its status says Ready, not the old failure."""
+    from modelops.api.modelversion import ModelVersionSpec
+
+    ctx, kube = _ctx(logged_runs.store)
+    mv = _mv(kube, "uid-1", "1.1.0", stage="Staging")  # logged_runs holds a finished run of uid-1
+    failed_spec = {**mv["spec"], "training": {**mv["spec"]["training"], "hyperparameters": {"Cc": 1.0}}}
+    job_name = train_job_name("iris", "1.1.0")
+    failure = "LogisticRegression has no hyperparameter 'Cc'"
+    mv["status"] = {
+        "version": "1.1.0",
+        "phase": "Failed",
+        "trainingJob": {"name": job_name, "failedPods": 1, "failureReason": failure},
+        "trainingHash": modelversion.training_hash(ModelVersionSpec.model_validate(failed_spec)),
+        "observedGeneration": 1,
+        "conditions": [
+            {"type": t, "status": "False", "reason": "TrainingFailed", "message": f"Job {job_name}: {failure}",
+             "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            for t in ("Trained", "Ready")
+        ],
+    }  # fmt: skip
+    mv["metadata"]["generation"] = 2  # the corrected spec was applied
+    kube.put(MODELVERSIONS, mv)
+    _failed_job(kube, job_name, 1)
+
+    async def step() -> dict[str, Any]:
+        await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+        return (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+
+    status = await step()  # the failed Job is deleted
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (status["phase"], ready["reason"]) == ("Training", "Retraining"), status
+    status = await step()  # a new Job
+    assert status["phase"] == "Training" and "failureReason" not in status["trainingJob"], status
+    _completed_job(kube, "1.1.0")
+    status = await step()  # registered, promoted to Staging, rolling out
+    assert status["phase"] == "Promoted" and status["registry"]["runId"] == logged_runs.run_ids[1], status
+    _ready_deployment(kube, "iris-model-staging")
+    status = await step()
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert status["phase"] == "Ready", status
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("True", "Serving")
+    assert conditions["Trained"]["reason"] == "TrainingSucceeded"
+    assert "failureReason" not in status["trainingJob"] and status["observedGeneration"] == 2
+
+
+async def test_a_version_conflict_that_goes_away_ends_ready(logged_runs) -> None:  # noqa: F811
+    """Ready=False VersionConflict was written; the older CR holding the version is deleted: this one
+    trains, registers and serves, and its status no longer says VersionConflict."""
+    ctx, kube = _ctx(logged_runs.store)
+    older = _mv(kube, "uid-older", "1.1.0", stage="Staging")
+    older["metadata"].update(name="iris-older", creationTimestamp="2025-12-31T00:00:00Z")
+    del kube.objects[("modelversions", NS, "iris")]
+    kube.put(MODELVERSIONS, older)
+    _mv(kube, "uid-1", "1.1.0", stage="Staging")
+
+    async def step() -> dict[str, Any]:
+        await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+        return (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+
+    status = await step()
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (status["phase"], ready["reason"]) == ("Failed", "VersionConflict"), status
+    del kube.objects[("modelversions", NS, "iris-older")]  # the conflicting object is removed
+    status = await step()
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert status["phase"] == "Training" and conditions["Ready"]["reason"] == "JobCreated", status
+    assert "Registered" not in conditions, conditions  # set again when it registers
+    _completed_job(kube, "1.1.0")
+    await step()
+    _ready_deployment(kube, "iris-model-staging")
+    status = await step()
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert status["phase"] == "Ready" and conditions["Ready"]["status"] == "True", status
+    assert conditions["Registered"]["reason"] == "Registered"

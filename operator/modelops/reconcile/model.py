@@ -36,6 +36,7 @@ from . import children
 from .context import Context
 from .stages import STAGES, Candidate, Decision, resolve
 from .status import (
+    ADMISSION_REASONS,
     FAILED_REASONS,
     REGISTRY_CONDITION,
     mark_registry_reachable,
@@ -64,7 +65,7 @@ def _eligible(body: Mapping[str, Any], status: ModelVersionStatus) -> bool:
     if body["metadata"].get("deletionTimestamp"):
         return False
     reg = get_condition(status.conditions, "Registered")
-    return not (reg and reg.reason in ("VersionConflict", "ModelOwnedElsewhere"))
+    return not (reg and reg.reason in ADMISSION_REASONS)
 
 
 def deployment_serving(deployment: Mapping[str, Any] | None) -> tuple[ConditionStatus, str, str, int]:
@@ -415,7 +416,11 @@ def apply_outcome(
 def summarise(ctx: Context, spec: ModelVersionSpec, st: ModelVersionStatus, held: str | None, gen: int | None) -> None:
     """Derive ``phase`` and the ``Ready`` condition from the other conditions."""
     conds = {c.type: c for c in st.conditions}
-    failed = next((c for c in conds.values() if c.status == "False" and c.reason in FAILED_REASONS), None)
+    # Ready is the summary written here, not an input: reading it back would make a failure
+    # outlive its cause (a fixed spec, a conflict that went away).
+    failed = next(
+        (c for c in conds.values() if c.type != "Ready" and c.status == "False" and c.reason in FAILED_REASONS), None
+    )
     serving = conds.get("Serving")
     promoted = conds.get("Promoted")
     if failed is not None:

@@ -33,6 +33,7 @@ from ..registry.semantic import bump_version, is_semver, max_semver
 from .context import Context
 from .model import model_bodies, reconcile_model, summarise
 from .status import (
+    ADMISSION_REASONS,
     mark_invalid_spec,
     mark_registry_reachable,
     mark_registry_unavailable,
@@ -292,6 +293,8 @@ async def version_flow(
     if conflict:
         _version_conflict(status, spec, conflict, gen)
         return
+    # A conflict or foreign owner reported earlier is gone: Registered is set again on registration.
+    status.conditions = [c for c in status.conditions if not (c.type == "Registered" and c.reason in ADMISSION_REASONS)]
     await training_flow(ctx, body, spec, status)
 
 
@@ -389,7 +392,10 @@ async def training_flow(
         )
         return
     if job is None:
-        if status.training_job is not None and not retrain:  # its Job ran and was garbage-collected (TTL)
+        # Its Job ran and was garbage-collected (TTL): the run it wrote is the result. Not after a
+        # Retraining deleted the failed Job: the next run must come from a Job of the new spec.
+        deleted_by_us = trained is not None and trained.reason == "Retraining"
+        if status.training_job is not None and not retrain and not deleted_by_us:
             run = await find_run(ctx, experiment, uid, "FINISHED")
             if run is not None:
                 await register(ctx, body, spec, status, run, experiment)
@@ -452,6 +458,8 @@ async def register(
     meta = body["metadata"]
     gen = meta.get("generation")
     set_condition(status.conditions, "Trained", "True", "TrainingSucceeded", f"MLflow run {run.info.run_id}", gen)
+    if status.training_job is not None:  # an earlier attempt's failure no longer describes this version
+        status.training_job.failure_reason = None
     assert status.version is not None
     conflict = await _registry_conflict(ctx, spec.model, status.version, meta)
     if conflict:  # registered by someone else while this version trained
@@ -519,4 +527,4 @@ async def finalize(ctx: Context, body: Mapping[str, Any]) -> None:
 
 def _conflicted(status: ModelVersionStatus) -> bool:
     cond = get_condition(status.conditions, "Registered")
-    return bool(cond and cond.reason in ("VersionConflict", "ModelOwnedElsewhere"))
+    return bool(cond and cond.reason in ADMISSION_REASONS)

@@ -13,7 +13,9 @@ from .context import EventPoster
 
 #: Condition reporting whether MLflow answered the last reconcile (present once it failed).
 REGISTRY_CONDITION = "RegistryReachable"
-#: Condition reasons that make a ModelVersion's phase Failed (see model.summarise).
+#: Registered=False reasons that keep a ModelVersion from training and from taking a stage.
+ADMISSION_REASONS = ("VersionConflict", "ModelOwnedElsewhere")
+#: Condition reasons that make a ModelVersion's phase Failed (see model.summarise; never read from Ready).
 FAILED_REASONS = frozenset({"InvalidSpec", "TrainingFailed", "VersionConflict", "ModelOwnedElsewhere", "RunNotFound"})
 
 
@@ -51,11 +53,22 @@ def parse_status(model: type[BaseModel], raw: Mapping[str, Any] | None) -> Any:
 
 
 def status_patch(old: Mapping[str, Any] | None, new: dict[str, Any]) -> dict[str, Any] | None:
-    """A merge patch turning ``old`` into ``new`` (top-level keys; dropped keys set to null), or None."""
+    """A JSON merge patch (RFC 7386) turning ``old`` into ``new``, or None when they are equal.
+
+    Keys dropped at any depth are set to null (a merge patch merges nested objects, so a key left
+    out of a nested object would survive: a cleared ``trainingJob.failureReason`` for example);
+    lists are replaced whole.
+    """
     old = dict(old or {})
     if old == new:
         return None
-    patch: dict[str, Any] = {k: v for k, v in new.items() if old.get(k) != v}
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if before == value:
+            continue
+        nested = isinstance(value, dict) and isinstance(before, dict)
+        patch[key] = status_patch(before, value) if nested else value
     for key in old.keys() - new.keys():
         patch[key] = None
     return patch or None
