@@ -423,3 +423,38 @@ async def test_a_version_conflict_that_goes_away_ends_ready(logged_runs) -> None
     conditions = {c["type"]: c for c in status["conditions"]}
     assert status["phase"] == "Ready" and conditions["Ready"]["status"] == "True", status
     assert conditions["Registered"]["reason"] == "Registered"
+
+
+async def test_serving_status_follows_the_deployment_when_the_registry_step_fails(logged_runs) -> None:  # noqa: F811
+    """The serving version is deleted from MLflow by hand and its Deployment breaks: whatever the
+    registry step does about the deletion, Serving and Ready come from the observed Deployment."""
+    from mlflow.exceptions import MlflowException
+
+    ctx, kube = _ctx(logged_runs.store)
+    _mv(kube, "uid-1", "1.1.0", stage="Staging")
+    _completed_job(kube, "1.1.0")
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    _ready_deployment(kube, "iris-model-staging")
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    assert (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]["phase"] == "Ready"
+
+    logged_runs.store.client.delete_model_version("iris-model", "1")
+    deployment = kube.objects[("deployments", NS, "iris-model-staging")]
+    want = deployment["spec"].get("replicas", 1)
+    deployment["status"].update(
+        availableReplicas=want - 1,
+        readyReplicas=want - 1,
+        conditions=[
+            {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"},
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"},
+        ],
+    )
+    try:
+        await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    except MlflowException:
+        pass  # the registry step may fail and be retried; the status must be written before
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert (conditions["Serving"]["status"], conditions["Serving"]["reason"]) == ("False", "ProgressDeadlineExceeded")
+    assert conditions["Ready"]["status"] == "False" and status["phase"] != "Ready", status
+    assert status["serving"]["readyReplicas"] == want - 1

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from mlflow.exceptions import MlflowException
+
 from ..api.common import ConditionStatus, get_condition, now, set_condition
 from ..api.modelversion import (
     STAGE_ALIASES,
@@ -32,6 +34,7 @@ from ..builders.serving import (
 from ..clients.kube import DEPLOYMENTS, MODELVERSIONS, Conflict
 from ..contract import TAG_STAGE
 from ..registry import operations as ops
+from ..registry.errors import RegistryUnavailable
 from . import children
 from .context import Context
 from .stages import STAGES, Candidate, Decision, resolve
@@ -40,6 +43,7 @@ from .status import (
     FAILED_REASONS,
     REGISTRY_CONDITION,
     mark_registry_reachable,
+    mark_registry_unavailable,
     parse_status,
     post_transitions,
     write_status,
@@ -212,8 +216,16 @@ async def _model_pass(
             )
         )
     resolution = resolve(candidates)
-    drift_notes = await sync_registry(ctx, model, statuses, specs, resolution.winners, leaving)
-    serving = await sync_serving(ctx, namespace, model, bodies, statuses, specs, resolution.winners, leaving)
+    registry_error: RegistryUnavailable | MlflowException | None = None
+    try:
+        drift_notes = await sync_registry(ctx, model, statuses, specs, resolution.winners, leaving)
+    except (RegistryUnavailable, MlflowException) as exc:
+        # Serving status still comes from the observed Deployments (children left as they are
+        # until the registry agrees); the error is raised once the statuses are written.
+        drift_notes, registry_error = {}, exc
+    serving = await sync_serving(
+        ctx, namespace, model, bodies, statuses, specs, resolution.winners, leaving, apply=registry_error is None
+    )
     conflicted: list[str] = []
     for b in bodies:
         name = b["metadata"]["name"]
@@ -222,6 +234,8 @@ async def _model_pass(
         st = statuses[name]
         old = parse_status(ModelVersionStatus, b.get("status"))
         apply_outcome(ctx, b, specs[name], st, resolution.decisions.get(name), resolution.winners, serving, drift_notes)
+        if isinstance(registry_error, RegistryUnavailable):
+            mark_registry_unavailable(st.conditions, registry_error, b["metadata"].get("generation"))
         try:
             written = await write_status(ctx.kube, MODELVERSIONS, b, st, precondition=True)
         except Conflict:
@@ -230,6 +244,8 @@ async def _model_pass(
         if written is not None:
             ctx.versions.remember(written)
             post_transitions(ctx.post_event, b, old.conditions, st.conditions)
+    if registry_error is not None and not conflicted:
+        raise registry_error
     return statuses, conflicted
 
 
@@ -288,8 +304,13 @@ async def sync_serving(
     specs: dict[str, ModelVersionSpec],
     winners: dict[str, str | None],
     leaving: set[str | None],
+    *,
+    apply: bool = True,
 ) -> dict[str, tuple[ConditionStatus, str, str, ServingStatus]]:
     """Apply (or remove) each served stage's Deployment, Service, PDB and HPA; observe the Deployment.
+
+    With ``apply=False`` (the registry step failed) nothing is changed: the Deployments are only
+    observed, so the status still tells how serving is doing.
 
     Returns ``{stage: (status, reason, message, ServingStatus)}`` for stages with a winner.
     """
@@ -299,32 +320,15 @@ async def sync_serving(
         name = serving_name(model, stage)
         winner = winners.get(stage)
         if not winner or not owners:
-            for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment"):
+            for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment") if apply else ():
                 await children.remove(ctx.kube, kind, namespace, name)
             continue
         st, spec = statuses[winner], specs[winner]
         assert st.registry is not None and st.version is not None
-        served = ServedVersion(
-            namespace=namespace, version=st.version, registry_version=st.registry.version, cr_name=winner
-        )
-        deployment, _ = await children.apply(
-            ctx.kube,
-            build_serving_deployment(model, stage, served, owners, spec.serving, ctx.settings, mlflow=spec.mlflow),
-        )
-        await children.apply(ctx.kube, build_serving_service(model, stage, namespace, owners))
-        pdb = build_pdb(model, stage, namespace, owners, spec.serving)
-        if pdb is None:
-            await children.remove(ctx.kube, "PodDisruptionBudget", namespace, name)
-        else:
-            await children.apply(ctx.kube, pdb)
-        hpa = build_hpa(model, stage, namespace, owners, spec.serving)
-        if hpa is None:
-            await children.remove(ctx.kube, "HorizontalPodAutoscaler", namespace, name)
-        else:
-            await children.apply(ctx.kube, hpa)
-        observed = await ctx.kube.get(DEPLOYMENTS, namespace, name) or deployment
+        applied = await _apply_serving(ctx, namespace, model, stage, winner, st, spec, owners) if apply else None
+        observed = await ctx.kube.get(DEPLOYMENTS, namespace, name) or applied
         state, reason, message, ready = deployment_serving(observed)
-        served_label = (observed.get("spec") or {}).get("template", {}).get("metadata", {}).get("labels") or {}
+        served_label = ((observed or {}).get("spec") or {}).get("template", {}).get("metadata", {}).get("labels") or {}
         result[stage] = (
             state,
             reason,
@@ -333,12 +337,46 @@ async def sync_serving(
                 deployment=name,
                 service=name,
                 url=service_url(model, stage, namespace, ctx.settings),
-                replicas=int((observed.get("spec") or {}).get("replicas", 1)),
+                replicas=int(((observed or {}).get("spec") or {}).get("replicas", spec.serving.replicas)),
                 ready_replicas=ready,
                 served_version=served_label.get("ml.smarthr360.io/version", st.version),
             ),
         )
     return result
+
+
+async def _apply_serving(
+    ctx: Context,
+    namespace: str,
+    model: str,
+    stage: str,
+    winner: str,
+    st: ModelVersionStatus,
+    spec: ModelVersionSpec,
+    owners: list[ObjectRef],
+) -> dict[str, Any]:
+    """Apply one stage's serving children for its winner; returns the Deployment as applied."""
+    assert st.registry is not None and st.version is not None
+    name = serving_name(model, stage)
+    served = ServedVersion(
+        namespace=namespace, version=st.version, registry_version=st.registry.version, cr_name=winner
+    )
+    deployment, _ = await children.apply(
+        ctx.kube,
+        build_serving_deployment(model, stage, served, owners, spec.serving, ctx.settings, mlflow=spec.mlflow),
+    )
+    await children.apply(ctx.kube, build_serving_service(model, stage, namespace, owners))
+    pdb = build_pdb(model, stage, namespace, owners, spec.serving)
+    if pdb is None:
+        await children.remove(ctx.kube, "PodDisruptionBudget", namespace, name)
+    else:
+        await children.apply(ctx.kube, pdb)
+    hpa = build_hpa(model, stage, namespace, owners, spec.serving)
+    if hpa is None:
+        await children.remove(ctx.kube, "HorizontalPodAutoscaler", namespace, name)
+    else:
+        await children.apply(ctx.kube, hpa)
+    return deployment
 
 
 def apply_outcome(
