@@ -139,7 +139,8 @@ async def _on_child(ctx: Context, memo: Any, body: Mapping[str, Any], event_type
     """Reconcile the ModelVersion(s) a managed Job or Deployment belongs to.
 
     A training Job names its ModelVersion in its controller ownerReference; a serving
-    Deployment is shared by the model's versions, so one of them re-runs the model-level flow.
+    Deployment is shared by the model's versions, so one registered version that is not being
+    deleted re-runs the model-level flow (an unregistered one would only run its own flow).
     """
     meta = body.get("metadata") or {}
     namespace = meta["namespace"]
@@ -151,7 +152,11 @@ async def _on_child(ctx: Context, memo: Any, body: Mapping[str, Any], event_type
         obj = await ctx.kube.get(MODELVERSIONS, namespace, owner["name"])
         targets = [obj] if obj else []
     elif body.get("kind") == "Deployment" and (meta.get("labels") or {}).get(LABEL_MODEL):
-        targets = (await model_bodies(ctx, namespace, meta["labels"][LABEL_MODEL]))[:1]
+        bodies = await model_bodies(ctx, namespace, meta["labels"][LABEL_MODEL])
+        registered = [
+            b for b in bodies if (b.get("status") or {}).get("registry") and not b["metadata"].get("deletionTimestamp")
+        ]
+        targets = registered[:1]
     for target in targets:
         try:
             await _guarded("ModelVersion", memo, 0, modelversion.reconcile, ctx, target)

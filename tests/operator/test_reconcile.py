@@ -9,7 +9,7 @@ import pytest
 
 from modelops.api.common import API_VERSION
 from modelops.builders.common import train_job_name
-from modelops.clients.kube import JOBS, MODELVERSIONS
+from modelops.clients.kube import DEPLOYMENTS, JOBS, MODELVERSIONS
 from modelops.clients.mlflow import Registry
 from modelops.reconcile import modelversion
 from modelops.reconcile.context import Context
@@ -458,3 +458,29 @@ async def test_serving_status_follows_the_deployment_when_the_registry_step_fail
     assert (conditions["Serving"]["status"], conditions["Serving"]["reason"]) == ("False", "ProgressDeadlineExceeded")
     assert conditions["Ready"]["status"] == "False" and status["phase"] != "Ready", status
     assert status["serving"]["readyReplicas"] == want - 1
+
+
+async def test_a_finished_rollout_is_reported_on_the_deployments_event(logged_runs) -> None:  # noqa: F811
+    """The Deployment's event re-runs the model-level flow through a registered version, also when
+    the model's first version by name is still training: Ready follows the event, not a timer."""
+    from types import SimpleNamespace
+
+    from modelops.handlers import _on_child
+    from modelops.telemetry import OperatorMetrics
+
+    ctx, kube = _ctx(logged_runs.store)
+    first = _mv(kube, "uid-training", "2.0.0", stage="Staging")
+    del kube.objects[("modelversions", NS, "iris")]
+    first["metadata"]["name"] = "a-training"  # sorts before "iris"
+    kube.put(MODELVERSIONS, first)
+    _mv(kube, "uid-1", "1.1.0", stage="Staging")
+    _completed_job(kube, "1.1.0")
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "a-training")) or {})
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    assert (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]["phase"] == "Promoted"  # rolling out
+
+    _ready_deployment(kube, "iris-model-staging")
+    memo = SimpleNamespace(ctx=ctx, metrics=OperatorMetrics())
+    await _on_child(ctx, memo, (await kube.get(DEPLOYMENTS, NS, "iris-model-staging")) or {}, "MODIFIED")
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    assert status["phase"] == "Ready", status
