@@ -83,6 +83,8 @@ MV_CASES = [
         "Degraded",
     ),
     ("Ready", [("Serving", "True", "Available"), ("Ready", "True", "Serving")], "Healthy"),
+    # serving.replicas: 0 is a state reached, not a rollout that never ends
+    ("Promoted", [("Serving", "False", "ScaledToZero"), ("Ready", "False", "ScaledToZero")], "Healthy"),
     ("Superseded", [("Promoted", "False", "Superseded"), ("Ready", "False", "Superseded")], "Healthy"),
     ("Archived", [("Ready", "False", "Archived")], "Healthy"),
     ("Ready", [("Registered", "True", "ImmutableVersion"), ("Ready", "True", "Serving")], "Degraded"),

@@ -170,13 +170,14 @@ async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatu
     gen = meta.get("generation")
     status: ModelMonitorStatus = parse_status(ModelMonitorStatus, body.get("status"))
     old_conditions = list(status.conditions)
+    status.observed_generation = gen  # every path below reports on this generation
     try:
         spec = ModelMonitorSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
         mark_invalid_spec(status.conditions, exc, gen)
-        await write_status(ctx.kube, MODELMONITORS, body, status)
+        if await write_status(ctx.kube, MODELMONITORS, body, status):
+            post_transitions(ctx.post_event, body, old_conditions, status.conditions)
         return status
-    status.observed_generation = gen
     owner = ObjectRef.from_body(body)
     cronjob, _ = await children.apply(ctx.kube, build_drift_cronjob(owner, spec, ctx.settings))
     status.cron_job = cronjob["metadata"]["name"]

@@ -174,10 +174,12 @@ async def _reconcile_current(ctx: Context, body: dict[str, Any], periodic: bool)
     try:
         spec = ModelVersionSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
+        old_conditions = list(status.conditions)
         mark_invalid_spec(status.conditions, exc, generation)
         status.phase = "Failed"
         status.observed_generation = generation
-        await _write(ctx, body, status)
+        if await _write(ctx, body, status):
+            post_transitions(ctx.post_event, body, old_conditions, status.conditions)
         return status
     try:
         return await _reconcile(ctx, body, spec, status, periodic)

@@ -52,9 +52,7 @@ def up(
     foreground: bool = typer.Option(False, help="Stay attached; Ctrl-C stops everything."),
     api_port: int = typer.Option(0, help="API emulator port (0: a free port)."),
     mlflow_port: int = typer.Option(0, help="MLflow port (0: a free port)."),
-    image: list[str] = typer.Option(
-        [], help="Extra kubelet image mapping REPOSITORY=ENTRYPOINT (repeatable)."
-    ),
+    image: list[str] = typer.Option([], help="Extra kubelet image mapping REPOSITORY=ENTRYPOINT (repeatable)."),
 ) -> None:
     """Start the sandbox (or reuse the one running in the state dir) and print how to reach it."""
     from .kubelet.images import parse_image_option

@@ -168,8 +168,9 @@ class Supervisor:
         """Whether a sandbox runs in this state dir (API emulator and kubelet alive)."""
         return self.state.alive("apiserver") and self.state.alive("kubelet")
 
-    def _spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None,
-               port: int | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, argv: list[str], env: Mapping[str, str] | None = None, port: int | None = None
+    ) -> subprocess.Popen[bytes]:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path(name)
         full_env = {**os.environ, **(env or {}), procs.MARKER_ENV: self.marker}
@@ -249,8 +250,15 @@ class Supervisor:
         """Start the kubelet against the running API emulator and wait for its caches."""
         if not self.state.api_url:
             raise SandboxError("the API emulator is not running")
-        argv = [sys.executable, "-m", "modelops.sandbox.kubelet", "--api", self.state.api_url,
-                "--state-dir", str(self.state_dir)]
+        argv = [
+            sys.executable,
+            "-m",
+            "modelops.sandbox.kubelet",
+            "--api",
+            self.state.api_url,
+            "--state-dir",
+            str(self.state_dir),
+        ]
         for repo, entry in self.images.items():
             argv += ["--image", f"{repo}={entry}"]
         argv += self.kubelet_args
@@ -261,8 +269,9 @@ class Supervisor:
         """Start ``mlflow server`` (does not wait, see :meth:`wait_mlflow`); returns its URL."""
         port = procs.free_port(port or None)
         mlflow_server.prepare_state(self.state_dir)
-        self._spawn("mlflow", mlflow_server.command(self.state_dir, port, self.mlflow_workers), mlflow_server.ENV,
-                    port=port)
+        self._spawn(
+            "mlflow", mlflow_server.command(self.state_dir, port, self.mlflow_workers), mlflow_server.ENV, port=port
+        )
         url = mlflow_server.url_for(port)
         self.state.processes["mlflow"].url = url
         self.state.save()
@@ -407,14 +416,22 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         """Components with pid, alive flag, URL and log path, plus the kubeconfig path."""
-        out: dict[str, Any] = {"state_dir": str(self.state_dir), "kubeconfig": self.state.kubeconfig,
-                               "api_url": self.state.api_url, "mlflow_url": self.state.mlflow_url,
-                               "components": {}}
+        out: dict[str, Any] = {
+            "state_dir": str(self.state_dir),
+            "kubeconfig": self.state.kubeconfig,
+            "api_url": self.state.api_url,
+            "mlflow_url": self.state.mlflow_url,
+            "components": {},
+        }
         for name in COMPONENTS:
             rec = self.state.processes.get(name)
             if rec is not None:
-                out["components"][name] = {"pid": rec.pid, "alive": self.state.alive(name), "url": rec.url,
-                                           "log": rec.log}
+                out["components"][name] = {
+                    "pid": rec.pid,
+                    "alive": self.state.alive(name),
+                    "url": rec.url,
+                    "log": rec.log,
+                }
         return out
 
     def foreground(self, on_attached: Callable[[], None] | None = None) -> int:

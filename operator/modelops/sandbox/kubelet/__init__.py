@@ -56,8 +56,9 @@ class Kubelet:
         raised (a bug), after the same cleanup.
         """
         api = AsyncApi(self.config.api_url)
-        ctx = KubeletContext(api, self.config, ImageResolver(self.config.images),
-                             PodMirror(api, self.config.mirror_pods))
+        ctx = KubeletContext(
+            api, self.config, ImageResolver(self.config.images), PodMirror(api, self.config.mirror_pods)
+        )
         informers = {res.plural: Informer(api, res) for res in (JOBS, CRONJOBS, DEPLOYMENTS, SERVICES)}
         jobs = JobController(ctx, informers["jobs"])
         deployments = DeploymentController(ctx, informers["deployments"])
@@ -94,8 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m modelops.sandbox.kubelet", description=__doc__.splitlines()[0])
     p.add_argument("--api", required=True, help="API server URL, e.g. http://127.0.0.1:6443")
     p.add_argument("--state-dir", required=True, type=Path, help="sandbox state directory")
-    p.add_argument("--image", action="append", default=[], metavar="REPOSITORY=ENTRYPOINT",
-                   help="map an image repository to a local entrypoint (repeatable)")
+    p.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="REPOSITORY=ENTRYPOINT",
+        help="map an image repository to a local entrypoint (repeatable)",
+    )
     p.add_argument("--job-backoff", type=float, default=1.0, help="first Job retry delay, s (doubles)")
     p.add_argument("--crash-backoff-max", type=float, default=30.0, help="max container restart delay, s")
     p.add_argument("--probe-period-max", type=float, default=2.0, help="cap on probe periodSeconds, s")
@@ -108,8 +114,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (0 on a clean stop)."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     images = dict(parse_image_option(opt) for opt in args.image)
     config = KubeletConfig(
