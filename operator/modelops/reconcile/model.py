@@ -320,8 +320,9 @@ async def sync_serving(
         name = serving_name(model, stage)
         winner = winners.get(stage)
         if not winner or not owners:
-            for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment") if apply else ():
-                await children.remove(ctx.kube, kind, namespace, name)
+            if apply:
+                for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment"):
+                    await children.remove(ctx.kube, kind, namespace, name)
             continue
         st, spec = statuses[winner], specs[winner]
         assert st.registry is not None and st.version is not None
