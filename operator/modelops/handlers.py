@@ -24,7 +24,7 @@ from .reconcile.model import model_bodies
 from .reconcile.versions import model_key
 from .registry.errors import RegistryUnavailable
 from .settings import Settings
-from .telemetry import OperatorMetrics
+from .telemetry import REASON_KUBERNETES, REASON_REGISTRY, OperatorMetrics
 
 log = logging.getLogger(__name__)
 MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
@@ -59,10 +59,10 @@ async def _guarded(kind: str, memo: Any, retry: int, fn: Any, *args: Any) -> Any
         try:
             result = await fn(*args)
         except RegistryUnavailable as exc:
-            metrics.reconcile_error(kind, "RegistryUnavailable")
+            metrics.reconcile_error(kind, REASON_REGISTRY)
             raise kopf.TemporaryError(f"MLflow unavailable: {exc}", delay=_retry_delay(retry)) from exc
         except Unavailable as exc:
-            metrics.reconcile_error(kind, "KubernetesUnavailable")
+            metrics.reconcile_error(kind, REASON_KUBERNETES)
             raise kopf.TemporaryError(str(exc), delay=_retry_delay(retry)) from exc
         except KubeError as exc:
             metrics.reconcile_error(kind, f"HTTP{exc.status}")

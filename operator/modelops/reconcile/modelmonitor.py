@@ -178,6 +178,8 @@ async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatu
         if await write_status(ctx.kube, MODELMONITORS, body, status):
             post_transitions(ctx.post_event, body, old_conditions, status.conditions)
         return status
+    if ctx.metrics is not None:  # its drift series exists at 0 before any run can count
+        ctx.metrics.monitor_known(meta["namespace"], spec.model)
     owner = ObjectRef.from_body(body)
     cronjob, _ = await children.apply(ctx.kube, build_drift_cronjob(owner, spec, ctx.settings))
     status.cron_job = cronjob["metadata"]["name"]
@@ -241,12 +243,12 @@ async def fold_run(
         latency_p95_ms=status.health.latency_p95_ms if status.health else None,
     )
     status.history = [*status.history, record][-HISTORY_LIMIT:]
-    metrics = ctx.metrics
+    metrics, ns = ctx.metrics, body["metadata"]["namespace"]
     if metrics is not None and status.health and status.health.accuracy is not None and status.model_version:
-        metrics.accuracy.labels(spec.model, status.model_version).set(status.health.accuracy)
+        metrics.accuracy.labels(ns, spec.model, status.model_version).set(status.health.accuracy)
     if result == "Completed" and status.drift and status.drift.detected:
         if metrics is not None:
-            metrics.drift.labels(spec.model, "data").inc()
+            metrics.drift_detected(ns, spec.model)
         if spec.on_drift != "None":
             ctx.post_event(
                 body,
