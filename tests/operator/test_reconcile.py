@@ -484,3 +484,39 @@ async def test_a_finished_rollout_is_reported_on_the_deployments_event(logged_ru
     await _on_child(ctx, memo, (await kube.get(DEPLOYMENTS, NS, "iris-model-staging")) or {}, "MODIFIED")
     status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
     assert status["phase"] == "Ready", status
+
+
+async def _registered_versions(ctx: Context, kube: FakeKube, versions: list[str]) -> None:
+    """ModelVersions ``v<i>`` of iris-model (uids uid-<i>, whose finished runs logged_runs holds), registered."""
+    for i, version in enumerate(versions):
+        mv = _mv(kube, f"uid-{i}", version, stage="Staging")
+        del kube.objects[("modelversions", NS, "iris")]
+        mv["metadata"]["name"] = f"v{i}"
+        kube.put(MODELVERSIONS, mv)
+        job = {"metadata": {"name": train_job_name(f"v{i}", version), "namespace": NS}}
+        kube.put(JOBS, {**job, "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}})
+    for i in range(len(versions)):
+        await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, f"v{i}")) or {})
+
+
+async def test_a_superseded_version_names_the_version_that_holds_the_stage_now(logged_runs) -> None:  # noqa: F811
+    ctx, kube = _ctx(logged_runs.store)
+    await _registered_versions(ctx, kube, ["1.0.0", "1.1.0", "1.2.0"])
+    oldest = (await kube.get(MODELVERSIONS, NS, "v0") or {})["status"]
+    promoted = next(c for c in oldest["conditions"] if c["type"] == "Promoted")
+    assert oldest["phase"] == "Superseded" and (await kube.get(MODELVERSIONS, NS, "v2") or {})["status"]["stage"]
+    assert "Staging is held by 1.2.0" in promoted["message"], promoted  # not by 1.1.0, which it lost to
+    assert oldest["promotion"]["comparedTo"] == "1.1.0"  # the comparison that decided it stays recorded
+
+
+async def test_a_spec_version_added_to_a_registered_version_is_reported_as_ignored(logged_runs) -> None:  # noqa: F811
+    ctx, kube = _ctx(logged_runs.store)
+    await _registered_versions(ctx, kube, ["1.0.0"])
+    kube.objects[("modelversions", NS, "v0")]["spec"]["version"] = "2.0.0"  # edited after registration
+    kube.objects[("modelversions", NS, "v0")]["metadata"]["generation"] = 2
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "v0")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "v0") or {})["status"]
+    registered = next(c for c in status["conditions"] if c["type"] == "Registered")
+    assert registered["reason"] == "ImmutableVersion", registered
+    assert "spec.version 2.0.0" in registered["message"] and "1.0.0" in registered["message"]
+    assert status["version"] == "1.0.0" and status["observedGeneration"] == 2

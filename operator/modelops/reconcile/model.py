@@ -227,13 +227,16 @@ async def _model_pass(
         ctx, namespace, model, bodies, statuses, specs, resolution.winners, leaving, apply=registry_error is None
     )
     conflicted: list[str] = []
+    versions = {n: s.version for n, s in statuses.items() if s.version}
     for b in bodies:
         name = b["metadata"]["name"]
         if name in leaving or name not in specs or statuses[name].registry is None:
             continue  # unregistered versions write their own status (see modelversion._reconcile)
         st = statuses[name]
         old = parse_status(ModelVersionStatus, b.get("status"))
-        apply_outcome(ctx, b, specs[name], st, resolution.decisions.get(name), resolution.winners, serving, drift_notes)
+        apply_outcome(
+            ctx, b, specs[name], st, resolution.decisions.get(name), resolution.winners, serving, drift_notes, versions
+        )
         if isinstance(registry_error, RegistryUnavailable):
             mark_registry_unavailable(st.conditions, registry_error, b["metadata"].get("generation"))
         try:
@@ -389,8 +392,13 @@ def apply_outcome(
     winners: dict[str, str | None],
     serving: dict[str, tuple[ConditionStatus, str, str, ServingStatus]],
     drift: dict[str, str],
+    versions: Mapping[str, str] | None = None,
 ) -> None:
-    """Fill promotion, stage, serving, conditions and phase of one version's status in place."""
+    """Fill promotion, stage, serving, conditions and phase of one version's status in place.
+
+    ``versions`` maps ModelVersion names to their semantic versions (to name a stage's holder).
+    """
+    versions = versions or {}
     name = body["metadata"]["name"]
     gen = body["metadata"].get("generation")
     held = next((s for s, w in winners.items() if w == name), None)
@@ -430,8 +438,10 @@ def apply_outcome(
             "Released": "Archived",
         }.get(decision.decision, "Pending")
         message = decision.reason
-        if decision.decision == "Superseded" and decision.compared_to:
-            message = f"{spec.stage} is served by {decision.compared_to}: {decision.reason}"
+        holder = winners.get(decision.stage)
+        if decision.decision == "Superseded" and holder in versions:
+            # The holder now, not only the version it lost to in the fold (that one may be superseded too).
+            message = f"{decision.stage} is held by {versions[holder]}: {decision.reason}"
         set_condition(st.conditions, "Promoted", "True" if held else "False", reason, message, gen)
     st.stage = held
     if held and held in serving:

@@ -241,16 +241,20 @@ async def version_flow(
     meta = body["metadata"]
     ns, uid, gen = meta["namespace"], meta["uid"], meta.get("generation")
     status.observed_generation = gen
-    if status.registry is not None:  # registered: immutable, only say whether spec.training moved
-        changed = status.training_hash not in (None, training_hash(spec))
-        if changed:
+    if status.registry is not None:  # registered: immutable, only say whether spec moved
+        ignored = []
+        if status.training_hash not in (None, training_hash(spec)):
+            ignored.append("spec.training changed")
+        if spec.version and spec.version != status.version:
+            ignored.append(f"spec.version {spec.version} differs")
+        if ignored:
             set_condition(
                 status.conditions,
                 "Registered",
                 "True",
                 "ImmutableVersion",
-                f"spec.training changed after registration of {status.version}; a registered version is "
-                "immutable and was not retrained: create a new ModelVersion for a new version",
+                f"{' and '.join(ignored)} after registration of {status.version}; a registered version is "
+                "immutable and this change is ignored: create a new ModelVersion for a new version",
                 gen,
             )
         else:
