@@ -118,6 +118,7 @@ MM_CASES = [
     ([("Ready", "False", "WaitingForModel")], "Progressing"),
     ([("Ready", "False", "InvalidSpec")], "Degraded"),
     ([("Ready", "False", "RunFailed")], "Degraded"),
+    ([("Ready", "False", "JobFailed")], "Degraded"),  # the drift Job failed before writing a run
     (
         [("DriftDetected", "Unknown", "NoRunYet"), ("Healthy", "Unknown", "NoRunYet"), ("Ready", "True", "Monitoring")],
         "Healthy",

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from modelops.api.common import API_VERSION
-from modelops.clients.kube import MODELMONITORS
+from modelops.clients.kube import JOBS, MODELMONITORS
 from modelops.reconcile import modelmonitor
 from modelops.reconcile.context import Context
 from modelops.settings import Settings
-from tests.mlflow_testing import mlflow_store, mlflow_template  # noqa: F401
+from tests.mlflow_testing import logged_runs, logged_runs_template, mlflow_store, mlflow_template  # noqa: F401
 from tests.operator.fake_kube import FakeKube
 
 NS = "team-a"
@@ -68,3 +68,85 @@ async def test_a_monitor_announces_its_drift_series_at_zero(mlflow_store) -> Non
     )
     assert sample == 0
     assert kube.count("cronjobs") == 1
+
+
+def _drift_job(kube: FakeKube, name: str, started: str, outcome: dict[str, str]) -> None:
+    """A Job the monitor's CronJob created (its labels and controller reference), finished as ``outcome``."""
+    from modelops.builders.common import COMPONENT_MONITORING, standard_labels
+
+    labels = standard_labels(
+        component=COMPONENT_MONITORING, instance="mon-drift", model="iris-model", stage="Production"
+    )
+    kube.put(
+        JOBS,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": name,
+                "namespace": NS,
+                "labels": labels,
+                "ownerReferences": [
+                    {"apiVersion": "batch/v1", "kind": "CronJob", "name": "mon-drift", "uid": "u", "controller": True}
+                ],
+            },
+            "spec": {},
+            "status": {"startTime": started, "conditions": [{**outcome, "status": "True"}]},
+        },
+    )
+
+
+async def test_a_monitor_job_that_fails_before_writing_a_run_is_reported(logged_runs) -> None:  # noqa: F811
+    """An image that cannot start, a crash or a deadline leaves no MLflow run: the monitor reads its
+    CronJob's Jobs, says Ready=False JobFailed with the Job's reason (Warning Event), and clears it
+    when the next Job succeeds."""
+    from modelops.clients.mlflow import Registry
+    from modelops.registry import operations as ops
+
+    client = logged_runs.store.client
+    version = ops.register_run_model(client, "iris-model", client.get_run(logged_runs.run_ids[0]), {"semver": "1.0.0"})
+    client.set_registered_model_alias("iris-model", "production", str(version.version))
+    kube, events = FakeKube(), []
+    registry = Registry(logged_runs.store.uri)
+    registry.client = client
+    ctx = Context(
+        settings=Settings(mlflow_tracking_uri=logged_runs.store.uri),
+        kube=kube,
+        registry=registry,
+        post_event=lambda body, kind, reason, message: events.append((kind, reason, message)),
+    )
+    _monitor(kube, {"model": "iris-model", "stage": "Production", "schedule": "0 * * * *"}, generation=1, status={})
+    _drift_job(kube, "mon-drift-1", "2026-01-01T10:00:00Z", {"type": "Complete"})
+    deadline = {"type": "Failed", "reason": "DeadlineExceeded", "message": "active longer than specified deadline"}
+    _drift_job(kube, "mon-drift-2", "2026-01-01T11:00:00Z", deadline)
+
+    async def ready() -> dict[str, Any]:
+        await modelmonitor.reconcile(ctx, (await kube.get(MODELMONITORS, NS, "mon")) or {})
+        status = (await kube.get(MODELMONITORS, NS, "mon") or {})["status"]
+        return next(c for c in status["conditions"] if c["type"] == "Ready")
+
+    cond = await ready()
+    assert (cond["status"], cond["reason"]) == ("False", "JobFailed"), cond
+    assert "mon-drift-2" in cond["message"] and "DeadlineExceeded" in cond["message"]
+    assert ("Warning", "JobFailed") in [(k, r) for k, r, _ in events]
+    _drift_job(kube, "mon-drift-3", "2026-01-01T12:00:00Z", {"type": "Complete"})
+    cond = await ready()
+    assert (cond["status"], cond["reason"]) == ("True", "Monitoring"), cond
+
+
+def test_the_newest_finished_job_of_the_cronjob_decides() -> None:
+    from modelops.reconcile.modelmonitor import last_job_failure
+
+    def job(name: str, start: str, kind: str | None, owner: str = "mon-drift") -> dict[str, Any]:
+        conds = [{"type": kind, "status": "True", "reason": "BackoffLimitExceeded"}] if kind else []
+        owners = [{"kind": "CronJob", "name": owner, "controller": True}]
+        return {
+            "metadata": {"name": name, "ownerReferences": owners},
+            "status": {"startTime": start, "conditions": conds},
+        }
+
+    failed = job("a", "2026-01-01T10:00:00Z", "Failed")
+    assert last_job_failure([failed], "mon-drift") is not None
+    assert last_job_failure([failed, job("b", "2026-01-01T11:00:00Z", "Complete")], "mon-drift") is None
+    assert last_job_failure([failed, job("c", "2026-01-01T11:00:00Z", None)], "mon-drift") is not None  # running
+    assert last_job_failure([failed], "other-drift") is None  # not that CronJob's

@@ -1,5 +1,5 @@
 -- Argo CD health check for ModelMonitor (ml.smarthr360.io/v1alpha1), from the operator's status.
--- Degraded: invalid spec, failed monitoring run, the monitored model is unhealthy (Healthy=False:
+-- Degraded: invalid spec, failed monitoring run or Job, the monitored model is unhealthy (Healthy=False:
 -- latency, error rate or accuracy out of bounds) or drifted (DriftDetected=True).
 -- Progressing: no status yet, or no version serves the monitored stage yet (WaitingForModel).
 -- Healthy: Ready=True and neither drift nor bad health reported.
@@ -35,7 +35,7 @@ end
 local reason = ready.reason or ""
 hs.message = reason .. ": " .. (ready.message or "")
 if ready.status ~= "True" then
-  if reason == "InvalidSpec" or reason == "RunFailed" then
+  if reason == "InvalidSpec" or reason == "RunFailed" or reason == "JobFailed" then
     hs.status = "Degraded"
   end
   return hs

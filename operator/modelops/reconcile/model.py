@@ -439,7 +439,7 @@ def apply_outcome(
         }.get(decision.decision, "Pending")
         message = decision.reason
         holder = winners.get(decision.stage)
-        if decision.decision == "Superseded" and holder in versions:
+        if decision.decision == "Superseded" and holder is not None and holder in versions:
             # The holder now, not only the version it lost to in the fold (that one may be superseded too).
             message = f"{decision.stage} is held by {versions[holder]}: {decision.reason}"
         set_condition(st.conditions, "Promoted", "True" if held else "False", reason, message, gen)

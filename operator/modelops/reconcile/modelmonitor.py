@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,9 @@ from ..api.modelmonitor import (
     RetrainingStatus,
 )
 from ..api.modelversion import STAGE_ALIASES
-from ..builders.common import ObjectRef, owner_reference
+from ..builders.common import COMPONENT_MONITORING, LABEL_COMPONENT, LABEL_INSTANCE, ObjectRef, owner_reference
 from ..builders.monitoring import build_drift_cronjob
-from ..clients.kube import MODELMONITORS, MODELVERSIONS, Conflict
+from ..clients.kube import JOBS, MODELMONITORS, MODELVERSIONS, Conflict
 from ..contract import (
     ARTIFACT_DRIFT_SUMMARY,
     METRIC_ACCURACY,
@@ -140,6 +141,48 @@ def _health_status(run: Run, summary: Mapping[str, Any]) -> HealthStatus:
     )
 
 
+@dataclass(frozen=True)
+class JobFailure:
+    """The newest finished Job of a drift CronJob, when it failed."""
+
+    job: str
+    reason: str
+    message: str
+    started: datetime | None
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def last_job_failure(jobs: Sequence[Mapping[str, Any]], cronjob: str) -> JobFailure | None:
+    """The newest finished Job the CronJob ``cronjob`` created, if it failed (pure).
+
+    Finished: a ``Complete`` or ``Failed`` condition is True; newest by ``status.startTime`` (else
+    creation time). Jobs not controlled by the CronJob are ignored.
+    """
+    finished = []
+    for job in jobs:
+        meta, status = job.get("metadata") or {}, job.get("status") or {}
+        owners = meta.get("ownerReferences") or []
+        if not any(o.get("kind") == "CronJob" and o.get("name") == cronjob and o.get("controller") for o in owners):
+            continue
+        conds = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
+        if "Complete" in conds or "Failed" in conds:
+            started = _time(status.get("startTime")) or _time(meta.get("creationTimestamp"))
+            finished.append((started or datetime.min.replace(tzinfo=UTC), meta.get("name", ""), started, conds))
+    if not finished:
+        return None
+    _, name, started, conds = max(finished, key=lambda f: (f[0], f[1]))
+    failed = conds.get("Failed")
+    if failed is None:
+        return None
+    return JobFailure(name, failed.get("reason") or "Failed", failed.get("message") or "", started)
+
+
 def serving_version(client: MlflowClient, model: str, stage: str) -> tuple[str, str] | None:
     """(registry version, semantic version) serving a stage, from the stage alias; None if unset.
 
@@ -183,6 +226,10 @@ async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatu
     owner = ObjectRef.from_body(body)
     cronjob, _ = await children.apply(ctx.kube, build_drift_cronjob(owner, spec, ctx.settings))
     status.cron_job = cronjob["metadata"]["name"]
+    jobs = await ctx.kube.list(
+        JOBS, meta["namespace"], {LABEL_INSTANCE: status.cron_job, LABEL_COMPONENT: COMPONENT_MONITORING}
+    )
+    job_failure = last_job_failure(jobs, status.cron_job)
     set_condition(
         status.conditions,
         "Scheduled",
@@ -202,7 +249,10 @@ async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatu
         await write_status(ctx.kube, MODELMONITORS, body, status)
         raise
     mark_registry_reachable(status.conditions, gen)
-    _conditions(spec, status, served is not None, gen)
+    if job_failure is not None and status.last_run is not None and job_failure.started is not None:
+        if status.last_run.time >= job_failure.started:
+            job_failure = None  # that Job wrote a run: its result speaks for it (RunFailed)
+    _conditions(spec, status, served is not None, gen, job_failure)
     if await write_status(ctx.kube, MODELMONITORS, body, status):
         post_transitions(ctx.post_event, body, old_conditions, status.conditions)
     return status
@@ -326,7 +376,13 @@ async def retrain(
     ctx.post_event(body, "Normal", "RetrainingTriggered", f"created ModelVersion {name} after drift in run {run_id}")
 
 
-def _conditions(spec: ModelMonitorSpec, status: ModelMonitorStatus, has_model: bool, gen: int | None) -> None:
+def _conditions(
+    spec: ModelMonitorSpec,
+    status: ModelMonitorStatus,
+    has_model: bool,
+    gen: int | None,
+    job_failure: JobFailure | None = None,
+) -> None:
     conds = status.conditions
     last = status.last_run
     if last is None:
@@ -352,7 +408,18 @@ def _conditions(spec: ModelMonitorSpec, status: ModelMonitorStatus, has_model: b
         state: ConditionStatus = {"healthy": "True", "degraded": "False", "unhealthy": "False"}.get(verdict, "Unknown")  # type: ignore[assignment]
         reason = {"healthy": "Healthy", "degraded": "Degraded", "unhealthy": "Unhealthy"}.get(verdict, "Unknown")
         set_condition(conds, "Healthy", state, reason, "; ".join(status.health.issues) or verdict, gen)
-    if not has_model:
+    if job_failure is not None:
+        set_condition(
+            conds,
+            "Ready",
+            "False",
+            "JobFailed",
+            f"Job {job_failure.job} failed before writing a monitoring run: {job_failure.reason}"
+            + (f" ({job_failure.message})" if job_failure.message else "")
+            + "; see the logs of its pods",
+            gen,
+        )
+    elif not has_model:
         set_condition(
             conds,
             "Ready",

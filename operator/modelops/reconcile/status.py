@@ -17,6 +17,8 @@ REGISTRY_CONDITION = "RegistryReachable"
 ADMISSION_REASONS = ("VersionConflict", "ModelOwnedElsewhere")
 #: Condition reasons that make a ModelVersion's phase Failed (see model.summarise; never read from Ready).
 FAILED_REASONS = frozenset({"InvalidSpec", "TrainingFailed", "VersionConflict", "ModelOwnedElsewhere", "RunNotFound"})
+#: Ready=False reasons of a ModelMonitor that are failures (Warning Events), not waiting.
+MONITOR_FAILED_REASONS = frozenset({"RunFailed", "JobFailed"})
 
 
 def mark_registry_reachable(conditions: list[Condition], generation: int | None) -> None:
@@ -113,7 +115,9 @@ def post_transitions(post: EventPoster, body: Mapping[str, Any], old: list[Condi
             or (  # a failure, not progress (Training, RollingOut...)
                 cond.type == "Ready"
                 and cond.status == "False"
-                and (cond.reason in FAILED_REASONS or cond.reason == "ProgressDeadlineExceeded")
+                and (
+                    cond.reason in FAILED_REASONS | MONITOR_FAILED_REASONS or cond.reason == "ProgressDeadlineExceeded"
+                )
             )
         )
         post(body, "Warning" if warning else "Normal", cond.reason, f"{cond.type}={cond.status}: {cond.message}")
