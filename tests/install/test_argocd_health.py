@@ -135,6 +135,14 @@ MM_CASES = [
         [("DriftDetected", "False", "NoDrift"), ("Healthy", "False", "Unhealthy"), ("Ready", "True", "Monitoring")],
         "Degraded",
     ),
+    (
+        [
+            ("DataQuality", "False", "MissingValues"),
+            ("DriftDetected", "False", "NoDrift"),
+            ("Ready", "True", "Monitoring"),
+        ],
+        "Degraded",
+    ),
 ]
 
 

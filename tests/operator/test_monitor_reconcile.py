@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from modelops.api.common import API_VERSION
 from modelops.clients.kube import JOBS, MODELMONITORS
 from modelops.reconcile import modelmonitor
@@ -26,6 +29,22 @@ def _monitor(kube: FakeKube, spec: dict[str, Any], generation: int, status: dict
             "status": status,
         },
     )
+
+
+def _mlflow_ctx(store: Any) -> tuple[Context, FakeKube, list[tuple[str, str, str]]]:
+    """A context on ``store``'s MLflow and an in-memory API; Events land in the returned list."""
+    from modelops.clients.mlflow import Registry
+
+    kube, events = FakeKube(), []
+    registry = Registry(store.uri)
+    registry.client = store.client
+    ctx = Context(
+        settings=Settings(mlflow_tracking_uri=store.uri),
+        kube=kube,
+        registry=registry,
+        post_event=lambda body, kind, reason, message: events.append((kind, reason, message)),
+    )
+    return ctx, kube, events
 
 
 async def test_an_invalid_spec_records_the_generation_it_judged() -> None:
@@ -100,21 +119,12 @@ async def test_a_monitor_job_that_fails_before_writing_a_run_is_reported(logged_
     """An image that cannot start, a crash or a deadline leaves no MLflow run: the monitor reads its
     CronJob's Jobs, says Ready=False JobFailed with the Job's reason (Warning Event), and clears it
     when the next Job succeeds."""
-    from modelops.clients.mlflow import Registry
     from modelops.registry import operations as ops
 
     client = logged_runs.store.client
     version = ops.register_run_model(client, "iris-model", client.get_run(logged_runs.run_ids[0]), {"semver": "1.0.0"})
     client.set_registered_model_alias("iris-model", "production", str(version.version))
-    kube, events = FakeKube(), []
-    registry = Registry(logged_runs.store.uri)
-    registry.client = client
-    ctx = Context(
-        settings=Settings(mlflow_tracking_uri=logged_runs.store.uri),
-        kube=kube,
-        registry=registry,
-        post_event=lambda body, kind, reason, message: events.append((kind, reason, message)),
-    )
+    ctx, kube, events = _mlflow_ctx(logged_runs.store)
     _monitor(kube, {"model": "iris-model", "stage": "Production", "schedule": "0 * * * *"}, generation=1, status={})
     _drift_job(kube, "mon-drift-1", "2026-01-01T10:00:00Z", {"type": "Complete"})
     deadline = {"type": "Failed", "reason": "DeadlineExceeded", "message": "active longer than specified deadline"}
@@ -150,3 +160,36 @@ def test_the_newest_finished_job_of_the_cronjob_decides() -> None:
     assert last_job_failure([failed, job("b", "2026-01-01T11:00:00Z", "Complete")], "mon-drift") is None
     assert last_job_failure([failed, job("c", "2026-01-01T11:00:00Z", None)], "mon-drift") is not None  # running
     assert last_job_failure([failed], "other-drift") is None  # not that CronJob's
+
+
+async def test_features_missing_from_the_current_data_fail_data_quality(logged_runs) -> None:  # noqa: F811
+    """A run whose current data lacks a feature (or has it mostly missing): status.drift carries each
+    column's missing shares and DataQuality=False names the columns, with a Warning Event."""
+    import json
+
+    from modelops.contract import ARTIFACT_DRIFT_SUMMARY, TAG_RESULT, TAG_UID
+    from modelops.monitoring.drift import detect_drift
+
+    client = logged_runs.store.client
+    reference = pd.DataFrame({"a": np.arange(200.0), "b": np.arange(200.0) % 7, "c": np.arange(200.0) % 3})
+    current = reference.drop(columns=["c"]).copy()
+    current.loc[:179, "b"] = np.nan  # 90 % missing
+    result = detect_drift(reference, current, max_missing_share=0.5)
+    experiment = logged_runs.store.experiment(Settings().experiment_monitoring)
+    run = client.create_run(experiment, tags={TAG_UID: "uid-mon", TAG_RESULT: result.result})
+    client.log_text(run.info.run_id, json.dumps({"drift": result.model_dump(mode="json")}), ARTIFACT_DRIFT_SUMMARY)
+    client.set_terminated(run.info.run_id)
+    ctx, kube, events = _mlflow_ctx(logged_runs.store)
+    spec = {"model": "iris-model", "stage": "Production", "schedule": "0 * * * *", "drift": {"maxMissingShare": 0.5}}
+    _monitor(kube, spec, generation=1, status={})
+    await modelmonitor.reconcile(ctx, (await kube.get(MODELMONITORS, NS, "mon")) or {})
+    status = (await kube.get(MODELMONITORS, NS, "mon") or {})["status"]
+    quality = next(c for c in status["conditions"] if c["type"] == "DataQuality")
+    assert (quality["status"], quality["reason"]) == ("False", "MissingValues"), quality
+    assert "b (90% missing)" in quality["message"] and "c (100% missing)" in quality["message"]
+    assert status["drift"]["missingColumns"] == ["b", "c"]
+    shares = {
+        c["name"]: (c.get("referenceMissingShare"), c.get("currentMissingShare")) for c in status["drift"]["columns"]
+    }
+    assert shares == {"a": (0, 0), "b": (0, 0.9), "c": (None, 1.0)}
+    assert ("Warning", "MissingValues") in [(k, r) for k, r, _ in events]

@@ -99,13 +99,7 @@ def _drift_status(run: Run, summary: Mapping[str, Any]) -> DriftStatus:
     for col in drift.get("columns") or []:
         try:
             columns.append(
-                ColumnDrift.model_validate(
-                    {
-                        k: col.get(k)
-                        for k in ("name", "stattest", "score", "threshold", "drifted", "reason")
-                        if col.get(k) is not None
-                    }
-                )
+                ColumnDrift.model_validate({k: col.get(k) for k in ColumnDrift.model_fields if col.get(k) is not None})
             )
         except ValidationError:
             continue
@@ -116,6 +110,7 @@ def _drift_status(run: Run, summary: Mapping[str, Any]) -> DriftStatus:
         drifted_columns=list(drift.get("drifted_columns") or [c.name for c in columns if c.drifted]),
         columns=columns,
         ignored_columns=list(drift.get("ignored_columns") or []),
+        missing_columns=list(drift.get("missing_columns") or []),
         report_uri=f"{run.info.artifact_uri}/drift/report.html",
     )
 
@@ -277,10 +272,11 @@ async def fold_run(
         current_rows=None if rows is None else int(rows),
         message=tags.get(TAG_FAILURE) or (summary.get("drift") or {}).get("message"),
     )
-    if result == "Completed":
+    if result == "Completed" or (result == "InsufficientData" and (summary.get("drift") or {}).get("columns")):
+        # An InsufficientData run that got as far as the columns (none comparable, e.g. every
+        # feature missing) is the latest drift result too: its data quality must show.
         status.drift = _drift_status(run, summary)
-        status.health = _health_status(run, summary)
-    elif result == "InsufficientData":
+    if result in ("Completed", "InsufficientData"):
         status.health = _health_status(run, summary)
     record = MonitorRecord(
         run_id=run.info.run_id,
@@ -376,6 +372,32 @@ async def retrain(
     ctx.post_event(body, "Normal", "RetrainingTriggered", f"created ModelVersion {name} after drift in run {run_id}")
 
 
+def _data_quality(spec: ModelMonitorSpec, status: ModelMonitorStatus, gen: int | None) -> None:
+    """``DataQuality`` from the latest drift result: False naming the features absent from the
+    current data or missing above ``drift.maxMissingShare`` (they were not compared)."""
+    conds, drift = status.conditions, status.drift
+    if drift is None or not drift.columns:
+        set_condition(conds, "DataQuality", "Unknown", "NoRunYet", "no monitoring run has compared columns yet", gen)
+        return
+    if drift.missing_columns:
+        shares = {c.name: c.current_missing_share for c in drift.columns}
+        named = ", ".join(
+            f"{name} ({shares[name]:.0%} missing)" if shares.get(name) is not None else name
+            for name in drift.missing_columns
+        )
+        set_condition(
+            conds,
+            "DataQuality",
+            "False",
+            "MissingValues",
+            f"current data lacks {named} (drift.maxMissingShare {spec.drift.max_missing_share:g}); "
+            "these features were not compared for drift",
+            gen,
+        )
+        return
+    set_condition(conds, "DataQuality", "True", "Complete", "every feature has values in the current data", gen)
+
+
 def _conditions(
     spec: ModelMonitorSpec,
     status: ModelMonitorStatus,
@@ -403,6 +425,7 @@ def _conditions(
             set_condition(conds, "DriftDetected", "False", "NoDrift", f"drift share {share}", gen)
     else:
         set_condition(conds, "DriftDetected", "Unknown", last.result, last.message or last.result, gen)
+    _data_quality(spec, status, gen)
     if status.health is not None and last is not None:
         verdict = status.health.status
         state: ConditionStatus = {"healthy": "True", "degraded": "False", "unhealthy": "False"}.get(verdict, "Unknown")  # type: ignore[assignment]

@@ -110,7 +110,7 @@ def post_transitions(post: EventPoster, body: Mapping[str, Any], old: list[Condi
         if before.get(cond.type) == (cond.status, cond.reason):
             continue
         warning = (
-            (cond.status == "False" and cond.type in ("Trained", "Registered", "Serving", "Healthy"))
+            (cond.status == "False" and cond.type in ("Trained", "Registered", "Serving", "Healthy", "DataQuality"))
             or (cond.type == "DriftDetected" and cond.status == "True")
             or (  # a failure, not progress (Training, RollingOut...)
                 cond.type == "Ready"
