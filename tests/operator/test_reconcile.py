@@ -520,3 +520,17 @@ async def test_a_spec_version_added_to_a_registered_version_is_reported_as_ignor
     assert registered["reason"] == "ImmutableVersion", registered
     assert "spec.version 2.0.0" in registered["message"] and "1.0.0" in registered["message"]
     assert status["version"] == "1.0.0" and status["observedGeneration"] == 2
+
+
+async def test_an_estimator_outside_the_allowlist_is_refused_before_any_job_or_mlflow_call(logged_runs) -> None:  # noqa: F811
+    ctx, kube = _ctx(logged_runs.store)
+    mv = _mv(kube, "uid-x", "9.0.0", stage="Staging")
+    mv["spec"]["training"]["estimator"] = "xgboost.XGBClassifier"  # a valid dotted path, not allowlisted
+    kube.put(MODELVERSIONS, mv)
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (status["phase"], ready["reason"]) == ("Failed", "InvalidSpec"), status
+    assert "spec.training.estimator: 'xgboost.XGBClassifier' is outside the allowed modules" in ready["message"]
+    assert kube.count("jobs") == 0 and "version" not in status
+    assert logged_runs.store.client.search_registered_models() == []  # MLflow was not even asked

@@ -71,12 +71,25 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     mlflow.set_tracking_uri(previous)
 
 
+def _use(store: Store) -> None:
+    """Point MLflow at the module's store: tests/conftest.py resets the process-wide URIs after every
+    test, and a server started later would otherwise load from MLflow's default ./mlflow.db."""
+    mlflow.set_tracking_uri(store.uri)
+    mlflow.set_registry_uri(store.uri)
+
+
+@pytest.fixture(autouse=True)
+def _store_uri(store: Store) -> None:
+    _use(store)
+
+
 def config_for(model: Registered, version: str = "1.0.0", stage: str = "Production", **kw: Any) -> ServeConfig:
     return ServeConfig(model=model.name, registry_version=model.version, version=version, stage=stage, **kw)
 
 
 @pytest.fixture(scope="module")
 def bc(store: Store) -> Iterator[Running]:
+    _use(store)  # module fixtures are set up before the per-test _store_uri
     with serving(config_for(store.bc, log_flush_seconds=0.2), log_uri=str(store.root / "log")) as running:
         running.wait_ready()
         yield running
@@ -84,6 +97,7 @@ def bc(store: Store) -> Iterator[Running]:
 
 @pytest.fixture(scope="module")
 def penguins(store: Store) -> Iterator[Running]:
+    _use(store)
     with serving(config_for(store.penguins, stage="Staging"), log_uri=str(store.root / "log")) as running:
         running.wait_ready()
         yield running

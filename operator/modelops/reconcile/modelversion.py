@@ -26,7 +26,16 @@ from ..api.modelversion import (
 from ..builders.common import ObjectRef, train_job_name
 from ..builders.training import build_training_job
 from ..clients.kube import JOBS, MODELVERSIONS, Conflict
-from ..contract import TAG_FAILURE, TAG_NAME, TAG_NAMESPACE, TAG_SEMVER, TAG_STAGE, TAG_UID, TrainingResult
+from ..contract import (
+    TAG_FAILURE,
+    TAG_NAME,
+    TAG_NAMESPACE,
+    TAG_SEMVER,
+    TAG_STAGE,
+    TAG_UID,
+    TrainingResult,
+    estimator_allowed,
+)
 from ..registry import operations as ops
 from ..registry.errors import ModelOwnedElsewhere, RegistryUnavailable
 from ..registry.semantic import bump_version, is_semver, max_semver
@@ -167,15 +176,27 @@ async def _write(ctx: Context, body: Mapping[str, Any], status: ModelVersionStat
     return written
 
 
+def settings_problem(spec: ModelVersionSpec, ctx: Context) -> str | None:
+    """What the CRD schema cannot check because it depends on the operator's settings: the
+    estimator must come from ``MODELOPS_ALLOWED_ESTIMATOR_MODULES``. None when the spec is fine."""
+    allowed = list(ctx.settings.allowed_estimator_modules)
+    if not estimator_allowed(spec.training.estimator, allowed):
+        return f"spec.training.estimator: {spec.training.estimator!r} is outside the allowed modules {allowed}"
+    return None
+
+
 async def _reconcile_current(ctx: Context, body: dict[str, Any], periodic: bool) -> ModelVersionStatus:
     meta = body["metadata"]
     status: ModelVersionStatus = parse_status(ModelVersionStatus, body.get("status"))
     generation = meta.get("generation")
     try:
         spec = ModelVersionSpec.model_validate(body.get("spec") or {})
+        invalid: ValidationError | str | None = None if status.registry else settings_problem(spec, ctx)
     except ValidationError as exc:
+        invalid = exc
+    if invalid is not None:  # refused before any Job, MLflow run or registry call
         old_conditions = list(status.conditions)
-        mark_invalid_spec(status.conditions, exc, generation)
+        mark_invalid_spec(status.conditions, invalid, generation)
         status.phase = "Failed"
         status.observed_generation = generation
         if await _write(ctx, body, status):

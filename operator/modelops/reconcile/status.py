@@ -39,11 +39,17 @@ def mark_registry_unavailable(conditions: list[Condition], error: Exception, gen
     )
 
 
-def mark_invalid_spec(conditions: list[Condition], error: ValidationError, generation: int | None) -> None:
-    """Set ``Ready=False, reason=InvalidSpec`` naming the first invalid field (``spec.<path>: <message>``)."""
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    set_condition(conditions, "Ready", "False", "InvalidSpec", f"spec.{where}: {first['msg']}", generation)
+def mark_invalid_spec(conditions: list[Condition], error: ValidationError | str, generation: int | None) -> None:
+    """Set ``Ready=False, reason=InvalidSpec`` naming the first invalid field (``spec.<path>: <message>``).
+
+    ``error``: the spec's ValidationError, or that message already formed (a check the CRD schema
+    cannot make, e.g. against the operator's settings).
+    """
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        error = f"spec.{where}: {first['msg']}"
+    set_condition(conditions, "Ready", "False", "InvalidSpec", error, generation)
 
 
 def parse_status(model: type[BaseModel], raw: Mapping[str, Any] | None) -> Any:

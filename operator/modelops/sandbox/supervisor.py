@@ -37,6 +37,23 @@ STATE_VERSION = 1
 #: Start order; ``down`` stops in reverse.
 COMPONENTS = ("apiserver", "kubelet", "mlflow", "operator")
 DEFAULT_STATE_DIR = Path(".sandbox")
+#: Where ``modelops demo`` keeps its sandbox; commands without ``--state-dir`` look there too.
+DEMO_STATE_DIR = DEFAULT_STATE_DIR / "demo"
+
+
+def locate_state_dir(explicit: Path | None = None) -> Path:
+    """The sandbox state dir a command should use (absolute).
+
+    ``explicit`` (``--state-dir`` or ``MODELOPS_SANDBOX_DIR``) when given; otherwise the first of
+    ``.sandbox`` and ``.sandbox/demo`` (relative to the working directory) where a sandbox runs,
+    so commands find ``make demo``'s sandbox without flags; otherwise ``.sandbox``.
+    """
+    if explicit is not None:
+        return explicit.resolve()
+    for candidate in (DEFAULT_STATE_DIR, DEMO_STATE_DIR):
+        if (candidate / STATE_FILE).is_file() and Supervisor(candidate).running():
+            return candidate.resolve()
+    return DEFAULT_STATE_DIR.resolve()
 
 
 class SandboxError(RuntimeError):
