@@ -193,3 +193,23 @@ async def test_features_missing_from_the_current_data_fail_data_quality(logged_r
     }
     assert shares == {"a": (0, 0), "b": (0, 0.9), "c": (None, 1.0)}
     assert ("Warning", "MissingValues") in [(k, r) for k, r, _ in events]
+
+
+async def test_a_restarted_operator_exposes_the_last_accuracy_at_once(logged_runs) -> None:  # noqa: F811
+    """The accuracy gauge comes back from the monitor's status on the first reconcile after a
+    restart, not only when the next monitoring run is folded."""
+    from prometheus_client import CollectorRegistry
+
+    from modelops.registry import operations as ops
+    from modelops.telemetry import OperatorMetrics
+
+    client = logged_runs.store.client
+    version = ops.register_run_model(client, "iris-model", client.get_run(logged_runs.run_ids[0]), {"semver": "1.0.0"})
+    client.set_registered_model_alias("iris-model", "production", str(version.version))
+    ctx, kube, _ = _mlflow_ctx(logged_runs.store)
+    ctx.metrics = OperatorMetrics(CollectorRegistry())  # a fresh process
+    spec = {"model": "iris-model", "stage": "Production", "schedule": "0 * * * *"}
+    _monitor(kube, spec, generation=1, status={"health": {"status": "unhealthy", "accuracy": 0.7}})
+    await modelmonitor.reconcile(ctx, (await kube.get(MODELMONITORS, NS, "mon")) or {})
+    labels = {"namespace": NS, "model_name": "iris-model", "model_version": "1.0.0"}
+    assert ctx.metrics.registry.get_sample_value("ml_model_accuracy", labels) == 0.7

@@ -244,6 +244,10 @@ async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatu
         await write_status(ctx.kube, MODELMONITORS, body, status)
         raise
     mark_registry_reachable(status.conditions, gen)
+    if ctx.metrics is not None and status.health and status.health.accuracy is not None and status.model_version:
+        # From status at every reconcile, not only when a run is folded: a restarted operator
+        # exposes the last accuracy again at once (ModelUnhealthy reads it).
+        ctx.metrics.accuracy.labels(meta["namespace"], spec.model, status.model_version).set(status.health.accuracy)
     if job_failure is not None and status.last_run is not None and job_failure.started is not None:
         if status.last_run.time >= job_failure.started:
             job_failure = None  # that Job wrote a run: its result speaks for it (RunFailed)
@@ -290,8 +294,6 @@ async def fold_run(
     )
     status.history = [*status.history, record][-HISTORY_LIMIT:]
     metrics, ns = ctx.metrics, body["metadata"]["namespace"]
-    if metrics is not None and status.health and status.health.accuracy is not None and status.model_version:
-        metrics.accuracy.labels(ns, spec.model, status.model_version).set(status.health.accuracy)
     if result == "Completed" and status.drift and status.drift.detected:
         if metrics is not None:
             metrics.drift_detected(ns, spec.model)
