@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,3 +38,33 @@ def _forget_mlflow_uris() -> Iterator[None]:
         from tests.mlflow_testing import reset_mlflow_uris
 
         reset_mlflow_uris()
+
+
+#: MLflow's default local stores, created in the working directory by anything that runs MLflow
+#: without a tracking URI (and, when that directory is the checkout, left in the repository).
+MLFLOW_DEFAULT_STORES = ("mlflow.db", "mlruns")
+
+
+#: Stores already there when the session started are someone's data: neither blamed nor removed.
+_STORES_BEFORE = {name for name in MLFLOW_DEFAULT_STORES if (ROOT / name).exists()}
+
+
+@pytest.fixture(autouse=True)
+def _no_mlflow_store_in_the_checkout() -> Iterator[None]:
+    """Fail the test that leaves MLflow's default store in the repository root (and remove it).
+
+    Checked after the test and before it, for what its wider-scoped fixtures (set up first) wrote.
+    """
+
+    def created() -> list[str]:
+        found = [n for n in MLFLOW_DEFAULT_STORES if n not in _STORES_BEFORE and (ROOT / n).exists()]
+        for name in found:
+            path = ROOT / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        return found
+
+    at_setup = created()
+    assert not at_setup, f"the fixtures of this test wrote MLflow's default store {at_setup} into the checkout"
+    yield
+    after = created()
+    assert not after, f"this test wrote MLflow's default store {after} into the checkout: give it a tracking URI"

@@ -63,7 +63,9 @@ app.add_typer(operator_app, name="operator")
 @app.command()
 def demo(
     once: bool = typer.Option(False, "--once", help="Stop the sandbox at the end instead of waiting for Ctrl-C."),
-    state_dir: Path = typer.Option(Path(".sandbox/demo"), help="Sandbox state directory (wiped at start)."),
+    state_dir: Path = typer.Option(  # = sandbox.supervisor.DEMO_STATE_DIR (not imported here: 0.4 s)
+        Path(".sandbox/demo"), help="Sandbox state directory (wiped at start)."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the measured results as JSON here."),
     control_plane: str | None = typer.Option(
         None, help="real or emulator (default: real when built with `modelops sandbox build`)."),
@@ -92,7 +94,11 @@ def status(
     monitor: str = typer.Argument(..., help="ModelMonitor name."),
     namespace: str = typer.Option("default", "-n", "--namespace", help="Namespace of the monitor."),
     output: str = typer.Option("table", "-o", "--output", help="table or json."),
-    kubeconfig: Path | None = typer.Option(None, envvar="KUBECONFIG", help="kubeconfig (default: in-cluster)."),
+    kubeconfig: Path | None = typer.Option(
+        None,
+        envvar="KUBECONFIG",
+        help="kubeconfig (default: in-cluster, else a running local sandbox's, else ~/.kube/config).",
+    ),
 ) -> None:
     """Print a ModelMonitor's monitoring report (health, performance, prediction stats, drift)."""
     import json
@@ -109,11 +115,14 @@ def status(
     try:
         if kubeconfig is not None:
             config.load_kube_config(config_file=str(kubeconfig))
-        else:  # like kubectl: in-cluster when in a pod, else ~/.kube/config
+        else:  # in-cluster when in a pod, else a local sandbox that runs (make demo's too), else ~/.kube/config
             try:
                 config.load_incluster_config()
             except config.ConfigException:
-                config.load_kube_config()
+                sandbox = _running_sandbox_kubeconfig()
+                if sandbox is not None:
+                    typer.echo(f"using the local sandbox's kubeconfig {sandbox}", err=True)
+                config.load_kube_config(config_file=str(sandbox) if sandbox else None)
     except config.ConfigException as exc:
         typer.echo(f"no cluster to talk to: {exc} (set KUBECONFIG or --kubeconfig)", err=True)
         raise typer.Exit(1) from exc
@@ -152,6 +161,17 @@ def status(
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         typer.echo(f"{key:<{width}}  {value}")
+
+
+def _running_sandbox_kubeconfig() -> Path | None:
+    """The kubeconfig of the local sandbox that runs (``.sandbox``, or ``make demo``'s), if any."""
+    from .sandbox.supervisor import STATE_FILE, Supervisor, locate_state_dir
+
+    state_dir = locate_state_dir()
+    if not (state_dir / STATE_FILE).is_file():
+        return None
+    sup = Supervisor(state_dir)
+    return Path(sup.state.kubeconfig) if sup.running() and sup.state.kubeconfig else None
 
 
 def _register_subcommands() -> None:

@@ -120,6 +120,16 @@ def prediction_log_partition(base: str, model: str, stage: str, day: date, feedb
     return f"{prediction_log_dir(base, model, stage)}/{sub}date={day.isoformat()}"
 
 
+def estimator_allowed(path: str, prefixes: list[str] | tuple[str, ...]) -> bool:
+    """Whether the dotted estimator ``path`` lies under one of the module ``prefixes``
+    (``sklearn.`` and ``sklearn`` both mean the package). The operator refuses a spec outside them
+    (InvalidSpec) and the training job refuses it again before importing anything."""
+    for prefix in prefixes:
+        if path.startswith(prefix if prefix.endswith(".") else prefix + "."):
+            return True
+    return False
+
+
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

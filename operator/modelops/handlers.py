@@ -35,7 +35,7 @@ from .reconcile.model import model_bodies
 from .reconcile.versions import model_key
 from .registry.errors import RegistryUnavailable
 from .settings import Settings
-from .telemetry import OperatorMetrics
+from .telemetry import REASON_KUBERNETES, REASON_REGISTRY, OperatorMetrics
 
 log = logging.getLogger(__name__)
 MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
@@ -74,10 +74,10 @@ async def _guarded(kind: str, memo: Any, retry: int, fn: Any, *args: Any) -> Any
         try:
             result = await fn(*args)
         except RegistryUnavailable as exc:
-            metrics.reconcile_error(kind, "RegistryUnavailable")
+            metrics.reconcile_error(kind, REASON_REGISTRY)
             raise kopf.TemporaryError(f"MLflow unavailable: {exc}", delay=_retry_delay(retry)) from exc
         except Unavailable as exc:
-            metrics.reconcile_error(kind, "KubernetesUnavailable")
+            metrics.reconcile_error(kind, REASON_KUBERNETES)
             raise kopf.TemporaryError(str(exc), delay=_retry_delay(retry)) from exc
         except KubeError as exc:
             metrics.reconcile_error(kind, f"HTTP{exc.status}")
@@ -160,7 +160,8 @@ async def _on_child(ctx: Context, memo: Any, body: Mapping[str, Any], event_type
     Jobs and Deployments on every event (their status is what we report); Services, PDBs, HPAs
     and CronJobs only when deleted or edited (see ``EditWatch``). A training Job names its
     ModelVersion and a drift CronJob its ModelMonitor in their controller ownerReference; serving
-    children are shared by the model's versions, so one of them re-runs the model-level flow.
+    children are shared by the model's versions, so one registered version that is not being
+    deleted re-runs the model-level flow (an unregistered one would only run its own flow).
     """
     kind = body.get("kind")
     if kind not in STATUS_CHILDREN and not ctx.child_edits.needs_reconcile(body, event_type):
@@ -181,7 +182,11 @@ async def _on_child(ctx: Context, memo: Any, body: Mapping[str, Any], event_type
         obj = await ctx.kube.get(MODELVERSIONS, namespace, owners["ModelVersion"]["name"])
         targets = [obj] if obj else []
     elif (meta.get("labels") or {}).get(LABEL_MODEL):  # a serving child
-        targets = (await model_bodies(ctx, namespace, meta["labels"][LABEL_MODEL]))[:1]
+        bodies = await model_bodies(ctx, namespace, meta["labels"][LABEL_MODEL])
+        registered = [
+            b for b in bodies if (b.get("status") or {}).get("registry") and not b["metadata"].get("deletionTimestamp")
+        ]
+        targets = registered[:1]
     for target in targets:
         await _child_reconcile(memo, body, event_type, "ModelVersion", modelversion.reconcile, ctx, target)
 

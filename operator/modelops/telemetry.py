@@ -1,18 +1,105 @@
 """Operator Prometheus metrics (the operator's own ``/metrics``).
 
 Names follow Prometheus conventions (``_total`` counters, ``_seconds`` histograms, base units).
-``ml_drift_detections_total`` and ``ml_model_accuracy`` are the original system document's names.
+``ml_drift_detections_total`` and ``ml_model_accuracy`` are the original system document's names;
+they carry the ``namespace`` of the monitored model (the ServiceMonitor keeps it with
+``honorLabels``), so two models of the same name in two namespaces stay apart.
+
+A counter series that appears at its first increment never shows an increase to Prometheus
+(``increase()`` needs an earlier sample), so an alert on it would not fire. The drift counter's
+label sets are therefore created at 0 as soon as a ModelMonitor is known, and an increment of a
+label set that no collection has shown yet waits for the next one (:class:`ZeroFirstCounter`).
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from .contract import PROM_ACCURACY, PROM_DRIFT
+
+#: ``drift_type`` of the drift counter: the drift job compares input feature distributions.
+DRIFT_TYPE_DATA = "data"
+#: The kinds the operator reconciles and the reasons of failed reconciles known in advance
+#: (``HTTP<status>`` reasons are created when they occur); their series start at 0.
+KINDS = ("ModelVersion", "ModelMonitor")
+REASON_REGISTRY = "RegistryUnavailable"
+REASON_KUBERNETES = "KubernetesUnavailable"
+
+
+class ZeroFirstCounter(Collector):
+    """A labelled counter whose every label set is collected at 0 at least once before it counts.
+
+    ``init(*labels)`` creates a label set at 0; ``inc(*labels)`` adds to it, but while no
+    collection (a scrape of ``/metrics``) has shown the label set yet, the increment is held and
+    applied right after the next collection. So Prometheus sees 0 then 1, and ``increase()``
+    reports the first event too (also the first one after an operator restart).
+
+    Args:
+        name: metric name without ``_total`` (added on exposition, as prometheus-client does).
+        documentation: HELP text.
+        labelnames: label names, in the order ``init``/``inc`` take the values.
+        registry: where to register.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
+        self._name = name.removesuffix("_total")
+        self._documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._values: dict[tuple[str, ...], float] = {}
+        self._held: dict[tuple[str, ...], float] = {}
+        self._shown: set[tuple[str, ...]] = set()
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def _key(self, labels: Sequence[str]) -> tuple[str, ...]:
+        if len(labels) != len(self.labelnames):
+            raise ValueError(f"{self._name}: expected labels {self.labelnames}, got {tuple(labels)}")
+        return tuple(str(v) for v in labels)
+
+    def init(self, *labels: str) -> None:
+        """Create the label set at 0 (no-op when it exists)."""
+        with self._lock:
+            self._values.setdefault(self._key(labels), 0.0)
+
+    def inc(self, *labels: str, amount: float = 1.0) -> None:
+        """Add ``amount`` (>= 0) to the label set; held until a collection has shown it at its old value."""
+        if amount < 0:
+            raise ValueError("counters only go up")
+        key = self._key(labels)
+        with self._lock:
+            self._values.setdefault(key, 0.0)
+            if key in self._shown:
+                self._values[key] += amount
+            else:
+                self._held[key] = self._held.get(key, 0.0) + amount
+
+    def value(self, *labels: str) -> float:
+        """The value the next collection shows (0 for an unknown label set)."""
+        with self._lock:
+            return self._values.get(self._key(labels), 0.0)
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        """The family without samples (for the registry's duplicate-name check)."""
+        yield CounterMetricFamily(self._name, self._documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """Expose every label set, then release the increments held for those now shown."""
+        family = CounterMetricFamily(self._name, self._documentation, labels=self.labelnames)
+        with self._lock:
+            for key, value in self._values.items():
+                family.add_metric(list(key), value)
+            self._shown.update(self._values)
+            for key, amount in self._held.items():
+                self._values[key] += amount
+            self._held.clear()
+        yield family
 
 
 class OperatorMetrics:
@@ -39,18 +126,33 @@ class OperatorMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry,
         )
-        self.drift = Counter(
+        self.drift = ZeroFirstCounter(
             PROM_DRIFT,
             "Monitoring runs that detected drift (counted once per run).",
-            ["model_name", "drift_type"],
+            ["namespace", "model_name", "drift_type"],
             registry=self.registry,
         )
         self.accuracy = Gauge(
             PROM_ACCURACY,
             "Latest accuracy of a served model version (feedback labels).",
-            ["model_name", "model_version"],
+            ["namespace", "model_name", "model_version"],
             registry=self.registry,
         )
+
+        for kind in KINDS:
+            for result in ("ok", "error"):
+                self.reconciles.labels(kind, result)
+            for reason in (REASON_REGISTRY, REASON_KUBERNETES):
+                self.errors.labels(kind, reason)
+            self.duration.labels(kind)
+
+    def monitor_known(self, namespace: str, model: str) -> None:
+        """Create the drift series of a monitored model at 0 (every ModelMonitor reconcile calls it)."""
+        self.drift.init(namespace, model, DRIFT_TYPE_DATA)
+
+    def drift_detected(self, namespace: str, model: str) -> None:
+        """Count one monitoring run that detected drift."""
+        self.drift.inc(namespace, model, DRIFT_TYPE_DATA)
 
     @contextmanager
     def reconcile_timer(self, kind: str) -> Iterator[None]:

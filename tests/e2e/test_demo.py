@@ -44,8 +44,15 @@ def test_demo_once(tmp_path: Path) -> None:
     drift = result["drift"]
     assert drift["result"] == "Completed" and drift["detected"] is True
     assert set(drift["shifted"]) <= set(drift["columns"])
+    # The last section says where things are and how to reach them.
+    assert "drift detected" in proc.stdout and "kubeconfig" in proc.stdout and "namespace:  default" in proc.stdout
+    assert result["serving_url"].startswith("http://127.0.0.1:") and result["serving_url"] in proc.stdout
+    status_command, url_command, _ = result["commands"]
+    assert status_command.endswith(
+        f"status breast-cancer-production -n default --kubeconfig {tmp_path / 'sandbox'}/kubeconfig"
+    )
+    assert f"sandbox url breast-cancer-production -n default --state-dir {tmp_path / 'sandbox'}" in url_command
     # Nothing is left running.
-    assert "drift detected" in proc.stdout and "kubeconfig" in proc.stdout
     status = subprocess.run(
         [str(exe), "sandbox", "status", "--state-dir", str(tmp_path / "sandbox")],
         capture_output=True,

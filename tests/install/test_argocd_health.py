@@ -83,6 +83,8 @@ MV_CASES = [
         "Degraded",
     ),
     ("Ready", [("Serving", "True", "Available"), ("Ready", "True", "Serving")], "Healthy"),
+    # serving.replicas: 0 is a state reached, not a rollout that never ends
+    ("Promoted", [("Serving", "False", "ScaledToZero"), ("Ready", "False", "ScaledToZero")], "Healthy"),
     ("Superseded", [("Promoted", "False", "Superseded"), ("Ready", "False", "Superseded")], "Healthy"),
     ("Archived", [("Ready", "False", "Archived")], "Healthy"),
     ("Ready", [("Registered", "True", "ImmutableVersion"), ("Ready", "True", "Serving")], "Degraded"),
@@ -116,6 +118,7 @@ MM_CASES = [
     ([("Ready", "False", "WaitingForModel")], "Progressing"),
     ([("Ready", "False", "InvalidSpec")], "Degraded"),
     ([("Ready", "False", "RunFailed")], "Degraded"),
+    ([("Ready", "False", "JobFailed")], "Degraded"),  # the drift Job failed before writing a run
     (
         [("DriftDetected", "Unknown", "NoRunYet"), ("Healthy", "Unknown", "NoRunYet"), ("Ready", "True", "Monitoring")],
         "Healthy",
@@ -130,6 +133,14 @@ MM_CASES = [
     ),
     (
         [("DriftDetected", "False", "NoDrift"), ("Healthy", "False", "Unhealthy"), ("Ready", "True", "Monitoring")],
+        "Degraded",
+    ),
+    (
+        [
+            ("DataQuality", "False", "MissingValues"),
+            ("DriftDetected", "False", "NoDrift"),
+            ("Ready", "True", "Monitoring"),
+        ],
         "Degraded",
     ),
 ]

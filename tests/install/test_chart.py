@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -287,3 +288,60 @@ def test_values_reference_in_docs_lists_every_leaf() -> None:
 def test_chart_files_exist() -> None:
     for rel in ("templates/NOTES.txt", "templates/_helpers.tpl", "values.schema.json", "files/grafana-dashboard.json"):
         assert Path(CHART / rel).is_file(), rel
+
+
+def _patterns(schema: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(schema, dict):
+        if isinstance(schema.get("pattern"), str):
+            yield path, schema["pattern"]
+        for key, value in schema.items():
+            yield from _patterns(value, f"{path}/{key}")
+    elif isinstance(schema, list):
+        for i, value in enumerate(schema):
+            yield from _patterns(value, f"{path}/{i}")
+
+
+def _fully_anchored(pattern: str) -> bool:
+    """``^…$`` around the whole pattern, with no ``|`` outside parentheses (``^a|b$`` is not)."""
+    if not (pattern.startswith("^") and pattern.endswith("$") and not pattern.endswith("\\$")):
+        return False
+    depth, escaped = 0, False
+    for char in pattern[1:-1]:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            return False
+    return True
+
+
+def test_every_values_schema_pattern_is_anchored() -> None:
+    """JSON Schema patterns match anywhere unless anchored: "Bad Secret!x" passed "[a-z0-9]…$"."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    loose = [f"{path}: {pattern}" for path, pattern in _patterns(schema) if not _fully_anchored(pattern)]
+    assert not loose, loose
+    assert not _fully_anchored("^$|[a-z]$") and _fully_anchored("^(|[a-z])$")
+    good = [
+        {"config": {"mlflowCredentialsSecret": ""}},
+        {"config": {"mlflowCredentialsSecret": "mlflow-credentials"}},
+        {"config": {"mlflowCredentialsSecret": "team.mlflow-credentials"}},
+        {"config": {"mlflowTrackingUri": "https://mlflow.example.com:5000"}},
+        {"config": {"mlflowTrackingUri": "databricks://profile"}},
+    ]
+    bad = [
+        {"config": {"mlflowCredentialsSecret": "Bad Secret!x"}},
+        {"config": {"mlflowCredentialsSecret": "-secret"}},
+        {"config": {"mlflowTrackingUri": "http://mlflow example"}},
+        {"config": {"mlflowTrackingUri": "see http://mlflow"}},
+    ]
+    with helm.Chart.load(CHART) as chart:
+        for values in good:
+            chart.validate_schema(values)
+        for values in bad:
+            with pytest.raises(helm.HelmValuesError):
+                chart.validate_schema(values)

@@ -13,7 +13,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from modelops import contract
 from modelops.builders import common as builders
-from modelops.telemetry import OperatorMetrics
+from modelops.telemetry import OperatorMetrics, ZeroFirstCounter
 from tests.install.helpers import ALL_FEATURES, CHART, one, render
 
 # Metrics from other exporters the rules rely on, with their labels (kube-state-metrics v2 and
@@ -53,6 +53,9 @@ def exported() -> dict[str, set[str]]:
             labels = set(family._labelnames)
             for suffix in SUFFIXES[str(family._type)]:
                 out[family._name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+        for counter in (v for v in vars(owner).values() if isinstance(v, ZeroFirstCounter)):
+            (described,) = counter.describe()
+            out[described.name + "_total"] = set(counter.labelnames)
     return out
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from modelops.api.common import API_VERSION
 from modelops.builders.common import train_job_name
-from modelops.clients.kube import JOBS, MODELVERSIONS
+from modelops.clients.kube import DEPLOYMENTS, JOBS, MODELVERSIONS
 from modelops.clients.mlflow import Registry
 from modelops.reconcile import modelversion
 from modelops.reconcile.context import Context
@@ -67,6 +67,23 @@ def _completed_job(kube: FakeKube, version: str, uid: str) -> None:
             "metadata": {"name": train_job_name("iris", version), "namespace": NS, "ownerReferences": owned_by(uid)},
             "spec": {},
             "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
+        },
+    )
+
+
+def _failed_job(kube: FakeKube, name: str, failed: int, owner_uid: str) -> None:
+    """A training Job of the CR with uid ``owner_uid`` that reached its backoff limit after ``failed`` pods."""
+    kube.put(
+        JOBS,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "namespace": NS, "ownerReferences": owned_by(owner_uid)},
+            "spec": {},
+            "status": {
+                "failed": failed,
+                "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimit"}],
+            },
         },
     )
 
@@ -257,20 +274,7 @@ async def test_a_failed_version_stops_saying_mlflow_is_unreachable(logged_runs) 
         ],
     }
     kube.put(MODELVERSIONS, mv)
-    kube.put(
-        JOBS,
-        {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {
-                "name": train_job_name("iris", "3.0.0"),
-                "namespace": NS,
-                "ownerReferences": owned_by("uid-failed"),
-            },
-            "spec": {},
-            "status": {"failed": 3, "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimit"}]},
-        },
-    )
+    _failed_job(kube, train_job_name("iris", "3.0.0"), 3, "uid-failed")
     await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
     status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
     conditions = {c["type"]: c for c in status["conditions"]}
@@ -304,16 +308,7 @@ async def test_a_failed_training_retrains_when_spec_training_changes(logged_runs
         ],
     }
     kube.put(MODELVERSIONS, mv)  # spec.training now has target "target": the user fixed it
-    kube.put(
-        JOBS,
-        {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": job_name, "namespace": NS, "ownerReferences": owned_by("uid-retrain")},
-            "spec": {},
-            "status": {"failed": 3, "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimit"}]},
-        },
-    )
+    _failed_job(kube, job_name, 3, "uid-retrain")
     await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
     status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
     trained = next(c for c in status["conditions"] if c["type"] == "Trained")
@@ -343,3 +338,209 @@ async def test_a_failed_training_retrains_when_spec_training_changes(logged_runs
     status = (await kube2.get(MODELVERSIONS, NS, "iris") or {})["status"]
     assert status["phase"] == "Failed" and kube2.count("jobs") == 1
     assert not [c for c in kube2.calls if c[0] == "delete" and c[1] == "jobs"]
+
+
+def _ready_deployment(kube: FakeKube, name: str) -> None:
+    """What the Deployment controller reports once every pod of the current template is available."""
+    key = ("deployments", NS, name)
+    obj = kube.objects[key]
+    want = obj["spec"].get("replicas", 1)
+    obj["status"] = {
+        "observedGeneration": obj["metadata"]["generation"],
+        "replicas": want,
+        "updatedReplicas": want,
+        "readyReplicas": want,
+        "availableReplicas": want,
+        "conditions": [{"type": "Available", "status": "True"}, {"type": "Progressing", "status": "True"}],
+    }
+
+
+async def test_a_failed_version_fixed_in_place_ends_ready_not_failed(logged_runs) -> None:  # noqa: F811
+    """Training failed (Ready=False TrainingFailed written), the spec is fixed: the version retrains,
+    registers, is promoted and serves, and its status says Ready, not the old failure."""
+    from modelops.api.modelversion import ModelVersionSpec
+
+    ctx, kube = _ctx(logged_runs.store)
+    mv = _mv(kube, "uid-1", "1.1.0", stage="Staging")  # logged_runs holds a finished run of uid-1
+    failed_spec = {**mv["spec"], "training": {**mv["spec"]["training"], "hyperparameters": {"Cc": 1.0}}}
+    job_name = train_job_name("iris", "1.1.0")
+    failure = "LogisticRegression has no hyperparameter 'Cc'"
+    mv["status"] = {
+        "version": "1.1.0",
+        "phase": "Failed",
+        "trainingJob": {"name": job_name, "failedPods": 1, "failureReason": failure},
+        "trainingHash": modelversion.training_hash(ModelVersionSpec.model_validate(failed_spec)),
+        "observedGeneration": 1,
+        "conditions": [
+            {"type": t, "status": "False", "reason": "TrainingFailed", "message": f"Job {job_name}: {failure}",
+             "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            for t in ("Trained", "Ready")
+        ],
+    }  # fmt: skip
+    mv["metadata"]["generation"] = 2  # the corrected spec was applied
+    kube.put(MODELVERSIONS, mv)
+    _failed_job(kube, job_name, 1, "uid-1")
+
+    async def step() -> dict[str, Any]:
+        await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+        return (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+
+    status = await step()  # the failed Job is deleted
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (status["phase"], ready["reason"]) == ("Training", "Retraining"), status
+    status = await step()  # a new Job
+    assert status["phase"] == "Training" and "failureReason" not in status["trainingJob"], status
+    _completed_job(kube, "1.1.0", "uid-1")
+    status = await step()  # registered, promoted to Staging, rolling out
+    assert status["phase"] == "Promoted" and status["registry"]["runId"] == logged_runs.run_ids[1], status
+    _ready_deployment(kube, "iris-model-staging")
+    status = await step()
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert status["phase"] == "Ready", status
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("True", "Serving")
+    assert conditions["Trained"]["reason"] == "TrainingSucceeded"
+    assert "failureReason" not in status["trainingJob"] and status["observedGeneration"] == 2
+
+
+async def test_a_version_conflict_that_goes_away_ends_ready(logged_runs) -> None:  # noqa: F811
+    """Ready=False VersionConflict was written; the older CR holding the version is deleted: this one
+    trains, registers and serves, and its status no longer says VersionConflict."""
+    ctx, kube = _ctx(logged_runs.store)
+    older = _mv(kube, "uid-older", "1.1.0", stage="Staging")
+    older["metadata"].update(name="iris-older", creationTimestamp="2025-12-31T00:00:00Z")
+    del kube.objects[("modelversions", NS, "iris")]
+    kube.put(MODELVERSIONS, older)
+    _mv(kube, "uid-1", "1.1.0", stage="Staging")
+
+    async def step() -> dict[str, Any]:
+        await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+        return (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+
+    status = await step()
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (status["phase"], ready["reason"]) == ("Failed", "VersionConflict"), status
+    del kube.objects[("modelversions", NS, "iris-older")]  # the conflicting object is removed
+    status = await step()
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert status["phase"] == "Training" and conditions["Ready"]["reason"] == "JobCreated", status
+    assert "Registered" not in conditions, conditions  # set again when it registers
+    _completed_job(kube, "1.1.0", "uid-1")
+    await step()
+    _ready_deployment(kube, "iris-model-staging")
+    status = await step()
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert status["phase"] == "Ready" and conditions["Ready"]["status"] == "True", status
+    assert conditions["Registered"]["reason"] == "Registered"
+
+
+async def test_serving_status_follows_the_deployment_when_the_registry_step_fails(logged_runs) -> None:  # noqa: F811
+    """The serving version is deleted from MLflow by hand and its Deployment breaks: whatever the
+    registry step does about the deletion, Serving and Ready come from the observed Deployment."""
+    from mlflow.exceptions import MlflowException
+
+    ctx, kube = _ctx(logged_runs.store)
+    _mv(kube, "uid-1", "1.1.0", stage="Staging")
+    _completed_job(kube, "1.1.0", "uid-1")
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    _ready_deployment(kube, "iris-model-staging")
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    assert (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]["phase"] == "Ready"
+
+    logged_runs.store.client.delete_model_version("iris-model", "1")
+    deployment = kube.objects[("deployments", NS, "iris-model-staging")]
+    want = deployment["spec"].get("replicas", 1)
+    deployment["status"].update(
+        availableReplicas=want - 1,
+        readyReplicas=want - 1,
+        conditions=[
+            {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"},
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"},
+        ],
+    )
+    try:
+        await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    except MlflowException:
+        pass  # the registry step may fail and be retried; the status must be written before
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    # The version deleted by hand takes no stage (VersionDeleted), so nothing claims it serves.
+    assert conditions["Serving"]["status"] == "False", conditions["Serving"]
+    assert conditions["Registered"]["reason"] == "VersionDeleted", conditions["Registered"]
+    assert conditions["Ready"]["status"] == "False" and status["phase"] != "Ready", status
+
+
+async def test_a_finished_rollout_is_reported_on_the_deployments_event(logged_runs) -> None:  # noqa: F811
+    """The Deployment's event re-runs the model-level flow through a registered version, also when
+    the model's first version by name is still training: Ready follows the event, not a timer."""
+    from types import SimpleNamespace
+
+    from modelops.handlers import _on_child
+    from modelops.telemetry import OperatorMetrics
+
+    ctx, kube = _ctx(logged_runs.store)
+    first = _mv(kube, "uid-training", "2.0.0", stage="Staging")
+    del kube.objects[("modelversions", NS, "iris")]
+    first["metadata"]["name"] = "a-training"  # sorts before "iris"
+    kube.put(MODELVERSIONS, first)
+    _mv(kube, "uid-1", "1.1.0", stage="Staging")
+    _completed_job(kube, "1.1.0", "uid-1")
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "a-training")) or {})
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    assert (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]["phase"] == "Promoted"  # rolling out
+
+    _ready_deployment(kube, "iris-model-staging")
+    memo = SimpleNamespace(ctx=ctx, metrics=OperatorMetrics())
+    await _on_child(ctx, memo, (await kube.get(DEPLOYMENTS, NS, "iris-model-staging")) or {}, "MODIFIED")
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    assert status["phase"] == "Ready", status
+
+
+async def _registered_versions(ctx: Context, kube: FakeKube, versions: list[str]) -> None:
+    """ModelVersions ``v<i>`` of iris-model (uids uid-<i>, whose finished runs logged_runs holds), registered."""
+    for i, version in enumerate(versions):
+        mv = _mv(kube, f"uid-{i}", version, stage="Staging")
+        del kube.objects[("modelversions", NS, "iris")]
+        mv["metadata"]["name"] = f"v{i}"
+        kube.put(MODELVERSIONS, mv)
+        job = {"metadata": {"name": train_job_name(f"v{i}", version), "namespace": NS,
+                            "ownerReferences": owned_by(f"uid-{i}")}}
+        kube.put(JOBS, {**job, "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}})
+    for i in range(len(versions)):
+        await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, f"v{i}")) or {})
+
+
+async def test_a_superseded_version_names_the_version_that_holds_the_stage_now(logged_runs) -> None:  # noqa: F811
+    ctx, kube = _ctx(logged_runs.store)
+    await _registered_versions(ctx, kube, ["1.0.0", "1.1.0", "1.2.0"])
+    oldest = (await kube.get(MODELVERSIONS, NS, "v0") or {})["status"]
+    promoted = next(c for c in oldest["conditions"] if c["type"] == "Promoted")
+    assert oldest["phase"] == "Superseded" and (await kube.get(MODELVERSIONS, NS, "v2") or {})["status"]["stage"]
+    assert "Staging is held by 1.2.0" in promoted["message"], promoted  # not by 1.1.0, which it lost to
+    assert oldest["promotion"]["comparedTo"] == "1.1.0"  # the comparison that decided it stays recorded
+
+
+async def test_a_spec_version_added_to_a_registered_version_is_reported_as_ignored(logged_runs) -> None:  # noqa: F811
+    ctx, kube = _ctx(logged_runs.store)
+    await _registered_versions(ctx, kube, ["1.0.0"])
+    kube.objects[("modelversions", NS, "v0")]["spec"]["version"] = "2.0.0"  # edited after registration
+    kube.objects[("modelversions", NS, "v0")]["metadata"]["generation"] = 2
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "v0")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "v0") or {})["status"]
+    registered = next(c for c in status["conditions"] if c["type"] == "Registered")
+    assert registered["reason"] == "ImmutableVersion", registered
+    assert "spec.version 2.0.0" in registered["message"] and "1.0.0" in registered["message"]
+    assert status["version"] == "1.0.0" and status["observedGeneration"] == 2
+
+
+async def test_an_estimator_outside_the_allowlist_is_refused_before_any_job_or_mlflow_call(logged_runs) -> None:  # noqa: F811
+    ctx, kube = _ctx(logged_runs.store)
+    mv = _mv(kube, "uid-x", "9.0.0", stage="Staging")
+    mv["spec"]["training"]["estimator"] = "xgboost.XGBClassifier"  # a valid dotted path, not allowlisted
+    kube.put(MODELVERSIONS, mv)
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (status["phase"], ready["reason"]) == ("Failed", "InvalidSpec"), status
+    assert "spec.training.estimator: 'xgboost.XGBClassifier' is outside the allowed modules" in ready["message"]
+    assert kube.count("jobs") == 0 and "version" not in status
+    assert logged_runs.store.client.search_registered_models() == []  # MLflow was not even asked

@@ -388,3 +388,38 @@ def test_report_plots_a_sample_but_shows_the_results_numbers(penguins: pd.DataFr
     assert "modelops drift summary" in summary and "not rendered: because" in summary and "bill_length_mm" in summary
     with pytest.raises(ValueError, match="max_rows"):
         result.report_html(max_rows=0)
+
+
+def test_missing_shares_are_reported_per_column_and_frame() -> None:
+    ref, cur = frames()
+    ref.loc[: len(ref) // 10 - 1, "x"] = np.nan  # 10 % of the reference
+    cur.loc[: len(cur) // 4 - 1, "y"] = np.nan  # 25 % of the current data
+    result = detect_drift(ref, cur)
+    assert result.column("x").reference_missing_share == pytest.approx(0.1)
+    assert result.column("x").current_missing_share == 0
+    assert result.column("y").current_missing_share == pytest.approx(0.25)
+    assert result.column("y").compared and result.missing_columns == []  # within max_missing_share (0.5)
+    status = result.to_status().model_dump(by_alias=True)
+    assert status["columns"][1]["currentMissingShare"] == pytest.approx(0.25)
+
+
+def test_a_feature_missing_above_the_bound_is_not_counted_as_not_drifted() -> None:
+    ref, cur = frames()
+    cur.loc[: int(len(cur) * 0.8) - 1, "x"] = np.nan  # 80 % missing: the rest would look "not drifted"
+    cur = cur.drop(columns=["c"])
+    result = detect_drift(ref, cur, max_missing_share=0.5)
+    assert result.missing_columns == ["x", "c"]
+    assert not result.column("x").compared and "80% of current values missing" in (result.column("x").reason or "")
+    assert result.column("c").current_missing_share == 1.0
+    assert result.compared_columns == ["y"]
+    assert result.to_status().missing_columns == ["x", "c"]
+    assert detect_drift(ref, cur, max_missing_share=0.9).column("x").compared  # a looser bound compares it
+    with pytest.raises(ValueError, match="max_missing_share"):
+        detect_drift(ref, cur, max_missing_share=1.5)
+
+
+def test_an_entirely_missing_feature_is_listed_whatever_the_bound() -> None:
+    ref, cur = frames()
+    cur["x"] = np.nan
+    result = detect_drift(ref, cur, max_missing_share=1.0)
+    assert result.missing_columns == ["x"] and result.column("x").current_missing_share == 1.0

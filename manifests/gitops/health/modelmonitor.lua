@@ -1,6 +1,7 @@
 -- Argo CD health check for ModelMonitor (ml.smarthr360.io/v1alpha1), from the operator's status.
--- Degraded: invalid spec, failed monitoring run, the monitored model is unhealthy (Healthy=False:
--- latency, error rate or accuracy out of bounds) or drifted (DriftDetected=True).
+-- Degraded: invalid spec, failed monitoring run or Job, the monitored model is unhealthy (Healthy=False:
+-- latency, error rate or accuracy out of bounds), its current data lacks features (DataQuality=False)
+-- or drifted (DriftDetected=True).
 -- Progressing: no status yet, or no version serves the monitored stage yet (WaitingForModel).
 -- Healthy: Ready=True and neither drift nor bad health reported.
 local hs = {}
@@ -35,22 +36,24 @@ end
 local reason = ready.reason or ""
 hs.message = reason .. ": " .. (ready.message or "")
 if ready.status ~= "True" then
-  if reason == "InvalidSpec" or reason == "RunFailed" then
+  if reason == "InvalidSpec" or reason == "RunFailed" or reason == "JobFailed" then
     hs.status = "Degraded"
   end
   return hs
 end
-local healthy = condition(st, "Healthy")
-if healthy ~= nil and healthy.status == "False" then
-  hs.status = "Degraded"
-  hs.message = "Model " .. (healthy.reason or "unhealthy") .. ": " .. (healthy.message or "")
-  return hs
-end
-local drift = condition(st, "DriftDetected")
-if drift ~= nil and drift.status == "True" then
-  hs.status = "Degraded"
-  hs.message = "Drift detected: " .. (drift.message or "")
-  return hs
+-- Ready, but reporting what it found: bad health, features missing from the data, drift.
+local findings = {
+  { ctype = "Healthy", bad = "False" },
+  { ctype = "DataQuality", bad = "False", label = "Data quality" },
+  { ctype = "DriftDetected", bad = "True", label = "Drift detected" },
+}
+for _, finding in ipairs(findings) do
+  local c = condition(st, finding.ctype)
+  if c ~= nil and c.status == finding.bad then
+    hs.status = "Degraded"
+    hs.message = (finding.label or ("Model " .. (c.reason or "unhealthy"))) .. ": " .. (c.message or "")
+    return hs
+  end
 end
 hs.status = "Healthy"
 return hs

@@ -1,6 +1,7 @@
 -- Argo CD health check for ModelVersion (ml.smarthr360.io/v1alpha1), from the operator's status.
 -- Healthy: Ready=True (the version holds its stage and serves), or a settled end state that is
--- what git asked for (Superseded by a higher version, Archived, Registered without a served stage).
+-- what git asked for (Superseded by a higher version, Archived, Registered without a served stage,
+-- ScaledToZero: the version holds a served stage with serving.replicas 0).
 -- Degraded: a failure only a new commit can fix (invalid spec, failed training, version conflict,
 -- failed promotion gate, stuck rollout, a changed spec.training on a registered version).
 -- Suspended: the gate passed but promotion.policy is Manual. Progressing: everything else.
@@ -70,6 +71,8 @@ elseif degraded[reason] or phase == "Failed" then
   hs.status = "Degraded"
 elseif reason == "ManualApprovalRequired" then
   hs.status = "Suspended"
+elseif reason == "ScaledToZero" then
+  hs.status = "Healthy"
 elseif settled[phase] and reason ~= "Pending" then
   hs.status = "Healthy"
 else

@@ -60,8 +60,9 @@ def _rows(node: dict[str, Any], path: str, required: set[str]) -> list[str]:
         rows.append(f"| `{full}` | {_type(child)}{req} | {desc} | {_constraints(child)} |")
         target = child.get("items") if child.get("type") == "array" else child
         if target and target.get("properties"):
-            rows.extend(_rows(target, full + ("[]" if child.get("type") == "array" else ""),
-                              set(target.get("required") or [])))
+            rows.extend(
+                _rows(target, full + ("[]" if child.get("type") == "array" else ""), set(target.get("required") or []))
+            )
     return rows
 
 

@@ -77,6 +77,15 @@ class DriftSpec(ApiModel):
         default=None, max_length=1000, description="Columns to compare; default all model input features."
     )
     min_rows: int = Field(default=50, ge=1, le=10_000_000, description="Fewer current rows gives InsufficientData.")
+    max_missing_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description=(
+            "A feature missing in more than this share of current rows (or absent from the current data) "
+            "is not compared and fails the DataQuality condition; 1: only entirely missing features."
+        ),
+    )
     max_rows: int = Field(
         default=200_000, ge=100, le=100_000_000, description="Larger frames are sampled to this many rows."
     )
@@ -167,6 +176,12 @@ class ColumnDrift(ApiModel):
     threshold: float | None = Field(default=None, description="Threshold applied.")
     drifted: bool = Field(default=False, description="Whether the column drifted.")
     reason: str | None = Field(default=None, description="Why the column was skipped, when it was.")
+    reference_missing_share: float | None = Field(
+        default=None, ge=0, le=1, description="Share of reference rows without a usable value (missing, infinite)."
+    )
+    current_missing_share: float | None = Field(
+        default=None, ge=0, le=1, description="Share of current rows without a usable value (1: absent or all missing)."
+    )
 
 
 class DriftStatus(ApiModel):
@@ -178,6 +193,11 @@ class DriftStatus(ApiModel):
     columns: list[ColumnDrift] = Field(default_factory=list, max_length=1000, description="Per-column results.")
     ignored_columns: list[str] = Field(
         default_factory=list, max_length=1000, description="Columns unknown to the model."
+    )
+    missing_columns: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Features absent from the current data or missing in more than drift.maxMissingShare of it.",
     )
     report_uri: str | None = Field(default=None, description="Evidently HTML report artifact URI.")
 

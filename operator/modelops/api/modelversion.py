@@ -161,7 +161,15 @@ class ModelVersionSpec(ApiModel):
 
 
 Phase = Literal[
-    "Pending", "Training", "Registering", "Registered", "GateFailed", "Promoted", "Ready", "Superseded", "Failed",
+    "Pending",
+    "Training",
+    "Registering",
+    "Registered",
+    "GateFailed",
+    "Promoted",
+    "Ready",
+    "Superseded",
+    "Failed",
     "Archived",
 ]
 

@@ -30,7 +30,7 @@ from ..api.modelversion import ModelVersionSpec
 from ..sandbox import client as k8s
 from ..sandbox.kubelet.cronjobs import trigger_cronjob
 from ..sandbox.kubelet.services import ANN_URL
-from ..sandbox.supervisor import Supervisor
+from ..sandbox.supervisor import DEMO_STATE_DIR, Supervisor
 from . import traffic
 
 T = TypeVar("T")
@@ -64,6 +64,8 @@ class DemoResult:
     drift: dict[str, Any] = field(default_factory=dict)
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     samples: list[tuple[Any, Any]] = field(default_factory=list)
+    serving_url: str | None = None
+    commands: list[str] = field(default_factory=list)
 
 
 class Demo:
@@ -321,9 +323,33 @@ class Demo:
         for item in self.api.list(MV, NAMESPACE):
             self.result.statuses[item["metadata"]["name"]] = item.get("status") or {}
         state = self.supervisor.state
+        _, spec = self.spec_of("modelversion-1.0.0.yaml")
+        service = f"{spec.model}-production"
+        monitor = yaml.safe_load((self.samples / "modelmonitor.yaml").read_text())["metadata"]["name"]
+        bin_dir = Path(sys.executable).parent
+        state_dir = self.state_dir.resolve()
+        self.result.serving_url = self.service_url(service)
+        self.result.commands = [
+            f"{bin_dir / 'modelops'} status {monitor} -n {NAMESPACE} --kubeconfig {state.kubeconfig}",
+            f"{bin_dir / 'modelops'} sandbox url {service} -n {NAMESPACE} --state-dir {state_dir}",
+            f"{bin_dir / 'kubectl'} --kubeconfig {state.kubeconfig} get mv,mm,deploy,jobs -n {NAMESPACE}",
+        ]
+        self.console.print(f"  namespace:  {NAMESPACE}")
+        self.console.print(
+            f"  serving:    {self.result.serving_url}  (Service {service}: "
+            f"{self.result.serving_url}/v2/models/{spec.model}/infer, {self.result.serving_url}/invocations)"
+        )
         self.console.print(f"  MLflow UI:  {state.mlflow_url}")
-        self.console.print(f"  kubeconfig: {state.kubeconfig}   (kubectl --kubeconfig {state.kubeconfig} get mv,mm)")
+        self.console.print(f"  kubeconfig: {state.kubeconfig}")
         self.console.print(f"  logs:       {self.state_dir / 'logs'}")
+        found = state_dir == DEMO_STATE_DIR.resolve()
+        self.console.print(
+            "  while it runs"
+            + (" (from this directory the flags can be left out: the commands find this sandbox)" if found else "")
+            + ":"
+        )
+        for command in self.result.commands:
+            self.console.print(f"    {command}", soft_wrap=True)
 
     def run(self, once: bool) -> DemoResult:
         """All steps; with ``once`` the sandbox is stopped at the end, else it runs until Ctrl-C."""

@@ -77,6 +77,10 @@ class DriftResult(BaseModel):
     drifted_columns: list[str] = Field(default_factory=list)
     columns: list[ColumnResult] = Field(default_factory=list)
     ignored_columns: list[str] = Field(default_factory=list, description="Current columns the model does not know.")
+    missing_columns: list[str] = Field(
+        default_factory=list, description="Features absent from the current data or missing above max_missing_share."
+    )
+    max_missing_share: float = 0.5
     reference_rows: int = 0
     current_rows: int = 0
     reference_rows_used: int = 0
@@ -107,6 +111,7 @@ class DriftResult(BaseModel):
             drifted_columns=self.drifted_columns,
             columns=[ColumnDrift.model_validate(c.model_dump(exclude={"kind"})) for c in self.columns],
             ignored_columns=self.ignored_columns,
+            missing_columns=self.missing_columns,
             report_uri=report_uri,
         )
 
@@ -251,6 +256,7 @@ def detect_drift(
     drift_share: float = 0.5,
     min_rows: int = 50,
     max_rows: int = 200_000,
+    max_missing_share: float = 0.5,
     random_state: int = 0,
     reference_total_rows: int | None = None,
     current_total_rows: int | None = None,
@@ -284,6 +290,10 @@ def detect_drift(
     - Missing values and infinities are dropped per column before testing (as Evidently does). A
       column all-missing in either frame, constant with the same value in both, or whose test
       returns a non-finite score is skipped with a reason and excluded from the share.
+    - Data quality: each column reports the share of reference and current rows without a usable
+      value (missing, infinite, not a number). A feature absent from the current data, or missing
+      in more than ``max_missing_share`` of its rows, is not compared (never "not drifted") and is
+      listed in ``missing_columns``.
 
     Shapes: any row counts; columns by name. Raises ``ValueError`` for an unknown ``method`` or
     bad arguments (``drift_share`` outside (0, 1], ``min_rows`` < 1, ``max_rows`` < 1, a total
@@ -291,6 +301,8 @@ def detect_drift(
     """
     if not 0 < drift_share <= 1:
         raise ValueError(f"drift_share must be in (0, 1], got {drift_share}")
+    if not 0 <= max_missing_share <= 1:
+        raise ValueError(f"max_missing_share must be in [0, 1], got {max_missing_share}")
     if min_rows < 1 or max_rows < 1:
         raise ValueError("min_rows and max_rows must be at least 1")
     ref_total = _total_rows("reference", reference, reference_total_rows, max_rows)
@@ -308,6 +320,7 @@ def detect_drift(
         "reference_rows": ref_total,
         "current_rows": cur_total,
         "random_state": random_state,
+        "max_missing_share": max_missing_share,
     }
     if cur_total < min_rows or ref_total == 0:
         which = (
@@ -335,16 +348,23 @@ def detect_drift(
             results.append(ColumnResult(name=name, reason="missing from the reference data"))
             continue
         if name not in current.columns:
-            results.append(ColumnResult(name=name, reason="missing from the current data"))
+            results.append(ColumnResult(name=name, reason="missing from the current data", current_missing_share=1.0))
             continue
-        results.append(_compare_column(name, ref[name], cur[name], method, threshold, notes))
+        results.append(_compare_column(name, ref[name], cur[name], method, threshold, max_missing_share, notes))
 
     compared = [c for c in results if c.compared]
+    missing = [
+        c.name
+        for c in results
+        if c.current_missing_share is not None
+        and (c.current_missing_share == 1.0 or c.current_missing_share > max_missing_share)
+    ]
     drifted = [c.name for c in compared if c.drifted]
     out = DriftResult(
         result="Completed",
         columns=results,
         drifted_columns=drifted,
+        missing_columns=missing,
         reference_rows_used=len(ref),
         current_rows_used=len(cur),
         sampled=ref_sampled or cur_sampled,
@@ -532,6 +552,7 @@ def _compare_column(
     cur_raw: pd.Series,
     method: str | None,
     threshold: float | None,
+    max_missing_share: float,
     notes: list[str],
 ) -> ColumnResult:
     """Prepare one column (see :func:`detect_drift`) and run its test."""
@@ -546,15 +567,23 @@ def _compare_column(
             notes.append(f"{name}: {bad} current values are not numbers and were treated as missing")
     else:
         ref, cur = _categorical_values(ref_raw), _categorical_values(cur_raw)
+    shares = {
+        "reference_missing_share": _missing_share(len(ref), len(ref_raw)),
+        "current_missing_share": _missing_share(len(cur), len(cur_raw)),
+    }
     if ref.empty:
-        return ColumnResult(name=name, kind=kind, reason="all values missing in the reference data")
+        return ColumnResult(name=name, kind=kind, reason="all values missing in the reference data", **shares)
     if cur.empty:
         reason = "current values are not numeric" if bad else "all values missing in the current data"
-        return ColumnResult(name=name, kind=kind, reason=reason)
+        return ColumnResult(name=name, kind=kind, reason=reason, **shares)
+    cur_missing = shares["current_missing_share"]
+    if cur_missing is not None and cur_missing > max_missing_share:
+        reason = f"{cur_missing:.0%} of current values missing, above max_missing_share {max_missing_share:g}"
+        return ColumnResult(name=name, kind=kind, reason=reason, **shares)
     ref_constant, cur_constant = _constant_value(ref), _constant_value(cur)
     if ref_constant is not None and ref_constant == cur_constant:
         reason = f"constant ({ref_constant!r}) in both reference and current data"
-        return ColumnResult(name=name, kind=kind, reason=reason)
+        return ColumnResult(name=name, kind=kind, reason=reason, **shares)
 
     test = _lookup_stattest(method, kind) if method is not None else None
     if method is not None and test is None:
@@ -567,7 +596,7 @@ def _compare_column(
     score = float(outcome.drift_score)
     if not math.isfinite(score):
         reason = f"test {test.name} returned a non-finite score"
-        return ColumnResult(name=name, kind=kind, stattest=test.name, reason=reason)
+        return ColumnResult(name=name, kind=kind, stattest=test.name, reason=reason, **shares)
     result = ColumnResult(
         name=name,
         kind=kind,
@@ -575,8 +604,14 @@ def _compare_column(
         score=score,
         threshold=float(outcome.actual_threshold),
         drifted=bool(outcome.drifted),
+        **shares,
     )
     return result
+
+
+def _missing_share(usable: int, rows: int) -> float | None:
+    """Share of ``rows`` without a usable value, rounded to 6 digits; None for an empty frame."""
+    return round(1 - usable / rows, 6) if rows else None
 
 
 def _constant_value(values: pd.Series) -> Any:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mlflow.exceptions import MlflowException
+
 from ..api.common import ConditionStatus, get_condition, now, set_condition
 from ..api.modelversion import (
     STAGE_ALIASES,
@@ -33,13 +35,16 @@ from ..builders.serving import (
 from ..clients.kube import DEPLOYMENTS, MODELVERSIONS, Conflict
 from ..contract import TAG_STAGE
 from ..registry import operations as ops
+from ..registry.errors import RegistryUnavailable
 from . import children
 from .context import Context
 from .stages import STAGES, Candidate, Decision, resolve
 from .status import (
+    ADMISSION_REASONS,
     FAILED_REASONS,
     REGISTRY_CONDITION,
     mark_registry_reachable,
+    mark_registry_unavailable,
     parse_status,
     post_transitions,
     write_status,
@@ -65,7 +70,7 @@ def _eligible(body: Mapping[str, Any], status: ModelVersionStatus) -> bool:
     if body["metadata"].get("deletionTimestamp"):
         return False
     reg = get_condition(status.conditions, "Registered")
-    return not (reg and reg.reason in ("VersionConflict", "ModelOwnedElsewhere"))
+    return not (reg and reg.reason in ADMISSION_REASONS)
 
 
 #: ``Registered=False`` reason of a version deleted from MLflow by hand.
@@ -220,21 +225,35 @@ async def _model_pass(
                 eligible=name not in leaving and _eligible(b, st),
             )
         )
-    state = await read_registry(ctx, model) if any(st.registry for st in statuses.values()) else None
+    state: RegistryState | None = None
+    registry_error: RegistryUnavailable | MlflowException | None = None
+    try:
+        state = await read_registry(ctx, model) if any(st.registry for st in statuses.values()) else None
+    except (RegistryUnavailable, MlflowException) as exc:
+        registry_error = exc  # statuses are still written from what Kubernetes shows, then it is raised
     gone = deleted_versions(state, statuses)
     candidates = [replace(c, eligible=False) if c.name in gone else c for c in candidates]
     resolution = resolve(candidates)
     repairs: dict[str, list[tuple[str, str]]] = {}
-    if state is not None:
-        plan = plan_registry(state, statuses, specs, resolution.winners, leaving)
-        await sync_registry(ctx, model, plan)
-        repairs = plan.repairs
-        by_name = {b["metadata"]["name"]: b for b in bodies}
-        for name, notes in repairs.items():  # every repair is reported, not only the first of a kind
-            for reason, message in notes:
-                ctx.post_event(by_name[name], "Warning", reason, message)
-    serving = await sync_serving(ctx, namespace, model, bodies, statuses, specs, resolution.winners, leaving)
+    if state is not None and registry_error is None:
+        try:
+            plan = plan_registry(state, statuses, specs, resolution.winners, leaving)
+            await sync_registry(ctx, model, plan)
+        except (RegistryUnavailable, MlflowException) as exc:
+            # Serving status still comes from the observed Deployments (children left as they are
+            # until the registry agrees); the error is raised once the statuses are written.
+            registry_error = exc
+        else:
+            repairs = plan.repairs
+            by_name = {b["metadata"]["name"]: b for b in bodies}
+            for name, notes in repairs.items():  # every repair is reported, not only the first of a kind
+                for reason, message in notes:
+                    ctx.post_event(by_name[name], "Warning", reason, message)
+    serving = await sync_serving(
+        ctx, namespace, model, bodies, statuses, specs, resolution.winners, leaving, apply=registry_error is None
+    )
     conflicted: list[str] = []
+    versions = {n: s.version for n, s in statuses.items() if s.version}
     for b in bodies:
         name = b["metadata"]["name"]
         if name in leaving or name not in specs or statuses[name].registry is None:
@@ -251,7 +270,11 @@ async def _model_pass(
                 "by hand: it takes no stage and serves nothing; apply a new ModelVersion to train it again",
                 b["metadata"].get("generation"),
             )
-        apply_outcome(ctx, b, specs[name], st, resolution.decisions.get(name), resolution.winners, serving, repairs)
+        apply_outcome(
+            ctx, b, specs[name], st, resolution.decisions.get(name), resolution.winners, serving, repairs, versions
+        )
+        if isinstance(registry_error, RegistryUnavailable):
+            mark_registry_unavailable(st.conditions, registry_error, b["metadata"].get("generation"))
         try:
             written = await write_status(ctx.kube, MODELVERSIONS, b, st, precondition=True)
         except Conflict:
@@ -260,6 +283,8 @@ async def _model_pass(
         if written is not None:
             ctx.versions.remember(written)
             post_transitions(ctx.post_event, b, old.conditions, st.conditions)
+    if registry_error is not None and not conflicted:
+        raise registry_error
     return statuses, conflicted
 
 
@@ -412,8 +437,13 @@ async def sync_serving(
     specs: dict[str, ModelVersionSpec],
     winners: dict[str, str | None],
     leaving: set[str | None],
+    *,
+    apply: bool = True,
 ) -> dict[str, tuple[ConditionStatus, str, str, ServingStatus]]:
     """Apply (or remove) each served stage's Deployment, Service, PDB and HPA; observe the Deployment.
+
+    With ``apply=False`` (the registry step failed) nothing is changed: the Deployments are only
+    observed, so the status still tells how serving is doing.
 
     Returns ``{stage: (status, reason, message, ServingStatus)}`` for stages with a winner.
     """
@@ -424,33 +454,22 @@ async def sync_serving(
         name = serving_name(model, stage)
         winner = winners.get(stage)
         if not winner or not owners:
-            for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment"):
-                await children.remove(ctx.kube, kind, namespace, name, ours)
+            if apply:
+                for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment"):
+                    await children.remove(ctx.kube, kind, namespace, name, ours)
             continue
         st, spec = statuses[winner], specs[winner]
         assert st.registry is not None and st.version is not None
-        served = ServedVersion(
-            namespace=namespace, version=st.version, registry_version=st.registry.version, cr_name=winner
-        )
         foreign: list[str] = []  # objects with our children's names that are not ours
-        deployment = await _ensure(
-            ctx,
-            build_serving_deployment(model, stage, served, owners, spec.serving, ctx.settings, mlflow=spec.mlflow),
-            ours,
-            foreign,
+        applied = (
+            await _apply_serving(ctx, namespace, model, stage, winner, st, spec, owners, ours, foreign)
+            if apply
+            else None
         )
-        await _ensure(ctx, build_serving_service(model, stage, namespace, owners), ours, foreign)
-        pdb = build_pdb(model, stage, namespace, owners, spec.serving)
-        if pdb is None:
-            await children.remove(ctx.kube, "PodDisruptionBudget", namespace, name, ours)
+        if apply and applied is None:  # the Deployment's name is held by an object that is not ours
+            observed = None
         else:
-            await _ensure(ctx, pdb, ours, foreign)
-        hpa = build_hpa(model, stage, namespace, owners, spec.serving)
-        if hpa is None:
-            await children.remove(ctx.kube, "HorizontalPodAutoscaler", namespace, name, ours)
-        else:
-            await _ensure(ctx, hpa, ours, foreign)
-        observed = (await ctx.kube.get(DEPLOYMENTS, namespace, name) or deployment) if deployment else None
+            observed = await ctx.kube.get(DEPLOYMENTS, namespace, name) or applied
         state, reason, message, ready = deployment_serving(observed)
         if foreign:
             state, reason, message = "False", children.CHILD_NAME_CONFLICT, "; ".join(foreign)
@@ -481,6 +500,45 @@ async def _ensure(ctx: Context, manifest: dict[str, Any], ours: set[str], foreig
         return None
 
 
+async def _apply_serving(
+    ctx: Context,
+    namespace: str,
+    model: str,
+    stage: str,
+    winner: str,
+    st: ModelVersionStatus,
+    spec: ModelVersionSpec,
+    owners: list[ObjectRef],
+    ours: set[str],
+    foreign: list[str],
+) -> dict[str, Any] | None:
+    """Apply one stage's serving children for its winner; returns the Deployment as applied (None
+    when an object that is not ours holds its name: described in ``foreign``, left alone)."""
+    assert st.registry is not None and st.version is not None
+    name = serving_name(model, stage)
+    served = ServedVersion(
+        namespace=namespace, version=st.version, registry_version=st.registry.version, cr_name=winner
+    )
+    deployment = await _ensure(
+        ctx,
+        build_serving_deployment(model, stage, served, owners, spec.serving, ctx.settings, mlflow=spec.mlflow),
+        ours,
+        foreign,
+    )
+    await _ensure(ctx, build_serving_service(model, stage, namespace, owners), ours, foreign)
+    pdb = build_pdb(model, stage, namespace, owners, spec.serving)
+    if pdb is None:
+        await children.remove(ctx.kube, "PodDisruptionBudget", namespace, name, ours)
+    else:
+        await _ensure(ctx, pdb, ours, foreign)
+    hpa = build_hpa(model, stage, namespace, owners, spec.serving)
+    if hpa is None:
+        await children.remove(ctx.kube, "HorizontalPodAutoscaler", namespace, name, ours)
+    else:
+        await _ensure(ctx, hpa, ours, foreign)
+    return deployment
+
+
 def apply_outcome(
     ctx: Context,
     body: Mapping[str, Any],
@@ -490,11 +548,14 @@ def apply_outcome(
     winners: dict[str, str | None],
     serving: dict[str, tuple[ConditionStatus, str, str, ServingStatus]],
     repairs: Mapping[str, list[tuple[str, str]]],
+    versions: Mapping[str, str] | None = None,
 ) -> None:
     """Fill promotion, stage, serving, conditions and phase of one version's status in place.
 
     ``repairs``: registry changes made by hand that this pass undid, by CR name (RegistryDrift).
+    ``versions`` maps ModelVersion names to their semantic versions (to name a stage's holder).
     """
+    versions = versions or {}
     name = body["metadata"]["name"]
     gen = body["metadata"].get("generation")
     held = next((s for s, w in winners.items() if w == name), None)
@@ -534,8 +595,10 @@ def apply_outcome(
             "Released": "Archived",
         }.get(decision.decision, "Pending")
         message = decision.reason
-        if decision.decision == "Superseded" and decision.compared_to:
-            message = f"{spec.stage} is served by {decision.compared_to}: {decision.reason}"
+        holder = winners.get(decision.stage)
+        if decision.decision == "Superseded" and holder is not None and holder in versions:
+            # The holder now, not only the version it lost to in the fold (that one may be superseded too).
+            message = f"{decision.stage} is held by {versions[holder]}: {decision.reason}"
         set_condition(st.conditions, "Promoted", "True" if held else "False", reason, message, gen)
     st.stage = held
     if held and held in serving:
@@ -561,7 +624,11 @@ def apply_outcome(
 def summarise(ctx: Context, spec: ModelVersionSpec, st: ModelVersionStatus, held: str | None, gen: int | None) -> None:
     """Derive ``phase`` and the ``Ready`` condition from the other conditions."""
     conds = {c.type: c for c in st.conditions}
-    failed = next((c for c in conds.values() if c.status == "False" and c.reason in FAILED_REASONS), None)
+    # Ready is the summary written here, not an input: reading it back would make a failure
+    # outlive its cause (a fixed spec, a conflict that went away).
+    failed = next(
+        (c for c in conds.values() if c.type != "Ready" and c.status == "False" and c.reason in FAILED_REASONS), None
+    )
     serving = conds.get("Serving")
     promoted = conds.get("Promoted")
     if failed is not None:

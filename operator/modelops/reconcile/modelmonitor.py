@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,9 @@ from ..api.modelmonitor import (
     RetrainingStatus,
 )
 from ..api.modelversion import STAGE_ALIASES
-from ..builders.common import ObjectRef, owner_reference
+from ..builders.common import COMPONENT_MONITORING, LABEL_COMPONENT, LABEL_INSTANCE, ObjectRef, owner_reference
 from ..builders.monitoring import build_drift_cronjob
-from ..clients.kube import MODELMONITORS, MODELVERSIONS, Conflict
+from ..clients.kube import JOBS, MODELMONITORS, MODELVERSIONS, Conflict
 from ..contract import (
     ARTIFACT_DRIFT_SUMMARY,
     METRIC_ACCURACY,
@@ -98,13 +99,7 @@ def _drift_status(run: Run, summary: Mapping[str, Any]) -> DriftStatus:
     for col in drift.get("columns") or []:
         try:
             columns.append(
-                ColumnDrift.model_validate(
-                    {
-                        k: col.get(k)
-                        for k in ("name", "stattest", "score", "threshold", "drifted", "reason")
-                        if col.get(k) is not None
-                    }
-                )
+                ColumnDrift.model_validate({k: col.get(k) for k in ColumnDrift.model_fields if col.get(k) is not None})
             )
         except ValidationError:
             continue
@@ -115,6 +110,7 @@ def _drift_status(run: Run, summary: Mapping[str, Any]) -> DriftStatus:
         drifted_columns=list(drift.get("drifted_columns") or [c.name for c in columns if c.drifted]),
         columns=columns,
         ignored_columns=list(drift.get("ignored_columns") or []),
+        missing_columns=list(drift.get("missing_columns") or []),
         report_uri=f"{run.info.artifact_uri}/drift/report.html",
     )
 
@@ -138,6 +134,48 @@ def _health_status(run: Run, summary: Mapping[str, Any]) -> HealthStatus:
         accuracy=pick(METRIC_ACCURACY, "accuracy"),
         trend=health.get("trend", "unknown"),
     )
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    """The newest finished Job of a drift CronJob, when it failed."""
+
+    job: str
+    reason: str
+    message: str
+    started: datetime | None
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def last_job_failure(jobs: Sequence[Mapping[str, Any]], cronjob: str) -> JobFailure | None:
+    """The newest finished Job the CronJob ``cronjob`` created, if it failed (pure).
+
+    Finished: a ``Complete`` or ``Failed`` condition is True; newest by ``status.startTime`` (else
+    creation time). Jobs not controlled by the CronJob are ignored.
+    """
+    finished = []
+    for job in jobs:
+        meta, status = job.get("metadata") or {}, job.get("status") or {}
+        owners = meta.get("ownerReferences") or []
+        if not any(o.get("kind") == "CronJob" and o.get("name") == cronjob and o.get("controller") for o in owners):
+            continue
+        conds = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
+        if "Complete" in conds or "Failed" in conds:
+            started = _time(status.get("startTime")) or _time(meta.get("creationTimestamp"))
+            finished.append((started or datetime.min.replace(tzinfo=UTC), meta.get("name", ""), started, conds))
+    if not finished:
+        return None
+    _, name, started, conds = max(finished, key=lambda f: (f[0], f[1]))
+    failed = conds.get("Failed")
+    if failed is None:
+        return None
+    return JobFailure(name, failed.get("reason") or "Failed", failed.get("message") or "", started)
 
 
 def serving_version(client: MlflowClient, model: str, stage: str) -> tuple[str, str] | None:
@@ -170,15 +208,19 @@ async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatu
     gen = meta.get("generation")
     status: ModelMonitorStatus = parse_status(ModelMonitorStatus, body.get("status"))
     old_conditions = list(status.conditions)
+    status.observed_generation = gen  # every path below reports on this generation
     try:
         spec = ModelMonitorSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
         mark_invalid_spec(status.conditions, exc, gen)
-        await write_status(ctx.kube, MODELMONITORS, body, status)
+        if await write_status(ctx.kube, MODELMONITORS, body, status):
+            post_transitions(ctx.post_event, body, old_conditions, status.conditions)
         return status
-    status.observed_generation = gen
+    if ctx.metrics is not None:  # its drift series exists at 0 before any run can count
+        ctx.metrics.monitor_known(meta["namespace"], spec.model)
     owner = ObjectRef.from_body(body)
     desired = build_drift_cronjob(owner, spec, ctx.settings)
+    job_failure: JobFailure | None = None
     try:
         cronjob, _ = await children.apply(ctx.kube, desired)
     except children.ChildNameConflict as exc:  # someone else's CronJob has our name: hands off
@@ -186,6 +228,10 @@ async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatu
         set_condition(status.conditions, "Scheduled", "False", children.CHILD_NAME_CONFLICT, str(exc), gen)
     else:
         status.cron_job = cronjob["metadata"]["name"]
+        jobs = await ctx.kube.list(
+            JOBS, meta["namespace"], {LABEL_INSTANCE: status.cron_job, LABEL_COMPONENT: COMPONENT_MONITORING}
+        )
+        job_failure = last_job_failure(jobs, status.cron_job)
         set_condition(
             status.conditions,
             "Scheduled",
@@ -205,7 +251,14 @@ async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatu
         await write_status(ctx.kube, MODELMONITORS, body, status)
         raise
     mark_registry_reachable(status.conditions, gen)
-    _conditions(spec, status, served is not None, gen)
+    if ctx.metrics is not None and status.health and status.health.accuracy is not None and status.model_version:
+        # From status at every reconcile, not only when a run is folded: a restarted operator
+        # exposes the last accuracy again at once (ModelUnhealthy reads it).
+        ctx.metrics.accuracy.labels(meta["namespace"], spec.model, status.model_version).set(status.health.accuracy)
+    if job_failure is not None and status.last_run is not None and job_failure.started is not None:
+        if status.last_run.time >= job_failure.started:
+            job_failure = None  # that Job wrote a run: its result speaks for it (RunFailed)
+    _conditions(spec, status, served is not None, gen, job_failure)
     if await write_status(ctx.kube, MODELMONITORS, body, status):
         post_transitions(ctx.post_event, body, old_conditions, status.conditions)
     return status
@@ -230,10 +283,11 @@ async def fold_run(
         current_rows=None if rows is None else int(rows),
         message=tags.get(TAG_FAILURE) or (summary.get("drift") or {}).get("message"),
     )
-    if result == "Completed":
+    if result == "Completed" or (result == "InsufficientData" and (summary.get("drift") or {}).get("columns")):
+        # An InsufficientData run that got as far as the columns (none comparable, e.g. every
+        # feature missing) is the latest drift result too: its data quality must show.
         status.drift = _drift_status(run, summary)
-        status.health = _health_status(run, summary)
-    elif result == "InsufficientData":
+    if result in ("Completed", "InsufficientData"):
         status.health = _health_status(run, summary)
     record = MonitorRecord(
         run_id=run.info.run_id,
@@ -246,12 +300,10 @@ async def fold_run(
         latency_p95_ms=status.health.latency_p95_ms if status.health else None,
     )
     status.history = [*status.history, record][-HISTORY_LIMIT:]
-    metrics = ctx.metrics
-    if metrics is not None and status.health and status.health.accuracy is not None and status.model_version:
-        metrics.accuracy.labels(spec.model, status.model_version).set(status.health.accuracy)
+    metrics, ns = ctx.metrics, body["metadata"]["namespace"]
     if result == "Completed" and status.drift and status.drift.detected:
         if metrics is not None:
-            metrics.drift.labels(spec.model, "data").inc()
+            metrics.drift_detected(ns, spec.model)
         if spec.on_drift != "None":
             ctx.post_event(
                 body,
@@ -329,7 +381,39 @@ async def retrain(
     ctx.post_event(body, "Normal", "RetrainingTriggered", f"created ModelVersion {name} after drift in run {run_id}")
 
 
-def _conditions(spec: ModelMonitorSpec, status: ModelMonitorStatus, has_model: bool, gen: int | None) -> None:
+def _data_quality(spec: ModelMonitorSpec, status: ModelMonitorStatus, gen: int | None) -> None:
+    """``DataQuality`` from the latest drift result: False naming the features absent from the
+    current data or missing above ``drift.maxMissingShare`` (they were not compared)."""
+    conds, drift = status.conditions, status.drift
+    if drift is None or not drift.columns:
+        set_condition(conds, "DataQuality", "Unknown", "NoRunYet", "no monitoring run has compared columns yet", gen)
+        return
+    if drift.missing_columns:
+        shares = {c.name: c.current_missing_share for c in drift.columns}
+        named = ", ".join(
+            f"{name} ({shares[name]:.0%} missing)" if shares.get(name) is not None else name
+            for name in drift.missing_columns
+        )
+        set_condition(
+            conds,
+            "DataQuality",
+            "False",
+            "MissingValues",
+            f"current data lacks {named} (drift.maxMissingShare {spec.drift.max_missing_share:g}); "
+            "these features were not compared for drift",
+            gen,
+        )
+        return
+    set_condition(conds, "DataQuality", "True", "Complete", "every feature has values in the current data", gen)
+
+
+def _conditions(
+    spec: ModelMonitorSpec,
+    status: ModelMonitorStatus,
+    has_model: bool,
+    gen: int | None,
+    job_failure: JobFailure | None = None,
+) -> None:
     conds = status.conditions
     last = status.last_run
     if last is None:
@@ -350,6 +434,7 @@ def _conditions(spec: ModelMonitorSpec, status: ModelMonitorStatus, has_model: b
             set_condition(conds, "DriftDetected", "False", "NoDrift", f"drift share {share}", gen)
     else:
         set_condition(conds, "DriftDetected", "Unknown", last.result, last.message or last.result, gen)
+    _data_quality(spec, status, gen)
     if status.health is not None and last is not None:
         verdict = status.health.status
         state: ConditionStatus = {"healthy": "True", "degraded": "False", "unhealthy": "False"}.get(verdict, "Unknown")  # type: ignore[assignment]
@@ -358,6 +443,17 @@ def _conditions(spec: ModelMonitorSpec, status: ModelMonitorStatus, has_model: b
     scheduled = get_condition(conds, "Scheduled")
     if scheduled is not None and scheduled.status == "False":
         set_condition(conds, "Ready", "False", scheduled.reason, scheduled.message, gen)
+    elif job_failure is not None:
+        set_condition(
+            conds,
+            "Ready",
+            "False",
+            "JobFailed",
+            f"Job {job_failure.job} failed before writing a monitoring run: {job_failure.reason}"
+            + (f" ({job_failure.message})" if job_failure.message else "")
+            + "; see the logs of its pods",
+            gen,
+        )
     elif not has_model:
         set_condition(
             conds,

@@ -26,7 +26,16 @@ from ..api.modelversion import (
 from ..builders.common import ObjectRef, train_job_name
 from ..builders.training import TRAIN_CONTAINER, build_training_job
 from ..clients.kube import JOBS, MODELVERSIONS, PODS, Conflict
-from ..contract import TAG_FAILURE, TAG_NAME, TAG_NAMESPACE, TAG_SEMVER, TAG_STAGE, TAG_UID, TrainingResult
+from ..contract import (
+    TAG_FAILURE,
+    TAG_NAME,
+    TAG_NAMESPACE,
+    TAG_SEMVER,
+    TAG_STAGE,
+    TAG_UID,
+    TrainingResult,
+    estimator_allowed,
+)
 from ..registry import operations as ops
 from ..registry.errors import ModelOwnedElsewhere, RegistryUnavailable
 from ..registry.semantic import bump_version, is_semver, max_semver
@@ -34,6 +43,7 @@ from . import children
 from .context import Context
 from .model import VERSION_DELETED, model_bodies, reconcile_model, registry_in_sync, summarise
 from .status import (
+    ADMISSION_REASONS,
     mark_invalid_spec,
     mark_registry_reachable,
     mark_registry_unavailable,
@@ -190,17 +200,31 @@ async def _write(ctx: Context, body: Mapping[str, Any], status: ModelVersionStat
     return written
 
 
+def settings_problem(spec: ModelVersionSpec, ctx: Context) -> str | None:
+    """What the CRD schema cannot check because it depends on the operator's settings: the
+    estimator must come from ``MODELOPS_ALLOWED_ESTIMATOR_MODULES``. None when the spec is fine."""
+    allowed = list(ctx.settings.allowed_estimator_modules)
+    if not estimator_allowed(spec.training.estimator, allowed):
+        return f"spec.training.estimator: {spec.training.estimator!r} is outside the allowed modules {allowed}"
+    return None
+
+
 async def _reconcile_current(ctx: Context, body: dict[str, Any], periodic: bool) -> ModelVersionStatus:
     meta = body["metadata"]
     status: ModelVersionStatus = parse_status(ModelVersionStatus, body.get("status"))
     generation = meta.get("generation")
     try:
         spec = ModelVersionSpec.model_validate(body.get("spec") or {})
+        invalid: ValidationError | str | None = None if status.registry else settings_problem(spec, ctx)
     except ValidationError as exc:
-        mark_invalid_spec(status.conditions, exc, generation)
+        invalid = exc
+    if invalid is not None:  # refused before any Job, MLflow run or registry call
+        old_conditions = list(status.conditions)
+        mark_invalid_spec(status.conditions, invalid, generation)
         status.phase = "Failed"
         status.observed_generation = generation
-        await _write(ctx, body, status)
+        if await _write(ctx, body, status):
+            post_transitions(ctx.post_event, body, old_conditions, status.conditions)
         return status
     try:
         return await _reconcile(ctx, body, spec, status, periodic)
@@ -262,19 +286,23 @@ async def version_flow(
     meta = body["metadata"]
     ns, uid, gen = meta["namespace"], meta["uid"], meta.get("generation")
     status.observed_generation = gen
-    if status.registry is not None:  # registered: immutable, only say whether spec.training moved
+    if status.registry is not None:  # registered: immutable, only say whether spec moved
         verdict = get_condition(status.conditions, "Registered")
         if verdict is not None and verdict.reason == VERSION_DELETED:
             return  # deleted from MLflow by hand: final (the model-level flow found it)
-        changed = status.training_hash not in (None, training_hash(spec))
-        if changed:
+        ignored = []
+        if status.training_hash not in (None, training_hash(spec)):
+            ignored.append("spec.training changed")
+        if spec.version and spec.version != status.version:
+            ignored.append(f"spec.version {spec.version} differs")
+        if ignored:
             set_condition(
                 status.conditions,
                 "Registered",
                 "True",
                 "ImmutableVersion",
-                f"spec.training changed after registration of {status.version}; a registered version is "
-                "immutable and was not retrained: create a new ModelVersion for a new version",
+                f"{' and '.join(ignored)} after registration of {status.version}; a registered version is "
+                "immutable and this change is ignored: create a new ModelVersion for a new version",
                 gen,
             )
         else:
@@ -319,6 +347,8 @@ async def version_flow(
     if conflict:
         _version_conflict(status, spec, conflict, gen)
         return
+    # A conflict or foreign owner reported earlier is gone: Registered is set again on registration.
+    status.conditions = [c for c in status.conditions if not (c.type == "Registered" and c.reason in ADMISSION_REASONS)]
     await training_flow(ctx, body, spec, status)
 
 
@@ -421,7 +451,10 @@ async def training_flow(
         )
         return
     if job is None:
-        if status.training_job is not None and not retrain:  # its Job ran and was garbage-collected (TTL)
+        # Its Job ran and was garbage-collected (TTL): the run it wrote is the result. Not after a
+        # Retraining deleted the failed Job: the next run must come from a Job of the new spec.
+        deleted_by_us = trained is not None and trained.reason == "Retraining"
+        if status.training_job is not None and not retrain and not deleted_by_us:
             run = await find_run(ctx, experiment, uid, "FINISHED")
             if run is not None:
                 await register(ctx, body, spec, status, run, experiment)
@@ -506,6 +539,8 @@ async def register(
     meta = body["metadata"]
     gen = meta.get("generation")
     set_condition(status.conditions, "Trained", "True", "TrainingSucceeded", f"MLflow run {run.info.run_id}", gen)
+    if status.training_job is not None:  # an earlier attempt's failure no longer describes this version
+        status.training_job.failure_reason = None
     assert status.version is not None
     conflict = await _registry_conflict(ctx, spec.model, status.version, meta)
     if conflict:  # registered by someone else while this version trained
@@ -573,4 +608,4 @@ async def finalize(ctx: Context, body: Mapping[str, Any]) -> None:
 
 def _conflicted(status: ModelVersionStatus) -> bool:
     cond = get_condition(status.conditions, "Registered")
-    return bool(cond and cond.reason in ("VersionConflict", "ModelOwnedElsewhere"))
+    return bool(cond and cond.reason in ADMISSION_REASONS)

@@ -13,10 +13,14 @@ from .context import EventPoster
 
 #: Condition reporting whether MLflow answered the last reconcile (present once it failed).
 REGISTRY_CONDITION = "RegistryReachable"
-#: Condition reasons that make a ModelVersion's phase Failed (see model.summarise).
+#: Registered=False reasons that keep a ModelVersion from training and from taking a stage.
+ADMISSION_REASONS = ("VersionConflict", "ModelOwnedElsewhere")
+#: Condition reasons that make a ModelVersion's phase Failed (see model.summarise; never read from Ready).
 FAILED_REASONS = frozenset(
     {"InvalidSpec", "TrainingFailed", "VersionConflict", "ModelOwnedElsewhere", "RunNotFound", "VersionDeleted"}
 )
+#: Ready=False reasons of a ModelMonitor that are failures (Warning Events), not waiting.
+MONITOR_FAILED_REASONS = frozenset({"RunFailed", "JobFailed"})
 
 
 def mark_registry_reachable(conditions: list[Condition], generation: int | None) -> None:
@@ -37,11 +41,17 @@ def mark_registry_unavailable(conditions: list[Condition], error: Exception, gen
     )
 
 
-def mark_invalid_spec(conditions: list[Condition], error: ValidationError, generation: int | None) -> None:
-    """Set ``Ready=False, reason=InvalidSpec`` naming the first invalid field (``spec.<path>: <message>``)."""
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    set_condition(conditions, "Ready", "False", "InvalidSpec", f"spec.{where}: {first['msg']}", generation)
+def mark_invalid_spec(conditions: list[Condition], error: ValidationError | str, generation: int | None) -> None:
+    """Set ``Ready=False, reason=InvalidSpec`` naming the first invalid field (``spec.<path>: <message>``).
+
+    ``error``: the spec's ValidationError, or that message already formed (a check the CRD schema
+    cannot make, e.g. against the operator's settings).
+    """
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        error = f"spec.{where}: {first['msg']}"
+    set_condition(conditions, "Ready", "False", "InvalidSpec", error, generation)
 
 
 def parse_status(model: type[BaseModel], raw: Mapping[str, Any] | None) -> Any:
@@ -110,13 +120,15 @@ def post_transitions(post: EventPoster, body: Mapping[str, Any], old: list[Condi
         if cond.type == "RegistryDrift" and cond.status == "True":
             continue  # each repair posts its own Warning Event (model.plan_registry), not only the first
         warning = (
-            (cond.status == "False" and cond.type in ("Trained", "Registered", "Serving", "Healthy"))
+            (cond.status == "False" and cond.type in ("Trained", "Registered", "Serving", "Healthy", "DataQuality"))
             or (cond.type == "DriftDetected" and cond.status == "True")
             or (cond.status == "False" and cond.reason == "ChildNameConflict")  # an object in our way
             or (  # a failure, not progress (Training, RollingOut...)
                 cond.type == "Ready"
                 and cond.status == "False"
-                and (cond.reason in FAILED_REASONS or cond.reason == "ProgressDeadlineExceeded")
+                and (
+                    cond.reason in FAILED_REASONS | MONITOR_FAILED_REASONS or cond.reason == "ProgressDeadlineExceeded"
+                )
             )
         )
         post(body, "Warning" if warning else "Normal", cond.reason, f"{cond.type}={cond.status}: {cond.message}")

@@ -1,8 +1,9 @@
 """``modelops sandbox`` sub-commands: up, down, status, logs, trigger, url, env.
 
 All commands find the sandbox through its state dir (``--state-dir``, env
-``MODELOPS_SANDBOX_DIR``, default ``.sandbox``): the state file there holds the API URL, the
-kubeconfig path, the MLflow URL and the pids of every component.
+``MODELOPS_SANDBOX_DIR``; by default ``.sandbox``, or ``.sandbox/demo`` when ``make demo``'s
+sandbox is the one running): the state file there holds the API URL, the kubeconfig path, the
+MLflow URL and the pids of every component.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ _STATE_HELP = "Sandbox state directory (pids, logs, kubeconfig, MLflow data)."
 
 
 def _state_dir(value: Path | None) -> Path:
-    from .supervisor import DEFAULT_STATE_DIR
+    from .supervisor import locate_state_dir
 
-    return (value or DEFAULT_STATE_DIR).resolve()
+    return locate_state_dir(value)
 
 
 def _running_state(state_dir: Path) -> SandboxState:
@@ -82,7 +83,10 @@ def up(
     with_operator = (mlflow and operator_command_available()) if operator is None else operator
     if with_operator and not mlflow:
         raise typer.BadParameter("the operator needs MLflow: drop --no-mlflow or add --no-operator")
-    sup = Supervisor(_state_dir(state_dir), images=images, control_plane=chosen)
+    from .supervisor import DEFAULT_STATE_DIR
+
+    # up: never another sandbox's dir (the other commands discover a running one, see _state_dir)
+    sup = Supervisor((state_dir or DEFAULT_STATE_DIR).resolve(), images=images, control_plane=chosen)
     began = time.monotonic()
     try:
         started = sup.up(mlflow=mlflow, operator=with_operator, api_port=api_port, mlflow_port=mlflow_port)

@@ -81,8 +81,9 @@ def is_healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes] | None, timeout: float = 120.0,
-                 log_path: Path | None = None) -> float:
+def wait_healthy(
+    url: str, process: subprocess.Popen[bytes] | None, timeout: float = 120.0, log_path: Path | None = None
+) -> float:
     """Poll ``/health`` every 0.25 s until it answers; returns the seconds waited.
 
     Raises MlflowStartError when ``process`` exits first or after ``timeout`` seconds (the

@@ -47,6 +47,23 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 #: ``--control-plane`` values.
 CONTROL_PLANES = ("real", "emulator")
 DEFAULT_STATE_DIR = Path(".sandbox")
+#: Where ``modelops demo`` keeps its sandbox; commands without ``--state-dir`` look there too.
+DEMO_STATE_DIR = DEFAULT_STATE_DIR / "demo"
+
+
+def locate_state_dir(explicit: Path | None = None) -> Path:
+    """The sandbox state dir a command should use (absolute).
+
+    ``explicit`` (``--state-dir`` or ``MODELOPS_SANDBOX_DIR``) when given; otherwise the first of
+    ``.sandbox`` and ``.sandbox/demo`` (relative to the working directory) where a sandbox runs,
+    so commands find ``make demo``'s sandbox without flags; otherwise ``.sandbox``.
+    """
+    if explicit is not None:
+        return explicit.resolve()
+    for candidate in (DEFAULT_STATE_DIR, DEMO_STATE_DIR):
+        if (candidate / STATE_FILE).is_file() and Supervisor(candidate).running():
+            return candidate.resolve()
+    return DEFAULT_STATE_DIR.resolve()
 
 
 class SandboxError(RuntimeError):
@@ -202,8 +219,9 @@ class Supervisor:
         """Whether a sandbox runs in this state dir (API server and kubelet alive)."""
         return self.state.alive(self.api_component()) and self.state.alive("kubelet")
 
-    def _spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None,
-               port: int | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, argv: list[str], env: Mapping[str, str] | None = None, port: int | None = None
+    ) -> subprocess.Popen[bytes]:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path(name)
         full_env = {**os.environ, **(env or {}), procs.MARKER_ENV: self.marker}
@@ -346,8 +364,9 @@ class Supervisor:
         """Start ``mlflow server`` (does not wait, see :meth:`wait_mlflow`); returns its URL."""
         port = procs.free_port(port or None)
         mlflow_server.prepare_state(self.state_dir)
-        self._spawn("mlflow", mlflow_server.command(self.state_dir, port, self.mlflow_workers), mlflow_server.ENV,
-                    port=port)
+        self._spawn(
+            "mlflow", mlflow_server.command(self.state_dir, port, self.mlflow_workers), mlflow_server.ENV, port=port
+        )
         url = mlflow_server.url_for(port)
         self.state.processes["mlflow"].url = url
         self.state.save()
@@ -513,8 +532,12 @@ class Supervisor:
         for name in COMPONENTS:
             rec = self.state.processes.get(name)
             if rec is not None:
-                out["components"][name] = {"pid": rec.pid, "alive": self.state.alive(name), "url": rec.url,
-                                           "log": rec.log}
+                out["components"][name] = {
+                    "pid": rec.pid,
+                    "alive": self.state.alive(name),
+                    "url": rec.url,
+                    "log": rec.log,
+                }
         return out
 
     def foreground(self, on_attached: Callable[[], None] | None = None) -> int:

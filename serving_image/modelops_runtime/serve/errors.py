@@ -115,6 +115,21 @@ class InternalError(ServeError):
     mlflow_code = "INTERNAL_ERROR"
 
 
+def error_types() -> dict[str, int]:
+    """Every ``error_type`` the server reports, with its HTTP status (read from the ServeError classes).
+
+    The metrics pre-create one error series per type (at 0), and the alert rules tell server faults
+    (5xx) from client errors (4xx) by it.
+    """
+    found: dict[str, int] = {}
+    pending: list[type[ServeError]] = [ServeError]
+    while pending:
+        cls = pending.pop()
+        found[cls.error_type] = cls.status
+        pending.extend(cls.__subclasses__())
+    return found
+
+
 def v2_body(error: ServeError) -> bytes:
     """JSON body of an Open Inference Protocol (V2) error, as KServe writes it: ``{"error": msg}``."""
     return orjson.dumps({"error": error.message})

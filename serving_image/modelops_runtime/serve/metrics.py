@@ -5,7 +5,8 @@
 * ``ml_prediction_latency_seconds{model_name, model_version}`` — histogram of the server-side time
   of each successful infer request (parsing, prediction, encoding), 50 µs to 5 s buckets;
 * ``ml_prediction_errors_total{model_name, error_type}`` — failed infer requests, ``error_type``
-  from :mod:`.errors` (``internal`` for server faults; the others are client errors);
+  from :mod:`.errors` (``internal`` and ``not_ready`` are server-side, 5xx; the others are client
+  errors, 4xx); every type exists at 0 from the start;
 * ``modelops_prediction_log_rows_total{outcome}`` — prediction-log rows ``written``/``dropped``;
 * the process and platform collectors (CPU, RSS, open fds, GC, Python version).
 
@@ -33,6 +34,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from modelops.contract import PROM_ERRORS, PROM_LATENCY, PROM_PREDICTIONS
+
+from .errors import error_types
 
 #: Latency buckets in seconds: 50 µs … 5 s, roughly x2 to x2.5 per step.
 LATENCY_BUCKETS = (
@@ -119,10 +122,15 @@ class ServerMetrics:
         )
         self._latency = self.latency.labels(model_name, model_version)
         self._by_class: dict[Any, Any] = {}
+        # Every error series exists at 0 from the start: a counter first seen at 1 shows no
+        # increase to Prometheus, so the first errors would never reach rate() or an alert.
+        for error_type in error_types():
+            self.errors.labels(model_name, error_type)
 
     def set_classes(self, classes: list[Any] | None) -> None:
-        """Pre-create the per-class counters (so every class shows up at 0 before its first prediction)."""
-        for cls in classes or []:
+        """Pre-create the prediction counters at 0, one per class (``None``: a regressor's unlabelled one),
+        so each series exists before its first prediction and rate() counts that one too."""
+        for cls in [None] if classes is None else classes:
             self._class_counter(cls)
 
     def _class_counter(self, cls: Any) -> Any:

@@ -26,19 +26,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from modelops.api.modelversion import DataSpec
+from modelops.contract import estimator_allowed
 
 from .errors import InvalidInput
 
 Task = Literal["classification", "regression"]
-
-
-def _allowed(path: str, prefixes: Sequence[str]) -> bool:
-    """``path`` lies under one of the module ``prefixes`` (``sklearn.`` or ``sklearn`` both mean the package)."""
-    for prefix in prefixes:
-        base = prefix if prefix.endswith(".") else prefix + "."
-        if path.startswith(base):
-            return True
-    return False
 
 
 def resolve_estimator(path: str, allowed_prefixes: Sequence[str]) -> type[BaseEstimator]:
@@ -47,7 +39,7 @@ def resolve_estimator(path: str, allowed_prefixes: Sequence[str]) -> type[BaseEs
     Refused before any import: paths outside ``allowed_prefixes``. Refused after import: missing
     module or attribute and non-estimator classes (:func:`make_estimator` checks the task).
     """
-    if not _allowed(path, allowed_prefixes):
+    if not estimator_allowed(path, tuple(allowed_prefixes)):
         raise InvalidInput(f"estimator {path!r} is outside the allowed modules {list(allowed_prefixes)}")
     module_name, _, class_name = path.rpartition(".")
     if not module_name:

@@ -7,7 +7,8 @@ port of 127.0.0.1 with client-certificate and service-account-token authenticati
 kube-scheduler with their own client certificates and ``--leader-elect=false``: with leader election
 a single replica exits ("leaderelection lost") whenever the apiserver is away for longer than the
 renew deadline (10 s), which in a cluster the kubelet answers by restarting the static pod; the
-sandbox has one replica of each, so there is nothing to elect and they ride out an apiserver restart. The service range is envtest's (``10.0.0.0/24``): its
+sandbox has one replica of each, so there is nothing to elect and they ride out an apiserver restart.
+The service range is envtest's (``10.0.0.0/24``): its
 addresses are only numbers in Service objects, nothing ever connects to them (the sandbox's Service
 forwarders listen on loopback ports).
 """

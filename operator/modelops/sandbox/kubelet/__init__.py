@@ -141,8 +141,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--node-name", default="sandbox", help="Node name (default sandbox)")
     p.add_argument("--log-port", type=int, default=0, help="port of the kubectl-logs endpoint (0: free port)")
     p.add_argument("--state-dir", required=True, type=Path, help="sandbox state directory")
-    p.add_argument("--image", action="append", default=[], metavar="REPOSITORY=ENTRYPOINT",
-                   help="map an image repository to a local entrypoint (repeatable)")
+    p.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="REPOSITORY=ENTRYPOINT",
+        help="map an image repository to a local entrypoint (repeatable)",
+    )
     p.add_argument("--job-backoff", type=float, default=1.0, help="first Job retry delay, s (doubles)")
     p.add_argument("--crash-backoff-max", type=float, default=30.0, help="max container restart delay, s")
     p.add_argument("--probe-period-max", type=float, default=2.0, help="cap on probe periodSeconds, s")

@@ -216,13 +216,22 @@ class CronJobController:
                 pass  # already created for this schedule time
             new_status["lastScheduleTime"] = _iso(decision.scheduled)
         elif decision.action == "skip-late":
-            log.info("cronjob %s/%s: missed the start of %s (startingDeadlineSeconds)", namespace, name,
-                     _iso(decision.scheduled or now))
+            log.info(
+                "cronjob %s/%s: missed the start of %s (startingDeadlineSeconds)",
+                namespace,
+                name,
+                _iso(decision.scheduled or now),
+            )
 
         await self._trim_history(spec, owned, namespace)
         refs = [
-            {"apiVersion": "batch/v1", "kind": "Job", "name": j["metadata"]["name"], "namespace": namespace,
-             **({"uid": j["metadata"]["uid"]} if j["metadata"].get("uid") else {})}
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "name": j["metadata"]["name"],
+                "namespace": namespace,
+                **({"uid": j["metadata"]["uid"]} if j["metadata"].get("uid") else {}),
+            }
             for j in active
         ]
         new_status["active"] = sorted(refs, key=lambda r: r["name"]) or None
@@ -242,9 +251,7 @@ class CronJobController:
             "Failed": int(spec.get("failedJobsHistoryLimit", 1)),
         }
         for outcome, limit in limits.items():
-            finished = sorted(
-                (j for j in owned if job_finished(j) == outcome), key=lambda j: finish_time(j) or 0.0
-            )
+            finished = sorted((j for j in owned if job_finished(j) == outcome), key=lambda j: finish_time(j) or 0.0)
             for job in finished[: max(0, len(finished) - limit)]:
                 with contextlib.suppress(NotFoundError):
                     await self.ctx.api.delete(JOBS, job["metadata"]["name"], namespace)

@@ -130,8 +130,9 @@ class Replica:
             phase = "Pending" if self.handle is None and self.restarts == 0 else "Running"
         else:
             since = self.handle.started_iso if self.handle else None
-            cstatus = container_status(self.pod, self.container, running_since=since, ready=self.ready,
-                                       restarts=self.restarts)
+            cstatus = container_status(
+                self.pod, self.container, running_since=since, ready=self.ready, restarts=self.restarts
+            )
             phase = "Running"
         await self.ctx.mirror.status(self.pod, pod_status(phase, [cstatus], self.ready, self.started_iso))
 
@@ -150,15 +151,18 @@ class Replica:
         exponent = 0
         containers = self.pod.spec.get("containers") or []
         if len(containers) != 1:
-            self.waiting = ("SandboxUnsupported",
-                            f"the sandbox runs pods with exactly one container, this one has {len(containers)}")
+            self.waiting = (
+                "SandboxUnsupported",
+                f"the sandbox runs pods with exactly one container, this one has {len(containers)}",
+            )
             await self._publish()
             return
         while not self.stopping:
             try:
                 await self._run_init_containers()
-                launch = await build_launch(self.ctx.api, self.ctx.images, self.pod, self.container,
-                                            {ENV_PORT: str(self.port)})
+                launch = await build_launch(
+                    self.ctx.api, self.ctx.images, self.pod, self.container, {ENV_PORT: str(self.port)}
+                )
                 self.handle = await ProcessHandle.start(launch)
             except PodSetupError as error:
                 self.waiting = (error.reason, error.message)
@@ -180,10 +184,18 @@ class Replica:
             self.restarts += 1
             exponent = 0 if time.monotonic() - ran_from > 60 else exponent + 1
             delay = self._backoff(exponent)
-            log.info("replica %s/%s %s (exit %s); restarting in %.1fs", self.pod.namespace, self.pod.name,
-                     reason, code, delay)
-            self.waiting = ("CrashLoopBackOff", f"back-off {delay:g}s restarting failed container "
-                                                f"({reason}, exit code {code})")
+            log.info(
+                "replica %s/%s %s (exit %s); restarting in %.1fs",
+                self.pod.namespace,
+                self.pod.name,
+                reason,
+                code,
+                delay,
+            )
+            self.waiting = (
+                "CrashLoopBackOff",
+                f"back-off {delay:g}s restarting failed container ({reason}, exit code {code})",
+            )
             self.pod.write_record("CrashLoopBackOff", exitCode=code, restarts=self.restarts)
             await self._publish()
             await asyncio.sleep(delay)
@@ -393,26 +405,62 @@ class DeploymentRunner:
         rs_name = f"{self.name}-{self.current_hash}"
         conditions = []
         if available >= desired - max_unavailable:
-            conditions.append(condition("Available", True, "MinimumReplicasAvailable",
-                                        "Deployment has minimum availability.", previous, True))
+            conditions.append(
+                condition(
+                    "Available",
+                    True,
+                    "MinimumReplicasAvailable",
+                    "Deployment has minimum availability.",
+                    previous,
+                    True,
+                )
+            )
         else:
-            conditions.append(condition("Available", False, "MinimumReplicasUnavailable",
-                                        "Deployment does not have minimum availability.", previous, True))
+            conditions.append(
+                condition(
+                    "Available",
+                    False,
+                    "MinimumReplicasUnavailable",
+                    "Deployment does not have minimum availability.",
+                    previous,
+                    True,
+                )
+            )
         deadline = float(spec.get("progressDeadlineSeconds") or 600)
         if len(new) == desired and new_available == desired and not old:
-            conditions.append(condition("Progressing", True, "NewReplicaSetAvailable",
-                                        f'ReplicaSet "{rs_name}" has successfully progressed.', previous, True))
+            conditions.append(
+                condition(
+                    "Progressing",
+                    True,
+                    "NewReplicaSetAvailable",
+                    f'ReplicaSet "{rs_name}" has successfully progressed.',
+                    previous,
+                    True,
+                )
+            )
         elif time.time() - self.progress_at > deadline:
-            conditions.append(condition("Progressing", False, "ProgressDeadlineExceeded",
-                                        f'ReplicaSet "{rs_name}" has timed out progressing.', previous, True))
+            conditions.append(
+                condition(
+                    "Progressing",
+                    False,
+                    "ProgressDeadlineExceeded",
+                    f'ReplicaSet "{rs_name}" has timed out progressing.',
+                    previous,
+                    True,
+                )
+            )
         else:
-            conditions.append(condition("Progressing", True, "ReplicaSetUpdated",
-                                        f'ReplicaSet "{rs_name}" is progressing.', previous, True))
+            conditions.append(
+                condition(
+                    "Progressing", True, "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.', previous, True
+                )
+            )
         failing = [r for r in new if r.waiting and r.waiting[0] in FAILURE_REASONS]
         if failing:
             reason, message = failing[0].waiting or ("", "")
-            conditions.append(condition("ReplicaFailure", True, reason, f"pod {failing[0].pod.name}: {message}",
-                                        previous, True))
+            conditions.append(
+                condition("ReplicaFailure", True, reason, f"pod {failing[0].pod.name}: {message}", previous, True)
+            )
         status: dict[str, Any] = {
             "replicas": total,
             "updatedReplicas": len(new),

@@ -95,6 +95,5 @@ class ImageResolver:
                 return self.images[key]
         known = ", ".join(sorted(self.images))
         raise ImagePullError(
-            f'image "{image}" is not available in the sandbox: only these repositories map to local '
-            f"commands: {known}"
+            f'image "{image}" is not available in the sandbox: only these repositories map to local commands: {known}'
         )

@@ -81,8 +81,10 @@ def pod_failure_action(spec: Mapping[str, Any], container: str, code: int, pod: 
         matched = code in values if on_codes.get("operator", "In") == "In" else code not in values
         if matched:
             action = str(rule.get("action", "Count"))
-            return action, (f"Container {container} for pod {pod} failed with exit code {code} "
-                            f"matching {action} rule at index {index}")
+            return action, (
+                f"Container {container} for pod {pod} failed with exit code {code} "
+                f"matching {action} rule at index {index}"
+            )
     return "Count", ""
 
 
@@ -161,8 +163,9 @@ class JobRunner:
             if setup_error is not None:
                 await self._finish_failed(failed + 1, setup_error.reason, setup_error.message)
                 return
-            action, rule_message = pod_failure_action(self.job.get("spec") or {}, self._main_container(), code,
-                                                      f"{self.namespace}/{self.pods[-1].name}")
+            action, rule_message = pod_failure_action(
+                self.job.get("spec") or {}, self._main_container(), code, f"{self.namespace}/{self.pods[-1].name}"
+            )
             if action == "FailJob":
                 await self._finish_failed(failed + 1, "PodFailurePolicy", rule_message)
                 return
@@ -171,14 +174,19 @@ class JobRunner:
                 continue
             if code == 0:
                 now = now_iso()
-                await self._status({
-                    "active": None,
-                    "ready": 0,
-                    "succeeded": 1,
-                    "completionTime": now,
-                    "conditions": [condition("Complete", True, "CompletionsReached",
-                                             "Reached expected number of succeeded pods")],
-                })
+                await self._status(
+                    {
+                        "active": None,
+                        "ready": 0,
+                        "succeeded": 1,
+                        "completionTime": now,
+                        "conditions": [
+                            condition(
+                                "Complete", True, "CompletionsReached", "Reached expected number of succeeded pods"
+                            )
+                        ],
+                    }
+                )
                 return
             failed += 1
             if failed > backoff_limit:
@@ -194,12 +202,14 @@ class JobRunner:
 
     async def _finish_failed(self, failed: int, reason: str, message: str) -> None:
         log.info("job %s/%s failed: %s: %s", self.namespace, self.name, reason, message)
-        await self._status({
-            "active": None,
-            "ready": 0,
-            "failed": failed,
-            "conditions": [condition("Failed", True, reason, message)],
-        })
+        await self._status(
+            {
+                "active": None,
+                "ready": 0,
+                "failed": failed,
+                "conditions": [condition("Failed", True, reason, message)],
+            }
+        )
 
     def _main_container(self) -> str:
         containers = (((self.job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
@@ -233,8 +243,10 @@ class JobRunner:
         pod.write_record("Pending")
         await self.ctx.mirror.create(pod)
         if len(containers) != 1:
-            error = PodSetupError("SandboxUnsupported", f"the sandbox runs pods with exactly one container, "
-                                                        f"this one has {len(containers)}")
+            error = PodSetupError(
+                "SandboxUnsupported",
+                f"the sandbox runs pods with exactly one container, this one has {len(containers)}",
+            )
             await self._pod_failed(pod, containers[0] if containers else {}, started, waiting=error)
             return -1, error
         main = containers[0]
@@ -254,8 +266,9 @@ class JobRunner:
         finished = now_iso()
         phase = "Succeeded" if code == 0 else "Failed"
         pod.write_record(phase, exitCode=code)
-        await self.ctx.mirror.status(pod, pod_status(phase, [
-            container_status(pod, main, terminated=(code, started, finished))], False, started))
+        await self.ctx.mirror.status(
+            pod, pod_status(phase, [container_status(pod, main, terminated=(code, started, finished))], False, started)
+        )
         return code, None
 
     async def _pod_failed(
@@ -267,8 +280,12 @@ class JobRunner:
         waiting: PodSetupError | None = None,
         reason: str | None = None,
     ) -> None:
-        pod.write_record("Failed", exitCode=code, reason=reason or (waiting.reason if waiting else None),
-                         message=waiting.message if waiting else None)
+        pod.write_record(
+            "Failed",
+            exitCode=code,
+            reason=reason or (waiting.reason if waiting else None),
+            message=waiting.message if waiting else None,
+        )
         if waiting is not None:
             cstatus = container_status(pod, container, waiting=(waiting.reason, waiting.message))
         else:
@@ -294,8 +311,15 @@ class JobRunner:
                     return 128
                 if not error.retryable:
                     raise
-                await self.ctx.mirror.status(pod, pod_status("Pending", [
-                    container_status(pod, container, waiting=(error.reason, error.message))], False, started))
+                await self.ctx.mirror.status(
+                    pod,
+                    pod_status(
+                        "Pending",
+                        [container_status(pod, container, waiting=(error.reason, error.message))],
+                        False,
+                        started,
+                    ),
+                )
                 if deadline is not None and time.time() + self.ctx.config.setup_retry_seconds >= deadline:
                     await asyncio.sleep(max(0.0, deadline - time.time()))
                     raise _Deadline from error
@@ -304,8 +328,15 @@ class JobRunner:
         pod.write_record("Running", pid=handle.pid)
         if not init:
             await self._status({"ready": 1})
-            await self.ctx.mirror.status(pod, pod_status("Running", [
-                container_status(pod, container, running_since=handle.started_iso, ready=True)], True, started))
+            await self.ctx.mirror.status(
+                pod,
+                pod_status(
+                    "Running",
+                    [container_status(pod, container, running_since=handle.started_iso, ready=True)],
+                    True,
+                    started,
+                ),
+            )
         grace = grace_seconds(pod.spec, self.ctx.config.grace_max)
         try:
             timeout = None if deadline is None else max(0.0, deadline - time.time())

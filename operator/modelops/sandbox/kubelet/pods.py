@@ -358,9 +358,7 @@ async def _materialise_volumes(pod: LocalPod, lookups: _Lookups) -> dict[str, Pa
             obj_name = str(source.get("secretName") or source.get("name") or "")
             values = await lookups.data(kind, obj_name)
             if values is None and not source.get("optional"):
-                raise PodSetupError(
-                    "FailedMount", f'volume "{name}": {kind} "{obj_name}" not found', retryable=True
-                )
+                raise PodSetupError("FailedMount", f'volume "{name}": {kind} "{obj_name}" not found', retryable=True)
             local.mkdir(parents=True, exist_ok=True)
             items = source.get("items") or [{"key": k, "path": k} for k in (values or {})]
             for item in items:
@@ -622,8 +620,9 @@ def container_status(
     state: dict[str, Any]
     if terminated is not None:
         code, started, finished = terminated
-        state = {"terminated": {"exitCode": code, "reason": exit_reason(code), "startedAt": started,
-                                "finishedAt": finished}}
+        state = {
+            "terminated": {"exitCode": code, "reason": exit_reason(code), "startedAt": started, "finishedAt": finished}
+        }
     elif waiting is not None:
         state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
     else:
