@@ -1,10 +1,11 @@
 """promtool (Prometheus' rule checker and rule unit-test runner) for the alert tests.
 
-promtool is a Go program and ships in no Python or Debian package; it is built once with
-``go install github.com/prometheus/prometheus/cmd/promtool@<version>`` (through the Go module proxy)
-into a cache outside the repository, ``~/.cache/modelops/bin/promtool-<version>/`` (``XDG_CACHE_HOME``
-respected). ``MODELOPS_PROMTOOL`` names a promtool to use instead. Without Go the tests are skipped
-with a reason saying so (``make test`` prints skip reasons).
+Which promtool, in order: ``MODELOPS_PROMTOOL``; one on PATH (Debian's ``prometheus`` package ships
+``/usr/bin/promtool``, 2.42 on bookworm, which ``.ci/run`` installs: seconds instead of a build);
+one built before into ``~/.cache/modelops/bin/promtool-<version>/`` (``XDG_CACHE_HOME`` respected);
+else it is built there once with ``go install github.com/prometheus/prometheus/cmd/promtool@<version>``
+(through the Go module proxy; about 25 min cold on a loaded 2-core machine). Without any of them the
+tests are skipped with a reason saying so (``make test`` prints skip reasons).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def promtool() -> Path:
 
     Skips the calling test when no promtool is given and Go is absent; fails it when the build fails.
     """
-    given = os.environ.get("MODELOPS_PROMTOOL")
+    given = os.environ.get("MODELOPS_PROMTOOL") or shutil.which("promtool")
     if given:
         return Path(given)
     target = _cache_dir()
