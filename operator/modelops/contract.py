@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .api.modelmonitor import DriftSpec, HealthSpec
 from .api.modelversion import DataSpec
+from .datapolicy import DataUriPolicy
 
 #: Env var holding the job config JSON (TrainJobConfig / ServeConfig / DriftJobConfig).
 ENV_JOB_CONFIG = "MODELOPS_JOB_CONFIG"
@@ -157,6 +158,10 @@ class TrainJobConfig(_Config):
     random_state: int = 42
     experiment: str = EXPERIMENT_TRAINING
     allowed_estimator_modules: list[str] = Field(default_factory=lambda: ["sklearn."])
+    data_policy: DataUriPolicy = Field(
+        default_factory=DataUriPolicy,
+        description="The operator's data URI policy, enforced again when the pod fetches (DNS, redirects, links).",
+    )
     reference_sample_rows: int = Field(
         default=5000, ge=10, description="Rows of training data kept as drift reference."
     )

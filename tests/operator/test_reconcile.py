@@ -331,3 +331,56 @@ async def test_a_failed_training_retrains_when_spec_training_changes(logged_runs
     status = (await kube2.get(MODELVERSIONS, NS, "iris") or {})["status"]
     assert status["phase"] == "Failed" and kube2.count("jobs") == 1
     assert not [c for c in kube2.calls if c[0] == "delete" and c[1] == "jobs"]
+
+
+async def test_data_uris_outside_the_policy_are_invalid_spec_before_any_job_or_mlflow_call(
+    mlflow_store,  # noqa: F811
+    tmp_path: Any,
+) -> None:
+    """The reported reproductions: an internal URL answering fake credentials, a system file and
+    a CSV outside the data folder end as InvalidSpec naming the field; nothing is fetched, no Job
+    or MLflow run exists, and neither status nor Events carry the files' content."""
+    from tests.runtime.test_data_policy import CREDENTIALS, SECRET, serving
+
+    kube = FakeKube()
+    registry = Registry(mlflow_store.uri)
+    registry.client = mlflow_store.client
+    events: list[tuple[str, str, str]] = []
+    ctx = Context(
+        # The production data URI policy (the settings' default).
+        settings=Settings(experiment_training="registry-tests", mlflow_tracking_uri=mlflow_store.uri),
+        kube=kube,  # type: ignore[arg-type]
+        registry=registry,
+        post_event=lambda body, kind, reason, message: events.append((kind, reason, message)),
+    )
+    outside = tmp_path / "creds.csv"
+    outside.write_text(f"x,y\n{SECRET},1\n2,0\n")
+    os_release = open("/etc/os-release").read()
+    with serving("127.0.0.1", {"/latest": (200, {}, CREDENTIALS.encode())}) as (port, seen):
+        uris = {
+            "internal-url": (f"http://127.0.0.1:{port}/latest", "address 127.0.0.1 is loopback"),
+            "system-file": ("/etc/os-release", "local path '/etc/os-release' is outside the allowed data folders"),
+            "outside-folder": (str(outside), "is outside the allowed data folders (/var/lib/modelops/data)"),
+        }
+        for name, (uri, _) in uris.items():
+            mv = _mv(kube, f"uid-{name}", "1.0.0")
+            del kube.objects[("modelversions", NS, "iris")]
+            mv["metadata"]["name"] = name
+            mv["spec"]["model"] = name
+            mv["spec"]["training"]["data"] = {"uri": uri, "target": "y", "format": "csv"}
+            kube.put(MODELVERSIONS, mv)
+            for _ in range(2):  # a second pass changes nothing and posts nothing
+                await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, name)) or {})
+    assert seen == []
+    for name, (_, why) in uris.items():
+        status = (await kube.get(MODELVERSIONS, NS, name) or {})["status"]
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+        assert ready["message"].startswith("spec.training.data.uri: ") and why in ready["message"]
+        assert status["phase"] == "Failed" and "trainingJob" not in status and "version" not in status
+    assert kube.count("jobs") == 0
+    assert mlflow_store.client.search_registered_models() == []
+    assert mlflow_store.client.search_experiments(filter_string="name = 'registry-tests'") == []
+    assert [(kind, reason) for kind, reason, _ in events] == [("Warning", "InvalidSpec")] * 3
+    everything = str(events) + str([o.get("status") for o in kube.objects.values()])
+    assert SECRET not in everything and "PRETTY_NAME" in os_release and "PRETTY_NAME" not in everything

@@ -224,6 +224,25 @@ def test_training_job_config_parses_back(mv: tuple[ObjectRef, ModelVersionSpec])
     assert (config.test_size, config.random_state) == (0.25, 42)
     assert config.experiment == "model-training"
     assert config.allowed_estimator_modules == ["sklearn.", "xgboost."]
+    assert config.data_policy == settings.data_policy  # the pod enforces the operator's policy again
+    pod = job["spec"]["template"]["spec"]
+    assert "data" not in {v["name"] for v in pod["volumes"]}  # no data volume claim configured
+
+
+def test_training_job_mounts_the_data_volume_read_only(mv: tuple[ObjectRef, ModelVersionSpec]) -> None:
+    ref, spec = mv
+    settings = Settings(data_volume_claim="training-data", data_allowed_networks="10.20.0.0/16")
+    job = build_training_job(ref, spec, "1.3.0", "1.2.0", settings)
+    validate(job)
+    assert_restricted(job)
+    pod = job["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "data")
+    assert volume["persistentVolumeClaim"] == {"claimName": "training-data", "readOnly": True}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "data")
+    assert mount == {"name": "data", "mountPath": "/var/lib/modelops/data", "readOnly": True}
+    config = TrainJobConfig.from_env(container_env(job)[ENV_JOB_CONFIG]["value"])
+    assert config.data_policy.allowed_networks == ["10.20.0.0/16"]
+    assert config.data_policy.local_path_prefixes == ["/var/lib/modelops/data"]
 
 
 def test_training_job_overrides(mv: tuple[ObjectRef, ModelVersionSpec]) -> None:

@@ -28,6 +28,8 @@ from .common import (
 
 #: Container name inside training pods (podFailurePolicy rules refer to it).
 TRAIN_CONTAINER = "train"
+#: Volume name of the data volume (settings.data_volume_claim) in training pods.
+DATA_VOLUME = "data"
 #: Used when the CR sets no ``training.resources``: a memory limit (OOM is a clear failure) and
 #: no CPU limit (throttling only slows training down).
 DEFAULT_TRAINING_RESOURCES = Resources(
@@ -70,8 +72,10 @@ def build_training_job(
     - image ``spec.training.image`` or ``settings.runtime_image``; command
       ``modelops-runtime train``; env ``MODELOPS_JOB_CONFIG`` = a
       :class:`~modelops.contract.TrainJobConfig` JSON (experiment from ``spec.mlflow.experiment``
-      or ``settings.experiment_training``, estimator allowlist from settings), MLflow URI and
-      credentials (secretKeyRef only);
+      or ``settings.experiment_training``, estimator allowlist and data URI policy from
+      settings), MLflow URI and credentials (secretKeyRef only);
+    - with ``settings.data_volume_claim``: that PVC mounted read-only at the first
+      ``settings.data_path_prefixes`` entry (the data volume, default /var/lib/modelops/data);
     - ``backoffLimit`` and ``activeDeadlineSeconds`` (seconds) from ``spec.training``,
       ``ttlSecondsAfterFinished`` from ``settings.job_ttl_seconds``, restartPolicy Never, the
       :func:`pod_failure_policy`, the restricted Pod Security profile with emptyDirs for /tmp
@@ -103,7 +107,14 @@ def build_training_job(
         random_state=training.random_state,
         experiment=(spec.mlflow.experiment if spec.mlflow else None) or settings.experiment_training,
         allowed_estimator_modules=list(settings.allowed_estimator_modules),
+        data_policy=settings.data_policy,
     )
+    volumes, mounts = scratch_volumes(), scratch_mounts()
+    if settings.data_volume_claim and settings.data_path_prefixes:
+        volumes.append(
+            {"name": DATA_VOLUME, "persistentVolumeClaim": {"claimName": settings.data_volume_claim, "readOnly": True}}
+        )
+        mounts.append({"name": DATA_VOLUME, "mountPath": settings.data_path_prefixes[0], "readOnly": True})
     container = {
         "name": TRAIN_CONTAINER,
         "image": training.image or settings.runtime_image,
@@ -116,7 +127,7 @@ def build_training_job(
         ],
         "resources": resources_dict(training.resources, DEFAULT_TRAINING_RESOURCES),
         "securityContext": container_security_context(),
-        "volumeMounts": scratch_mounts(),
+        "volumeMounts": mounts,
         # The runtime prints a one-line reason on stderr when it fails: surface it in the pod status.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -145,7 +156,7 @@ def build_training_job(
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(),
                     "containers": [container],
-                    "volumes": scratch_volumes(),
+                    "volumes": volumes,
                 },
             },
         },

@@ -27,12 +27,14 @@ from ..builders.common import ObjectRef, train_job_name
 from ..builders.training import build_training_job
 from ..clients.kube import JOBS, MODELVERSIONS, Conflict
 from ..contract import TAG_FAILURE, TAG_NAME, TAG_NAMESPACE, TAG_SEMVER, TAG_STAGE, TAG_UID, TrainingResult
+from ..datapolicy import DataUriRefused, classify
 from ..registry import operations as ops
 from ..registry.errors import ModelOwnedElsewhere, RegistryUnavailable
 from ..registry.semantic import bump_version, is_semver, max_semver
 from .context import Context
 from .model import model_bodies, reconcile_model, summarise
 from .status import (
+    mark_invalid_field,
     mark_invalid_spec,
     mark_registry_reachable,
     mark_registry_unavailable,
@@ -170,14 +172,16 @@ async def _reconcile_current(ctx: Context, body: dict[str, Any], periodic: bool)
     meta = body["metadata"]
     status: ModelVersionStatus = parse_status(ModelVersionStatus, body.get("status"))
     generation = meta.get("generation")
+    old_conditions = list(status.conditions)
     try:
         spec = ModelVersionSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
         mark_invalid_spec(status.conditions, exc, generation)
-        status.phase = "Failed"
-        status.observed_generation = generation
-        await _write(ctx, body, status)
-        return status
+        return await _write_invalid(ctx, body, status, old_conditions)
+    refused = policy_refusal(ctx, spec, status)
+    if refused is not None:
+        mark_invalid_field(status.conditions, DATA_URI_FIELD, refused, generation)
+        return await _write_invalid(ctx, body, status, old_conditions)
     try:
         return await _reconcile(ctx, body, spec, status, periodic)
     except RegistryUnavailable as exc:
@@ -186,6 +190,36 @@ async def _reconcile_current(ctx: Context, body: dict[str, Any], periodic: bool)
         with contextlib.suppress(Conflict):  # a newer object: the retry re-reads it anyway
             await _write(ctx, body, status)
         raise
+
+
+#: The spec field the data URI policy checks.
+DATA_URI_FIELD = "spec.training.data.uri"
+
+
+def policy_refusal(ctx: Context, spec: ModelVersionSpec, status: ModelVersionStatus) -> str | None:
+    """Why the operator's data URI policy refuses ``spec.training.data.uri`` (None: allowed).
+
+    Checked before any Job or MLflow call of a version that is not registered yet; a registered
+    version is immutable and keeps serving whatever the policy says now.
+    """
+    if status.registry is not None:
+        return None
+    try:
+        classify(spec.training.data.uri, ctx.settings.data_policy)
+    except DataUriRefused as exc:
+        return str(exc)
+    return None
+
+
+async def _write_invalid(
+    ctx: Context, body: Mapping[str, Any], status: ModelVersionStatus, old_conditions: list[Any]
+) -> ModelVersionStatus:
+    """Write an InvalidSpec status (phase Failed) and post its transition Event."""
+    status.phase = "Failed"
+    status.observed_generation = body["metadata"].get("generation")
+    if await _write(ctx, body, status):
+        post_transitions(ctx.post_event, body, old_conditions, status.conditions)
+    return status
 
 
 async def _reconcile(

@@ -39,7 +39,12 @@ def mark_invalid_spec(conditions: list[Condition], error: ValidationError, gener
     """Set ``Ready=False, reason=InvalidSpec`` naming the first invalid field (``spec.<path>: <message>``)."""
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
-    set_condition(conditions, "Ready", "False", "InvalidSpec", f"spec.{where}: {first['msg']}", generation)
+    mark_invalid_field(conditions, f"spec.{where}", first["msg"], generation)
+
+
+def mark_invalid_field(conditions: list[Condition], field: str, message: str, generation: int | None) -> None:
+    """Set ``Ready=False, reason=InvalidSpec`` with ``<field>: <message>`` (a field the operator's policy refuses)."""
+    set_condition(conditions, "Ready", "False", "InvalidSpec", f"{field}: {message}", generation)
 
 
 def parse_status(model: type[BaseModel], raw: Mapping[str, Any] | None) -> Any:

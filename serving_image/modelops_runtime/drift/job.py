@@ -184,7 +184,7 @@ def read_table(
             fmt = data_mod.detect_format(uri, fmt)
             if fmt == "parquet":
                 return _read_parquet(uri, columns, max_rows)
-            frame = data_mod.load_file(uri, fmt)
+            frame = data_mod.read_table(uri, fmt, uri)
     except TrainInvalidInput as exc:
         raise InvalidInput(str(exc)) from exc
     names = [str(c) for c in frame.columns]
