@@ -519,3 +519,15 @@ def test_prediction_log_features_are_sampled_in_arrow_with_the_same_result(
     )
     whole = detect_drift(reference, strip_feature_prefix(window), columns=FEATURES, min_rows=50, max_rows=100)
     assert result == whole.model_dump(mode="json")
+
+
+def test_an_unparsable_reference_is_reported_by_its_error_class_not_its_content(
+    store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    secret = "AKIAFAKEFAKEFAKE1234"
+    (tmp_path / "creds.parquet").write_text(f"aws_access_key_id={secret}\n")
+    cfg = config(tmp_path, "uid-creds-ref", reference_uri=str(tmp_path / "creds.parquet"))
+    code, _, err = run_main(monkeypatch, capsys, store, cfg)
+    assert code == 2 and err.rstrip().endswith("creds.parquet: ArrowInvalid") and secret not in err
+    (run,) = monitoring_runs(store, "uid-creds-ref")
+    assert secret not in run.data.tags[TAG_FAILURE]

@@ -211,7 +211,8 @@ def _read_parquet(uri: str, columns: Sequence[str] | None, max_rows: int | None)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "404" in first or "Not Found" in first:
             raise InvalidInput(f"dataset not found: {uri}") from exc
-        raise InvalidInput(f"cannot read parquet dataset {uri}: {first}") from exc
+        # The error class only: a parser's message may quote the file, and the reason reaches status.
+        raise InvalidInput(f"cannot read parquet dataset {uri}: {type(exc).__name__}") from exc
 
 
 def download_reference(
