@@ -77,6 +77,10 @@ class Settings(BaseSettings):
         default=None,
         description="PVC mounted read-only at the first data_path_prefixes entry in training pods.",
     )
+    framework_version_match: Literal["exact", "minor"] = Field(
+        default="exact",
+        description="Model servers refuse a model saved with another scikit-learn version; minor: major.minor only.",
+    )
     served_stages: Annotated[list[ServedStage], NoDecode] = Field(
         default_factory=_default_served_stages, description="Stages that get a serving Deployment."
     )

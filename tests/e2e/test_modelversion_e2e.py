@@ -237,3 +237,57 @@ def test_a_version_that_cannot_serve_leaves_the_previous_one_serving(
         assert answer["versions"] == ["1.0.0"], answer  # the old replica still serves
         obj = sb.get("modelversions", "broken", ns)
         assert obj["status"]["phase"] == "Promoted" and not condition(obj, "Ready")
+
+
+def test_a_model_the_server_refuses_reports_the_servers_reason_and_the_previous_version_serves(
+    operated: Sandbox, namespace: str, model_name: str, mlflow_client: MlflowClient, events
+) -> None:
+    """A model saved with another scikit-learn patch release (the default policy is an exact
+    match): Serving=False with the server's FrameworkVersionMismatch, not a rollout timeout."""
+    import mlflow
+    import sklearn
+    import yaml
+    from packaging.version import Version
+
+    sb, ns, model = operated, namespace, model_name
+    sb.create(modelversion("incumbent", model, "1.0.0"), ns)
+    sb.wait_for_object("modelversions", "incumbent", ns, phase("incumbent", "Ready"), TIMEOUT)
+    url = sb.service_url(f"{model}-production", ns)
+    # 1.1.0 registers in Development (not served); its MLmodel is then made to record the next
+    # patch release, as if another image had saved it.
+    better = {"C": 1.0, "max_iter": 1000}  # passes its gate against 1.0.0
+    sb.create(modelversion("other-patch", model, "1.1.0", stage="Development", hyperparameters=better), ns)
+    obj = sb.wait_for_object(
+        "modelversions", "other-patch", ns, lambda o: (o.get("status") or {}).get("registry"), TIMEOUT
+    )
+    installed = Version(sklearn.__version__)
+    saved_with = f"{installed.major}.{installed.minor}.{installed.micro + 1}"
+    run = mlflow_client.get_run(obj["status"]["registry"]["runId"])
+    model_id = run.outputs.model_outputs[0].model_id
+    location = mlflow_client.get_logged_model(model_id).artifact_location
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"{location}/MLmodel", tracking_uri=operated.mlflow_url
+    )
+    doc = yaml.safe_load(open(local).read())
+    doc["flavors"]["sklearn"]["sklearn_version"] = saved_with
+    with open(local, "w") as handle:
+        handle.write(yaml.safe_dump(doc))
+    mlflow_client.log_model_artifact(model_id, local)
+
+    sb.patch("modelversions", "other-patch", {"spec": {"stage": "Production"}}, ns)
+
+    def refused(o: dict) -> bool:
+        serving = condition(o, "Serving", "False")
+        return bool(serving and serving["reason"] == "FrameworkVersionMismatch")
+
+    obj = sb.wait_for_object("modelversions", "other-patch", ns, refused, TIMEOUT)
+    message = condition(obj, "Serving", "False")["message"]
+    assert f"saved with {saved_with}, the server runs {sklearn.__version__}" in message, message
+    assert "the previous version keeps serving" in message
+    assert obj["status"]["stage"] == "Production" and obj["status"]["phase"] == "Promoted"
+    assert condition(obj, "Ready", "False")["reason"] == "FrameworkVersionMismatch"
+    for _ in range(3):
+        answer = httpx.get(f"{url}/v2/models/{model}", timeout=10).json()
+        assert answer["versions"] == ["1.0.0"], answer  # the incumbent's replica still serves
+    posted = [e for e in events("other-patch") if e.get("reason") == "FrameworkVersionMismatch"]
+    assert posted and {e["type"] for e in posted} == {"Warning"}  # Serving=False and Ready=False

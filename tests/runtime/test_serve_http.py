@@ -21,12 +21,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from modelops.contract import (
     ENV_JOB_CONFIG,
     ENV_PORT,
+    ENV_TERMINATION_LOG,
     LOG_COLUMNS,
     LOG_FEATURE_PREFIX,
     PROM_ERRORS,
     PROM_LATENCY,
     PROM_PREDICTIONS,
     ServeConfig,
+    parse_refusal,
     prediction_log_partition,
 )
 from modelops.monitoring.prediction_log import read_feedback, read_prediction_log
@@ -54,8 +56,20 @@ pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature na
 
 
 class Store:
-    def __init__(self, root: Path, uri: str, bc: Registered, penguins: Registered, old: Registered) -> None:
+    def __init__(
+        self, root: Path, uri: str, bc: Registered, penguins: Registered, old: Registered, other_patch: Registered
+    ) -> None:
         self.root, self.uri, self.bc, self.penguins, self.old = root, uri, bc, penguins, old
+        self.other_patch = other_patch  # saved with the installed scikit-learn's next patch release
+
+
+def next_patch_release() -> str:
+    """The installed scikit-learn's version with the patch number plus one."""
+    import sklearn
+    from packaging.version import Version
+
+    installed = Version(sklearn.__version__)
+    return f"{installed.major}.{installed.minor}.{installed.micro + 1}"
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +81,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     penguins = register("penguins", *penguins_model())
     old = register("old-sklearn", *breast_cancer_model())
     patch_recorded_sklearn_version(old, "0.24.2")
-    yield Store(root, uri, bc, penguins, old)
+    other_patch = register("other-patch", *breast_cancer_model())
+    patch_recorded_sklearn_version(other_patch, next_patch_release())
+    yield Store(root, uri, bc, penguins, old, other_patch)
     mlflow.set_tracking_uri(previous)
 
 
@@ -514,6 +530,40 @@ def test_serve_command_end_to_end_with_sigterm_flush(store: Store, tmp_path: Pat
     assert len(files) == 1 and files[0].name.startswith("serve-pod-0-")
     log = read_prediction_log(str(log_dir), store.bc.name, "Staging", datetime.now(UTC) - HOUR)
     assert len(log) == 2
+
+
+def test_serve_command_refusing_its_model_exits_with_the_reason_as_termination_message(
+    store: Store, tmp_path: Path
+) -> None:
+    """A model saved with another scikit-learn patch release: refused by default (exact match), the
+    reason written where Kubernetes reads the termination message, exit code 2; served with the
+    explicit opt-out (major.minor)."""
+    import sklearn
+
+    other_patch, patched = next_patch_release(), store.other_patch
+    termination_log = tmp_path / "termination-log"
+    termination_log.write_text("")
+    env = {
+        **os.environ,
+        ENV_JOB_CONFIG: config_for(patched).to_env(),
+        ENV_PORT: str(free_port()),
+        ENV_TERMINATION_LOG: str(termination_log),
+        "MLFLOW_TRACKING_URI": store.uri,
+    }
+    command = [sys.executable, "-m", "modelops_runtime", "serve", "--host", "127.0.0.1"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert parse_refusal(termination_log.read_text()) == (
+        "FrameworkVersionMismatch",
+        f"scikit-learn version mismatch: the model was saved with {other_patch}, the server runs {sklearn.__version__} "
+        f"(the exact version must match (framework version match: exact)); serve it with an image that has "
+        f"scikit-learn {other_patch} or retrain it",
+    )
+    with serving(config_for(patched, framework_version_match="minor")) as running:
+        running.wait_ready()
+        X = patched.X.iloc[:2]
+        response = running.client.post("/invocations", json={"dataframe_records": records(X)})
+        assert response.json() == {"predictions": patched.estimator.predict(X).tolist()}
 
 
 def test_serve_command_rejects_missing_or_invalid_config(monkeypatch: pytest.MonkeyPatch) -> None:

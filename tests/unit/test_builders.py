@@ -338,6 +338,7 @@ def test_serving_deployment_valid_restricted_and_wired(
     assert config.model_uri == "models:/breast-cancer/3"
     assert (config.version, config.stage, config.port) == ("1.0.0", "Production", SERVING_PORT)
     assert config.prediction_log_uri == settings.prediction_log_uri
+    assert config.framework_version_match == settings.framework_version_match == "exact"
     # The prediction-log PVC is mounted where the log's local path is.
     pod = template["spec"]
     pvc = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]

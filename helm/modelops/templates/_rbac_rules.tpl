@@ -8,6 +8,10 @@ Each template is a YAML list of PolicyRules; rbac.yaml includes them.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# operator list (reconcile/model.py)
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 # operator get, create, patch, delete (reconcile/children.py)
 - apiGroups: [""]
   resources: ["services"]

@@ -59,6 +59,7 @@ SERVICES = Resource("", "v1", "services")
 PDBS = Resource("policy", "v1", "poddisruptionbudgets")
 HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
 EVENTS = Resource("", "v1", "events")
+PODS = Resource("", "v1", "pods")  # read only: why a serving pod refused its model
 
 #: kind → resource, for manifests built by the builders.
 BY_KIND: dict[str, Resource] = {

@@ -102,17 +102,22 @@ SETTLED_RESYNC_FACTOR = 10
 
 
 def is_settled(body: Mapping[str, Any]) -> bool:
-    """A registered version whose status reflects its current spec and that is not being deleted.
+    """A registered version whose status reflects its current spec, that is not being deleted and
+    whose serving Deployment is not rolling out.
 
     Pure (the body only), so kopf can use it as a timer filter: such a version only changes
     through events (its spec, its children, its siblings' registrations), and its timer only
     guards against drift made by hand, so it fires every ``SETTLED_RESYNC_FACTOR`` intervals.
     """
     meta, status = body.get("metadata") or {}, body.get("status") or {}
+    rolling_out = any(
+        c.get("type") == "Serving" and c.get("status") == "Unknown" for c in status.get("conditions") or []
+    )  # a rollout in progress is watched every interval: its pods may refuse the model
     return bool(
         status.get("registry")
         and status.get("observedGeneration") == meta.get("generation")
         and not meta.get("deletionTimestamp")
+        and not rolling_out
     )
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..api.common import Condition, set_condition
 from ..clients.kube import KubeClient, NotFound, Resource
+from ..contract import REFUSAL_REASONS
 from .context import EventPoster
 
 #: Condition reporting whether MLflow answered the last reconcile (present once it failed).
@@ -105,7 +106,11 @@ def post_transitions(post: EventPoster, body: Mapping[str, Any], old: list[Condi
             or (  # a failure, not progress (Training, RollingOut...)
                 cond.type == "Ready"
                 and cond.status == "False"
-                and (cond.reason in FAILED_REASONS or cond.reason == "ProgressDeadlineExceeded")
+                and (
+                    cond.reason in FAILED_REASONS
+                    or cond.reason == "ProgressDeadlineExceeded"
+                    or cond.reason in REFUSAL_REASONS  # the model server refused the model
+                )
             )
         )
         post(body, "Warning" if warning else "Normal", cond.reason, f"{cond.type}={cond.status}: {cond.message}")

@@ -7,11 +7,18 @@ The server answers liveness at once, loads the model in the background and becom
 a warm-up prediction. One uvicorn worker; SIGTERM drains requests, then the prediction log is
 flushed, then uvicorn re-raises the signal (the process ends by SIGTERM, status 143, as any
 uvicorn app). Exit codes otherwise: 2 for an invalid config, 1 when the server cannot start.
+
+A model the server refuses (scikit-learn version mismatch, untrusted types, no signature, …; see
+:class:`~.model.IncompatibleModel`) can never be served by this pod: the process writes
+``<reason>: <message>`` as its Kubernetes termination message, shuts down and exits with code 2,
+so the pod's container status carries the reason the operator copies into the ModelVersion's
+``Serving`` condition (the Deployment's old pods keep serving: maxUnavailable 0).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import logging
 import os
@@ -28,12 +35,14 @@ from modelops.contract import (
     ENV_PREDICTION_LOG_URI,
     EXIT_INVALID_INPUT,
     ServeConfig,
+    refusal_message,
 )
 from modelops.monitoring.prediction_log import PredictionLogger
 
+from ..jobrun import termination_message
 from .app import INLINE_MAX_ROWS, create_app
 from .metrics import ServerMetrics
-from .model import LoadedModel, ModelLoader, ModelState, load_served_model
+from .model import IncompatibleModel, LoadedModel, ModelLoader, ModelState, load_served_model
 from .service import InferenceService
 
 log = logging.getLogger("modelops_runtime.serve")
@@ -85,7 +94,8 @@ def build_server(
         gc.collect()
         gc.freeze()
 
-    loader = ModelLoader(state, load=load_served_model, on_ready=on_ready)
+    load = functools.partial(load_served_model, framework_match=config.framework_version_match)
+    loader = ModelLoader(state, load=load, on_ready=on_ready)
 
     def shutdown() -> None:
         loader.stop()
@@ -160,5 +170,15 @@ def main(args: list[str]) -> int:
         log_level=ns.log_level.lower(),
         timeout_graceful_shutdown=20,
     )
-    uvicorn.Server(uvicorn_config).run()
-    return 0
+    uvicorn_server = uvicorn.Server(uvicorn_config)
+    refused: list[IncompatibleModel] = []
+
+    def on_refused(exc: IncompatibleModel) -> None:
+        # From the loader thread: uvicorn's main loop polls should_exit and shuts down gracefully.
+        refused.append(exc)
+        termination_message(refusal_message(exc.reason, str(exc)))
+        uvicorn_server.should_exit = True
+
+    server.loader.on_refused = on_refused
+    uvicorn_server.run()
+    return EXIT_INVALID_INPUT if refused else 0
