@@ -291,3 +291,32 @@ def test_a_model_the_server_refuses_reports_the_servers_reason_and_the_previous_
         assert answer["versions"] == ["1.0.0"], answer  # the incumbent's replica still serves
     posted = [e for e in events("other-patch") if e.get("reason") == "FrameworkVersionMismatch"]
     assert posted and {e["type"] for e in posted} == {"Warning"}  # Serving=False and Ready=False
+
+
+def test_data_uris_outside_the_policy_are_invalid_spec_without_content(
+    operated: Sandbox, namespace: str, model_name: str, events, tmp_path
+) -> None:
+    """The sandbox runs the production data URI policy: an internal URL answering fake
+    credentials, a system file and a CSV outside the data folder are InvalidSpec naming the
+    field, nothing is fetched or trained, and no content reaches status or Events."""
+    from tests.runtime.test_data_policy import CREDENTIALS, SECRET, serving
+
+    sb, ns = operated, namespace
+    outside = tmp_path / "train.csv"
+    outside.write_text(f"x,target\n{SECRET},1\n2,0\n3,1\n4,0\n")
+    with serving("127.0.0.1", {"/latest": (200, {}, CREDENTIALS.encode())}) as (port, seen):
+        uris = {
+            "internal-url": f"http://127.0.0.1:{port}/latest",
+            "system-file": "/etc/os-release",
+            "outside-folder": str(outside),
+        }
+        for name, uri in uris.items():
+            sb.create(modelversion(name, f"{model_name}-{name}"[:40].rstrip("-"), "1.0.0", uri=uri), ns)
+        for name in uris:
+            obj = sb.wait_for_object("modelversions", name, ns, phase(name, "Failed"), TIMEOUT)
+            ready = condition(obj, "Ready", "False")
+            assert ready["reason"] == "InvalidSpec" and ready["message"].startswith("spec.training.data.uri: ")
+            assert any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in events(name))
+    assert seen == [] and sb.list("jobs", ns) == []
+    posted = str([events(name) for name in uris]) + str([sb.get("modelversions", n, ns)["status"] for n in uris])
+    assert SECRET not in posted and "PRETTY_NAME" not in posted
