@@ -230,6 +230,9 @@ class DriftJobConfig(_Config):
     current_format: str = "auto"
     window: str = "24h"
     prediction_log_uri: str | None = None
+    data_policy: DataUriPolicy = Field(
+        default_factory=DataUriPolicy, description="The operator's data URI policy for reference_uri and current_uri."
+    )
     drift: DriftSpec = Field(default_factory=DriftSpec)
     health: HealthSpec = Field(default_factory=HealthSpec)
     history_runs: int = Field(default=5, ge=0, description="Previous runs used for the accuracy trend.")

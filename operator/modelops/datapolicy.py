@@ -214,3 +214,17 @@ def check_local_path(path: str, policy: DataUriPolicy, *, resolve_links: bool = 
             return normal
     allowed = ", ".join(policy.local_path_prefixes) or "none"
     raise DataUriRefused(f"local path {normal!r} is outside the allowed data folders ({allowed})")
+
+
+def first_refusal(fields: dict[str, str | None], policy: DataUriPolicy) -> tuple[str, str] | None:
+    """``(field, reason)`` of the first URI in ``fields`` (spec field path → URI, None = unset) the
+    policy refuses statically (:func:`classify`), else None. What the reconcilers report as
+    ``InvalidSpec`` before creating any Job."""
+    for field, uri in fields.items():
+        if uri is None:
+            continue
+        try:
+            classify(uri, policy)
+        except DataUriRefused as exc:
+            return field, str(exc)
+    return None

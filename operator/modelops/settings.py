@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     )
     data_volume_claim: str | None = Field(
         default=None,
-        description="PVC mounted read-only at the first data_path_prefixes entry in training pods.",
+        description="PVC mounted read-only at the first data_path_prefixes entry in training and drift pods.",
     )
     framework_version_match: Literal["exact", "minor"] = Field(
         default="exact",

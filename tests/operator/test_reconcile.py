@@ -384,3 +384,33 @@ async def test_data_uris_outside_the_policy_are_invalid_spec_before_any_job_or_m
     assert [(kind, reason) for kind, reason, _ in events] == [("Warning", "InvalidSpec")] * 3
     everything = str(events) + str([o.get("status") for o in kube.objects.values()])
     assert SECRET not in everything and "PRETTY_NAME" in os_release and "PRETTY_NAME" not in everything
+
+
+async def test_a_monitor_reading_outside_the_data_policy_is_invalid_spec_and_has_no_cronjob(
+    mlflow_store,  # noqa: F811
+) -> None:
+    from modelops.builders.common import drift_cronjob_name
+    from modelops.clients.kube import CRONJOBS, MODELMONITORS
+    from modelops.reconcile import modelmonitor
+
+    ctx, kube = _ctx(mlflow_store)
+    monitor = {
+        "apiVersion": API_VERSION,
+        "kind": "ModelMonitor",
+        "metadata": {"name": "watch", "namespace": NS, "uid": "uid-mm"},
+        "spec": {"model": "iris-model", "stage": "Production", "schedule": "0 * * * *"},
+    }
+    kube.put(MODELMONITORS, monitor)
+    await modelmonitor.reconcile(ctx, (await kube.get(MODELMONITORS, NS, "watch")) or {})
+    assert kube.count("cronjobs") == 1  # allowed: scheduled
+
+    monitor["spec"]["current"] = {"uri": "http://169.254.169.254/latest/meta-data/iam", "format": "csv"}
+    kube.put(MODELMONITORS, monitor)  # the URI of the current data now points at cloud metadata
+    await modelmonitor.reconcile(ctx, (await kube.get(MODELMONITORS, NS, "watch")) or {})
+    status = (await kube.get(MODELMONITORS, NS, "watch") or {})["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert ready["message"] == (
+        "spec.current.uri: address 169.254.169.254 is link-local and not in the allowed networks (none)"
+    )
+    assert await kube.get(CRONJOBS, NS, drift_cronjob_name("watch")) is None and "cronJob" not in status

@@ -229,9 +229,18 @@ def test_training_job_config_parses_back(mv: tuple[ObjectRef, ModelVersionSpec])
     assert "data" not in {v["name"] for v in pod["volumes"]}  # no data volume claim configured
 
 
-def test_training_job_mounts_the_data_volume_read_only(mv: tuple[ObjectRef, ModelVersionSpec]) -> None:
+def test_training_and_drift_jobs_mount_the_data_volume_read_only(
+    mv: tuple[ObjectRef, ModelVersionSpec], mm: tuple[ObjectRef, ModelMonitorSpec]
+) -> None:
     ref, spec = mv
     settings = Settings(data_volume_claim="training-data", data_allowed_networks="10.20.0.0/16")
+    cron = build_drift_cronjob(*mm, settings)
+    drift_pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "training-data", "readOnly": True}} in drift_pod[
+        "volumes"
+    ]
+    drift_env = {e["name"]: e for e in drift_pod["containers"][0]["env"]}
+    assert DriftJobConfig.from_env(drift_env[ENV_JOB_CONFIG]["value"]).data_policy == settings.data_policy
     job = build_training_job(ref, spec, "1.3.0", "1.2.0", settings)
     validate(job)
     assert_restricted(job)

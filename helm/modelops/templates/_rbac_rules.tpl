@@ -24,10 +24,10 @@ Each template is a YAML list of PolicyRules; rbac.yaml includes them.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "create", "patch", "delete"]
-# operator get, create, patch (reconcile/children.py)
+# operator get, create, patch, delete (reconcile/children.py)
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "create", "patch", "delete"]
 # operator get, create, patch, delete (reconcile/children.py, reconcile/modelversion.py); kopf list, watch (handler jobs-watch)
 - apiGroups: ["batch"]
   resources: ["jobs"]

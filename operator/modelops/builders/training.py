@@ -15,6 +15,7 @@ from .common import (
     ObjectRef,
     base_env,
     container_security_context,
+    data_volume,
     mlflow_env,
     owner_reference,
     pod_security_context,
@@ -28,8 +29,6 @@ from .common import (
 
 #: Container name inside training pods (podFailurePolicy rules refer to it).
 TRAIN_CONTAINER = "train"
-#: Volume name of the data volume (settings.data_volume_claim) in training pods.
-DATA_VOLUME = "data"
 #: Used when the CR sets no ``training.resources``: a memory limit (OOM is a clear failure) and
 #: no CPU limit (throttling only slows training down).
 DEFAULT_TRAINING_RESOURCES = Resources(
@@ -109,12 +108,8 @@ def build_training_job(
         allowed_estimator_modules=list(settings.allowed_estimator_modules),
         data_policy=settings.data_policy,
     )
-    volumes, mounts = scratch_volumes(), scratch_mounts()
-    if settings.data_volume_claim and settings.data_path_prefixes:
-        volumes.append(
-            {"name": DATA_VOLUME, "persistentVolumeClaim": {"claimName": settings.data_volume_claim, "readOnly": True}}
-        )
-        mounts.append({"name": DATA_VOLUME, "mountPath": settings.data_path_prefixes[0], "readOnly": True})
+    data_volumes, data_mounts = data_volume(settings)
+    volumes, mounts = [*scratch_volumes(), *data_volumes], [*scratch_mounts(), *data_mounts]
     container = {
         "name": TRAIN_CONTAINER,
         "image": training.image or settings.runtime_image,

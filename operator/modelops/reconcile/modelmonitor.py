@@ -27,7 +27,7 @@ from ..api.modelmonitor import (
     RetrainingStatus,
 )
 from ..api.modelversion import STAGE_ALIASES
-from ..builders.common import ObjectRef, owner_reference
+from ..builders.common import ObjectRef, drift_cronjob_name, owner_reference
 from ..builders.monitoring import build_drift_cronjob
 from ..clients.kube import MODELMONITORS, MODELVERSIONS, Conflict
 from ..contract import (
@@ -44,11 +44,13 @@ from ..contract import (
     TAG_SEMVER,
     TAG_UID,
 )
+from ..datapolicy import first_refusal
 from ..registry import operations as ops
 from ..registry.errors import RegistryUnavailable, is_not_found, translate_errors
 from . import children
 from .context import Context
 from .status import (
+    mark_invalid_field,
     mark_invalid_spec,
     mark_registry_reachable,
     mark_registry_unavailable,
@@ -177,6 +179,16 @@ async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatu
         await write_status(ctx.kube, MODELMONITORS, body, status)
         return status
     status.observed_generation = gen
+    uris = {"spec.reference.uri": spec.reference.uri, "spec.current.uri": spec.current.uri}
+    refused = first_refusal(uris, ctx.settings.data_policy)
+    if refused is not None:  # no drift Job may read it: none is scheduled
+        await children.remove(ctx.kube, "CronJob", meta["namespace"], drift_cronjob_name(meta["name"]))
+        status.cron_job = None
+        set_condition(status.conditions, "Scheduled", "False", "InvalidSpec", f"no drift CronJob: {refused[0]}", gen)
+        mark_invalid_field(status.conditions, *refused, gen)
+        if await write_status(ctx.kube, MODELMONITORS, body, status):
+            post_transitions(ctx.post_event, body, old_conditions, status.conditions)
+        return status
     owner = ObjectRef.from_body(body)
     cronjob, _ = await children.apply(ctx.kube, build_drift_cronjob(owner, spec, ctx.settings))
     status.cron_job = cronjob["metadata"]["name"]

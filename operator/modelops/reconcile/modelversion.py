@@ -27,7 +27,7 @@ from ..builders.common import ObjectRef, train_job_name
 from ..builders.training import build_training_job
 from ..clients.kube import JOBS, MODELVERSIONS, Conflict
 from ..contract import TAG_FAILURE, TAG_NAME, TAG_NAMESPACE, TAG_SEMVER, TAG_STAGE, TAG_UID, TrainingResult
-from ..datapolicy import DataUriRefused, classify
+from ..datapolicy import first_refusal
 from ..registry import operations as ops
 from ..registry.errors import ModelOwnedElsewhere, RegistryUnavailable
 from ..registry.semantic import bump_version, is_semver, max_semver
@@ -185,7 +185,7 @@ async def _reconcile_current(ctx: Context, body: dict[str, Any], periodic: bool)
         return await _write_invalid(ctx, body, status, old_conditions)
     refused = policy_refusal(ctx, spec, status)
     if refused is not None:
-        mark_invalid_field(status.conditions, DATA_URI_FIELD, refused, generation)
+        mark_invalid_field(status.conditions, *refused, generation)
         return await _write_invalid(ctx, body, status, old_conditions)
     try:
         return await _reconcile(ctx, body, spec, status, periodic)
@@ -197,23 +197,15 @@ async def _reconcile_current(ctx: Context, body: dict[str, Any], periodic: bool)
         raise
 
 
-#: The spec field the data URI policy checks.
-DATA_URI_FIELD = "spec.training.data.uri"
-
-
-def policy_refusal(ctx: Context, spec: ModelVersionSpec, status: ModelVersionStatus) -> str | None:
-    """Why the operator's data URI policy refuses ``spec.training.data.uri`` (None: allowed).
+def policy_refusal(ctx: Context, spec: ModelVersionSpec, status: ModelVersionStatus) -> tuple[str, str] | None:
+    """``(field, reason)`` when the operator's data URI policy refuses ``spec.training.data.uri``.
 
     Checked before any Job or MLflow call of a version that is not registered yet; a registered
     version is immutable and keeps serving whatever the policy says now.
     """
     if status.registry is not None:
         return None
-    try:
-        classify(spec.training.data.uri, ctx.settings.data_policy)
-    except DataUriRefused as exc:
-        return str(exc)
-    return None
+    return first_refusal({"spec.training.data.uri": spec.training.data.uri}, ctx.settings.data_policy)
 
 
 async def _write_invalid(

@@ -19,10 +19,11 @@ in the ModelVersion's status.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
@@ -269,6 +270,26 @@ def _download_name(uri: str, fmt: str) -> str:
     return f"dataset{suffix}"
 
 
+@contextlib.contextmanager
+def fetched(uri: str, fmt: str, policy: DataUriPolicy) -> Iterator[str]:
+    """What to read a non-built-in ``uri`` from under ``policy``: the checked local path (symbolic
+    links resolved), a downloaded copy of an http(s) URL (:func:`fetch_http`; removed afterwards),
+    or the URI itself (s3).
+
+    Raises :class:`DataUriRefused`, :class:`InvalidInput` or :class:`DatasetUnavailable`.
+    """
+    target = classify(uri, policy)
+    if target == "local":
+        yield check_local_path(local_path_of(uri), policy, resolve_links=True)
+    elif target == "http":
+        with tempfile.TemporaryDirectory(prefix="modelops-data-") as tmp:
+            dest = Path(tmp) / _download_name(uri, fmt)
+            fetch_http(uri, policy, dest)
+            yield str(dest)
+    else:
+        yield uri
+
+
 def load_dataset(spec: DataSpec, policy: DataUriPolicy) -> pd.DataFrame:
     """Load the frame ``spec`` points at under ``policy`` (see the module docstring).
 
@@ -276,21 +297,12 @@ def load_dataset(spec: DataSpec, policy: DataUriPolicy) -> pd.DataFrame:
     and for an empty frame) or :class:`DatasetUnavailable`.
     """
     try:
-        target = classify(spec.uri, policy)
-        if target == "builtin":
+        if classify(spec.uri, policy) == "builtin":
             frame = load_builtin(spec.uri)
         else:
             fmt = detect_format(spec.uri, spec.format)
-            if target == "local":
-                path = check_local_path(local_path_of(spec.uri), policy, resolve_links=True)
-                frame = read_table(path, fmt, spec.uri)
-            elif target == "http":
-                with tempfile.TemporaryDirectory(prefix="modelops-data-") as tmp:
-                    dest = Path(tmp) / _download_name(spec.uri, fmt)
-                    fetch_http(spec.uri, policy, dest)
-                    frame = read_table(str(dest), fmt, spec.uri)
-            else:
-                frame = read_table(spec.uri, fmt, spec.uri)
+            with fetched(spec.uri, fmt, policy) as source:
+                frame = read_table(source, fmt, spec.uri)
     except DataUriRefused as exc:
         raise InvalidInput(f"data.uri refused by the data URI policy: {exc}") from exc
     if frame.empty:
