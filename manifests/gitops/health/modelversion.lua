@@ -2,7 +2,8 @@
 -- Healthy: Ready=True (the version holds its stage and serves), or a settled end state that is
 -- what git asked for (Superseded by a higher version, Archived, Registered without a served stage).
 -- Degraded: a failure only a new commit can fix (invalid spec, failed training, version conflict,
--- failed promotion gate, stuck rollout, a changed spec.training on a registered version).
+-- failed promotion gate, stuck rollout, a model its server refuses, a changed spec.training on a
+-- registered version).
 -- Suspended: the gate passed but promotion.policy is Manual. Progressing: everything else.
 local hs = {}
 
@@ -26,6 +27,9 @@ local degraded = {
   RunNotFound = true,
   GateFailed = true,
   ProgressDeadlineExceeded = true,
+  FrameworkVersionMismatch = true,
+  UntrustedModel = true,
+  IncompatibleModel = true,
 }
 local settled = { Superseded = true, Archived = true, Registered = true }
 

@@ -81,11 +81,6 @@ def load_builtin(uri: str) -> pd.DataFrame:
     raise InvalidInput(f"{uri!r} is not a built-in dataset")
 
 
-def is_builtin(uri: str) -> bool:
-    """True for ``sklearn://…`` and ``penguins://…`` URIs."""
-    return uri.startswith(("sklearn://", "penguins://"))
-
-
 def detect_format(uri: str, declared: str = "auto") -> str:
     """``csv`` or ``parquet``: ``declared`` unless ``auto``, else from the URI's extension.
 
