@@ -20,7 +20,14 @@ from ..api.modelversion import (
     PromotionStatus,
     ServingStatus,
 )
-from ..builders.common import COMPONENT_SERVING, LABEL_VERSION, ObjectRef, selector_labels, serving_name
+from ..builders.common import (
+    COMPONENT_SERVING,
+    LABEL_VERSION,
+    ObjectRef,
+    label_value,
+    selector_labels,
+    serving_name,
+)
 from ..builders.serving import (
     ServedVersion,
     build_hpa,
@@ -123,7 +130,7 @@ async def observe_refusal(
     Read from the pods' container statuses (the server's termination message): the reason the
     server gave (e.g. FrameworkVersionMismatch) instead of a rollout that never completes.
     """
-    selector = {**selector_labels(COMPONENT_SERVING, model, stage), LABEL_VERSION: version}
+    selector = {**selector_labels(COMPONENT_SERVING, model, stage), LABEL_VERSION: label_value(version)}
     found = server_refusal(await ctx.kube.list(PODS, namespace, selector))
     if found is None:
         return None
