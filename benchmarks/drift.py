@@ -298,6 +298,7 @@ def run_job(
         DriftJobConfig,
         Owner,
     )
+    from modelops.datapolicy import DataUriPolicy
 
     config = DriftJobConfig(
         owner=Owner(kind="ModelMonitor", namespace="bench", name="bench-drift", uid=uid),
@@ -305,6 +306,7 @@ def run_job(
         stage="Production",
         reference_uri=str(ref),
         current_uri=str(cur),
+        data_policy=DataUriPolicy(local_path_prefixes=[str(Path(ref).parent), str(Path(cur).parent)]),
         drift=DriftSpec(max_rows=MAX_ROWS, report=report),
         history_runs=0,
     )

@@ -120,7 +120,7 @@ def bare(name: str) -> dict[str, Any]:
     import_s = time.perf_counter() - started
     config = job_config(name, "0.0.0", "bare")
     started = time.perf_counter()
-    frame = data_mod.load_dataset(config.data)
+    frame = data_mod.load_dataset(config.data, config.data_policy)
     estimator_cls = pipe.resolve_estimator(config.estimator, config.allowed_estimator_modules)
     estimator = pipe.make_estimator(estimator_cls, config.hyperparameters, config.random_state)
     task = pipe.task_of(estimator)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .api.modelmonitor import DriftSpec, HealthSpec
 from .api.modelversion import DataSpec
+from .datapolicy import DataUriPolicy
 
 #: Env var holding the job config JSON (TrainJobConfig / ServeConfig / DriftJobConfig).
 ENV_JOB_CONFIG = "MODELOPS_JOB_CONFIG"
@@ -105,8 +106,36 @@ FEEDBACK_DIR = (
     "feedback"  # <base>/<model>/<stage>/feedback/date=YYYY-MM-DD/<pod>-<seq>.parquet: request_id, label, timestamp
 )
 
-#: Exit code of a runtime command whose input was invalid (vs 1 for other failures).
+#: Exit code of a runtime command whose input was invalid (vs 1 for other failures); also of a
+#: model server that refused its model.
 EXIT_INVALID_INPUT = 2
+
+#: Where Kubernetes reads a container's termination message (the default terminationMessagePath),
+#: and the env var that moves it (the sandbox's kubelet cannot mount a file there).
+TERMINATION_LOG = "/dev/termination-log"
+ENV_TERMINATION_LOG = "MODELOPS_TERMINATION_LOG"
+
+#: Why a model server refuses its model (``IncompatibleModel`` covers the other kinds). The server
+#: writes ``<reason>: <message>`` as its termination message and exits; the operator reads it from
+#: the pod's container status into the ModelVersion's ``Serving`` condition.
+REFUSAL_FRAMEWORK_VERSION = "FrameworkVersionMismatch"
+REFUSAL_UNTRUSTED = "UntrustedModel"
+REFUSAL_INCOMPATIBLE = "IncompatibleModel"
+REFUSAL_REASONS = (REFUSAL_FRAMEWORK_VERSION, REFUSAL_UNTRUSTED, REFUSAL_INCOMPATIBLE)
+
+
+def refusal_message(reason: str, message: str) -> str:
+    """The termination message of a server that refused its model (one line)."""
+    return f"{reason}: {' '.join(message.split())}"
+
+
+def parse_refusal(text: str | None) -> tuple[str, str] | None:
+    """``(reason, message)`` of a termination message written by :func:`refusal_message`, else None
+    (another container's message, or a log tail when the process crashed)."""
+    reason, sep, message = (text or "").strip().partition(": ")
+    if not sep or reason not in REFUSAL_REASONS:
+        return None
+    return reason, message.strip()
 
 
 def prediction_log_dir(base: str, model: str, stage: str) -> str:
@@ -170,6 +199,10 @@ class TrainJobConfig(_Config):
     random_state: int = 42
     experiment: str = EXPERIMENT_TRAINING
     allowed_estimator_modules: list[str] = Field(default_factory=lambda: ["sklearn."])
+    data_policy: DataUriPolicy = Field(
+        default_factory=DataUriPolicy,
+        description="The operator's data URI policy, enforced again when the pod fetches (DNS, redirects, links).",
+    )
     reference_sample_rows: int = Field(
         default=5000, ge=10, description="Rows of training data kept as drift reference."
     )
@@ -186,6 +219,10 @@ class ServeConfig(_Config):
     prediction_log_uri: str | None = Field(default=None, description="fsspec directory; None disables the log.")
     log_flush_seconds: float = Field(default=5.0, gt=0)
     log_flush_rows: int = Field(default=1000, ge=1)
+    framework_version_match: Literal["exact", "minor"] = Field(
+        default="exact",
+        description="exact: refuse a model saved with another scikit-learn version; minor: compare major.minor only.",
+    )
 
     @property
     def model_uri(self) -> str:
@@ -206,6 +243,9 @@ class DriftJobConfig(_Config):
     current_format: str = "auto"
     window: str = "24h"
     prediction_log_uri: str | None = None
+    data_policy: DataUriPolicy = Field(
+        default_factory=DataUriPolicy, description="The operator's data URI policy for reference_uri and current_uri."
+    )
     drift: DriftSpec = Field(default_factory=DriftSpec)
     health: HealthSpec = Field(default_factory=HealthSpec)
     history_runs: int = Field(default=5, ge=0, description="Previous runs used for the accuracy trend.")

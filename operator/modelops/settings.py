@@ -5,6 +5,7 @@ The operator keeps the loaded instance in kopf's memo; nothing reads the environ
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -12,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from . import __version__
 from .contract import EXPERIMENT_EVALUATION, EXPERIMENT_MONITORING, EXPERIMENT_TRAINING
+from .datapolicy import DEFAULT_DATA_PATH, DEFAULT_DENIED_HOSTS, DEFAULT_SCHEMES, DataUriPolicy
 
 ServedStage = Literal["Development", "Staging", "Production"]
 
@@ -52,6 +54,32 @@ class Settings(BaseSettings):
     )
     prediction_log_volume_claim: str | None = Field(
         default=None, description="PVC mounted at prediction_log_uri in serving and drift pods (local paths)."
+    )
+    data_allowed_schemes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_SCHEMES),
+        description="URI schemes spec.training.data.uri may use (file = local paths under data_path_prefixes).",
+    )
+    data_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*"], description="Shell-style patterns of http(s) hosts and s3 buckets allowed."
+    )
+    data_denied_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_DENIED_HOSTS),
+        description="Host patterns refused (loopback and cluster-internal names) unless listed exactly as allowed.",
+    )
+    data_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs datasets may come from besides global addresses (none: no loopback/private/link-local).",
+    )
+    data_path_prefixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [DEFAULT_DATA_PATH], description="Local folders datasets may be read from."
+    )
+    data_volume_claim: str | None = Field(
+        default=None,
+        description="PVC mounted read-only at the first data_path_prefixes entry in training and drift pods.",
+    )
+    framework_version_match: Literal["exact", "minor"] = Field(
+        default="exact",
+        description="Model servers refuse a model saved with another scikit-learn version; minor: major.minor only.",
     )
     served_stages: Annotated[list[ServedStage], NoDecode] = Field(
         default_factory=_default_served_stages, description="Stages that get a serving Deployment."
@@ -98,10 +126,39 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("namespaces", "allowed_estimator_modules", "served_stages", mode="before")
+    @field_validator(
+        "namespaces",
+        "allowed_estimator_modules",
+        "served_stages",
+        "data_allowed_schemes",
+        "data_allowed_hosts",
+        "data_denied_hosts",
+        "data_allowed_networks",
+        "data_path_prefixes",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         """Accept ``a,b,c`` from the environment as well as a list."""
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("data_allowed_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        """Each entry must be a CIDR (``10.0.0.0/8``, ``127.0.0.1/32``, ``fd00::/8``)."""
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
+        return value
+
+    @property
+    def data_policy(self) -> DataUriPolicy:
+        """The data URI policy checked at reconcile time and passed to training pods."""
+        return DataUriPolicy(
+            allowed_schemes=self.data_allowed_schemes,
+            allowed_hosts=self.data_allowed_hosts,
+            denied_hosts=self.data_denied_hosts,
+            allowed_networks=self.data_allowed_networks,
+            local_path_prefixes=self.data_path_prefixes,
+        )

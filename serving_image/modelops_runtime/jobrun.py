@@ -24,12 +24,10 @@ from typing import TextIO, TypeVar
 
 import pydantic
 
-from modelops.contract import ENV_JOB_CONFIG, EXIT_INVALID_INPUT
+from modelops.contract import ENV_JOB_CONFIG, ENV_TERMINATION_LOG, EXIT_INVALID_INPUT, TERMINATION_LOG
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-#: Kubernetes reads a container's termination message from here when the file exists.
-TERMINATION_LOG = "/dev/termination-log"
 
 C = TypeVar("C", bound=pydantic.BaseModel)
 
@@ -114,9 +112,11 @@ def quiet_stderr() -> Iterator[TextIO]:
 
 
 def termination_message(message: str) -> None:
-    """Write ``message`` where Kubernetes reads a container's termination message, when that file exists."""
-    if os.path.exists(TERMINATION_LOG):
-        with contextlib.suppress(OSError), open(TERMINATION_LOG, "w") as handle:
+    """Write ``message`` where Kubernetes reads a container's termination message, when that file
+    exists (``$MODELOPS_TERMINATION_LOG``, else ``/dev/termination-log``)."""
+    path = os.environ.get(ENV_TERMINATION_LOG) or TERMINATION_LOG
+    if os.path.exists(path):
+        with contextlib.suppress(OSError), open(path, "w") as handle:
             handle.write(message)
 
 

@@ -289,3 +289,84 @@ def test_children_and_registry_edited_by_hand(
         and "version 1 of registered model" in condition(gone, "Registered", "False")["message"]
     )
     sb.wait_for(lambda: sb.find("deployments", name, ns) is None, 60)
+def test_a_model_the_server_refuses_reports_the_servers_reason_and_the_previous_version_serves(
+    operated: Sandbox, namespace: str, model_name: str, mlflow_client: MlflowClient, events
+) -> None:
+    """A model saved with another scikit-learn patch release (the default policy is an exact
+    match): Serving=False with the server's FrameworkVersionMismatch, not a rollout timeout."""
+    import mlflow
+    import sklearn
+    import yaml
+    from packaging.version import Version
+
+    sb, ns, model = operated, namespace, model_name
+    sb.create(modelversion("incumbent", model, "1.0.0"), ns)
+    sb.wait_for_object("modelversions", "incumbent", ns, phase("incumbent", "Ready"), TIMEOUT)
+    url = sb.service_url(f"{model}-production", ns)
+    # 1.1.0 registers in Development (not served); its MLmodel is then made to record the next
+    # patch release, as if another image had saved it.
+    better = {"C": 1.0, "max_iter": 1000}  # passes its gate against 1.0.0
+    sb.create(modelversion("other-patch", model, "1.1.0", stage="Development", hyperparameters=better), ns)
+    obj = sb.wait_for_object(
+        "modelversions", "other-patch", ns, lambda o: (o.get("status") or {}).get("registry"), TIMEOUT
+    )
+    installed = Version(sklearn.__version__)
+    saved_with = f"{installed.major}.{installed.minor}.{installed.micro + 1}"
+    run = mlflow_client.get_run(obj["status"]["registry"]["runId"])
+    model_id = run.outputs.model_outputs[0].model_id
+    location = mlflow_client.get_logged_model(model_id).artifact_location
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"{location}/MLmodel", tracking_uri=operated.mlflow_url
+    )
+    doc = yaml.safe_load(open(local).read())
+    doc["flavors"]["sklearn"]["sklearn_version"] = saved_with
+    with open(local, "w") as handle:
+        handle.write(yaml.safe_dump(doc))
+    mlflow_client.log_model_artifact(model_id, local)
+
+    sb.patch("modelversions", "other-patch", {"spec": {"stage": "Production"}}, ns)
+
+    def refused(o: dict) -> bool:
+        serving = condition(o, "Serving", "False")
+        return bool(serving and serving["reason"] == "FrameworkVersionMismatch")
+
+    obj = sb.wait_for_object("modelversions", "other-patch", ns, refused, TIMEOUT)
+    message = condition(obj, "Serving", "False")["message"]
+    assert f"saved with {saved_with}, the server runs {sklearn.__version__}" in message, message
+    assert "the previous version keeps serving" in message
+    assert obj["status"]["stage"] == "Production" and obj["status"]["phase"] == "Promoted"
+    assert condition(obj, "Ready", "False")["reason"] == "FrameworkVersionMismatch"
+    for _ in range(3):
+        answer = httpx.get(f"{url}/v2/models/{model}", timeout=10).json()
+        assert answer["versions"] == ["1.0.0"], answer  # the incumbent's replica still serves
+    posted = [e for e in events("other-patch") if e.get("reason") == "FrameworkVersionMismatch"]
+    assert posted and {e["type"] for e in posted} == {"Warning"}  # Serving=False and Ready=False
+
+
+def test_data_uris_outside_the_policy_are_invalid_spec_without_content(
+    operated: Sandbox, namespace: str, model_name: str, events, tmp_path
+) -> None:
+    """The sandbox runs the production data URI policy: an internal URL answering fake
+    credentials, a system file and a CSV outside the data folder are InvalidSpec naming the
+    field, nothing is fetched or trained, and no content reaches status or Events."""
+    from tests.runtime.test_data_policy import CREDENTIALS, SECRET, serving
+
+    sb, ns = operated, namespace
+    outside = tmp_path / "train.csv"
+    outside.write_text(f"x,target\n{SECRET},1\n2,0\n3,1\n4,0\n")
+    with serving("127.0.0.1", {"/latest": (200, {}, CREDENTIALS.encode())}) as (port, seen):
+        uris = {
+            "internal-url": f"http://127.0.0.1:{port}/latest",
+            "system-file": "/etc/os-release",
+            "outside-folder": str(outside),
+        }
+        for name, uri in uris.items():
+            sb.create(modelversion(name, f"{model_name}-{name}"[:40].rstrip("-"), "1.0.0", uri=uri), ns)
+        for name in uris:
+            obj = sb.wait_for_object("modelversions", name, ns, phase(name, "Failed"), TIMEOUT)
+            ready = condition(obj, "Ready", "False")
+            assert ready["reason"] == "InvalidSpec" and ready["message"].startswith("spec.training.data.uri: ")
+            assert any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in events(name))
+    assert seen == [] and sb.list("jobs", ns) == []
+    posted = str([events(name) for name in uris]) + str([sb.get("modelversions", n, ns)["status"] for n in uris])
+    assert SECRET not in posted and "PRETTY_NAME" not in posted

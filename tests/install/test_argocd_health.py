@@ -153,11 +153,13 @@ def test_modelmonitor_health(conditions: list[tuple[str, str, str]], expected: s
 
 
 def test_health_checks_cover_the_reasons_the_operator_uses() -> None:
-    """Every 'failed' reason of the operator's ModelVersion summary is Degraded in the Lua."""
+    """Every 'failed' reason of the operator's ModelVersion summary, and every reason a model
+    server refuses a model for, is Degraded in the Lua."""
+    from modelops.contract import REFUSAL_REASONS
     from modelops.reconcile.model import FAILED_REASONS
 
     script = HEALTH["ModelVersion"].read_text()
-    for reason in FAILED_REASONS:
+    for reason in [*FAILED_REASONS, *REFUSAL_REASONS]:
         assert re.search(rf"\b{reason} = true", script), reason
 
 

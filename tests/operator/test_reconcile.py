@@ -544,3 +544,84 @@ async def test_an_estimator_outside_the_allowlist_is_refused_before_any_job_or_m
     assert "spec.training.estimator: 'xgboost.XGBClassifier' is outside the allowed modules" in ready["message"]
     assert kube.count("jobs") == 0 and "version" not in status
     assert logged_runs.store.client.search_registered_models() == []  # MLflow was not even asked
+async def test_data_uris_outside_the_policy_are_invalid_spec_before_any_job_or_mlflow_call(
+    mlflow_store,  # noqa: F811
+    tmp_path: Any,
+) -> None:
+    """The reported reproductions: an internal URL answering fake credentials, a system file and
+    a CSV outside the data folder end as InvalidSpec naming the field; nothing is fetched, no Job
+    or MLflow run exists, and neither status nor Events carry the files' content."""
+    from tests.runtime.test_data_policy import CREDENTIALS, SECRET, serving
+
+    kube = FakeKube()
+    registry = Registry(mlflow_store.uri)
+    registry.client = mlflow_store.client
+    events: list[tuple[str, str, str]] = []
+    ctx = Context(
+        # The production data URI policy (the settings' default).
+        settings=Settings(experiment_training="registry-tests", mlflow_tracking_uri=mlflow_store.uri),
+        kube=kube,  # type: ignore[arg-type]
+        registry=registry,
+        post_event=lambda body, kind, reason, message: events.append((kind, reason, message)),
+    )
+    outside = tmp_path / "creds.csv"
+    outside.write_text(f"x,y\n{SECRET},1\n2,0\n")
+    os_release = open("/etc/os-release").read()
+    with serving("127.0.0.1", {"/latest": (200, {}, CREDENTIALS.encode())}) as (port, seen):
+        uris = {
+            "internal-url": (f"http://127.0.0.1:{port}/latest", "address 127.0.0.1 is loopback"),
+            "system-file": ("/etc/os-release", "local path '/etc/os-release' is outside the allowed data folders"),
+            "outside-folder": (str(outside), "is outside the allowed data folders (/var/lib/modelops/data)"),
+        }
+        for name, (uri, _) in uris.items():
+            mv = _mv(kube, f"uid-{name}", "1.0.0")
+            del kube.objects[("modelversions", NS, "iris")]
+            mv["metadata"]["name"] = name
+            mv["spec"]["model"] = name
+            mv["spec"]["training"]["data"] = {"uri": uri, "target": "y", "format": "csv"}
+            kube.put(MODELVERSIONS, mv)
+            for _ in range(2):  # a second pass changes nothing and posts nothing
+                await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, name)) or {})
+    assert seen == []
+    for name, (_, why) in uris.items():
+        status = (await kube.get(MODELVERSIONS, NS, name) or {})["status"]
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+        assert ready["message"].startswith("spec.training.data.uri: ") and why in ready["message"]
+        assert status["phase"] == "Failed" and "trainingJob" not in status and "version" not in status
+    assert kube.count("jobs") == 0
+    assert mlflow_store.client.search_registered_models() == []
+    assert mlflow_store.client.search_experiments(filter_string="name = 'registry-tests'") == []
+    assert [(kind, reason) for kind, reason, _ in events] == [("Warning", "InvalidSpec")] * 3
+    everything = str(events) + str([o.get("status") for o in kube.objects.values()])
+    assert SECRET not in everything and "PRETTY_NAME" in os_release and "PRETTY_NAME" not in everything
+
+
+async def test_a_monitor_reading_outside_the_data_policy_is_invalid_spec_and_has_no_cronjob(
+    mlflow_store,  # noqa: F811
+) -> None:
+    from modelops.builders.common import drift_cronjob_name
+    from modelops.clients.kube import CRONJOBS, MODELMONITORS
+    from modelops.reconcile import modelmonitor
+
+    ctx, kube = _ctx(mlflow_store)
+    monitor = {
+        "apiVersion": API_VERSION,
+        "kind": "ModelMonitor",
+        "metadata": {"name": "watch", "namespace": NS, "uid": "uid-mm"},
+        "spec": {"model": "iris-model", "stage": "Production", "schedule": "0 * * * *"},
+    }
+    kube.put(MODELMONITORS, monitor)
+    await modelmonitor.reconcile(ctx, (await kube.get(MODELMONITORS, NS, "watch")) or {})
+    assert kube.count("cronjobs") == 1  # allowed: scheduled
+
+    monitor["spec"]["current"] = {"uri": "http://169.254.169.254/latest/meta-data/iam", "format": "csv"}
+    kube.put(MODELMONITORS, monitor)  # the URI of the current data now points at cloud metadata
+    await modelmonitor.reconcile(ctx, (await kube.get(MODELMONITORS, NS, "watch")) or {})
+    status = (await kube.get(MODELMONITORS, NS, "watch") or {})["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert ready["message"] == (
+        "spec.current.uri: address 169.254.169.254 is link-local and not in the allowed networks (none)"
+    )
+    assert await kube.get(CRONJOBS, NS, drift_cronjob_name("watch")) is None and "cronJob" not in status

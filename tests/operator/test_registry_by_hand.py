@@ -12,7 +12,7 @@ from modelops.clients.kube import DEPLOYMENTS, JOBS, MODELVERSIONS
 from modelops.reconcile import modelversion
 from tests.mlflow_testing import logged_runs, logged_runs_template, mlflow_store, mlflow_template  # noqa: F401
 from tests.operator.fake_kube import FakeKube
-from tests.operator.test_reconcile import NS, _ctx, _mv, owned_by
+from tests.operator.test_reconcile import NS, _ctx, _mv, _ready_deployment, owned_by
 
 MODEL = "iris-model"
 
@@ -110,6 +110,8 @@ async def test_registry_changes_by_hand_are_repaired_within_one_interval_and_rep
     client = logged_runs.store.client
     ctx.versions.attach(Index(kube))
     _version(kube, "a", "uid-0", "1.0.0", "Staging")
+    await _reconcile(ctx, kube, "a")
+    _ready_deployment(kube, "iris-model-staging")  # rolled out: a settled version (not polled as a rollout)
     status = await _reconcile(ctx, kube, "a")
     mine = status["registry"]["version"]
     assert status["stage"] == "Staging" and modelversion.is_settled(await kube.get(MODELVERSIONS, NS, "a") or {})

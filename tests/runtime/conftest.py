@@ -13,6 +13,7 @@ from .serve_support import (
     breast_cancer_model,
     config_for,
     mlflow_store,
+    next_patch_release,
     patch_recorded_sklearn_version,
     penguins_model,
     register,
@@ -30,7 +31,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     penguins = register("penguins", *penguins_model())
     old = register("old-sklearn", *breast_cancer_model())
     patch_recorded_sklearn_version(old, "0.24.2")
-    yield Store(root, uri, bc, penguins, old)
+    other_patch = register("other-patch", *breast_cancer_model())
+    patch_recorded_sklearn_version(other_patch, next_patch_release())
+    yield Store(root, uri, bc, penguins, old, other_patch)
     mlflow.set_tracking_uri(previous)
 
 

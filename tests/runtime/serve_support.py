@@ -192,8 +192,20 @@ def v2_columns(frame: pd.DataFrame, datatypes: dict[str, str] | None = None) -> 
 
 
 class Store:
-    def __init__(self, root: Path, uri: str, bc: Registered, penguins: Registered, old: Registered) -> None:
+    def __init__(
+        self, root: Path, uri: str, bc: Registered, penguins: Registered, old: Registered, other_patch: Registered
+    ) -> None:
         self.root, self.uri, self.bc, self.penguins, self.old = root, uri, bc, penguins, old
+        self.other_patch = other_patch  # saved with the installed scikit-learn's next patch release
+
+
+def next_patch_release() -> str:
+    """The installed scikit-learn's version with the patch number plus one."""
+    import sklearn
+    from packaging.version import Version
+
+    installed = Version(sklearn.__version__)
+    return f"{installed.major}.{installed.minor}.{installed.micro + 1}"
 
 
 def use_store(store: Store) -> None:

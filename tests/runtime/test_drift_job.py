@@ -51,6 +51,7 @@ from modelops.contract import (
     TrainingResult,
     prediction_log_partition,
 )
+from modelops.datapolicy import DataUriPolicy
 from modelops.monitoring.health import HealthReport
 from modelops_runtime.drift import job
 
@@ -143,6 +144,7 @@ def config(log_dir: Path, uid: str, **overrides: object) -> DriftJobConfig:
         "prediction_log_uri": str(log_dir),
         "drift": DriftSpec(min_rows=50),
         "health": HealthSpec(max_latency_p95_ms=100, min_accuracy=0.8),
+        "data_policy": DataUriPolicy(local_path_prefixes=[str(log_dir)]),  # the test's folder is the data folder
     }
     values.update(overrides)
     return DriftJobConfig.model_validate(values)
@@ -519,3 +521,24 @@ def test_prediction_log_features_are_sampled_in_arrow_with_the_same_result(
     )
     whole = detect_drift(reference, strip_feature_prefix(window), columns=FEATURES, min_rows=50, max_rows=100)
     assert result == whole.model_dump(mode="json")
+
+
+def test_an_unparsable_reference_is_reported_by_its_error_class_not_its_content(
+    store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    secret = "AKIAFAKEFAKEFAKE1234"
+    (tmp_path / "creds.parquet").write_text(f"aws_access_key_id={secret}\n")
+    cfg = config(tmp_path, "uid-creds-ref", reference_uri=str(tmp_path / "creds.parquet"))
+    code, _, err = run_main(monkeypatch, capsys, store, cfg)
+    assert code == 2 and err.rstrip().endswith("creds.parquet: ArrowInvalid") and secret not in err
+    (run,) = monitoring_runs(store, "uid-creds-ref")
+    assert secret not in run.data.tags[TAG_FAILURE]
+
+
+def test_a_current_uri_outside_the_data_policy_is_refused_before_it_is_read(
+    store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cfg = config(tmp_path, "uid-etc", current_uri="/etc/os-release", current_format="csv", data_policy=DataUriPolicy())
+    code, _, err = run_main(monkeypatch, capsys, store, cfg)
+    assert code == 2 and "/etc/os-release refused by the data URI policy: local path" in err, err
+    assert "PRETTY_NAME" not in err

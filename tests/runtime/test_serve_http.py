@@ -19,12 +19,14 @@ import pytest
 from modelops.contract import (
     ENV_JOB_CONFIG,
     ENV_PORT,
+    ENV_TERMINATION_LOG,
     LOG_COLUMNS,
     LOG_FEATURE_PREFIX,
     PROM_ERRORS,
     PROM_LATENCY,
     PROM_PREDICTIONS,
     ServeConfig,
+    parse_refusal,
     prediction_log_partition,
 )
 from modelops.monitoring.prediction_log import read_feedback, read_prediction_log
@@ -37,13 +39,23 @@ from .serve_support import (
     config_for,
     free_port,
     metric,
+    next_patch_release,
     records,
     serving,
+    use_store,
     v2_columns,
     wait_for_log,
 )
 
 HOUR = timedelta(hours=1)
+
+
+@pytest.fixture(autouse=True)
+def _store_uri(store: Store) -> None:
+    """Every test of this module talks to the module's store: tests/conftest.py resets the
+    process-wide MLflow URIs after each test, and a server started without one would load from (and
+    create) MLflow's default ./mlflow.db."""
+    use_store(store)
 # The server passes all-numeric inputs as an ndarray in the fitted column order and filters this
 # warning process-wide; pytest resets warning filters per test, so it would reappear here.
 pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")
@@ -440,6 +452,40 @@ def test_serve_command_end_to_end_with_sigterm_flush(store: Store, tmp_path: Pat
     assert len(files) == 1 and files[0].name.startswith("serve-pod-0-")
     log = read_prediction_log(str(log_dir), store.bc.name, "Staging", datetime.now(UTC) - HOUR)
     assert len(log) == 2
+
+
+def test_serve_command_refusing_its_model_exits_with_the_reason_as_termination_message(
+    store: Store, tmp_path: Path
+) -> None:
+    """A model saved with another scikit-learn patch release: refused by default (exact match), the
+    reason written where Kubernetes reads the termination message, exit code 2; served with the
+    explicit opt-out (major.minor)."""
+    import sklearn
+
+    other_patch, patched = next_patch_release(), store.other_patch
+    termination_log = tmp_path / "termination-log"
+    termination_log.write_text("")
+    env = {
+        **os.environ,
+        ENV_JOB_CONFIG: config_for(patched).to_env(),
+        ENV_PORT: str(free_port()),
+        ENV_TERMINATION_LOG: str(termination_log),
+        "MLFLOW_TRACKING_URI": store.uri,
+    }
+    command = [sys.executable, "-m", "modelops_runtime", "serve", "--host", "127.0.0.1"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert parse_refusal(termination_log.read_text()) == (
+        "FrameworkVersionMismatch",
+        f"scikit-learn version mismatch: the model was saved with {other_patch}, the server runs {sklearn.__version__} "
+        f"(the exact version must match (framework version match: exact)); serve it with an image that has "
+        f"scikit-learn {other_patch} or retrain it",
+    )
+    with serving(config_for(patched, framework_version_match="minor")) as running:
+        running.wait_ready()
+        X = patched.X.iloc[:2]
+        response = running.client.post("/invocations", json={"dataframe_records": records(X)})
+        assert response.json() == {"predictions": patched.estimator.predict(X).tolist()}
 
 
 def test_serve_command_rejects_missing_or_invalid_config(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -105,3 +108,15 @@ def test_failing_on_its_own_example_refuses_the_model(iris: tuple[pd.DataFrame, 
         model.warm_up(batch, trusted_example=trusted)
     synthetic, trusted = example_batch(schema, None)
     assert not trusted and synthetic.n_rows == 1
+
+
+def test_a_skops_file_naming_a_helper_function_is_refused_at_load_not_at_warm_up(tmp_path: Path) -> None:
+    from modelops_runtime.serve.model import load_served_model
+    from tests.unit.test_registry_config import save_with_callable
+
+    helper = "sklearn.utils._testing.assert_run_python_script_without_output"
+    path = save_with_callable(tmp_path, helper)
+    refused = rf"outside the trusted set: {re.escape(helper)} \(a test helper"
+    with pytest.raises(IncompatibleModel, match=refused) as err:
+        load_served_model(str(path), dst_path=str(tmp_path / "download"))
+    assert "warm-up" not in str(err.value)

@@ -263,9 +263,14 @@ def test_feedback_parsing() -> None:
         parse_feedback(b'{"request_id": "a", "label": [1]}')
 
 
-def test_sklearn_major_minor_must_match() -> None:
-    check_sklearn_version("1.9.0", installed="1.9.1")
-    with pytest.raises(IncompatibleModel, match=r"saved with 1\.8\.2, the server runs 1\.9\.1"):
-        check_sklearn_version("1.8.2", installed="1.9.1")
-    with pytest.raises(IncompatibleModel, match="unparsable"):
+def test_sklearn_version_must_match_exactly_unless_minor_is_chosen() -> None:
+    check_sklearn_version("1.9.1", installed="1.9.1")
+    with pytest.raises(IncompatibleModel, match=r"saved with 1\.9\.0, the server runs 1\.9\.1 \(the exact") as err:
+        check_sklearn_version("1.9.0", installed="1.9.1")  # a patch release differs: refused by default
+    assert err.value.reason == "FrameworkVersionMismatch"
+    check_sklearn_version("1.9.0", installed="1.9.1", match="minor")  # the explicit opt-out
+    with pytest.raises(IncompatibleModel, match=r"saved with 1\.8\.2, the server runs 1\.9\.1 \(major\.minor"):
+        check_sklearn_version("1.8.2", installed="1.9.1", match="minor")
+    with pytest.raises(IncompatibleModel, match="unparsable") as err:
         check_sklearn_version("not-a-version", installed="1.9.1")
+    assert err.value.reason == "FrameworkVersionMismatch"

@@ -28,6 +28,7 @@ from modelops.contract import (
     TrainingResult,
     TrainJobConfig,
 )
+from modelops.datapolicy import DataUriPolicy
 from modelops.registry.models import load_model
 from modelops.registry.operations import find_run_by_uid
 from modelops_runtime.jobrun import Terminated
@@ -37,8 +38,13 @@ from tests.mlflow_testing import MlflowStore, mlflow_store, mlflow_template, res
 EXPERIMENT = "model-training"
 
 
+def local_data(folder: Path) -> DataUriPolicy:
+    """The production data URI policy with ``folder`` as the data folder."""
+    return DataUriPolicy(local_path_prefixes=[str(folder)])
+
+
 def make_config(uri: str, target: str, estimator: str, uid: str, **extra: Any) -> TrainJobConfig:
-    """A job config as the operator would build it."""
+    """A job config as the operator would build it (the production data URI policy unless given)."""
     data = DataSpec(uri=uri, target=target, **extra.pop("data", {}))
     return TrainJobConfig(
         owner=Owner(kind="ModelVersion", namespace="team-a", name=f"cr-{uid}", uid=uid),
@@ -207,7 +213,9 @@ def test_csv_with_nulls_string_categories_and_missing_labels(
     path = tmp_path / "people.csv"
     frame.to_csv(path, index=False)
 
-    config = make_config(str(path), "label", "sklearn.linear_model.LogisticRegression", "uid-csv")
+    config = make_config(
+        str(path), "label", "sklearn.linear_model.LogisticRegression", "uid-csv", data_policy=local_data(tmp_path)
+    )
     code, _, err = run_train(config, monkeypatch, capsys)
     assert code == 0, err
     run = only_run(store, "uid-csv")
@@ -242,6 +250,7 @@ def test_parquet_over_http_and_explicit_feature_lists(
             "sklearn.tree.DecisionTreeClassifier",
             "uid-http",
             data={"numeric_features": numeric},
+            data_policy=DataUriPolicy(allowed_networks=["127.0.0.1/32"]),  # the test's server is on loopback
         )
         code, _, err = run_train(config, monkeypatch, capsys)
     finally:
@@ -306,7 +315,9 @@ BAD_INPUTS = {
         r"invalid hyperparameter value: .*n_estimators",
     ),
     "missing dataset": (
-        lambda p: make_config(str(p / "nope.csv"), "target", "sklearn.linear_model.LogisticRegression", "bad-5"),
+        lambda p: make_config(
+            str(p / "nope.csv"), "target", "sklearn.linear_model.LogisticRegression", "bad-5", data_policy=local_data(p)
+        ),
         r"dataset not found: .*nope\.csv",
     ),
     "missing target column": (
@@ -314,8 +325,15 @@ BAD_INPUTS = {
         r"target column 'quality' not in dataset",
     ),
     "one class": (
-        lambda p: make_config(_one_class_csv(p), "y", "sklearn.linear_model.LogisticRegression", "bad-7"),
-        r"target column 'y' has a single class \('yes'\)",
+        lambda p: make_config(
+            _one_class_csv(p), "y", "sklearn.linear_model.LogisticRegression", "bad-7", data_policy=local_data(p)
+        ),
+        r"target column 'y' has a single class; a classifier needs at least two",
+    ),
+    "csv outside the data folder": (  # the production policy: the data volume only
+        lambda p: make_config(_one_class_csv(p), "y", "sklearn.linear_model.LogisticRegression", "bad-8"),
+        r"data\.uri refused by the data URI policy: local path '.*one_class\.csv' is outside the allowed data "
+        r"folders \(/var/lib/modelops/data\)",
     ),
 }
 

@@ -10,6 +10,7 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 from modelops.api.modelversion import DataSpec
+from modelops.datapolicy import DataUriPolicy
 from modelops_runtime.train import data, metrics, pipeline
 from modelops_runtime.train.errors import InvalidInput
 
@@ -81,7 +82,7 @@ def test_formats_builtins_and_hash(tmp_path: Path) -> None:
         data.detect_format("/d/blob")
     with pytest.raises(InvalidInput, match="unknown built-in dataset 'sklearn://mnist'"):
         data.load_builtin("sklearn://mnist")
-    iris = data.load_dataset(DataSpec(uri="sklearn://iris", target="target"))
+    iris = data.load_dataset(DataSpec(uri="sklearn://iris", target="target"), DataUriPolicy())
     assert iris.shape == (150, 5) and "target" in iris.columns
 
     frame = pd.DataFrame({"a": [1, 2], "b": ["x", None]})
@@ -91,14 +92,15 @@ def test_formats_builtins_and_hash(tmp_path: Path) -> None:
     assert digest != data.dataset_hash(frame.iloc[::-1])  # row order is content
     assert digest != data.dataset_hash(frame.rename(columns={"a": "A"}))
 
+    local = DataUriPolicy(local_path_prefixes=[str(tmp_path)])  # the test's data folder
     empty = tmp_path / "empty.csv"
     empty.write_text("a,b\n")
     with pytest.raises(InvalidInput, match="has no rows"):
-        data.load_dataset(DataSpec(uri=str(empty), target="b"))
+        data.load_dataset(DataSpec(uri=str(empty), target="b"), local)
     broken = tmp_path / "broken.parquet"
     broken.write_text("not parquet")
     with pytest.raises(InvalidInput, match="cannot read parquet dataset"):
-        data.load_dataset(DataSpec(uri=str(broken), target="b"))
+        data.load_dataset(DataSpec(uri=str(broken), target="b"), local)
 
 
 def test_metrics_and_profile() -> None:
@@ -162,6 +164,7 @@ def test_a_dataset_server_refusing_connections_is_unavailable_not_missing(tmp_pa
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(data.DatasetUnavailable, match=r"cannot reach dataset .*ConnectionRefusedError"):
-        data.load_file(f"http://127.0.0.1:{port}/iris.csv", "csv")
+        url = f"http://127.0.0.1:{port}/iris.csv"
+        data.read_table(url, "csv", url)
     with pytest.raises(InvalidInput, match="dataset not found"):
-        data.load_file(str(tmp_path / "absent.csv"), "csv")
+        data.read_table(str(tmp_path / "absent.csv"), "csv", "absent.csv")

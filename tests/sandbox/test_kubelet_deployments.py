@@ -169,7 +169,11 @@ def test_bad_template_leaves_old_replicas_serving(sandbox: Sandbox, namespace: s
     url = sandbox.service_url("api", namespace)
 
     bad_template = copy.deepcopy(good["spec"]["template"])
-    bad_template["spec"]["containers"][0]["args"] = ["-c", "import sys; print('boom'); sys.exit(1)"]
+    # It writes a termination message where the kubelet tells it to (terminationMessagePath), then exits.
+    bad_template["spec"]["containers"][0]["args"] = [
+        "-c",
+        "import os, sys; open(os.environ['MODELOPS_TERMINATION_LOG'], 'w').write('Refused: no way'); sys.exit(2)",
+    ]
     sandbox.patch("deployments", "api", {"spec": {"template": bad_template}}, namespace)
 
     stuck = sandbox.wait_for_object(
@@ -185,11 +189,27 @@ def test_bad_template_leaves_old_replicas_serving(sandbox: Sandbox, namespace: s
     crashing = [p for p in sandbox.list("pods", namespace, {"app": "api"})
                 if _restarts(p) >= 1]
     assert crashing, "the new replica restarts (CrashLoopBackOff)"
+    last = crashing[0]["status"]["containerStatuses"][0]["lastState"]["terminated"]
+    assert (last["exitCode"], last["reason"], last["message"]) == (2, "Error", "Refused: no way")
 
     # Rolling back to the good template removes the crashing replica and completes again.
     sandbox.patch("deployments", "api", {"spec": {"template": good["spec"]["template"]}}, namespace)
     sandbox.wait_for_object("deployments", "api", namespace, rolled_out, timeout=60, message="rolled back")
     assert len(sandbox.list("pods", namespace, {"app": "api"})) == 2
+
+
+def test_termination_message_falls_back_to_the_log_tail(sandbox: Sandbox, namespace: str) -> None:
+    script = "import sys; print('\\n'.join(f'line {i}' for i in range(100))); sys.exit(3)"
+    container = python_container(script, terminationMessagePolicy="FallbackToLogsOnError")
+    sandbox.create(deployment("tail", container, replicas=1), namespace)
+
+    def last_state(pod: dict[str, Any]) -> dict[str, Any]:
+        return ((pod.get("status") or {}).get("containerStatuses") or [{}])[0].get("lastState") or {}
+
+    sandbox.wait_for(lambda: any(last_state(p) for p in sandbox.list("pods", namespace, {"app": "tail"})), 60)
+    (pod,) = sandbox.list("pods", namespace, {"app": "tail"})
+    message = last_state(pod)["terminated"]["message"]
+    assert message.splitlines() == [f"line {i}" for i in range(20, 100)]  # the last 80 lines
 
 
 def test_unknown_image_reports_replica_failure(sandbox: Sandbox, namespace: str) -> None:

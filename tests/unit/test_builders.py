@@ -224,6 +224,34 @@ def test_training_job_config_parses_back(mv: tuple[ObjectRef, ModelVersionSpec])
     assert (config.test_size, config.random_state) == (0.25, 42)
     assert config.experiment == "model-training"
     assert config.allowed_estimator_modules == ["sklearn.", "xgboost."]
+    assert config.data_policy == settings.data_policy  # the pod enforces the operator's policy again
+    pod = job["spec"]["template"]["spec"]
+    assert "data" not in {v["name"] for v in pod["volumes"]}  # no data volume claim configured
+
+
+def test_training_and_drift_jobs_mount_the_data_volume_read_only(
+    mv: tuple[ObjectRef, ModelVersionSpec], mm: tuple[ObjectRef, ModelMonitorSpec]
+) -> None:
+    ref, spec = mv
+    settings = Settings(data_volume_claim="training-data", data_allowed_networks="10.20.0.0/16")
+    cron = build_drift_cronjob(*mm, settings)
+    drift_pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "training-data", "readOnly": True}} in drift_pod[
+        "volumes"
+    ]
+    drift_env = {e["name"]: e for e in drift_pod["containers"][0]["env"]}
+    assert DriftJobConfig.from_env(drift_env[ENV_JOB_CONFIG]["value"]).data_policy == settings.data_policy
+    job = build_training_job(ref, spec, "1.3.0", "1.2.0", settings)
+    validate(job)
+    assert_restricted(job)
+    pod = job["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "data")
+    assert volume["persistentVolumeClaim"] == {"claimName": "training-data", "readOnly": True}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "data")
+    assert mount == {"name": "data", "mountPath": "/var/lib/modelops/data", "readOnly": True}
+    config = TrainJobConfig.from_env(container_env(job)[ENV_JOB_CONFIG]["value"])
+    assert config.data_policy.allowed_networks == ["10.20.0.0/16"]
+    assert config.data_policy.local_path_prefixes == ["/var/lib/modelops/data"]
 
 
 def test_training_job_overrides(mv: tuple[ObjectRef, ModelVersionSpec]) -> None:
@@ -319,6 +347,7 @@ def test_serving_deployment_valid_restricted_and_wired(
     assert config.model_uri == "models:/breast-cancer/3"
     assert (config.version, config.stage, config.port) == ("1.0.0", "Production", SERVING_PORT)
     assert config.prediction_log_uri == settings.prediction_log_uri
+    assert config.framework_version_match == settings.framework_version_match == "exact"
     # The prediction-log PVC is mounted where the log's local path is.
     pod = template["spec"]
     pvc = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]

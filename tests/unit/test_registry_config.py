@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import mlflow
@@ -146,5 +147,55 @@ def test_loader_refuses_untrusted_types_and_pickle(tmp_path: Path) -> None:
     )
     assert load_model(str(forest)).predict(x[:2]).shape == (2,)
     # The policy is ours, not the list the model's MLmodel file declares.
-    with pytest.raises(UntrustedModel, match=r"outside the trusted set \[\]: .*sklearn\.tree\._tree\.Tree"):
-        load_model(str(forest), trusted_prefixes=())
+    with pytest.raises(UntrustedModel, match=r"outside the trusted set: sklearn\.tree\._tree\.Tree \(not an estimator"):
+        load_model(str(forest), trusted_bases=())
+
+
+#: Callables a crafted skops file can name: a scikit-learn test helper that runs a Python
+#: subprocess, and a public function that downloads from the network.
+CALLABLES = {
+    "sklearn.utils._testing.assert_run_python_script_without_output": "a test helper module",
+    "sklearn.datasets._openml.fetch_openml": "a function, not a class: the model would call it",
+}
+
+
+def save_with_callable(tmp_path: Path, name: str) -> Path:
+    """An MLflow skops model whose pipeline holds the callable ``name`` in a FunctionTransformer,
+    with the MLmodel file declaring it trusted (what a crafted model would do)."""
+    import importlib
+
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    module, _, attr = name.rpartition(".")
+    func = getattr(importlib.import_module(module), attr)
+    x, y = load_iris(return_X_y=True, as_frame=True)
+    model = Pipeline([("f", FunctionTransformer()), ("m", LogisticRegression(max_iter=300))]).fit(x, y)
+    model.steps[0][1].func = func  # set after fitting: nothing of it runs here
+    path = tmp_path / attr
+    mlflow.sklearn.save_model(
+        model,
+        str(path),
+        serialization_format="skops",
+        skops_trusted_types=[name],
+        signature=mlflow.models.infer_signature(x, y),
+        input_example=x.head(2),
+        pip_requirements=REQS,
+    )
+    return path
+
+
+@pytest.mark.parametrize("name", list(CALLABLES))
+def test_a_callable_in_a_skops_file_is_refused_before_anything_is_rebuilt(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import skops.io
+
+    path = save_with_callable(tmp_path, name)
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("skops.io.load ran: the check must come first")
+
+    monkeypatch.setattr(skops.io, "load", never)
+    with pytest.raises(UntrustedModel, match=re.escape(f"{name} ({CALLABLES[name]})")):
+        load_model(str(path))

@@ -8,7 +8,7 @@ Each template is a YAML list of PolicyRules; rbac.yaml includes them.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-# operator list (reconcile/modelversion.py)
+# operator list (reconcile/model.py, reconcile/modelversion.py)
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
@@ -24,10 +24,10 @@ Each template is a YAML list of PolicyRules; rbac.yaml includes them.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# operator get, create, patch (reconcile/children.py); kopf list, watch (handler cronjobs-watch)
+# operator get, create, patch, delete (reconcile/children.py); kopf list, watch (handler cronjobs-watch)
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # operator get, list, create, patch, delete (reconcile/children.py, reconcile/modelmonitor.py, reconcile/modelversion.py); kopf list, watch (handler jobs-watch)
 - apiGroups: ["batch"]
   resources: ["jobs"]

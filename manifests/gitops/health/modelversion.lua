@@ -3,7 +3,8 @@
 -- what git asked for (Superseded by a higher version, Archived, Registered without a served stage,
 -- ScaledToZero: the version holds a served stage with serving.replicas 0).
 -- Degraded: a failure only a new commit can fix (invalid spec, failed training, version conflict,
--- failed promotion gate, stuck rollout, a changed spec.training on a registered version).
+-- failed promotion gate, stuck rollout, a model its server refuses, a changed spec.training on a
+-- registered version).
 -- Suspended: the gate passed but promotion.policy is Manual. Progressing: everything else.
 local hs = {}
 
@@ -29,6 +30,9 @@ local degraded = {
   ChildNameConflict = true,
   GateFailed = true,
   ProgressDeadlineExceeded = true,
+  FrameworkVersionMismatch = true,
+  UntrustedModel = true,
+  IncompatibleModel = true,
 }
 local settled = { Superseded = true, Archived = true, Registered = true }
 

@@ -41,7 +41,10 @@ class ReferenceSpec(ApiModel):
     uri: str | None = Field(
         default=None,
         max_length=2048,
-        description="Dataset URI; default is the reference sample logged by the serving version's training run.",
+        description=(
+            "Dataset URI (allowed by the operator's data URI policy, else InvalidSpec); default is the reference "
+            "sample logged by the serving version's training run."
+        ),
     )
     format: Literal["auto", "csv", "parquet"] = Field(default="auto", description="File format.")
 
@@ -50,7 +53,10 @@ class CurrentSpec(ApiModel):
     """Current data: what the model sees now."""
 
     uri: str | None = Field(
-        default=None, max_length=2048, description="Dataset URI; default is the stage's prediction log."
+        default=None,
+        max_length=2048,
+        description="Dataset URI (allowed by the operator's data URI policy, else InvalidSpec); default is the "
+        "stage's prediction log.",
     )
     format: Literal["auto", "csv", "parquet"] = Field(default="auto", description="File format.")
     window: str = Field(

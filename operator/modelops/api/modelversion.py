@@ -20,8 +20,9 @@ class DataSpec(ApiModel):
 
     uri: str = Field(
         description=(
-            "Dataset location: a local/PVC path, http(s)://, s3:// (with the s3 extra), or a built-in real "
-            "dataset: sklearn://breast_cancer|wine|iris|digits|diabetes, penguins://."
+            "Dataset location: a path on the data volume, http(s)://, s3:// (with the s3 extra), or a built-in "
+            "real dataset: sklearn://breast_cancer|wine|iris|digits|diabetes, penguins://. Only what the "
+            "operator's data URI policy allows (docs/install.md); anything else is Ready=False, InvalidSpec."
         ),
         min_length=1,
         max_length=2048,

@@ -324,6 +324,22 @@ def scratch_volumes() -> list[dict[str, Any]]:
     ]
 
 
+#: Volume name of the data volume (settings.data_volume_claim) in training and drift pods.
+DATA_VOLUME = "data"
+
+
+def data_volume(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, volumeMounts) of the data volume: ``settings.data_volume_claim`` mounted read-only
+    at the first ``settings.data_path_prefixes`` entry (default /var/lib/modelops/data), or none."""
+    if not (settings.data_volume_claim and settings.data_path_prefixes):
+        return [], []
+    claim = {"claimName": settings.data_volume_claim, "readOnly": True}
+    return (
+        [{"name": DATA_VOLUME, "persistentVolumeClaim": claim}],
+        [{"name": DATA_VOLUME, "mountPath": settings.data_path_prefixes[0], "readOnly": True}],
+    )
+
+
 def scratch_mounts() -> list[dict[str, Any]]:
     """volumeMounts for :func:`scratch_volumes`."""
     return [

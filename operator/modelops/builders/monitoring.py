@@ -14,6 +14,7 @@ from .common import (
     ObjectRef,
     base_env,
     container_security_context,
+    data_volume,
     drift_cronjob_name,
     local_path,
     mlflow_env,
@@ -59,7 +60,9 @@ def build_drift_cronjob(owner: ObjectRef, spec: ModelMonitorSpec, settings: Sett
       from settings, reference/current/drift/health from the spec), MLflow env from settings
       (credentials via secretKeyRef only), the restricted Pod Security profile;
     - the prediction-log PVC mounted **read-only** at the log's path when
-      ``settings.prediction_log_volume_claim`` is set and the log URI is a local path.
+      ``settings.prediction_log_volume_claim`` is set and the log URI is a local path, and the
+      data volume (:func:`~modelops.builders.common.data_volume`) for reference/current files;
+    - the data URI policy from settings in the config (the job enforces it when it reads).
 
     Raises ``ValueError`` when ``owner`` is not a ModelMonitor.
     """
@@ -78,11 +81,13 @@ def build_drift_cronjob(owner: ObjectRef, spec: ModelMonitorSpec, settings: Sett
         current_format=spec.current.format,
         window=spec.current.window,
         prediction_log_uri=settings.prediction_log_uri,
+        data_policy=settings.data_policy,
         drift=spec.drift,
         health=spec.health,
     )
-    volumes = scratch_volumes()
-    mounts = scratch_mounts()
+    data_volumes, data_mounts = data_volume(settings)
+    volumes = [*scratch_volumes(), *data_volumes]
+    mounts = [*scratch_mounts(), *data_mounts]
     log_path = local_path(settings.prediction_log_uri)
     if log_path is not None and settings.prediction_log_volume_claim:
         volumes.append(

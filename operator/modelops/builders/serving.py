@@ -190,6 +190,7 @@ def build_serving_deployment(
         stage=stage,
         port=SERVING_PORT,
         prediction_log_uri=settings.prediction_log_uri,
+        framework_version_match=settings.framework_version_match,
     )
     log_volumes, log_mounts = _prediction_log_storage(settings)
     port = {"name": SERVING_PORT_NAME, "containerPort": SERVING_PORT, "protocol": "TCP"}

@@ -15,6 +15,7 @@ from .common import (
     ObjectRef,
     base_env,
     container_security_context,
+    data_volume,
     mlflow_env,
     owner_reference,
     pod_security_context,
@@ -70,8 +71,10 @@ def build_training_job(
     - image ``spec.training.image`` or ``settings.runtime_image``; command
       ``modelops-runtime train``; env ``MODELOPS_JOB_CONFIG`` = a
       :class:`~modelops.contract.TrainJobConfig` JSON (experiment from ``spec.mlflow.experiment``
-      or ``settings.experiment_training``, estimator allowlist from settings), MLflow URI and
-      credentials (secretKeyRef only);
+      or ``settings.experiment_training``, estimator allowlist and data URI policy from
+      settings), MLflow URI and credentials (secretKeyRef only);
+    - with ``settings.data_volume_claim``: that PVC mounted read-only at the first
+      ``settings.data_path_prefixes`` entry (the data volume, default /var/lib/modelops/data);
     - ``backoffLimit`` and ``activeDeadlineSeconds`` (seconds) from ``spec.training``,
       ``ttlSecondsAfterFinished`` from ``settings.job_ttl_seconds``, restartPolicy Never, the
       :func:`pod_failure_policy`, the restricted Pod Security profile with emptyDirs for /tmp
@@ -103,7 +106,10 @@ def build_training_job(
         random_state=training.random_state,
         experiment=(spec.mlflow.experiment if spec.mlflow else None) or settings.experiment_training,
         allowed_estimator_modules=list(settings.allowed_estimator_modules),
+        data_policy=settings.data_policy,
     )
+    data_volumes, data_mounts = data_volume(settings)
+    volumes, mounts = [*scratch_volumes(), *data_volumes], [*scratch_mounts(), *data_mounts]
     container = {
         "name": TRAIN_CONTAINER,
         "image": training.image or settings.runtime_image,
@@ -116,7 +122,7 @@ def build_training_job(
         ],
         "resources": resources_dict(training.resources, DEFAULT_TRAINING_RESOURCES),
         "securityContext": container_security_context(),
-        "volumeMounts": scratch_mounts(),
+        "volumeMounts": mounts,
         # The runtime prints a one-line reason on stderr when it fails: surface it in the pod status.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -145,7 +151,7 @@ def build_training_job(
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(),
                     "containers": [container],
-                    "volumes": scratch_volumes(),
+                    "volumes": volumes,
                 },
             },
         },

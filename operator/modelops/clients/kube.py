@@ -61,6 +61,7 @@ HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
 LEASES = Resource("coordination.k8s.io", "v1", "leases")
 PODS = Resource("", "v1", "pods")
 EVENTS = Resource("", "v1", "events")
+PODS = Resource("", "v1", "pods")  # read only: why a serving pod refused its model
 
 #: kind → resource, for manifests built by the builders.
 BY_KIND: dict[str, Resource] = {

@@ -32,7 +32,7 @@ def held_out(spec: ModelVersionSpec) -> HeldOut:
     from modelops_runtime.train.pipeline import resolve_estimator, split_dataset, task_of
 
     estimator = resolve_estimator(spec.training.estimator, Settings().allowed_estimator_modules)
-    frame = load_dataset(spec.training.data)
+    frame = load_dataset(spec.training.data, Settings().data_policy)
     split = split_dataset(
         frame, spec.training.data, task_of(estimator()), spec.training.test_size, spec.training.random_state
     )

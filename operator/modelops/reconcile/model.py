@@ -23,7 +23,14 @@ from ..api.modelversion import (
     PromotionStatus,
     ServingStatus,
 )
-from ..builders.common import ObjectRef, serving_name
+from ..builders.common import (
+    COMPONENT_SERVING,
+    LABEL_VERSION,
+    ObjectRef,
+    label_value,
+    selector_labels,
+    serving_name,
+)
 from ..builders.serving import (
     ServedVersion,
     build_hpa,
@@ -32,8 +39,8 @@ from ..builders.serving import (
     build_serving_service,
     service_url,
 )
-from ..clients.kube import DEPLOYMENTS, MODELVERSIONS, Conflict
-from ..contract import TAG_STAGE
+from ..clients.kube import DEPLOYMENTS, MODELVERSIONS, PODS, Conflict
+from ..contract import TAG_STAGE, parse_refusal
 from ..registry import operations as ops
 from ..registry.errors import RegistryUnavailable
 from . import children
@@ -114,6 +121,38 @@ def deployment_serving(deployment: Mapping[str, Any] | None) -> tuple[ConditionS
         "RollingOut",
         f"{updated}/{want} updated, {available}/{want} available, {old} old replica(s) still serving",
         ready,
+    )
+
+
+def server_refusal(pods: list[dict[str, Any]]) -> tuple[str, str, str] | None:
+    """``(reason, message, pod name)`` of the first serving container (by pod name) whose current
+    or last termination message is a model server's refusal (modelops.contract.parse_refusal)."""
+    for pod in sorted(pods, key=lambda p: str(p["metadata"].get("name"))):
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            for state in (container.get("state"), container.get("lastState")):
+                terminated = (state or {}).get("terminated") or {}
+                refusal = parse_refusal(terminated.get("message"))
+                if refusal is not None:
+                    return (*refusal, str(pod["metadata"].get("name")))
+    return None
+
+
+async def observe_refusal(
+    ctx: Context, namespace: str, model: str, stage: str, version: str, registry_version: str
+) -> tuple[str, str] | None:
+    """``(reason, message)`` for the ``Serving`` condition when a pod of ``version`` refused its model.
+
+    Read from the pods' container statuses (the server's termination message): the reason the
+    server gave (e.g. FrameworkVersionMismatch) instead of a rollout that never completes.
+    """
+    selector = {**selector_labels(COMPONENT_SERVING, model, stage), LABEL_VERSION: label_value(version)}
+    found = server_refusal(await ctx.kube.list(PODS, namespace, selector))
+    if found is None:
+        return None
+    reason, message, pod = found
+    return reason, (
+        f"the model server refused models:/{model}/{registry_version} (pod {pod}): {message}; "
+        "the previous version keeps serving"
     )
 
 
@@ -473,6 +512,10 @@ async def sync_serving(
         state, reason, message, ready = deployment_serving(observed)
         if foreign:
             state, reason, message = "False", children.CHILD_NAME_CONFLICT, "; ".join(foreign)
+        elif state != "True" and reason != "ScaledToZero":
+            refused = await observe_refusal(ctx, namespace, model, stage, st.version, st.registry.version)
+            if refused is not None:
+                state, (reason, message) = "False", refused
         served_label = ((observed or {}).get("spec") or {}).get("template", {}).get("metadata", {}).get("labels") or {}
         result[stage] = (
             state,

@@ -28,7 +28,14 @@ from ..api.modelmonitor import (
     RetrainingStatus,
 )
 from ..api.modelversion import STAGE_ALIASES
-from ..builders.common import COMPONENT_MONITORING, LABEL_COMPONENT, LABEL_INSTANCE, ObjectRef, owner_reference
+from ..builders.common import (
+    COMPONENT_MONITORING,
+    LABEL_COMPONENT,
+    LABEL_INSTANCE,
+    ObjectRef,
+    drift_cronjob_name,
+    owner_reference,
+)
 from ..builders.monitoring import build_drift_cronjob
 from ..clients.kube import JOBS, MODELMONITORS, MODELVERSIONS, Conflict
 from ..contract import (
@@ -45,11 +52,13 @@ from ..contract import (
     TAG_SEMVER,
     TAG_UID,
 )
+from ..datapolicy import first_refusal
 from ..registry import operations as ops
 from ..registry.errors import RegistryUnavailable, is_not_found, translate_errors
 from . import children
 from .context import Context
 from .status import (
+    mark_invalid_field,
     mark_invalid_spec,
     mark_registry_reachable,
     mark_registry_unavailable,
@@ -218,6 +227,18 @@ async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatu
         return status
     if ctx.metrics is not None:  # its drift series exists at 0 before any run can count
         ctx.metrics.monitor_known(meta["namespace"], spec.model)
+    status.observed_generation = gen
+    uris = {"spec.reference.uri": spec.reference.uri, "spec.current.uri": spec.current.uri}
+    refused = first_refusal(uris, ctx.settings.data_policy)
+    if refused is not None:  # no drift Job may read it: none is scheduled
+        cronjob = drift_cronjob_name(meta["name"])
+        await children.remove(ctx.kube, "CronJob", meta["namespace"], cronjob, {str(meta["uid"])})
+        status.cron_job = None
+        set_condition(status.conditions, "Scheduled", "False", "InvalidSpec", f"no drift CronJob: {refused[0]}", gen)
+        mark_invalid_field(status.conditions, *refused, gen)
+        if await write_status(ctx.kube, MODELMONITORS, body, status):
+            post_transitions(ctx.post_event, body, old_conditions, status.conditions)
+        return status
     owner = ObjectRef.from_body(body)
     desired = build_drift_cronjob(owner, spec, ctx.settings)
     job_failure: JobFailure | None = None

@@ -36,6 +36,7 @@ from ..contract import (
     TrainingResult,
     estimator_allowed,
 )
+from ..datapolicy import first_refusal
 from ..registry import operations as ops
 from ..registry.errors import ModelOwnedElsewhere, RegistryUnavailable
 from ..registry.semantic import bump_version, is_semver, max_semver
@@ -44,6 +45,7 @@ from .context import Context
 from .model import VERSION_DELETED, model_bodies, reconcile_model, registry_in_sync, summarise
 from .status import (
     ADMISSION_REASONS,
+    mark_invalid_field,
     mark_invalid_spec,
     mark_registry_reachable,
     mark_registry_unavailable,
@@ -112,7 +114,8 @@ SETTLED_RESYNC_FACTOR = 10
 
 
 def is_settled(body: Mapping[str, Any]) -> bool:
-    """A registered version whose status reflects its current spec and that is not being deleted.
+    """A registered version whose status reflects its current spec, that is not being deleted and
+    whose serving Deployment is not rolling out.
 
     Pure (the body only), so kopf can use it as a timer filter: such a version only changes
     through events (its spec, its children, its siblings' registrations), and its timer only
@@ -121,12 +124,16 @@ def is_settled(body: Mapping[str, Any]) -> bool:
     without an event we watch.
     """
     meta, status = body.get("metadata") or {}, body.get("status") or {}
+    rolling_out = any(
+        c.get("type") == "Serving" and c.get("status") == "Unknown" for c in status.get("conditions") or []
+    )  # a rollout in progress is watched every interval: its pods may refuse the model
     return bool(
         status.get("registry")
         and status.get("observedGeneration") == meta.get("generation")
         and not meta.get("deletionTimestamp")
         # an object of someone else blocks a child: look again every interval until it is gone
         and not any(c.get("reason") == children.CHILD_NAME_CONFLICT for c in status.get("conditions") or [])
+        and not rolling_out
     )
 
 
@@ -213,19 +220,19 @@ async def _reconcile_current(ctx: Context, body: dict[str, Any], periodic: bool)
     meta = body["metadata"]
     status: ModelVersionStatus = parse_status(ModelVersionStatus, body.get("status"))
     generation = meta.get("generation")
+    old_conditions = list(status.conditions)
     try:
         spec = ModelVersionSpec.model_validate(body.get("spec") or {})
         invalid: ValidationError | str | None = None if status.registry else settings_problem(spec, ctx)
     except ValidationError as exc:
         invalid = exc
     if invalid is not None:  # refused before any Job, MLflow run or registry call
-        old_conditions = list(status.conditions)
         mark_invalid_spec(status.conditions, invalid, generation)
-        status.phase = "Failed"
-        status.observed_generation = generation
-        if await _write(ctx, body, status):
-            post_transitions(ctx.post_event, body, old_conditions, status.conditions)
-        return status
+        return await _write_invalid(ctx, body, status, old_conditions)
+    refused = policy_refusal(ctx, spec, status)
+    if refused is not None:
+        mark_invalid_field(status.conditions, *refused, generation)
+        return await _write_invalid(ctx, body, status, old_conditions)
     try:
         return await _reconcile(ctx, body, spec, status, periodic)
     except RegistryUnavailable as exc:
@@ -234,6 +241,28 @@ async def _reconcile_current(ctx: Context, body: dict[str, Any], periodic: bool)
         with contextlib.suppress(Conflict):  # a newer object: the retry re-reads it anyway
             await _write(ctx, body, status)
         raise
+
+
+def policy_refusal(ctx: Context, spec: ModelVersionSpec, status: ModelVersionStatus) -> tuple[str, str] | None:
+    """``(field, reason)`` when the operator's data URI policy refuses ``spec.training.data.uri``.
+
+    Checked before any Job or MLflow call of a version that is not registered yet; a registered
+    version is immutable and keeps serving whatever the policy says now.
+    """
+    if status.registry is not None:
+        return None
+    return first_refusal({"spec.training.data.uri": spec.training.data.uri}, ctx.settings.data_policy)
+
+
+async def _write_invalid(
+    ctx: Context, body: Mapping[str, Any], status: ModelVersionStatus, old_conditions: list[Any]
+) -> ModelVersionStatus:
+    """Write an InvalidSpec status (phase Failed) and post its transition Event."""
+    status.phase = "Failed"
+    status.observed_generation = body["metadata"].get("generation")
+    if await _write(ctx, body, status):
+        post_transitions(ctx.post_event, body, old_conditions, status.conditions)
+    return status
 
 
 async def _reconcile(

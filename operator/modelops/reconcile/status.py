@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..api.common import Condition, set_condition
 from ..clients.kube import KubeClient, NotFound, Resource
+from ..contract import REFUSAL_REASONS
 from .context import EventPoster
 
 #: Condition reporting whether MLflow answered the last reconcile (present once it failed).
@@ -52,6 +53,11 @@ def mark_invalid_spec(conditions: list[Condition], error: ValidationError | str,
         where = ".".join(str(p) for p in first["loc"])
         error = f"spec.{where}: {first['msg']}"
     set_condition(conditions, "Ready", "False", "InvalidSpec", error, generation)
+
+
+def mark_invalid_field(conditions: list[Condition], field: str, message: str, generation: int | None) -> None:
+    """Set ``Ready=False, reason=InvalidSpec`` with ``<field>: <message>`` (a field the operator's policy refuses)."""
+    mark_invalid_spec(conditions, f"{field}: {message}", generation)
 
 
 def parse_status(model: type[BaseModel], raw: Mapping[str, Any] | None) -> Any:
@@ -127,7 +133,9 @@ def post_transitions(post: EventPoster, body: Mapping[str, Any], old: list[Condi
                 cond.type == "Ready"
                 and cond.status == "False"
                 and (
-                    cond.reason in FAILED_REASONS | MONITOR_FAILED_REASONS or cond.reason == "ProgressDeadlineExceeded"
+                    cond.reason in FAILED_REASONS | MONITOR_FAILED_REASONS
+                    or cond.reason == "ProgressDeadlineExceeded"
+                    or cond.reason in REFUSAL_REASONS  # the model server refused the model
                 )
             )
         )

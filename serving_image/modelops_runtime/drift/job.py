@@ -6,10 +6,11 @@ One run per CronJob Job. Reads a :class:`~modelops.contract.DriftJobConfig` from
 1. resolves the version serving the stage from the registered model's alias (``production``,
    ``staging``, ``development``) with ``MlflowClient.get_model_version_by_alias``;
 2. reference: the reference sample (``ARTIFACT_REFERENCE``, Parquet) logged by that version's
-   training run, or ``reference_uri``; compared features: ``drift.columns``, else the training
+   training run, or ``reference_uri`` (under the operator's data URI policy, ``data_policy``);
+   compared features: ``drift.columns``, else the training
    run's ``model.features`` tag (so the target column in the reference sample is left out);
 3. current: the stage's prediction log over ``window`` (rows of the served registry version,
-   ``feature.`` prefix stripped), or ``current_uri``;
+   ``feature.`` prefix stripped), or ``current_uri`` (under the same policy);
 4. drift with :func:`modelops.monitoring.drift.detect_drift`, health of the same window (+ feedback)
    with :func:`modelops.monitoring.health.compute_health`, the accuracy trend against this
    monitor's previous ``history_runs`` runs (found by the owner uid tag);
@@ -66,6 +67,7 @@ from modelops.contract import (
     DriftJobConfig,
     TrainingResult,
 )
+from modelops.datapolicy import DataUriPolicy, DataUriRefused, classify
 from modelops.monitoring.drift import DriftResult, detect_drift, sample_positions
 from modelops.monitoring.health import HealthReport, compute_health
 from modelops.monitoring.monitor import strip_feature_prefix
@@ -164,40 +166,51 @@ def resolve_served_version(client: Any, model: str, stage: str) -> ServedVersion
 
 
 def read_table(
-    uri: str, fmt: str, *, columns: Sequence[str] | None = None, max_rows: int | None = None
+    uri: str,
+    fmt: str,
+    policy: DataUriPolicy,
+    *,
+    columns: Sequence[str] | None = None,
+    max_rows: int | None = None,
 ) -> SampledFrame:
-    """A CSV/Parquet file (fsspec URI) or a built-in dataset (``sklearn://``, ``penguins://``).
+    """A CSV/Parquet file or a built-in dataset (``sklearn://``, ``penguins://``) under the data URI
+    ``policy`` (fetched as the training runtime does: :func:`modelops_runtime.train.data.fetched`).
 
     Parquet is read with :func:`~modelops.monitoring.tables.read_parquet_sampled`: only ``columns``
     (``None``: all) and, above ``max_rows`` rows, only the rows ``detect_drift`` would sample
     (seed 0, its default). CSV files and built-in datasets are read whole through the training
     runtime's loader (``detect_drift`` samples them in memory). Raises :class:`InvalidInput` when
-    the file is missing or unreadable; lets connection errors through (exit 1, worth a retry).
+    the policy refuses the URI or the file is missing or unreadable; lets connection errors
+    through (exit 1, worth a retry).
     """
     from modelops_runtime.train import data as data_mod
     from modelops_runtime.train.errors import InvalidInput as TrainInvalidInput
 
     try:
-        if data_mod.is_builtin(uri):
+        if classify(uri, policy) == "builtin":
             frame = data_mod.load_builtin(uri)
         else:
             fmt = data_mod.detect_format(uri, fmt)
-            if fmt == "parquet":
-                return _read_parquet(uri, columns, max_rows)
-            frame = data_mod.load_file(uri, fmt)
+            with data_mod.fetched(uri, fmt, policy) as source:
+                if fmt == "parquet":
+                    return _read_parquet(source, columns, max_rows, uri)
+                frame = data_mod.read_table(source, fmt, uri)
+    except DataUriRefused as exc:
+        raise InvalidInput(f"{uri} refused by the data URI policy: {exc}") from exc
     except TrainInvalidInput as exc:
         raise InvalidInput(str(exc)) from exc
     names = [str(c) for c in frame.columns]
     return SampledFrame(frame, len(frame), names, [c for c in columns or () if c not in set(names)])
 
 
-def _read_parquet(uri: str, columns: Sequence[str] | None, max_rows: int | None) -> SampledFrame:
-    """:func:`read_parquet_sampled` of an fsspec URI, with the training loader's error messages."""
+def _read_parquet(source: str, columns: Sequence[str] | None, max_rows: int | None, uri: str) -> SampledFrame:
+    """:func:`read_parquet_sampled` of a local path or fsspec URI, with the training loader's error
+    messages (naming ``uri``)."""
     import fsspec
     import pyarrow as pa
 
     try:
-        with fsspec.open(uri, mode="rb", compression="infer") as handle:
+        with fsspec.open(source, mode="rb", compression="infer") as handle:
             return read_parquet_sampled(handle, columns=columns, max_rows=max_rows)
     except FileNotFoundError as exc:
         raise InvalidInput(f"dataset not found: {uri}") from exc
@@ -211,7 +224,8 @@ def _read_parquet(uri: str, columns: Sequence[str] | None, max_rows: int | None)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "404" in first or "Not Found" in first:
             raise InvalidInput(f"dataset not found: {uri}") from exc
-        raise InvalidInput(f"cannot read parquet dataset {uri}: {first}") from exc
+        # The error class only: a parser's message may quote the file, and the reason reaches status.
+        raise InvalidInput(f"cannot read parquet dataset {uri}: {type(exc).__name__}") from exc
 
 
 def download_reference(
@@ -324,7 +338,9 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
     started = time.perf_counter()
     reference: SampledFrame | None
     if config.reference_uri:
-        reference = read_table(config.reference_uri, config.reference_format, columns=features, max_rows=spec.max_rows)
+        reference = read_table(
+            config.reference_uri, config.reference_format, config.data_policy, columns=features, max_rows=spec.max_rows
+        )
         reference_source = config.reference_uri
     elif served.run_id:
         reference = download_reference(client, served.run_id, columns=features, max_rows=spec.max_rows)
@@ -336,7 +352,9 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
         return _insufficient(message, health, served, summary)
 
     if config.current_uri:
-        current = read_table(config.current_uri, config.current_format, columns=features, max_rows=spec.max_rows)
+        current = read_table(
+            config.current_uri, config.current_format, config.data_policy, columns=features, max_rows=spec.max_rows
+        )
         current_source = config.current_uri
     else:
         frame = strip_feature_prefix(features_log)

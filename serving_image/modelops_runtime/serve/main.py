@@ -8,11 +8,20 @@ a warm-up prediction. One uvicorn worker; SIGTERM drains requests, then the pred
 flushed, then uvicorn re-raises the signal (the process ends by SIGTERM, status 143, as any
 uvicorn app). Exit codes otherwise: 2 for an invalid config or limit setting, 1 when the server
 cannot start. Request limits: :class:`~.limits.ServeLimits` (``MODELOPS_SERVE_*``, flags win).
+
+A model the server refuses (scikit-learn version mismatch, untrusted types, no signature, an
+unreadable MLmodel file, …; see :class:`~.model.IncompatibleModel`) can never be served by this
+pod: the process writes ``<reason>: <message>`` as its Kubernetes termination message, shuts down
+and exits with code 2, so the pod's container status carries the reason the operator copies into
+the ModelVersion's ``Serving`` condition (the Deployment's old pods keep serving: maxUnavailable 0).
+Kubernetes restarts it with its crash backoff; in process (tests, notebooks) the server stays up,
+not ready, with the reason on ``/v2/health/ready``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import logging
 import os
@@ -30,14 +39,16 @@ from modelops.contract import (
     ENV_PREDICTION_LOG_URI,
     EXIT_INVALID_INPUT,
     ServeConfig,
+    refusal_message,
 )
 from modelops.monitoring.prediction_log import PredictionLogger
 
+from ..jobrun import termination_message
 from .app import INLINE_MAX_ROWS, create_app
 from .httpserver import uvicorn_config
 from .limits import ServeLimits
 from .metrics import ServerMetrics
-from .model import LoadedModel, ModelLoader, ModelState, load_served_model
+from .model import IncompatibleModel, LoadedModel, ModelLoader, ModelState, load_served_model
 from .service import InferenceService
 
 log = logging.getLogger("modelops_runtime.serve")
@@ -91,7 +102,8 @@ def build_server(
         gc.collect()
         gc.freeze()
 
-    loader = ModelLoader(state, load=load_served_model, on_ready=on_ready)
+    load = functools.partial(load_served_model, framework_match=config.framework_version_match)
+    loader = ModelLoader(state, load=load, on_ready=on_ready)
 
     def shutdown() -> None:
         loader.stop()
@@ -187,8 +199,18 @@ def main(args: list[str]) -> int:
         log_level=ns.log_level.lower(),
         timeout_graceful_shutdown=20,
     )
-    uvicorn.Server(uv_config).run()
-    return 0
+    uvicorn_server = uvicorn.Server(uv_config)
+    refused: list[IncompatibleModel] = []
+
+    def on_refused(exc: IncompatibleModel) -> None:
+        # From the loader thread: uvicorn's main loop polls should_exit and shuts down gracefully.
+        refused.append(exc)
+        termination_message(refusal_message(exc.reason, str(exc)))
+        uvicorn_server.should_exit = True
+
+    server.loader.on_refused = on_refused
+    uvicorn_server.run()
+    return EXIT_INVALID_INPUT if refused else 0
 
 
 def _env_name(field: str) -> str:

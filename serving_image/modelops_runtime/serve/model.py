@@ -2,8 +2,9 @@
 
 Loading (:func:`load_served_model`): download ``models:/<name>/<n>`` → read ``MLmodel`` (signature,
 the scikit-learn version it was saved with, the input example) → refuse when the installed
-scikit-learn's major.minor differs → load the estimator under the registry library's skops policy
-→ warm up with a prediction. :class:`ModelState` holds the outcome for the readiness endpoints;
+scikit-learn differs (the exact version by default; major.minor with ``framework_version_match:
+minor``) → load the estimator under the registry library's skops policy → warm up with a
+prediction. :class:`ModelState` holds the outcome for the readiness endpoints;
 :class:`ModelLoader` runs the load off the event loop and retries while MLflow is unreachable.
 """
 
@@ -30,6 +31,7 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 
+from modelops.contract import REFUSAL_FRAMEWORK_VERSION, REFUSAL_INCOMPATIBLE, REFUSAL_UNTRUSTED
 from modelops.registry.errors import RegistryUnavailable, UntrustedModel
 from modelops.registry.models import load_model
 
@@ -63,7 +65,15 @@ _PROBE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError)
 
 
 class IncompatibleModel(Exception):
-    """The model can never be served by this server (retrying would not help); the message says why."""
+    """The model can never be served by this server (retrying would not help); the message says why.
+
+    ``reason`` is one of :data:`modelops.contract.REFUSAL_REASONS` (the word the ModelVersion's
+    ``Serving`` condition carries).
+    """
+
+    def __init__(self, message: str, reason: str = REFUSAL_INCOMPATIBLE) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # --------------------------------------------------------------------------------- metadata
@@ -151,23 +161,37 @@ def read_mlmodel(local_path: str) -> Model:
     return model
 
 
-def check_sklearn_version(trained: str, installed: str = sklearn.__version__) -> None:
-    """Refuse a model saved with another scikit-learn major.minor than the installed one.
+def check_sklearn_version(trained: str, installed: str = sklearn.__version__, match: str = "exact") -> None:
+    """Refuse a model saved with another scikit-learn than the installed one.
+
+    ``match``: ``exact`` (the default: any difference, a patch release included, since scikit-learn
+    guarantees nothing across versions and warns ``InconsistentVersionWarning``) or ``minor``
+    (major.minor only, the explicit opt-out).
 
     Raises:
-        IncompatibleModel: the versions differ (or the recorded one cannot be parsed).
+        IncompatibleModel: reason ``FrameworkVersionMismatch``, when the versions differ (or the
+            recorded one cannot be parsed).
     """
     try:
-        trained_mm = Version(trained).release[:2]
+        trained_v = Version(trained)
     except InvalidVersion:
-        raise IncompatibleModel(f"the model records an unparsable scikit-learn version {trained!r}") from None
-    installed_mm = Version(installed).release[:2]
-    if trained_mm != installed_mm:
         raise IncompatibleModel(
-            f"scikit-learn version mismatch: the model was saved with {trained}, the server runs {installed} "
-            f"(major.minor must match); serve it with an image that has scikit-learn "
-            f"{'.'.join(map(str, trained_mm))}.x or retrain it"
-        )
+            f"the model records an unparsable scikit-learn version {trained!r}", REFUSAL_FRAMEWORK_VERSION
+        ) from None
+    installed_v = Version(installed)
+    if match == "minor":
+        if trained_v.release[:2] == installed_v.release[:2]:
+            return
+        wanted, rule = f"{'.'.join(map(str, trained_v.release[:2]))}.x", "major.minor must match"
+    else:
+        if trained_v == installed_v:
+            return
+        wanted, rule = str(trained_v), "the exact version must match (framework version match: exact)"
+    raise IncompatibleModel(
+        f"scikit-learn version mismatch: the model was saved with {trained}, the server runs {installed} "
+        f"({rule}); serve it with an image that has scikit-learn {wanted} or retrain it",
+        REFUSAL_FRAMEWORK_VERSION,
+    )
 
 
 def load_estimator(local_path: str) -> Any:
@@ -181,7 +205,7 @@ def load_estimator(local_path: str) -> Any:
     try:
         return load_model(local_path)
     except UntrustedModel as exc:
-        raise IncompatibleModel(str(exc)) from None
+        raise IncompatibleModel(str(exc), REFUSAL_UNTRUSTED) from None
 
 
 # ------------------------------------------------------------------------------------ model
@@ -336,8 +360,10 @@ class LoadedModel:
     metadata: ModelMetadata
 
 
-def load_served_model(uri: str, dst_path: str | None = None) -> LoadedModel:
+def load_served_model(uri: str, dst_path: str | None = None, framework_match: str = "exact") -> LoadedModel:
     """Download, check, load and warm up the model at ``uri`` (e.g. ``models:/<name>/<n>``).
+
+    ``framework_match``: see :func:`check_sklearn_version`.
 
     Raises:
         IncompatibleModel: the model cannot be served (version mismatch, no signature, …).
@@ -345,7 +371,7 @@ def load_served_model(uri: str, dst_path: str | None = None) -> LoadedModel:
     """
     local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst_path)
     metadata = read_metadata(local)
-    check_sklearn_version(metadata.sklearn_version)
+    check_sklearn_version(metadata.sklearn_version, match=framework_match)
     model = ServedModel(load_estimator(local), metadata.schema)
     batch, trusted = example_batch(metadata.schema, metadata.input_example)
     model.warm_up(batch, trusted_example=trusted)
@@ -359,8 +385,8 @@ class ModelState:
     """Where loading stands, read by the health endpoints (attribute writes are atomic).
 
     ``phase`` is ``loading`` (retrying included), ``ready``, ``refused`` (never servable, reason
-    says why) or ``crashed`` (the loader died on an unexpected error: liveness fails so the pod
-    restarts).
+    says why; ``refusal`` is the :class:`IncompatibleModel`) or ``crashed`` (the loader died on an
+    unexpected error: liveness fails so the pod restarts).
     """
 
     def __init__(self, uri: str) -> None:
@@ -368,6 +394,7 @@ class ModelState:
         self.phase = "loading"
         self.reason = f"loading {uri}"
         self.loaded: LoadedModel | None = None
+        self.refusal: IncompatibleModel | None = None
 
     @property
     def ready(self) -> bool:
@@ -385,7 +412,8 @@ class ModelLoader:
 
     MLflow/artifact-store failures are retried with exponential backoff (``min_delay`` doubling up
     to ``max_delay`` seconds), since MLflow may come up after the server; an
-    :class:`IncompatibleModel` is final. ``on_ready`` runs in the loader thread after success.
+    :class:`IncompatibleModel` is final. ``on_ready`` runs in the loader thread after success,
+    ``on_refused`` after a refusal (the process entry point uses it to exit with the reason).
     """
 
     RETRYABLE = (RegistryUnavailable, MlflowException, OSError)
@@ -396,12 +424,14 @@ class ModelLoader:
         *,
         load: Callable[[str], LoadedModel] = load_served_model,
         on_ready: Callable[[LoadedModel], None] | None = None,
+        on_refused: Callable[[IncompatibleModel], None] | None = None,
         min_delay: float = 1.0,
         max_delay: float = 30.0,
     ) -> None:
         self.state = state
         self._load = load
         self._on_ready = on_ready
+        self.on_refused = on_refused
         self._min_delay = min_delay
         self._max_delay = max_delay
         self._stop = threading.Event()
@@ -425,8 +455,11 @@ class ModelLoader:
                 try:
                     loaded = self._load(state.uri)
                 except IncompatibleModel as exc:
+                    state.refusal = exc
                     state.phase, state.reason = "refused", f"model {state.uri} cannot be served: {exc}"
-                    log.error(state.reason)
+                    log.error("%s (%s)", state.reason, exc.reason)
+                    if self.on_refused is not None:
+                        self.on_refused(exc)
                     return
                 except self.RETRYABLE as exc:
                     state.reason = (

@@ -117,7 +117,7 @@ def train_and_log(config: TrainJobConfig, run_id: str) -> Outcome:
     task = pipe.task_of(estimator)
 
     # 2. Data.
-    frame = data_mod.load_dataset(config.data)
+    frame = data_mod.load_dataset(config.data, config.data_policy)
     mlflow.set_tag(TAG_DATASET_HASH, data_mod.dataset_hash(frame))
     split = pipe.split_dataset(frame, config.data, task, config.test_size, config.random_state)
     features, dropped = split.features, split.dropped
@@ -315,7 +315,9 @@ def run_job(config: TrainJobConfig) -> tuple[int, str]:
         return EXIT_FAILED, reason
     except Exception as exc:  # process boundary: any other failure must end the run FAILED with its reason
         log.exception("training failed")
-        reason = f"{type(exc).__name__}: {one_line(exc)}"
+        # Only the class: an unexpected error's message may quote the dataset, and the reason
+        # reaches the ModelVersion's status. The traceback is in the pod log (stdout).
+        reason = f"{type(exc).__name__} while training (the traceback is in the training pod's log)"
         if is_unavailable(exc):
             reason = f"MLflow unreachable at {tracking}: {one_line(exc, 300)}"
         _record_failure(client, run_id, reason)

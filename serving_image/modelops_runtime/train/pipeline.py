@@ -123,9 +123,8 @@ def select_features(frame: pd.DataFrame, spec: DataSpec) -> Features:
     :class:`InvalidInput` for a missing target or listed column, or when no feature is left.
     """
     if spec.target not in frame.columns:
-        raise InvalidInput(
-            f"target column {spec.target!r} not in dataset; columns: {', '.join(map(str, frame.columns[:50]))}"
-        )
+        # Column names come from the file: count them, never quote them (the message reaches status).
+        raise InvalidInput(f"target column {spec.target!r} not in dataset (it has {len(frame.columns)} columns)")
     if spec.numeric_features is None and spec.categorical_features is None:
         numeric, categorical, ignored = [], [], []
         for column in frame.columns:
@@ -241,15 +240,13 @@ def split_dataset(frame: pd.DataFrame, data: DataSpec, task: Task, test_size: fl
     stratify = None
     if task == "classification":
         counts = y.value_counts()
+        # Class labels are dataset content: messages give counts only.
         if len(counts) < 2:
-            only = counts.index[0] if len(counts) else None
-            raise InvalidInput(
-                f"target column {target_name!r} has a single class ({only!r}); a classifier needs at least two"
-            )
+            raise InvalidInput(f"target column {target_name!r} has a single class; a classifier needs at least two")
         rare = counts[counts < 2]
         if len(rare):
             raise InvalidInput(
-                f"class {rare.index[0]!r} of {target_name!r} has only {int(rare.iloc[0])} row; "
+                f"{len(rare)} class(es) of {target_name!r} have only 1 row; "
                 "a stratified split needs at least 2 per class"
             )
         stratify = y
@@ -257,7 +254,7 @@ def split_dataset(frame: pd.DataFrame, data: DataSpec, task: Task, test_size: fl
         x_train, x_test, y_train, y_test = train_test_split(
             x, y, test_size=test_size, random_state=random_state, stratify=stratify
         )
-    except ValueError as exc:
+    except ValueError as exc:  # scikit-learn's message states sizes, not data
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InvalidInput(f"cannot split {len(x)} rows with test_size={test_size}: {first}") from exc
     return Split(features, x_train, x_test, y_train, y_test, dropped)

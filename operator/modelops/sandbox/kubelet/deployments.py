@@ -7,7 +7,8 @@ Deployment with two ReplicaSets: the RollingUpdate arithmetic of Kubernetes (``m
 and how many old ones may stop, so with ``maxSurge: 1, maxUnavailable: 0`` a new process starts,
 becomes ready, then an old one stops, one by one; a new template that never becomes ready leaves
 the old replicas serving. ``Recreate`` stops all old replicas first. Crashed processes restart
-with a (compressed) exponential backoff, reported as CrashLoopBackOff.
+with a (compressed) exponential backoff, reported as CrashLoopBackOff with the previous run's exit
+code and termination message in ``lastState.terminated``.
 
 Status: ``observedGeneration``, ``replicas``, ``updatedReplicas``, ``readyReplicas``,
 ``availableReplicas``, ``unavailableReplicas`` and the conditions ``Available``
@@ -38,10 +39,12 @@ from .pods import (
     ProcessHandle,
     build_launch,
     container_status,
+    exit_reason,
     grace_seconds,
     now_iso,
     pod_status,
     random_suffix,
+    termination_message,
 )
 from .probes import ProbeLoop
 
@@ -89,6 +92,7 @@ class Replica:
         self.handle: ProcessHandle | None = None
         self.started_iso = now_iso()
         self.task: asyncio.Task[None] | None = None
+        self.last_terminated: dict[str, Any] | None = None
 
     @property
     def container(self) -> Mapping[str, Any]:
@@ -126,13 +130,13 @@ class Replica:
     async def _publish(self) -> None:
         self.runner.wake.set()
         if self.waiting is not None:
-            cstatus = container_status(self.pod, self.container, waiting=self.waiting, restarts=self.restarts)
+            cstatus = container_status(self.pod, self.container, waiting=self.waiting, restarts=self.restarts,
+                                       last_terminated=self.last_terminated)
             phase = "Pending" if self.handle is None and self.restarts == 0 else "Running"
         else:
             since = self.handle.started_iso if self.handle else None
-            cstatus = container_status(
-                self.pod, self.container, running_since=since, ready=self.ready, restarts=self.restarts
-            )
+            cstatus = container_status(self.pod, self.container, running_since=since, ready=self.ready,
+                                       restarts=self.restarts, last_terminated=self.last_terminated)
             phase = "Running"
         await self.ctx.mirror.status(self.pod, pod_status(phase, [cstatus], self.ready, self.started_iso))
 
@@ -177,10 +181,16 @@ class Replica:
             ran_from = time.monotonic()
             reason = await self._supervise(launch.env)
             self._set_ready(False)
+            started_iso = self.handle.started_iso
             code = await self.handle.stop(grace_seconds(self.pod.spec, self.ctx.config.grace_max))
             self.handle = None
             if self.stopping:
                 return
+            self.last_terminated = {"exitCode": code, "reason": exit_reason(code), "startedAt": started_iso,
+                                    "finishedAt": now_iso()}
+            message = termination_message(self.pod, self.container, code)
+            if message:
+                self.last_terminated["message"] = message
             self.restarts += 1
             exponent = 0 if time.monotonic() - ran_from > 60 else exponent + 1
             delay = self._backoff(exponent)

@@ -34,6 +34,7 @@ from .pods import (
     now_iso,
     pod_status,
     random_suffix,
+    termination_message,
 )
 
 log = logging.getLogger("modelops.sandbox.kubelet")
@@ -266,9 +267,9 @@ class JobRunner:
         finished = now_iso()
         phase = "Succeeded" if code == 0 else "Failed"
         pod.write_record(phase, exitCode=code)
-        await self.ctx.mirror.status(
-            pod, pod_status(phase, [container_status(pod, main, terminated=(code, started, finished))], False, started)
-        )
+        message = termination_message(pod, main, code)
+        await self.ctx.mirror.status(pod, pod_status(phase, [
+            container_status(pod, main, terminated=(code, started, finished), message=message)], False, started))
         return code, None
 
     async def _pod_failed(

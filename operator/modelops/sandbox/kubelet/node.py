@@ -19,7 +19,8 @@ does what a kubelet does:
 * honours ``restartPolicy`` (Always and OnFailure restart with the compressed crash backoff,
   Never runs once) and reports Pod status: phase, the PodReadyToStartContainers, Initialized,
   ContainersReady and Ready conditions, ``containerStatuses`` (waiting reasons, running, terminated
-  with exit code, reason and signal, ``lastState``, ``restartCount``), ``podIP`` and ``hostIP``;
+  with exit code, reason, signal and the termination message, ``lastState``, ``restartCount``),
+  ``podIP`` and ``hostIP``;
 * on deletion (``deletionTimestamp``) stops the processes within the grace period, then deletes the
   Pod with ``gracePeriodSeconds: 0``, which is how a real kubelet confirms a pod is gone.
 """
@@ -43,7 +44,16 @@ from ...contract import ENV_HOST
 from ..client import LEASES, NODES, PODS, ApiError, ConflictError, NotFoundError
 from .common import KubeletContext, ObjectGone, write_status
 from .informer import Informer, Key
-from .pods import LocalPod, Owner, PodSetupError, ProcessHandle, build_launch, grace_seconds, now_iso
+from .pods import (
+    LocalPod,
+    Owner,
+    PodSetupError,
+    ProcessHandle,
+    build_launch,
+    grace_seconds,
+    now_iso,
+    termination_message,
+)
 from .probes import ProbeLoop
 
 log = logging.getLogger("modelops.sandbox.kubelet")
@@ -251,6 +261,9 @@ class PodWorker:
             self.ready = False
             code = await self.handle.stop(grace_seconds(self.spec, self.ctx.config.grace_max))
             finished = terminated_state(code, self.handle.started_iso, now_iso())
+            message = termination_message(self.local, self.container, code)
+            if message:  # terminationMessagePath (or the log tail with FallbackToLogsOnError)
+                finished["terminated"]["message"] = message
             self.handle = None
             if self.deleting.is_set():
                 self.state = finished

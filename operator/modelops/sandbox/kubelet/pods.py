@@ -13,6 +13,14 @@ name a host location (see :meth:`Mounts.rewrite`).
 :func:`build_launch` resolves the image (ErrImagePull), the environment (``value``, ``valueFrom``
 secretKeyRef/configMapKeyRef/fieldRef/resourceFieldRef, ``envFrom``, ``$(VAR)`` expansion) and the
 volumes; :class:`ProcessHandle` runs the result in its own process group.
+
+Termination messages: a process cannot write the container's ``terminationMessagePath`` here
+(``/dev/termination-log`` is the host's), so each container gets a file
+``<pod>/<container>.termination-log`` named by ``MODELOPS_TERMINATION_LOG`` (the runtime writes
+there, see modelops.contract), emptied before each start. :func:`termination_message` reads it
+after the process exits like the kubelet does (at most 4096 bytes; with
+``terminationMessagePolicy: FallbackToLogsOnError`` and a failure, the log's last 80 lines, at
+most 2048 bytes, when the file is empty).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from typing import Any
 
 import httpx
 
+from ...contract import ENV_TERMINATION_LOG
 from .. import procs
 from ..client import CONFIGMAPS, PODS, SECRETS, ApiError, AsyncApi, NotFoundError
 from .images import ImagePullError, ImageResolver
@@ -128,6 +137,10 @@ class LocalPod:
     def log_path(self, container: str) -> Path:
         """The log file of one container."""
         return self.root / f"{container}.log"
+
+    def termination_log_path(self, container: str) -> Path:
+        """The termination message file of one container (see the module docstring)."""
+        return self.root / f"{container}.termination-log"
 
     def prepare_dirs(self) -> None:
         """Create the pod's directories."""
@@ -470,6 +483,9 @@ async def build_launch(
         env[name] = mounts.rewrite_env(value)
 
     env.update(extra_env or {})
+    termination_log = pod.termination_log_path(cname)
+    termination_log.write_text("")  # each start begins without a message
+    env[ENV_TERMINATION_LOG] = str(termination_log)
 
     command = [str(c) for c in container.get("command") or []]
     args = [str(a) for a in container.get("args") or []]
@@ -487,6 +503,24 @@ async def build_launch(
         if rewritten.is_dir():
             cwd = rewritten
     return Launch(container=cname, argv=argv, env=env, cwd=cwd, log_path=pod.log_path(cname))
+
+
+#: Limits of a termination message, as the kubelet applies them.
+MESSAGE_MAX_BYTES, FALLBACK_MAX_BYTES, FALLBACK_MAX_LINES = 4096, 2048, 80
+
+
+def termination_message(pod: LocalPod, container: Mapping[str, Any], code: int) -> str | None:
+    """The termination message of ``container`` of ``pod`` that exited with ``code`` (see the
+    module docstring), or None."""
+    name = str(container.get("name") or "main")
+    text = ""
+    with contextlib.suppress(OSError):
+        text = pod.termination_log_path(name).read_bytes()[:MESSAGE_MAX_BYTES].decode(errors="replace")
+    if not text.strip() and code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+        with contextlib.suppress(OSError):
+            lines = pod.log_path(name).read_bytes().splitlines()[-FALLBACK_MAX_LINES:]
+            text = b"\n".join(lines)[-FALLBACK_MAX_BYTES:].decode(errors="replace")
+    return text.strip() or None
 
 
 class ProcessHandle:
@@ -615,19 +649,24 @@ def container_status(
     terminated: tuple[int, str, str] | None = None,
     ready: bool = False,
     restarts: int = 0,
+    message: str | None = None,
+    last_terminated: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One ``containerStatuses`` entry: running, waiting (reason, message) or terminated (code, start, end)."""
+    """One ``containerStatuses`` entry: running, waiting (reason, message) or terminated (code, start, end,
+    and the termination ``message``); ``last_terminated`` is the previous run's terminated state
+    (``lastState``, e.g. while in CrashLoopBackOff)."""
     state: dict[str, Any]
     if terminated is not None:
         code, started, finished = terminated
-        state = {
-            "terminated": {"exitCode": code, "reason": exit_reason(code), "startedAt": started, "finishedAt": finished}
-        }
+        state = {"terminated": {"exitCode": code, "reason": exit_reason(code), "startedAt": started,
+                                "finishedAt": finished}}
+        if message:
+            state["terminated"]["message"] = message
     elif waiting is not None:
         state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
     else:
         state = {"running": {"startedAt": running_since or now_iso()}}
-    return {
+    status = {
         "name": container.get("name", "main"),
         "image": container.get("image", ""),
         "ready": ready,
@@ -635,6 +674,9 @@ def container_status(
         "restartCount": restarts,
         "state": state,
     }
+    if last_terminated:
+        status["lastState"] = {"terminated": dict(last_terminated)}
+    return status
 
 
 def pod_status(phase: str, containers: list[dict[str, Any]], ready: bool, started: str) -> dict[str, Any]:
