@@ -335,6 +335,37 @@ class Bench:
             self.sync_api.request(
                 "POST", "/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
             )
+        if params.control_plane == "real":
+            self.grant_namespace_watch()
+
+    def grant_namespace_watch(self) -> None:
+        """Real control plane: give the operator's ServiceAccount kopf's namespaced-mode rules.
+
+        The sandbox installs the cluster-wide RBAC (``manifests/default``); the benchmark runs the
+        operator on one namespace (``MODELOPS_NAMESPACES``), where kopf lists and watches namespaces.
+        Without these rules (``modelops.rbac.KOPF_RULES["namespacesWatch"]``, what a namespaced install
+        grants) kopf retries the 403 for about a minute, then falls back to the configured list.
+        """
+        from modelops.rbac import KOPF_RULES
+        from modelops.sandbox.controlplane.install import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT
+
+        name = "modelops-bench-namespaces-watch"
+        rbac = "/apis/rbac.authorization.k8s.io/v1"
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [rule.as_policy_rule() for rule in KOPF_RULES["namespacesWatch"]],
+        }
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SERVICE_ACCOUNT, "namespace": OPERATOR_NAMESPACE}],
+        }
+        self.sync_api.request("POST", f"{rbac}/clusterroles", json=role)
+        self.sync_api.request("POST", f"{rbac}/clusterrolebindings", json=binding)
 
     def pids(self, extra: dict[str, int] | None = None) -> dict[str, int]:
         """Pids of the running components (and ``extra``)."""
