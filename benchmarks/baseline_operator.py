@@ -6,26 +6,43 @@ where they change the API traffic (Events posted only for warnings, our annotati
 the difference with :mod:`modelops` is the work our handlers do, not kopf's configuration.
 
 Run by the benchmark as ``python -m kopf run --standalone --namespace NS benchmarks/baseline_operator.py``
-with ``BENCH_API_URL`` set to the sandbox's API emulator (no TLS, no authentication).
+with ``BENCH_KUBECONFIG`` set to a kubeconfig of the sandbox: the API emulator's (plain HTTP, no
+authentication) or the real kube-apiserver's admin kubeconfig (HTTPS, client certificate). The same
+connection (server, CA, client certificate or token) serves kopf's login and the Job POSTs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import httpx
 import kopf
 
-API_URL = os.environ.get("BENCH_API_URL", "http://127.0.0.1:8001")
+from modelops.sandbox.client import Connection
+from modelops.sandbox.kubeconfig import read_connection
+
 _client: dict[str, httpx.AsyncClient] = {}
+
+
+def connection() -> Connection:
+    """The sandbox's API server, from the kubeconfig in ``BENCH_KUBECONFIG`` (KeyError when unset)."""
+    return read_connection(Path(os.environ["BENCH_KUBECONFIG"]))
 
 
 @kopf.on.login()
 def login(**_: Any) -> kopf.ConnectionInfo:
-    """Connect to the sandbox's API emulator."""
-    return kopf.ConnectionInfo(server=API_URL, insecure=True)
+    """Connect to the sandbox's API server as the kubeconfig says (TLS and credentials when it has them)."""
+    conn = connection()
+    return kopf.ConnectionInfo(
+        server=conn.url,
+        ca_path=conn.ca,
+        certificate_path=conn.cert,
+        private_key_path=conn.key,
+        token=conn.token,
+    )
 
 
 @kopf.on.startup()
@@ -36,7 +53,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="ml.smarthr360.io", key="last-handled-configuration"
     )
-    _client["http"] = httpx.AsyncClient(base_url=API_URL, timeout=30)
+    _client["http"] = httpx.AsyncClient(timeout=30, **connection().httpx_options())
     print("BASELINE READY", flush=True)
 
 

@@ -1,6 +1,11 @@
 """Operator benchmark, in the sandbox: latency and scale of the modelops operator vs a minimal kopf operator.
 
-What is measured (issue 9, item 2), in one sandbox (API emulator, kubelet, ``mlflow server``):
+What is measured (issue 9, item 2), in one sandbox (the API server, kubelet, ``mlflow server``).
+The API server is the sandbox's ``control_plane``: ``emulator`` (the API emulator; the kubelet also
+plays the Job controller) or ``real`` (etcd, kube-apiserver, kube-controller-manager and
+kube-scheduler, our kubelet as the node; the operator runs with its ServiceAccount token, the
+baseline and this driver with the admin kubeconfig). ``latency_only`` stops after phase 2
+(:mod:`benchmarks.controlplane` compares the two control planes that way).
 
 1. **Latency, baseline**: :mod:`benchmarks.baseline_operator` (one on-create handler that creates
    one Job and patches status) watches namespace ``bench-baseline``; ``count`` ModelVersions are
@@ -26,9 +31,10 @@ Every wait is bounded (``phase_timeout`` 1,200 s for the scale registrations, ``
 next phase starts.
 
 Timestamps are taken by this driver: creation when the API answered the POST, the rest when the
-driver's watch (on the same emulator) delivered the event, so both operators are measured by the
+driver's watch (on the same API server) delivered the event, so both operators are measured by the
 same clock and the same watch delay. CPU seconds of each component (API emulator, kubelet with
-its pods, MLflow, operator) are read from ``/proc`` per phase: that shows what bounds a phase.
+its pods, MLflow, operator; etcd, kube-apiserver, kube-controller-manager and kube-scheduler on the
+real control plane) are read from ``/proc`` per phase: that shows what bounds a phase.
 
 Targets (issue 9): our creation → Job p99 within 1.5x of the baseline's; operator RSS under
 300 MiB; idle CPU under 2 % of a core; resync under 60 s; RSS growth under 10 % over a 10-minute soak.
@@ -72,7 +78,18 @@ NAME = "operator"
 NS_BASELINE = "bench-baseline"
 NS_OURS = "bench-ours"
 CREATE_CONCURRENCY = 50
-COMPONENTS = ("apiserver", "kubelet", "mlflow", "operator")
+#: Measured processes besides the control plane's.
+NODE_COMPONENTS = ("kubelet", "mlflow", "operator")
+#: The API server's processes per control plane (``apiserver`` is the API emulator).
+CONTROL_PLANE_COMPONENTS = {
+    "emulator": ("apiserver",),
+    "real": ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"),
+}
+
+
+def components(control_plane: str) -> tuple[str, ...]:
+    """Measured processes of a sandbox on ``control_plane`` (KeyError for an unknown one)."""
+    return (*CONTROL_PLANE_COMPONENTS[control_plane], *NODE_COMPONENTS)
 
 
 @dataclass
@@ -90,6 +107,8 @@ class Params:
     resync_timeout: float = 600.0
     settle_timeout: float = 120.0
     profile_seconds: float = 20.0
+    control_plane: str = "emulator"
+    latency_only: bool = False
 
     @classmethod
     def quick(cls) -> Params:
@@ -293,16 +312,20 @@ class Bench:
         script = instant_image.write_image(root / "image")
         self.operator_env = {"MODELOPS_NAMESPACES": NS_OURS}
         self.supervisor = Supervisor(
-            root / "sandbox", images=instant_image.image_mapping(script), pdeathsig=True, start_timeout=120
+            root / "sandbox",
+            images=instant_image.image_mapping(script),
+            pdeathsig=True,
+            start_timeout=120,
+            control_plane=params.control_plane,
         )
         stack.callback(self.supervisor.down)
-        log("operator: starting the sandbox (API emulator, kubelet, MLflow)")
+        log(f"operator: starting the sandbox ({params.control_plane} control plane, kubelet, MLflow)")
         self.supervisor.up(mlflow=True, operator=False)
         state = self.supervisor.state
-        assert state.api_url and state.mlflow_url
-        self.api_url, self.mlflow_url = state.api_url, state.mlflow_url
-        self.sync_api = Api(self.api_url)
-        self.api = AsyncApi(self.api_url, timeout=60)
+        assert state.kubeconfig and state.mlflow_url
+        self.kubeconfig, self.mlflow_url = state.kubeconfig, state.mlflow_url
+        self.sync_api = Api(state.connection())  # admin credentials on the real control plane
+        self.api = AsyncApi(state.connection(), timeout=60)
         from mlflow import MlflowClient
 
         MlflowClient(self.mlflow_url, registry_uri=self.mlflow_url).create_experiment(
@@ -312,11 +335,43 @@ class Bench:
             self.sync_api.request(
                 "POST", "/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
             )
+        if params.control_plane == "real":
+            self.grant_namespace_watch()
+
+    def grant_namespace_watch(self) -> None:
+        """Real control plane: give the operator's ServiceAccount kopf's namespaced-mode rules.
+
+        The sandbox installs the cluster-wide RBAC (``manifests/default``); the benchmark runs the
+        operator on one namespace (``MODELOPS_NAMESPACES``), where kopf lists and watches namespaces.
+        Without these rules (``modelops.rbac.KOPF_RULES["namespacesWatch"]``, what a namespaced install
+        grants) kopf retries the 403 for about a minute, then falls back to the configured list.
+        """
+        from modelops.rbac import KOPF_RULES
+        from modelops.sandbox.controlplane.install import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT
+
+        name = "modelops-bench-namespaces-watch"
+        rbac = "/apis/rbac.authorization.k8s.io/v1"
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [rule.as_policy_rule() for rule in KOPF_RULES["namespacesWatch"]],
+        }
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SERVICE_ACCOUNT, "namespace": OPERATOR_NAMESPACE}],
+        }
+        self.sync_api.request("POST", f"{rbac}/clusterroles", json=role)
+        self.sync_api.request("POST", f"{rbac}/clusterrolebindings", json=binding)
 
     def pids(self, extra: dict[str, int] | None = None) -> dict[str, int]:
         """Pids of the running components (and ``extra``)."""
         state = self.supervisor.state
-        out = {n: state.processes[n].pid for n in COMPONENTS if n in state.processes and state.alive(n)}
+        names = components(self.params.control_plane)
+        out = {n: state.processes[n].pid for n in names if n in state.processes and state.alive(n)}
         out.update(extra or {})
         return out
 
@@ -336,7 +391,7 @@ class Bench:
             NS_BASELINE,
             str(ROOT / "benchmarks" / "baseline_operator.py"),
         ]
-        env = {"BENCH_API_URL": self.api_url, "PYTHONUNBUFFERED": "1"}
+        env = {"BENCH_KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}  # admin on the real control plane
         with background(argv, env=env, log=logfile, cwd=self.root) as process:
             await wait_until(lambda: "BASELINE READY" in logfile.read_text(errors="replace"), 120, "baseline start")
             if process.poll() is not None:
@@ -426,6 +481,8 @@ class Bench:
                 f"{lat['create_to_job']['p99_s']:.2f} s; Job done->Registered p99 "
                 f"{lat['job_done_to_registered']['p99_s']:.2f} s"
             )
+            if p.latency_only:
+                return out
 
             # 3. scale
             total = max(p.scale, p.count + 1)
@@ -588,17 +645,25 @@ async def _run_async(params: Params, root: Path, stack: ExitStack) -> dict[str, 
     return {"baseline": baseline, **ours}
 
 
+def measure(params: Params, workdir: Path | None = None) -> dict[str, Any]:
+    """Phases 1 to 6 (1 and 2 with ``params.latency_only``) in a fresh sandbox, stopped at the end;
+    the sandbox state and logs stay in ``workdir`` when given (a temporary directory otherwise)."""
+    with ExitStack() as stack:
+        root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-operator-")))
+        return asyncio.run(_run_async(params, root, stack))
+
+
 def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, Any]:
     """Run the operator benchmark; returns the result document (see the module docstring)."""
     params = params or Params()
     machine = machine_info()
-    with ExitStack() as stack:
-        root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-operator-")))
-        measured = asyncio.run(_run_async(params, root, stack))
+    measured = measure(params, workdir)
     result: dict[str, Any] = {
         "name": NAME,
         "machine": machine,
         "params": {
+            "control_plane": params.control_plane,
+            "latency_only": params.latency_only,
             "count": params.count,
             "models": params.models,
             "scale": params.scale,
@@ -616,7 +681,7 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
 
 
 def targets(result: dict[str, Any]) -> list[Target]:
-    """Issue 9's operator targets."""
+    """Issue 9's operator targets (only the latency one after a ``latency_only`` run)."""
     out = []
     ours_p99 = result["latency"]["create_to_job"]["p99_s"]
     base_p99 = result["baseline"]["create_to_job"]["p99_s"]
@@ -629,6 +694,8 @@ def targets(result: dict[str, Any]) -> list[Target]:
             "x",
         )
     )
+    if "scale" not in result:
+        return out
     scale = result["scale"]
     out.append(
         Target(f"operator peak RSS with {scale['total']} ModelVersions", scale["peak_rss_mib"], "<=", 300, "MiB")
@@ -672,7 +739,9 @@ def targets(result: dict[str, Any]) -> list[Target]:
 
 def markdown(result: dict[str, Any]) -> str:
     """The operator section of RESULTS.md."""
-    lat, base, scale, settle = result["latency"], result["baseline"], result["scale"], result["settle"]
+    lat, base = result["latency"], result["baseline"]
+    scale, settle = result.get("scale"), result.get("settle")
+    control_plane = result["params"].get("control_plane", "emulator")
 
     def row(label: str, stats: dict[str, Any]) -> str:
         return (
@@ -683,6 +752,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "## Operator (sandbox)",
         "",
+        f"Control plane: {control_plane}. "
         f"{result['params']['count']} ModelVersions created at once (≤ {result['params']['create_concurrency']} "
         f"requests in flight) over {result['params']['models']} models; training Jobs run the benchmark image "
         "(real MLflow run and small logged model, no fit); registration is the operator's real one. Times are seconds, "
@@ -694,27 +764,28 @@ def markdown(result: dict[str, Any]) -> str:
         row("modelops: creation -> Job", lat["create_to_job"]),
         row("modelops: Job complete -> Registered", lat["job_done_to_registered"]),
         row("modelops: creation -> Registered", lat["create_to_registered"]),
-        row(f"scale ({scale['added']} more): Job complete -> Registered", scale["job_done_to_registered"]),
+        *(
+            [row(f"scale ({scale['added']} more): Job complete -> Registered", scale["job_done_to_registered"])]
+            if scale
+            else []
+        ),
         "",
         "CPU seconds per component during each phase (share of one core):",
         "",
-        "| phase | wall s | " + " | ".join(COMPONENTS) + " | baseline |",
-        "|---|---|" + "---|" * (len(COMPONENTS) + 1),
+        *cpu_table(
+            [
+                ("baseline latency", base["cpu"]),
+                ("modelops latency", lat["cpu"]),
+                *([("scale", scale["cpu"])] if scale else []),
+                *([("idle", result["idle"])] if "idle" in result else []),
+                *([("soak", result["soak"]["cpu"])] if result.get("soak") else []),
+            ]
+        ),
     ]
-    for label, cpu in (
-        ("baseline latency", base["cpu"]),
-        ("modelops latency", lat["cpu"]),
-        ("scale", scale["cpu"]),
-        ("idle", result["idle"]),
-        *([("soak", result["soak"]["cpu"])] if result.get("soak") else []),
-    ):
-        cells = []
-        for name in (*COMPONENTS, "baseline"):
-            if name in cpu["cpu_s"]:
-                cells.append(f"{cpu['cpu_s'][name]:.1f} ({100 * cpu['core_share'][name]:.0f} %)")
-            else:
-                cells.append("-")
-        lines.append(f"| {label} | {cpu['wall_s']:.1f} | " + " | ".join(cells) + " |")
+    if not scale or not settle:
+        lines.append("")
+        lines.append("Latency phases only (`--latency-only`): no scale, idle, resync or soak.")
+        return "\n".join(lines)
     lines += [
         "",
         (
@@ -750,12 +821,27 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cpu_table(phases: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Markdown table of :meth:`CpuMeter.stop` readings: one row per ``(label, reading)``, one column
+    per component measured in any of them (CPU seconds and share of one core)."""
+    order = [*CONTROL_PLANE_COMPONENTS["emulator"], *CONTROL_PLANE_COMPONENTS["real"], *NODE_COMPONENTS, "baseline"]
+    names = [n for n in order if any(n in cpu["cpu_s"] for _, cpu in phases)]
+    lines = ["| phase | wall s | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for label, cpu in phases:
+        cells = [
+            f"{cpu['cpu_s'][n]:.1f} ({100 * cpu['core_share'][n]:.0f} %)" if n in cpu["cpu_s"] else "-" for n in names
+        ]
+        lines.append(f"| {label} | {cpu['wall_s']:.1f} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _f(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.operator [--quick] [--count N] [--scale N] [--idle S] [--soak S]``."""
+    """``python -m benchmarks.operator [--quick] [--control-plane real|emulator] [--latency-only] [--count N]
+    [--scale N] [--idle S] [--soak S]``."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.operator", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--count", type=int, help="CRs created at once for the latency phase (200)")
@@ -763,9 +849,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, help="ModelVersions in all for the scale phase (1000)")
     parser.add_argument("--idle", type=float, help="seconds of idle CPU measurement (60)")
     parser.add_argument("--soak", type=float, help="soak seconds (600; 0 = none)")
+    parser.add_argument(
+        "--control-plane",
+        choices=tuple(CONTROL_PLANE_COMPONENTS),
+        default="emulator",
+        help="the sandbox's API server (emulator)",
+    )
+    parser.add_argument("--latency-only", action="store_true", help="phases 1 and 2 only")
     parser.add_argument("--workdir", type=Path, help="keep the sandbox state and logs here")
     ns = parser.parse_args(argv)
     params = Params.quick() if ns.quick else Params()
+    params.control_plane, params.latency_only = ns.control_plane, ns.latency_only
     for attr, value in (
         ("count", ns.count),
         ("models", ns.models),

@@ -8,7 +8,10 @@ section and keeps the others.
 Default sizes are the issue's (about an hour on a 2-core machine, most of it the operator's
 1,000-ModelVersion scale run, bounded at 20 minutes, its resync, bounded at 10, and its 10-minute
 soak); ``--quick`` shortens repeats and durations, runs the operator at 500 ModelVersions with
-shorter bounds and skips the soak (up to about 30 minutes).
+shorter bounds and skips the soak (up to about 30 minutes). ``--control-plane real`` runs the
+operator benchmark on the real control plane instead of the API emulator; ``controlplane``
+compares the two (start times and the operator latency phases, both in the same run; about 15
+minutes; the real one only where its binaries are built).
 """
 
 from __future__ import annotations
@@ -24,19 +27,26 @@ from typing import Any
 from . import report
 from .common import RESULTS_DIR, log, machine_info, write_result
 
-NAMES = ("serving", "drift", "training", "operator")
+NAMES = ("serving", "drift", "training", "operator", "controlplane")
 
 
 def _module(name: str) -> Any:
-    from . import drift, operator, serving, training
+    from . import controlplane, drift, operator, serving, training
 
-    return {"serving": serving, "drift": drift, "training": training, "operator": operator}[name]
+    modules = {"serving": serving, "drift": drift, "training": training, "operator": operator}
+    return {**modules, "controlplane": controlplane}[name]
 
 
-def run_one(name: str, quick: bool, out_dir: Path) -> bool:
-    """Run benchmark ``name`` and write its JSON; returns False when it failed."""
+def run_one(name: str, quick: bool, out_dir: Path, control_plane: str | None = None) -> bool:
+    """Run benchmark ``name`` and write its JSON; returns False when it failed.
+
+    ``control_plane`` (``real`` or ``emulator``) is the sandbox's API server for the benchmarks that
+    run one sandbox (the operator's); None keeps each benchmark's default.
+    """
     module = _module(name)
     params = module.Params.quick() if quick else module.Params()
+    if control_plane is not None and hasattr(params, "control_plane"):
+        params.control_plane = control_plane
     began = time.monotonic()
     log(f"=== {name} ({'quick' if quick else 'full'}) ===")
     ok = True
@@ -61,9 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=NAMES, help="run only these benchmarks")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory of the JSON results")
     parser.add_argument("--no-report", action="store_true", help="do not regenerate RESULTS.md")
+    parser.add_argument(
+        "--control-plane", choices=("real", "emulator"), help="the operator benchmark's sandbox API server (emulator)"
+    )
     ns = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    results = [run_one(name, ns.quick, ns.out) for name in (ns.only or NAMES)]
+    results = [run_one(name, ns.quick, ns.out, ns.control_plane) for name in (ns.only or NAMES)]
     if not ns.no_report:
         target = report.RESULTS_MD if ns.out.resolve() == RESULTS_DIR.resolve() else ns.out / "RESULTS.md"
         log(f"report: {report.write(ns.out, target)}")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import drift, loadgen, operator, report, run, serving, training
+from benchmarks import controlplane, drift, loadgen, operator, report, run, serving, training
 
 
 def _complete_targets(result: dict[str, Any]) -> None:
@@ -91,3 +91,25 @@ def test_operator_benchmark_runs_on_tiny_sizes() -> None:
     assert result["soak"]["spec_updates"] > 0
     _complete_targets(result)
     assert "## Operator (sandbox)" in operator.markdown(json.loads(json.dumps(result, default=vars)))
+
+
+@pytest.mark.e2e
+def test_controlplane_benchmark_runs_on_tiny_sizes() -> None:
+    """Both control planes where the real one's binaries are built; the emulator alone otherwise."""
+    params = controlplane.Params.tiny()
+    result = controlplane.run(params)
+    measured = result["params"]["control_planes"]
+    assert measured == [cp for cp in controlplane.CONTROL_PLANES if cp not in result["skipped"]]
+    assert "emulator" in measured
+    for cp in measured:
+        start = result["start"][cp]
+        assert start["bare_up_s"] > 0 and start["full_up_s"] > 0 and start["operator_start_s"] > 0
+        assert start["rss_mib"]["kubelet"] > 0
+        latency = result["latency"][cp]
+        assert latency["baseline"]["create_to_job"]["n"] == params.count
+        assert latency["latency"]["create_to_job"]["n"] == params.count
+        assert latency["latency"]["create_to_registered"]["n"] == params.count
+    if "real" in measured:
+        assert result["start"]["real"]["steps"]["of which install (kubectl: CRDs, RBAC, token)"] > 0
+        assert result["ratios"]["real / emulator ours p99"] is not None
+    assert "## Control planes" in controlplane.markdown(json.loads(json.dumps(result, default=vars)))
