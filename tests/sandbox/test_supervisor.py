@@ -17,7 +17,7 @@ from modelops.sandbox import procs
 from modelops.sandbox.client import DEPLOYMENTS, JOBS, SERVICES, Api
 from modelops.sandbox.kubelet.images import venv_bin
 from modelops.sandbox.supervisor import STATE_FILE, SandboxState, Supervisor, operator_command_available
-from modelops.sandbox.testing import TEST_IMAGE, TEST_IMAGE_REPOSITORY, python_container
+from modelops.sandbox.testing import TEST_IMAGE, TEST_IMAGE_REPOSITORY, python_container, require_real_control_plane
 
 HTTP_SERVER = (
     "import http.server, os\n"
@@ -54,7 +54,7 @@ def assert_nothing_left(state_dir: Path, pids: list[int]) -> None:
 def test_up_kubectl_logs_url_and_down_leave_nothing_running(tmp_path: Path) -> None:
     state_dir = tmp_path / "sb"
     opts = ["--state-dir", str(state_dir)]
-    out = cli("sandbox", "up", *opts, "--no-mlflow", "--no-operator",
+    out = cli("sandbox", "up", *opts, "--no-mlflow", "--no-operator", "--control-plane", "emulator",
               "--image", f"{TEST_IMAGE_REPOSITORY}={sys.executable}").stdout
     kubeconfig = state_dir / "kubeconfig"
     assert f"kubeconfig: {kubeconfig}" in out
@@ -117,11 +117,14 @@ def _get(url: str) -> str:
         return ""
 
 
-def test_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("control_plane", ["emulator", "real"])
+def test_foreground_stops_everything_on_ctrl_c(tmp_path: Path, control_plane: str) -> None:
+    if control_plane == "real":
+        require_real_control_plane()
     state_dir = tmp_path / "fg"
     process = subprocess.Popen(
         [sys.executable, "-m", "modelops.cli", "sandbox", "up", "--state-dir", str(state_dir), "--no-mlflow",
-         "--no-operator", "--foreground"],
+         "--no-operator", "--foreground", "--control-plane", control_plane],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -132,7 +135,8 @@ def test_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
             if line.startswith("foreground:"):
                 break
         state = SandboxState.load(state_dir)
-        assert state is not None and state.alive("apiserver") and state.alive("kubelet"), lines
+        api = "kube-apiserver" if control_plane == "real" else "apiserver"
+        assert state is not None and state.alive(api) and state.alive("kubelet"), lines
         pids = [rec.pid for rec in state.processes.values()]
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
