@@ -29,6 +29,8 @@ ENV_PREDICTION_LOG_URI = "PREDICTION_LOG_URI"
 ENV_POD_NAME = "POD_NAME"
 #: Listening port override for the model server (the sandbox kubelet sets it per replica).
 ENV_PORT = "MODELOPS_PORT"
+#: Prefix of the model server's request limits (``MODELOPS_SERVE_MAX_ROWS`` …; serve/limits.py).
+ENV_SERVE_LIMIT_PREFIX = "MODELOPS_SERVE_"
 #: Address the model server binds when set (default 0.0.0.0): the sandbox's node gives each pod its
 #: own loopback address and sets it, as a pod network namespace would give the pod its own IP.
 ENV_HOST = "MODELOPS_HOST"

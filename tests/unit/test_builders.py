@@ -311,6 +311,26 @@ def _owners() -> list[ObjectRef]:
     ]
 
 
+def test_serving_limits_reach_the_server_as_its_own_settings(settings: Settings) -> None:
+    """spec.serving.limits → MODELOPS_SERVE_* env that the server's ServeLimits reads back unchanged."""
+    from modelops_runtime.serve.limits import ServeLimits
+
+    serving = ServingSpec.model_validate({"limits": {"maxRows": 500, "maxBodyBytes": 1048576,
+                                                    "requestTimeoutSeconds": 7.5}})
+    dep = build_serving_deployment("breast-cancer", "Production", SERVED, _owners(), serving, settings)
+    env = {e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e}
+    limits_env = {k: v for k, v in env.items() if k.startswith("MODELOPS_SERVE_")}
+    assert limits_env == {"MODELOPS_SERVE_MAX_ROWS": "500", "MODELOPS_SERVE_MAX_BODY_BYTES": "1048576",
+                          "MODELOPS_SERVE_REQUEST_TIMEOUT_SECONDS": "7.5"}
+    read = ServeLimits(**{k.removeprefix("MODELOPS_SERVE_").lower(): v for k, v in limits_env.items()})
+    assert (read.max_rows, read.max_body_bytes, read.request_timeout_seconds) == (500, 1048576, 7.5)
+    # Every limit the CRD offers is one the server knows.
+    assert set(type(serving.limits).model_fields) <= set(ServeLimits.model_fields)
+    unset = build_serving_deployment("breast-cancer", "Production", SERVED, _owners(), ServingSpec(), settings)
+    assert not [e for e in unset["spec"]["template"]["spec"]["containers"][0]["env"]
+                if e["name"].startswith("MODELOPS_SERVE_")]
+
+
 def test_serving_deployment_valid_restricted_and_wired(
     mv: tuple[ObjectRef, ModelVersionSpec], settings: Settings
 ) -> None:

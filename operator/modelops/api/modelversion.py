@@ -111,6 +111,23 @@ class AutoscalingSpec(ApiModel):
     )
 
 
+class ServingLimits(ApiModel):
+    """Request limits of the model server (docs/serving.md, "Limits"); unset fields keep the server's
+    defaults. Each becomes the serving container's ``MODELOPS_SERVE_<FIELD>`` variable."""
+
+    max_body_bytes: int | None = Field(
+        default=None, ge=1024, le=1024**3, description="Largest request body, compressed and decompressed, bytes (413)."
+    )
+    max_rows: int | None = Field(default=None, ge=1, le=10_000_000, description="Most rows in one request (413).")
+    max_header_bytes: int | None = Field(
+        default=None, ge=4096, le=1024**2, description="Largest request line plus headers, bytes (431)."
+    )
+    request_timeout_seconds: float | None = Field(
+        default=None, gt=0, le=3600, description="Time a client has to send a whole request, s (408)."
+    )
+    keep_alive_seconds: int | None = Field(default=None, ge=1, le=3600, description="Idle keep-alive timeout, s.")
+
+
 class ServingSpec(ApiModel):
     """The serving Deployment for this model's stage, when this version serves it."""
 
@@ -118,6 +135,7 @@ class ServingSpec(ApiModel):
     resources: Resources | None = Field(default=None, description="Serving container resources.")
     autoscaling: AutoscalingSpec | None = Field(default=None, description="Enables an HPA when set.")
     image: str | None = Field(default=None, max_length=512, description="Runtime image override.")
+    limits: ServingLimits | None = Field(default=None, description="Model server request limits.")
 
 
 class MlflowOverrides(ApiModel):

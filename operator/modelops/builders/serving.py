@@ -27,6 +27,7 @@ from ..contract import (
     ENV_JOB_CONFIG,
     ENV_POD_NAME,
     ENV_PREDICTION_LOG_URI,
+    ENV_SERVE_LIMIT_PREFIX,
     RUNTIME_ENTRYPOINT,
     SERVING_PORT,
     SERVING_PORT_NAME,
@@ -146,6 +147,16 @@ def _prediction_log_storage(settings: Settings) -> tuple[list[dict[str, Any]], l
     return [volume], [{"name": PREDICTION_LOG_VOLUME, "mountPath": path}]
 
 
+def limits_env(serving: ServingSpec) -> list[dict[str, str]]:
+    """``spec.serving.limits`` as the server's ``MODELOPS_SERVE_<FIELD>`` variables (set fields only)."""
+    if serving.limits is None:
+        return []
+    return [
+        {"name": f"{ENV_SERVE_LIMIT_PREFIX}{field.upper()}", "value": str(value)}
+        for field, value in serving.limits.model_dump(exclude_none=True).items()
+    ]
+
+
 def build_serving_deployment(
     model: str,
     stage: str,
@@ -205,6 +216,7 @@ def build_serving_deployment(
             {"name": ENV_PREDICTION_LOG_URI, "value": settings.prediction_log_uri},
             *mlflow_env(settings, mlflow),
             *base_env(),
+            *limits_env(serving),
         ],
         "ports": [port],
         # Loading the model from MLflow can take a while: liveness only starts once the server is up.
