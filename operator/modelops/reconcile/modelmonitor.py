@@ -231,8 +231,8 @@ async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatu
     uris = {"spec.reference.uri": spec.reference.uri, "spec.current.uri": spec.current.uri}
     refused = first_refusal(uris, ctx.settings.data_policy)
     if refused is not None:  # no drift Job may read it: none is scheduled
-        cronjob = drift_cronjob_name(meta["name"])
-        await children.remove(ctx.kube, "CronJob", meta["namespace"], cronjob, {str(meta["uid"])})
+        drift_cronjob = drift_cronjob_name(meta["name"])
+        await children.remove(ctx.kube, "CronJob", meta["namespace"], drift_cronjob, {str(meta["uid"])})
         status.cron_job = None
         set_condition(status.conditions, "Scheduled", "False", "InvalidSpec", f"no drift CronJob: {refused[0]}", gen)
         mark_invalid_field(status.conditions, *refused, gen)
