@@ -213,3 +213,25 @@ async def test_a_restarted_operator_exposes_the_last_accuracy_at_once(logged_run
     await modelmonitor.reconcile(ctx, (await kube.get(MODELMONITORS, NS, "mon")) or {})
     labels = {"namespace": NS, "model_name": "iris-model", "model_version": "1.0.0"}
     assert ctx.metrics.registry.get_sample_value("ml_model_accuracy", labels) == 0.7
+
+
+async def test_a_monitor_of_another_namespaces_model_reads_nothing(mlflow_store) -> None:  # noqa: F811
+    """Registered model names belong to one namespace (as for ModelVersions): a ModelMonitor in
+    another namespace gets Ready=False ModelOwnedElsewhere and no drift CronJob, so no Job of it
+    reads that namespace's prediction log or reference data."""
+    from modelops.registry import operations as ops
+
+    ops.ensure_registered_model(mlflow_store.client, "iris-model", "team-b")
+    ctx, kube, events = _mlflow_ctx(mlflow_store)
+    _monitor(kube, {"model": "iris-model", "stage": "Production", "schedule": "0 * * * *"}, generation=1, status={})
+    await modelmonitor.reconcile(ctx, (await kube.get(MODELMONITORS, NS, "mon")) or {})
+    status = (await kube.get(MODELMONITORS, NS, "mon") or {})["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ModelOwnedElsewhere"), ready
+    assert "belongs to namespace 'team-b'" in ready["message"]
+    assert kube.count("cronjobs") == 0 and not status.get("cronJob")
+    assert ("Warning", "ModelOwnedElsewhere") in [(kind, reason) for kind, reason, _ in events]
+    # The owning namespace's own monitor is scheduled as usual.
+    mlflow_store.client.set_registered_model_tag("iris-model", "modelops.namespace", NS)
+    await modelmonitor.reconcile(ctx, (await kube.get(MODELMONITORS, NS, "mon")) or {})
+    assert kube.count("cronjobs") == 1

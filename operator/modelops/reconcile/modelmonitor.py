@@ -54,7 +54,7 @@ from ..contract import (
 )
 from ..datapolicy import first_refusal
 from ..registry import operations as ops
-from ..registry.errors import RegistryUnavailable, is_not_found, translate_errors
+from ..registry.errors import ModelOwnedElsewhere, RegistryUnavailable, is_not_found, translate_errors
 from . import children
 from .context import Context
 from .status import (
@@ -236,6 +236,24 @@ async def _reconcile(ctx: Context, body: Mapping[str, Any]) -> ModelMonitorStatu
         status.cron_job = None
         set_condition(status.conditions, "Scheduled", "False", "InvalidSpec", f"no drift CronJob: {refused[0]}", gen)
         mark_invalid_field(status.conditions, *refused, gen)
+        if await write_status(ctx.kube, MODELMONITORS, body, status):
+            post_transitions(ctx.post_event, body, old_conditions, status.conditions)
+        return status
+    try:
+        owner_namespace = await ctx.registry.run(ops.model_namespace, spec.model)
+    except RegistryUnavailable as exc:
+        mark_registry_unavailable(status.conditions, exc, gen)
+        await write_status(ctx.kube, MODELMONITORS, body, status)
+        raise
+    if owner_namespace not in (None, meta["namespace"]):  # another namespace's model: nothing to read
+        message = str(ModelOwnedElsewhere(spec.model, owner_namespace, meta["namespace"]))
+        drift_cronjob = drift_cronjob_name(meta["name"])
+        await children.remove(ctx.kube, "CronJob", meta["namespace"], drift_cronjob, {str(meta["uid"])})
+        status.cron_job = None
+        status.model_version = None
+        set_condition(status.conditions, "Scheduled", "False", "ModelOwnedElsewhere", f"no drift CronJob: {message}",
+                      gen)
+        set_condition(status.conditions, "Ready", "False", "ModelOwnedElsewhere", message, gen)
         if await write_status(ctx.kube, MODELMONITORS, body, status):
             post_transitions(ctx.post_event, body, old_conditions, status.conditions)
         return status

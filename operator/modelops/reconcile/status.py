@@ -21,7 +21,7 @@ FAILED_REASONS = frozenset(
     {"InvalidSpec", "TrainingFailed", "VersionConflict", "ModelOwnedElsewhere", "RunNotFound", "VersionDeleted"}
 )
 #: Ready=False reasons of a ModelMonitor that are failures (Warning Events), not waiting.
-MONITOR_FAILED_REASONS = frozenset({"RunFailed", "JobFailed"})
+MONITOR_FAILED_REASONS = frozenset({"RunFailed", "JobFailed", "ModelOwnedElsewhere"})
 
 
 def mark_registry_reachable(conditions: list[Condition], generation: int | None) -> None:

@@ -221,6 +221,13 @@ def get_registered_model(client: MlflowClient, name: str) -> RegisteredModel | N
             raise
 
 
+def model_namespace(client: MlflowClient, name: str) -> str | None:
+    """The namespace that owns registered model ``name`` (its ``modelops.namespace`` tag); None when
+    the model does not exist or carries no owner yet. Raises RegistryUnavailable."""
+    model = get_registered_model(client, name)
+    return (model.tags or {}).get(TAG_NAMESPACE) if model is not None else None
+
+
 def ensure_registered_model(client: MlflowClient, name: str, namespace: str) -> str:
     """Make sure registered model ``name`` exists and belongs to ``namespace``; returns the owner namespace.
 

@@ -123,7 +123,7 @@ def _print_summary(sup: Supervisor, started: bool, seconds: float) -> None:
 @app.command()
 def build() -> None:
     """Build the real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)
-    from their Go modules into ~/.cache/modelops/kube (once; about 10 min on 2 cores)."""
+    from their Go modules into ~/.cache/modelops/kube (once; 10-25 min on 2 cores)."""
     from .controlplane import binaries
 
     try:

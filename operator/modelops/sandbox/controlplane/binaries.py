@@ -82,7 +82,7 @@ def ensure(echo: Callable[[str], None] = lambda line: print(line, file=sys.stder
                             "(install Go, or use --control-plane emulator)")
     started = time.monotonic()
     echo(f"building the Kubernetes control plane {release()} from its Go modules into {directory} "
-         "(once; about 10 min on 2 cores)")
+         "(once; 10-25 min on 2 cores)")
     tail: list[str] = []
     with subprocess.Popen(["bash", str(hack / "build.sh")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as proc:
