@@ -212,9 +212,13 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
             tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
             from mlflow import MlflowClient
 
-            MlflowClient(
-                tracking_uri, registry_uri=tracking_uri
-            ).search_experiments()  # migrate the schema before timing
+            from modelops.contract import EXPERIMENT_TRAINING
+
+            client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+            client.search_experiments()  # migrate the schema before timing
+            # A sqlite store's default artifact root is ./mlruns of the job's working directory:
+            # the experiment keeps its artifacts in the benchmark's own directory instead.
+            client.create_experiment(EXPERIMENT_TRAINING, artifact_location=(root / "artifacts").as_uri())
         # MLflow's sqlite registry resolves a ``models:/<id>`` source through the process-wide tracking URI.
         stack.enter_context(mlflow_uris(tracking_uri))
         counter = 0

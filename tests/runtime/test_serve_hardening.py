@@ -125,7 +125,7 @@ def test_mixed_nesting_is_400_and_counted_as_such(bc: Running, store: Store) -> 
     assert successes(bc, store) == before_ok
 
 
-@pytest.mark.parametrize("request_id", ["ид-☃-1", "line\r\nX-Injected: 1", " padded "])
+@pytest.mark.parametrize("request_id", ["ид-☃-1", "line\r\nX-Injected: 1", " padded ", "%00-looks-encoded"])
 def test_any_request_id_is_echoed_safely(bc: Running, store: Store, request_id: str) -> None:
     X = store.bc.X.iloc[:1]
     before = successes(bc, store)

@@ -129,10 +129,12 @@ def _loads_with_constants(body: bytes, error: orjson.JSONDecodeError) -> Any:
 
 
 def header_safe(value: str) -> str:
-    """``value`` as an HTTP header value: unchanged when it is printable ASCII without edge spaces, else
-    percent-encoded UTF-8 (so a request id with CR/LF or non-Latin-1 characters cannot break the response).
+    """``value`` as an HTTP header value: unchanged when it is printable ASCII without edge spaces and
+    without ``%``, else percent-encoded UTF-8 (so a request id with CR/LF or non-Latin-1 characters
+    cannot break the response, and ``unquote`` of the header always gives the id back: an id such as
+    ``%00`` is sent as ``%2500``).
     """
-    if value.isascii() and value.isprintable() and value.strip() == value:
+    if value.isascii() and value.isprintable() and value.strip() == value and "%" not in value:
         return value
     return quote(value, safe="!#$&'()*+,/:;=?@[]~-_.")
 
