@@ -625,3 +625,24 @@ async def test_a_monitor_reading_outside_the_data_policy_is_invalid_spec_and_has
         "spec.current.uri: address 169.254.169.254 is link-local and not in the allowed networks (none)"
     )
     assert await kube.get(CRONJOBS, NS, drift_cronjob_name("watch")) is None and "cronJob" not in status
+
+
+async def test_a_bump_whose_job_exists_but_whose_claim_was_lost_keeps_its_version(logged_runs) -> None:  # noqa: F811
+    """An operator killed between creating a bumped version's Job and writing its claim: the next
+    operator (the new leader) finds the Job of this CR and keeps its version instead of bumping
+    again into a second Job (seen in the failover test: v3-v1-2-0 and v3-v1-3-0)."""
+    from modelops.builders.common import COMPONENT_TRAINING, LABEL_COMPONENT, LABEL_VERSION
+
+    ctx, kube = _ctx(logged_runs.store)
+    mv = _mv(kube, "uid-bump", "1.0.0", stage="Development")
+    del mv["spec"]["version"]
+    mv["spec"]["versionBump"] = "minor"
+    kube.put(MODELVERSIONS, mv)
+    orphan = train_job_name("iris", "1.3.0")
+    kube.put(JOBS, {"apiVersion": "batch/v1", "kind": "Job", "spec": {}, "status": {"active": 1},
+                    "metadata": {"name": orphan, "namespace": NS, "ownerReferences": owned_by("uid-bump"),
+                                 "labels": {LABEL_COMPONENT: COMPONENT_TRAINING, LABEL_VERSION: "1.3.0"}}})
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    assert status["version"] == "1.3.0", status
+    assert [j["metadata"]["name"] for j in await kube.list(JOBS, NS)] == [orphan]

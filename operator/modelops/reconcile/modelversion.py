@@ -23,7 +23,7 @@ from ..api.modelversion import (
     RegistryStatus,
     TrainingJobStatus,
 )
-from ..builders.common import ObjectRef, train_job_name
+from ..builders.common import COMPONENT_TRAINING, LABEL_COMPONENT, LABEL_VERSION, ObjectRef, train_job_name
 from ..builders.training import TRAIN_CONTAINER, build_training_job
 from ..clients.kube import JOBS, MODELVERSIONS, PODS, Conflict
 from ..contract import (
@@ -94,6 +94,21 @@ def resolve_version(
         return spec.version, max_semver(v for v in known if semver.Version.parse(v) < mine)
     assert spec.version_bump is not None  # the CRD's CEL rule requires exactly one of the two
     return bump_version(highest, spec.version_bump), highest
+
+
+async def version_of_own_job(ctx: Context, namespace: str, uid: str, model: str) -> str | None:
+    """The semantic version a training Job owned by the CR ``uid`` was created for (its version
+    label), or None when it has none. The Job is the durable record of a bump decided before the
+    status claim could be written."""
+    jobs = await ctx.kube.list(JOBS, namespace, {LABEL_COMPONENT: COMPONENT_TRAINING})
+    for job in jobs:
+        meta = job.get("metadata") or {}
+        if not any(ref.get("uid") == uid and ref.get("controller") for ref in meta.get("ownerReferences") or []):
+            continue
+        version = (meta.get("labels") or {}).get(LABEL_VERSION)
+        if version and is_semver(version):
+            return str(version)
+    return None
 
 
 def find_conflict(body: Mapping[str, Any], version: str, siblings: list[dict[str, Any]]) -> str | None:
@@ -360,7 +375,11 @@ async def version_flow(
             ("search_versions", spec.model), lambda: ctx.registry.run(ops.search_versions, spec.model)
         )
         registered = [(v.tags or {}).get(TAG_SEMVER) for v in versions]
-        status.version, status.parent_version = resolve_version(spec, siblings, registered)
+        started = await version_of_own_job(ctx, ns, uid, spec.model) if spec.version_bump else None
+        # A Job of ours already trains a version (an operator stopped before it wrote the claim,
+        # e.g. a leader killed mid-pass): that is our version, not a new bump and a second Job.
+        resolved_spec = spec.model_copy(update={"version": started, "version_bump": None}) if started else spec
+        status.version, status.parent_version = resolve_version(resolved_spec, siblings, registered)
         existing = ops.oldest_with_semver(versions, status.version)
     conflict = find_conflict(body, status.version, siblings)
     if conflict is None and status.training_job is None:  # before training; again before registering
