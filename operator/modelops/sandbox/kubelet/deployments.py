@@ -46,7 +46,7 @@ from .pods import (
     random_suffix,
     termination_message,
 )
-from .probes import ProbeLoop
+from .probes import ProbeLoop, supervise
 
 log = logging.getLogger("modelops.sandbox.kubelet")
 
@@ -227,51 +227,16 @@ class Replica:
         assert self.handle is not None
         cfg = self.ctx.config
         container = self.container
-        notify = asyncio.Event()  # set by any probe flip and by the process exit
 
-        def probe(kind: str, initial: bool = False) -> ProbeLoop | None:
+        def make_probe(kind: str, initial: bool, notify: asyncio.Event) -> ProbeLoop | None:
             spec = container.get(kind)
             return ProbeLoop(spec, container, self.port, env, cfg.probe_period_max, initial, notify) if spec else None
 
-        startup, readiness = probe("startupProbe"), probe("readinessProbe")
-        liveness = probe("livenessProbe", initial=True)
-        exited = asyncio.create_task(self.handle.wait())
-        exited.add_done_callback(lambda _: notify.set())
-        loops: list[asyncio.Task[None]] = []
-        try:
-            if startup is not None:
-                loops.append(asyncio.create_task(startup.run()))
-                while not startup.state:
-                    await notify.wait()
-                    notify.clear()
-                    if exited.done():
-                        return "exited"
-                    if not startup.state and startup.failures >= startup.settings.failure_threshold:
-                        return "failed its startup probe"
-                loops.pop().cancel()
-            loops += [asyncio.create_task(p.run()) for p in (readiness, liveness) if p is not None]
-            if readiness is None:
-                self._set_ready(True)
-                await self._publish()
-            while True:
-                await notify.wait()
-                notify.clear()
-                if exited.done():
-                    return "exited"
-                if liveness is not None and liveness.changed.is_set():
-                    liveness.changed.clear()
-                    if not liveness.state:
-                        return "failed its liveness probe"
-                if readiness is not None and readiness.changed.is_set():
-                    readiness.changed.clear()
-                    if readiness.state != self.ready:
-                        self._set_ready(readiness.state)
-                        await self._publish()
-        finally:
-            for task in loops:
-                task.cancel()
-            if not exited.done():
-                exited.cancel()
+        async def set_ready(ready: bool) -> None:
+            self._set_ready(ready)
+            await self._publish()
+
+        return await supervise(container, make_probe, {"exited": self.handle.wait()}, set_ready)
 
 
 class DeploymentRunner:

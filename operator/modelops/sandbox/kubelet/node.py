@@ -54,7 +54,7 @@ from .pods import (
     now_iso,
     termination_message,
 )
-from .probes import ProbeLoop
+from .probes import ProbeLoop, supervise
 
 log = logging.getLogger("modelops.sandbox.kubelet")
 
@@ -302,56 +302,19 @@ class PodWorker:
     async def _supervise(self, env: Mapping[str, str]) -> str:
         """Run the probes until the process exits, liveness fails or the pod is deleted."""
         assert self.handle is not None
-        notify = asyncio.Event()
-        cfg = self.ctx.config
+        period_max = self.ctx.config.probe_period_max
 
-        def probe(kind: str, initial: bool = False) -> ProbeLoop | None:
+        def make_probe(kind: str, initial: bool, notify: asyncio.Event) -> ProbeLoop | None:
             spec = self.container.get(kind)
-            return ProbeLoop(spec, self.container, None, env, cfg.probe_period_max, initial, notify,
+            return ProbeLoop(spec, self.container, None, env, period_max, initial, notify,
                              host=self.local.ip) if spec else None
 
-        startup, readiness, liveness = probe("startupProbe"), probe("readinessProbe"), probe("livenessProbe", True)
-        exited = asyncio.create_task(self.handle.wait())
-        deleted = asyncio.create_task(self.deleting.wait())
-        for task in (exited, deleted):
-            task.add_done_callback(lambda _: notify.set())
-        loops: list[asyncio.Task[None]] = []
-        try:
-            if startup is not None:
-                loops.append(asyncio.create_task(startup.run()))
-                while not startup.state:
-                    await notify.wait()
-                    notify.clear()
-                    if exited.done() or deleted.done():
-                        return "exited" if exited.done() else "deleted"
-                    if startup.failures >= startup.settings.failure_threshold:
-                        return "failed its startup probe"
-                loops.pop().cancel()
-            loops += [asyncio.create_task(p.run()) for p in (readiness, liveness) if p is not None]
-            if readiness is None:
-                self.ready = True
-                await self.publish()
-            while True:
-                await notify.wait()
-                notify.clear()
-                if exited.done():
-                    return "exited"
-                if deleted.done():
-                    return "deleted"
-                if liveness is not None and liveness.changed.is_set():
-                    liveness.changed.clear()
-                    if not liveness.state:
-                        return "failed its liveness probe"
-                if readiness is not None and readiness.changed.is_set():
-                    readiness.changed.clear()
-                    if readiness.state != self.ready:
-                        self.ready = readiness.state
-                        await self.publish()
-        finally:
-            for loop in loops:
-                loop.cancel()
-            exited.cancel()
-            deleted.cancel()
+        async def set_ready(ready: bool) -> None:
+            self.ready = ready
+            await self.publish()
+
+        return await supervise(self.container, make_probe,
+                               {"exited": self.handle.wait(), "deleted": self.deleting.wait()}, set_ready)
 
     async def terminate(self, confirm: bool) -> None:
         """Stop the processes (grace period); with ``confirm``, report the final status and delete the

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,3 +170,65 @@ class ProbeLoop:
                 elif not self.state and self.failures >= self.settings.failure_threshold:
                     self._flag()  # a failing probe that never succeeded still reports
             await asyncio.sleep(max(0.0, self.settings.period - (time.monotonic() - began)))
+
+
+async def supervise(
+    container: Mapping[str, Any],
+    make_probe: Callable[[str, bool, asyncio.Event], ProbeLoop | None],
+    ends: Mapping[str, Awaitable[Any]],
+    set_ready: Callable[[bool], Awaitable[None]],
+) -> str:
+    """Run a running container's probes until one of ``ends`` happens or a probe stops it.
+
+    ``make_probe(kind, initial, notify)`` builds the ProbeLoop of ``startupProbe``,
+    ``readinessProbe`` or ``livenessProbe`` (None when the container has none); ``ends`` maps a
+    reason (``"exited"``, ``"deleted"``) to what it waits for; ``set_ready`` is called on every
+    change of readiness (True at once without a readiness probe). The startup probe gates the
+    other two, as in Kubernetes. Returns the reason of the end, or ``"failed its startup probe"`` /
+    ``"failed its liveness probe"``.
+    """
+    notify = asyncio.Event()  # set by any probe flip and by every end
+    startup = make_probe("startupProbe", False, notify)
+    readiness = make_probe("readinessProbe", False, notify)
+    liveness = make_probe("livenessProbe", True, notify)
+    waits = {reason: asyncio.ensure_future(aw) for reason, aw in ends.items()}
+    for task in waits.values():
+        task.add_done_callback(lambda _: notify.set())
+    loops: list[asyncio.Task[None]] = []
+    ready = False
+
+    def ended() -> str | None:
+        return next((reason for reason, task in waits.items() if task.done()), None)
+
+    try:
+        if startup is not None:
+            loops.append(asyncio.create_task(startup.run()))
+            while not startup.state:
+                await notify.wait()
+                notify.clear()
+                if (reason := ended()) is not None:
+                    return reason
+                if not startup.state and startup.failures >= startup.settings.failure_threshold:
+                    return "failed its startup probe"
+            loops.pop().cancel()
+        loops += [asyncio.create_task(p.run()) for p in (readiness, liveness) if p is not None]
+        if readiness is None:
+            ready = True
+            await set_ready(True)
+        while True:
+            await notify.wait()
+            notify.clear()
+            if (reason := ended()) is not None:
+                return reason
+            if liveness is not None and liveness.changed.is_set():
+                liveness.changed.clear()
+                if not liveness.state:
+                    return "failed its liveness probe"
+            if readiness is not None and readiness.changed.is_set():
+                readiness.changed.clear()
+                if readiness.state != ready:
+                    ready = readiness.state
+                    await set_ready(ready)
+    finally:
+        for task in [*loops, *waits.values()]:
+            task.cancel()
