@@ -25,13 +25,18 @@ def write_kubeconfig(path: Path, server: str, namespace: str = "default") -> Pat
         server: the API server URL, e.g. ``http://127.0.0.1:34567``.
         namespace: the context's default namespace.
     """
+    return _write(path, CONTEXT, {"server": server}, {"token": "modelops-sandbox"}, namespace)
+
+
+def _write(path: Path, name: str, cluster: dict[str, str], user: dict[str, str], namespace: str) -> Path:
+    """Write a one-cluster, one-user kubeconfig whose context ``name`` is current (mode 0600)."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": CONTEXT, "cluster": {"server": server}}],
-        "users": [{"name": CONTEXT, "user": {"token": "modelops-sandbox"}}],
-        "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT, "namespace": namespace}}],
-        "current-context": CONTEXT,
+        "clusters": [{"name": name, "cluster": cluster}],
+        "users": [{"name": name, "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": namespace}}],
+        "current-context": name,
         "preferences": {},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,19 +66,7 @@ def write_tls_kubeconfig(
         user = {"client-certificate": str(cert), "client-key": str(key)}
     if token is not None:
         user["token"] = token
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": name, "user": user}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": namespace}}],
-        "current-context": name,
-        "preferences": {},
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    path.chmod(0o600)
-    return path
+    return _write(path, name, {"server": server, "certificate-authority": str(ca)}, user, namespace)
 
 
 def read_connection(path: Path) -> Connection:
