@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 
 from ...contract import ENV_HOST
-from ..client import LEASES, NODES, PODS, ApiError, ConflictError, NotFoundError
+from ..client import LEASES, NODES, PODS, ApiError, AsyncApi, ConflictError, NotFoundError
 from .common import KubeletContext, ObjectGone, write_status
 from .informer import Informer, Key
 from .pods import (
@@ -138,6 +138,14 @@ def terminated_state(code: int, started: str, finished: str) -> dict[str, Any]:
     else:
         state.update(exitCode=code, reason="Completed" if code == 0 else "Error")
     return {"terminated": state}
+
+
+async def confirm_deletion(api: AsyncApi, namespace: str, name: str, uid: str) -> None:
+    """Delete a terminating Pod with ``gracePeriodSeconds: 0`` and a uid precondition, as a kubelet
+    confirms its containers are gone; errors (already gone, a newer pod of that name) are ignored."""
+    body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}}
+    with contextlib.suppress(ApiError, httpx.HTTPError):
+        await api.request("DELETE", PODS.path(namespace, name), json=body)
 
 
 class PodWorker:
@@ -327,10 +335,7 @@ class PodWorker:
             if self.phase not in _FINAL:
                 self.ready = False
                 await self.publish()
-            body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
-                    "preconditions": {"uid": self.uid}}
-            with contextlib.suppress(NotFoundError, ConflictError, ApiError, httpx.HTTPError):
-                await self.ctx.api.request("DELETE", PODS.path(self.namespace, self.name), json=body)
+            await confirm_deletion(self.ctx.api, self.namespace, self.name, self.uid)
 
 
 def _qos(container: Mapping[str, Any]) -> str:
@@ -486,10 +491,7 @@ class NodeAgent:
     async def _confirm_gone(self, pod: Mapping[str, Any]) -> None:
         """A pod being deleted that runs nothing here (finished, or from before a restart)."""
         meta = pod["metadata"]
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
-                "preconditions": {"uid": meta["uid"]}}
-        with contextlib.suppress(ApiError, httpx.HTTPError):
-            await self.ctx.api.request("DELETE", PODS.path(meta["namespace"], meta["name"]), json=body)
+        await confirm_deletion(self.ctx.api, meta["namespace"], meta["name"], meta["uid"])
 
     async def shutdown(self) -> None:
         """Stop every pod process (the Pod objects stay; the node controller will see the node go)."""
