@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint crds generate kind-e2e bench clean venv e2e unit kube
+.PHONY: demo test lint crds generate kind-e2e bench clean venv e2e unit kube images
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ kube: $(STAMP)
 	@if command -v go >/dev/null 2>&1; then $(BIN)/modelops sandbox build; \
 	else echo "!!!!! Go is not on PATH: the real Kubernetes control plane cannot be built;" \
 	          "its tests will be SKIPPED and the end-to-end tests will use the API emulator !!!!!"; fi
+
+# modelops-operator and modelops-runtime from their Dockerfiles, on a debootstrap-made Debian base,
+# with nothing pulled from an image registry (root, a Docker engine, debootstrap). See docs/install.md.
+images: $(STAMP)
+	PYTHON=$(BIN)/python bash hack/images/build.sh
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -ra -m "not e2e"
