@@ -56,7 +56,7 @@ else
   # pip as python:3.11-slim has it (in /usr/local), and `python` on PATH; the image is no apt-managed
   # system, so PEP 668's marker goes.
   "$PYTHON" -m pip download -q --no-deps --dest "$rootfs/tmp" pip
-  pip_wheel="$(ls "$rootfs"/tmp/pip-*.whl | head -n 1)"
+  pip_wheel="$(find "$rootfs/tmp" -maxdepth 1 -name 'pip-*.whl' | head -n 1)"
   rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
   chroot "$rootfs" python3 "/tmp/$(basename "$pip_wheel")/pip" install -q --no-index --no-compile \
     --disable-pip-version-check --root-user-action=ignore "/tmp/$(basename "$pip_wheel")"
@@ -79,15 +79,15 @@ mkdir -p "$wheelhouse"
 find "$wheelhouse" -name '*.whl' -delete
 step "wheels: .[runtime,operator] with $PYTHON ..."
 # hatchling: the package's build backend, which pip needs offline too.
-"$PYTHON" -m pip wheel -q --wheel-dir "$wheelhouse" "$root[runtime,operator]" pip hatchling
+"$PYTHON" -m pip wheel -q --wheel-dir "$wheelhouse" "${root}[runtime,operator]" pip hatchling
 rm -f "$wheelhouse"/modelops-*.whl
 step "wheels: $(find "$wheelhouse" -name '*.whl' | wc -l) in $((SECONDS - t0)) s ($(du -sh "$wheelhouse" | cut -f1))"
 
 # 3. The two images, offline.
 revision="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 created="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-for spec in "modelops-runtime serving_image/Dockerfile" "modelops-operator operator/Dockerfile"; do
-  set -- $spec
+for spec in modelops-runtime:serving_image/Dockerfile modelops-operator:operator/Dockerfile; do
+  set -- "${spec%%:*}" "${spec#*:}"
   t0=$SECONDS
   step "build $1:$version from $2 ..."
   "$DOCKER" build -q -f "$root/$2" -t "$1:$version" \
