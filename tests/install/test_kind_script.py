@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -22,11 +23,12 @@ def _var(name: str) -> str:
     return match.group(1)
 
 
-def test_shellcheck_is_clean() -> None:
+@pytest.mark.parametrize("script", [SCRIPT, ROOT / "hack/images/build.sh", ROOT / "hack/kube/build.sh"], ids=str)
+def test_shellcheck_is_clean(script: Path) -> None:
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-    result = subprocess.run([shellcheck, "-x", "-S", "style", str(SCRIPT)], capture_output=True, text=True, check=False)
+    result = subprocess.run([shellcheck, "-x", "-S", "style", str(script)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
