@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint crds generate kind-e2e bench clean venv e2e unit kube images
+.PHONY: demo test lint crds generate kind-e2e node-e2e bench clean venv e2e unit kube images
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,9 +54,14 @@ crds: $(STAMP)
 generate: crds
 	$(BIN)/python -m modelops.rbac --write
 
-# Real-cluster end-to-end (kind, docker, helm, kubectl): cannot run on the build machines.
+# Real-cluster end-to-end on kind (kind, docker, helm, kubectl): for users' machines.
 kind-e2e:
 	bash hack/kind-e2e.sh
+
+# The same scenario (hack/e2e/scenario.sh) on this machine: the real control plane, a real kubelet
+# node with containerd, and the chart installed with the images `make images` built (root).
+node-e2e: $(STAMP) kube
+	bash hack/node-e2e.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
