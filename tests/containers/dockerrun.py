@@ -27,7 +27,8 @@ def docker_run_args(
     ``claims``: host folders standing in for the pod's PersistentVolumeClaims, by claim name.
     ``env``: values that replace or add to the container's env. ``field_values``: values of
     ``valueFrom.fieldRef`` env entries by field path (e.g. ``metadata.name``). The container
-    shares the host's network (its servers listen on the host's loopback).
+    shares the host's network (its servers listen on the host's loopback). As in a pod, the
+    entrypoint runs as PID 1 (no init process).
 
     Raises ``KeyError`` for a container or claim the pod does not have, ``ValueError`` for an
     env source or volume type the translation does not cover.
@@ -35,7 +36,8 @@ def docker_run_args(
     container = next(c for c in pod_spec["containers"] if c["name"] == container_name)
     pod_ctx = pod_spec.get("securityContext", {})
     ctx = {**pod_ctx, **container.get("securityContext", {})}
-    args = ["run", "--name", name, "--network", "host", "--init"]
+    # No --init: in a pod the entrypoint is PID 1 too, and must handle SIGTERM itself.
+    args = ["run", "--name", name, "--network", "host"]
     if "runAsUser" in ctx:
         args += ["--user", f"{ctx['runAsUser']}:{ctx.get('runAsGroup', ctx['runAsUser'])}"]
     if "fsGroup" in pod_ctx:

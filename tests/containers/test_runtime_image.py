@@ -5,6 +5,7 @@ accuracy exactly; as uid 10001 with a read-only root file system and no capabili
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -123,3 +124,32 @@ def test_runtime_image_trains_serves_and_scores_the_runs_accuracy(
     assert "Read-only file system" in whoami.stderr
     caps = docker.run(["exec", server, "grep", "CapEff", "/proc/self/status"]).stdout
     assert caps.split()[-1] == "0000000000000000"
+
+    # 5. SIGTERM drains. In a pod the preStop sleep has taken the pod out of the Service before the
+    # kubelet's SIGTERM, so no new connection arrives: the clients here stop starting requests just
+    # before it. Every request already sent (large ones: predicted in a worker thread, several in
+    # flight at the signal) is answered 200, and the server exits 0.
+    body = {"dataframe_split": {"columns": [str(c) for c in x_test.columns], "data": x_test.values.tolist() * 20}}
+    outcomes: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=60) as session:
+            while not stop.is_set():
+                try:
+                    outcomes.append(str(session.post(f"{url}/invocations", json=body).status_code))
+                except httpx.HTTPError as exc:
+                    outcomes.append(type(exc).__name__)
+
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for thread in clients:
+        thread.start()
+    time.sleep(3)
+    stop.set()
+    stopped = docker.run(["stop", "--time", "30", server])
+    for thread in clients:
+        thread.join()
+    assert stopped.returncode == 0, stopped.stderr
+    exit_code = docker.run(["inspect", "--format", "{{.State.ExitCode}}", server]).stdout.strip()
+    assert exit_code == "0", docker.logs(server)
+    assert len(outcomes) >= 4 and set(outcomes) == {"200"}, outcomes

@@ -69,6 +69,11 @@ PROGRESS_DEADLINE_SECONDS = 600
 REVISION_HISTORY_LIMIT = 5
 #: Seconds a serving pod gets after SIGTERM (flushes its prediction log batch).
 TERMINATION_GRACE_SECONDS = 30
+#: Seconds the kubelet waits between marking a serving pod Terminating and sending SIGTERM: the
+#: pod leaves the Service's EndpointSlice and kube-proxy's rules first, so no new connection reaches
+#: a server that has closed its socket (measured: without it, a request that connects in the last
+#: instant is reset). SIGTERM then drains what is in flight (up to 20 s), within the grace period.
+PRE_STOP_SLEEP_SECONDS = 5
 #: Used when the serving spec sets no resources.
 DEFAULT_SERVING_RESOURCES = Resources(
     requests=ResourceList(cpu="100m", memory="256Mi"),
@@ -238,6 +243,7 @@ def build_serving_deployment(
             "timeoutSeconds": 3,
             "failureThreshold": 3,
         },
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
         "resources": _serving_resources(serving),
         "securityContext": container_security_context(),
         "volumeMounts": [*scratch_mounts(), *log_mounts],
