@@ -4,12 +4,12 @@
 # (the upstream kubelet, kube-proxy, containerd, runc, the CNI bridge), the images `make images`
 # built imported into the node's containerd, and the chart installed with them:
 #   1. `modelops sandbox up --control-plane real --node real --node-image ...` (no local MLflow or
-#      operator: the chart brings both), unless KUBECONFIG names a running one (USE_KUBECONFIG=1);
-#   2. hostPath PersistentVolumes for the chart's claims (the embedded MLflow's and the shared
-#      prediction log), pre-bound to them: a single node has no storage provisioner;
-#   3. the shared scenario: helm install, samples, Ready, a prediction through the Service from a
+#      operator: the chart brings both), unless KUBECONFIG names a running one (USE_KUBECONFIG=1).
+#      The node's default StorageClass (local PersistentVolumes, docs/sandbox.md) binds the chart's
+#      claims: the embedded MLflow's and the prediction log shared by serving pods and drift Jobs;
+#   2. the shared scenario: helm install, samples, Ready, a prediction through the Service from a
 #      real pod, one drift Job from the ModelMonitor's CronJob, delete;
-#   4. `modelops sandbox down`, also on failure (after diagnostics; KEEP_SANDBOX=1 keeps it).
+#   3. `modelops sandbox down`, also on failure (after diagnostics; KEEP_SANDBOX=1 keeps it).
 #
 # Needs root, the images (make images), the real node's packages and binaries (docs/sandbox.md,
 # "Real node"). Run from anywhere:   make node-e2e    or   hack/node-e2e.sh
@@ -26,8 +26,6 @@ STATE_DIR="${STATE_DIR:-$(mktemp -d /tmp/modelops-node-e2e.XXXXXX)}"
 USE_KUBECONFIG="${USE_KUBECONFIG:-0}"
 KEEP_SANDBOX="${KEEP_SANDBOX:-0}"
 SANDBOX_STARTED=0
-MLFLOW_CLAIM="modelops-mlflow"
-LOG_CLAIM="modelops-prediction-log"
 CHART_SETS=(
   "operator.image.pullPolicy=IfNotPresent"
   "runtime.image.pullPolicy=IfNotPresent"
@@ -57,28 +55,6 @@ cleanup() {
   exit "${status}"
 }
 
-# A hostPath PersistentVolume pre-bound to claim $2/$3 (a folder of the state dir, writable by the
-# pods' uid: hostPath volumes get no fsGroup ownership change).
-host_volume() {
-  local name="$1" namespace="$2" claim="$3" mode="$4" path="${STATE_DIR}/volumes/$1"
-  mkdir -p "${path}"
-  chmod 0777 "${path}"
-  kubectl apply -f - <<YAML
-apiVersion: v1
-kind: PersistentVolume
-metadata:
-  name: ${name}
-  labels: {app.kubernetes.io/part-of: modelops-e2e}
-spec:
-  capacity: {storage: 10Gi}
-  accessModes: [${mode}]
-  persistentVolumeReclaimPolicy: Retain
-  storageClassName: ""
-  claimRef: {namespace: ${namespace}, name: ${claim}}
-  hostPath: {path: ${path}, type: Directory}
-YAML
-}
-
 main() {
   require kubectl curl docker
   if [ "${USE_KUBECONFIG}" != "1" ]; then
@@ -103,12 +79,7 @@ main() {
   fi
   kubectl get nodes -o wide
 
-  log "PersistentVolumes for the chart's claims"
-  host_volume "e2e-mlflow" "${NAMESPACE}" "${MLFLOW_CLAIM}" ReadWriteOnce
-  host_volume "e2e-prediction-log" "${MODELS_NAMESPACE}" "${LOG_CLAIM}" ReadWriteMany
-
   run_scenario
-  kubectl delete pv -l app.kubernetes.io/part-of=modelops-e2e --wait=false
 }
 
 main "$@"
