@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
@@ -355,20 +355,24 @@ def real_control_plane_missing() -> str | None:
     return "the Go toolchain (go) is not on PATH and the binaries are not built"
 
 
+def skip_or_fail(message: str, require_env: str) -> NoReturn:
+    """Fail the calling test with ``message`` when ``require_env`` is ``1`` (CI), else skip it and
+    repeat the message in the run's summary."""
+    if os.environ.get(require_env) == "1":
+        pytest.fail(message, pytrace=False)
+    if message not in _NOTICES:
+        _NOTICES.append(message)
+    pytest.skip(message)
+
+
 def require_real_control_plane() -> None:
     """Skip the calling test (fail under ``MODELOPS_REQUIRE_REAL_CONTROL_PLANE=1``) when the real
     control plane cannot run here, or the emulator was chosen (MODELOPS_TEST_CONTROL_PLANE)."""
     if os.environ.get(CONTROL_PLANE_ENV) == "emulator":
         pytest.skip(f"{CONTROL_PLANE_ENV}=emulator: the real-control-plane tests do not apply")
     why = real_control_plane_missing()
-    if why is None:
-        return
-    message = f"REAL CONTROL PLANE NOT TESTED: {why}"
-    if os.environ.get(REQUIRE_REAL_ENV) == "1":
-        pytest.fail(message, pytrace=False)
-    if message not in _NOTICES:
-        _NOTICES.append(message)
-    pytest.skip(message)
+    if why is not None:
+        skip_or_fail(f"REAL CONTROL PLANE NOT TESTED: {why}", REQUIRE_REAL_ENV)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,9 @@ State dir additions (``<state>/``)::
 
 from __future__ import annotations
 
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,8 +37,10 @@ if TYPE_CHECKING:
 PROCESSES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
-def _wait_ready(sup: Supervisor, name: str, url: str, timeout: float, **httpx_options: object) -> None:
-    """Poll ``url`` until it answers 200 (or the process exits / time runs out: SandboxError)."""
+def wait_until(sup: Supervisor, name: str, check: Callable[[], str | None], what: str, timeout: float) -> None:
+    """Poll ``check`` (None when ``what`` is reached, else why not; OSError, httpx.HTTPError,
+    subprocess errors and ValueError count as not yet) until it is reached; SandboxError (with the end
+    of the log of process ``name``) when that process exits or ``timeout`` seconds pass."""
     from ..supervisor import SandboxError
 
     process = sup._popen[name]
@@ -44,16 +48,26 @@ def _wait_ready(sup: Supervisor, name: str, url: str, timeout: float, **httpx_op
     last = ""
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SandboxError(f"{name} exited with code {process.returncode}{sup._tail(name)}")
+            raise SandboxError(f"{name} exited with code {process.returncode}{sup._tail(name, 40)}")
         try:
-            response = httpx.get(url, timeout=2.0, **httpx_options)  # type: ignore[arg-type]
-            if response.status_code == 200:
+            reason = check()
+            if reason is None:
                 return
-            last = f"{response.status_code} {response.text[:200]}"
-        except httpx.HTTPError as exc:
+            last = reason
+        except (OSError, httpx.HTTPError, subprocess.SubprocessError, ValueError) as exc:
             last = str(exc)
         time.sleep(0.2)
-    raise SandboxError(f"{name} not ready at {url} after {timeout:.0f}s ({last}){sup._tail(name)}")
+    raise SandboxError(f"{name}: {what} not reached after {timeout:.0f}s ({last}){sup._tail(name, 40)}")
+
+
+def _wait_ready(sup: Supervisor, name: str, url: str, timeout: float, **httpx_options: object) -> None:
+    """Poll ``url`` until it answers 200 (or the process exits / time runs out: SandboxError)."""
+
+    def check() -> str | None:
+        response = httpx.get(url, timeout=2.0, **httpx_options)  # type: ignore[arg-type]
+        return None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
+
+    wait_until(sup, name, check, f"200 from {url}", timeout)
 
 
 def wait_api_ready(sup: Supervisor, timeout: float) -> None:

@@ -156,6 +156,15 @@ def ensure_pki(root: Path, service_ip: str) -> Pki:
     return pki
 
 
+def ensure_client_cert(pki: Pki, stem: str, user: str, group: str | None = None) -> tuple[Path, Path]:
+    """A client certificate signed by the sandbox CA for ``user`` (common name) in ``group``
+    (organisation), made once; returns ``(cert, key)`` paths. Used by the real node's kubelet
+    (``system:node:<name>`` in ``system:nodes``, what the Node authorizer expects)."""
+    if not pki.crt(stem).exists():
+        _issue(pki, stem, _name(user, group))
+    return pki.crt(stem), pki.key(stem)
+
+
 def ensure_server_cert(pki: Pki, stem: str, names: list[str]) -> tuple[Path, Path]:
     """A serving certificate signed by the sandbox CA for ``names`` (IPs or DNS names), made once;
     returns ``(cert, key)`` paths. Used by the kubelet's log endpoint."""

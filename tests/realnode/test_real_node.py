@@ -1,0 +1,88 @@
+"""The real node: the upstream kubelet with containerd, runc and the CNI bridge registers with the
+sandbox's real control plane and runs pods from a locally made image (nothing pulled)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from modelops.sandbox.realnode import config
+from modelops.sandbox.testing import Sandbox
+
+from .conftest import BUSYBOX
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def ns(node_cluster: Sandbox, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = node_cluster.new_namespace(request.node.name.removeprefix("test_").replace("_", "-"))
+    try:
+        yield name
+    finally:
+        node_cluster.delete_namespace(name)
+
+
+def _container(command: str, **extra: Any) -> dict[str, Any]:
+    return {"name": "main", "image": BUSYBOX, "imagePullPolicy": "Never", "command": ["sh", "-c", command], **extra}
+
+
+def test_node_registers_ready_with_containerd(node_cluster: Sandbox) -> None:
+    node = node_cluster.get("nodes", config.NODE_NAME, None)
+    ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    info = node["status"]["nodeInfo"]
+    assert info["kubeletVersion"].startswith("v1.") and info["containerRuntimeVersion"].startswith("containerd://")
+    assert {"type": "InternalIP", "address": config.GATEWAY} in node["status"]["addresses"]
+
+
+def test_pod_runs_to_completion_in_a_container_and_kubectl_logs_shows_its_output(node_cluster: Sandbox,
+                                                                                   ns: str) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hello"},
+           "spec": {"restartPolicy": "Never",
+                    "containers": [_container("echo hello from $(hostname) as $(id -u); ls /var/run/secrets/"
+                                              "kubernetes.io/serviceaccount; exit 3")]}}
+    node_cluster.create(pod, ns)
+    done = node_cluster.wait_for_object("pods", "hello", ns,
+                                        lambda p: (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"))
+    assert done["status"]["phase"] == "Failed"
+    terminated = done["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 3 and terminated["reason"] == "Error"
+    assert done["spec"]["nodeName"] == config.NODE_NAME
+    assert done["status"]["podIP"].startswith(config.GATEWAY.rsplit(".", 1)[0] + ".")
+    logs = node_cluster.kubectl("logs", "-n", ns, "hello").stdout
+    assert logs.splitlines()[0] == "hello from hello as 0"
+    assert "token" in logs.splitlines()[1:]  # the projected service-account volume is mounted
+
+
+def test_deployment_serves_http_on_its_pod_ip_from_the_host(node_cluster: Sandbox, ns: str) -> None:
+    serve = "mkdir -p /www && echo served by $(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"
+    probe = {"httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                  "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                           "template": {"metadata": {"labels": {"app": "web"}},
+                                        "spec": {"containers": [_container(
+                                            serve, ports=[{"name": "http", "containerPort": 8080}],
+                                            readinessProbe=probe)]}}}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+               "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
+    node_cluster.create(deployment, ns)
+    node_cluster.create(service, ns)
+    node_cluster.wait_for_object("deployments", "web", ns,
+                                 lambda d: (d.get("status") or {}).get("availableReplicas") == 1)
+
+    def ready_endpoint() -> str | None:
+        slices = node_cluster.list("endpointslices", ns, {"kubernetes.io/service-name": "web"})
+        addresses = [a for s in slices for e in s.get("endpoints") or []
+                     if (e.get("conditions") or {}).get("ready") for a in e["addresses"]]
+        return addresses[0] if addresses else None
+
+    address = node_cluster.wait_for(ready_endpoint, message="a ready endpoint of Service web")
+    pod = node_cluster.list("pods", ns, {"app": "web"})[0]
+    assert address == pod["status"]["podIP"]
+    response = httpx.get(f"http://{address}:8080/index.html", timeout=10)
+    assert response.status_code == 200
+    assert response.text.strip() == f"served by {pod['metadata']['name']}"
