@@ -4,16 +4,14 @@ required under MODELOPS_REQUIRE_REAL_NODE=1 (``.ci/run``)."""
 
 from __future__ import annotations
 
-import atexit
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from modelops.sandbox import procs, realnode
+from modelops.sandbox import realnode
 from modelops.sandbox.realnode.images import busybox_image
-from modelops.sandbox.supervisor import Supervisor
-from modelops.sandbox.testing import Sandbox, real_control_plane_missing, skip_or_fail
+from modelops.sandbox.testing import Sandbox, real_control_plane_missing, serve, skip_or_fail, start_test_sandbox
 
 REQUIRE_ENV = "MODELOPS_REQUIRE_REAL_NODE"
 #: The test image (a static busybox; imported into the node's containerd, never pulled).
@@ -30,13 +28,4 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         skip_or_fail(f"REAL NODE NOT TESTED: {why}", REQUIRE_ENV)
     state = tmp_path_factory.mktemp("realnode")
     archive = busybox_image(state / "busybox.tar", BUSYBOX)
-    sup = Supervisor(state, control_plane="real", node="real", node_images=[archive], pdeathsig=True)
-    atexit.register(procs.sweep, sup.marker)
-    atexit.register(realnode.cleanup, sup.state_dir)
-    sup.up(mlflow=False)
-    box = Sandbox(sup)
-    try:
-        yield box
-    finally:
-        box.close()
-        sup.down(grace=5.0)
+    yield from serve(start_test_sandbox(state, control_plane="real", node="real", node_images=[archive]))
