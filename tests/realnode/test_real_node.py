@@ -58,7 +58,8 @@ def test_pod_runs_to_completion_in_a_container_and_kubectl_logs_shows_its_output
     assert "token" in logs.splitlines()[1:]  # the projected service-account volume is mounted
 
 
-def test_deployment_serves_http_on_its_pod_ip_from_the_host(node_cluster: Sandbox, ns: str) -> None:
+def test_deployment_answers_http_by_pod_ip_and_by_service_from_the_host_and_from_pods(node_cluster: Sandbox,
+                                                                                    ns: str) -> None:
     serve = "mkdir -p /www && echo served by $(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"
     probe = {"httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1}
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
@@ -86,3 +87,31 @@ def test_deployment_serves_http_on_its_pod_ip_from_the_host(node_cluster: Sandbo
     response = httpx.get(f"http://{address}:8080/index.html", timeout=10)
     assert response.status_code == 200
     assert response.text.strip() == f"served by {pod['metadata']['name']}"
+
+    # Through the Service: kube-proxy's rules translate its cluster IP, from this machine and from a pod.
+    cluster_ip = node_cluster.get("services", "web", ns)["spec"]["clusterIP"]
+
+    def through_cluster_ip() -> str | None:
+        try:  # refused until kube-proxy has synced the new Service (asynchronously, as in any cluster)
+            return httpx.get(f"http://{cluster_ip}/index.html", timeout=10).text.strip()
+        except httpx.ConnectError:
+            return None
+
+    assert node_cluster.wait_for(through_cluster_ip, message=f"{cluster_ip} answering") == response.text.strip()
+    client = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
+              "spec": {"restartPolicy": "Never", "containers": [_container(
+                  "wget -q -O - http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/index.html && "
+                  # busybox's TLS client finds no cipher in common with kube-apiserver ("handshake failure"),
+                  # so plain HTTP to its TLS port: Go's server answers "400 Bad Request" to that.
+                  "wget -O - http://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/ 2>&1 | grep -q 'HTTP/1.0 400' "
+                  "&& echo apiserver reached"
+              )]}}
+    node_cluster.create(client, ns)
+    done = node_cluster.wait_for_object("pods", "client", ns,
+                                        lambda p: (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"))
+    logs = node_cluster.kubectl("logs", "-n", ns, "client").stdout
+    assert done["status"]["phase"] == "Succeeded", logs
+    assert logs.splitlines()[0] == response.text.strip()
+    assert logs.splitlines()[1] == "apiserver reached"  # kubernetes.default, as in-cluster clients reach it
+    kubernetes = node_cluster.list("endpointslices", "default", {"kubernetes.io/service-name": "kubernetes"})
+    assert kubernetes[0]["endpoints"][0]["addresses"] == [config.GATEWAY]

@@ -43,7 +43,7 @@ STATE_VERSION = 1
 #: Start order; ``down`` stops in reverse. "apiserver" is the API emulator; the real control plane
 #: is etcd, kube-apiserver, kube-controller-manager and kube-scheduler instead.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "apiserver", "containerd",
-              "kubelet", "mlflow", "operator")
+              "kubelet", "kube-proxy", "mlflow", "operator")
 #: ``--control-plane`` values.
 CONTROL_PLANES = ("real", "emulator")
 #: ``--node`` values: our kubelet running pods as local processes, or the upstream kubelet with
@@ -318,7 +318,12 @@ class Supervisor:
         from . import controlplane
         from .controlplane.install import InstallError, install
 
-        url = controlplane.start(self, port)
+        address = "127.0.0.1"
+        if self.state.node == "real":
+            from . import realnode
+
+            address = realnode.ensure_network()  # pods reach the apiserver on the bridge
+        url = controlplane.start(self, port, address)
         try:
             operator_kubeconfig = install(Path(str(self.state.kubeconfig)), self._crds(), self.state_dir,
                                           controlplane.pki_of(self.state_dir), url)
@@ -531,9 +536,10 @@ class Supervisor:
         Returns the names of the components that were running. Removes the state file.
         """
         stopped = [name for name in reversed(COMPONENTS) if self.state.alive(name)]
-        # Clients first (together), then the kubelet (it stops its pods on SIGTERM), then the API.
-        phases = (("operator", "mlflow"), ("kubelet",), ("containerd",), ("kube-scheduler", "kube-controller-manager"),
-                  ("apiserver", "kube-apiserver"), ("etcd",))
+        # Clients first (together), then the kubelet (ours stops its pods on SIGTERM; the real node's
+        # containers are killed by realnode.cleanup below), then the API.
+        phases = (("operator", "mlflow"), ("kubelet", "kube-proxy"), ("containerd",),
+                  ("kube-scheduler", "kube-controller-manager"), ("apiserver", "kube-apiserver"), ("etcd",))
         for phase in phases:
             pids = [self.state.processes[n].pid for n in phase if n in self.state.processes]
             procs.stop_groups(pids, grace, self.marker)

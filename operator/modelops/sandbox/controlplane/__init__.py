@@ -83,8 +83,9 @@ def _spawn(sup: Supervisor, name: str, argv: list[str], port: int, url: str) -> 
     sup.state.processes[name].url = url
 
 
-def start(sup: Supervisor, api_port: int = 0) -> str:
+def start(sup: Supervisor, api_port: int = 0, address: str = "127.0.0.1") -> str:
     """Start etcd, kube-apiserver, kube-controller-manager and kube-scheduler; returns the API URL.
+    The apiserver listens on ``address`` (loopback, or the real node's bridge address).
 
     Builds the binaries first when they are missing (progress on stderr). Writes the admin
     kubeconfig to ``<state>/kubeconfig``. Raises SandboxError when a component fails to start.
@@ -96,10 +97,10 @@ def start(sup: Supervisor, api_port: int = 0) -> str:
     except binaries.BinariesError as exc:
         raise SandboxError(str(exc)) from exc
     state = sup.state_dir
-    pki = ensure_pki(state / "pki", components.KUBERNETES_SERVICE_IP)
+    pki = ensure_pki(state / "pki", components.KUBERNETES_SERVICE_IP, address)
     ports = components.Ports(etcd_client=procs.free_port(), etcd_peer=procs.free_port(),
                              apiserver=procs.free_port(api_port or None), controller_manager=procs.free_port(),
-                             scheduler=procs.free_port())
+                             scheduler=procs.free_port(), address=address)
     timeout = max(sup.start_timeout, 90.0)
 
     etcd_url = f"http://127.0.0.1:{ports.etcd_client}"

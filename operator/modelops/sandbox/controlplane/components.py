@@ -38,11 +38,14 @@ class Ports:
     apiserver: int
     controller_manager: int
     scheduler: int
+    #: kube-apiserver's bind and advertise address: loopback, or with the real node the pod
+    #: bridge's gateway, so that pods reach the ``kubernetes`` Service (docs/sandbox.md, "Real node").
+    address: str = "127.0.0.1"
 
     @property
     def api_url(self) -> str:
-        """``https://127.0.0.1:<apiserver>``."""
-        return f"https://127.0.0.1:{self.apiserver}"
+        """``https://<address>:<apiserver>``."""
+        return f"https://{self.address}:{self.apiserver}"
 
 
 def etcd_argv(binary: Path, data_dir: Path, ports: Ports) -> list[str]:
@@ -58,10 +61,14 @@ def etcd_argv(binary: Path, data_dir: Path, ports: Ports) -> list[str]:
 
 
 def apiserver_argv(binary: Path, pki: Pki, ports: Ports, audit_log: Path | None = None) -> list[str]:
-    """kube-apiserver with real authentication, Node+RBAC authorization and default admission."""
+    """kube-apiserver with real authentication, Node+RBAC authorization and default admission.
+
+    On loopback the ``kubernetes`` Service gets no endpoints (the API refuses loopback endpoint
+    addresses); on another address (the real node's bridge) the default lease reconciler writes them.
+    """
     argv = [
         str(binary),
-        "--advertise-address=127.0.0.1", "--bind-address=127.0.0.1", f"--secure-port={ports.apiserver}",
+        f"--advertise-address={ports.address}", f"--bind-address={ports.address}", f"--secure-port={ports.apiserver}",
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
         f"--tls-cert-file={pki.crt('apiserver')}", f"--tls-private-key-file={pki.key('apiserver')}",
         f"--client-ca-file={pki.ca}",
@@ -74,10 +81,11 @@ def apiserver_argv(binary: Path, pki: Pki, ports: Ports, audit_log: Path | None 
         "--authorization-mode=Node,RBAC",
         "--enable-admission-plugins=NodeRestriction",  # added to the default set, as kubeadm does
         "--allow-privileged=true",
-        "--endpoint-reconciler-type=none",  # no kubernetes Service endpoints for a loopback address
         "--profiling=false",
         "--v=1",
     ]
+    if ports.address.startswith("127."):
+        argv += ["--endpoint-reconciler-type=none"]
     if audit_log is not None:
         argv += [f"--audit-log-path={audit_log}"]
     return argv

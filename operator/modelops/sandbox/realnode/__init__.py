@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
+
 from ..controlplane import binaries
 from ..controlplane.pki import ensure_client_cert, ensure_server_cert
 from ..kubeconfig import write_tls_kubeconfig
@@ -54,9 +56,14 @@ def layout_of(state_dir: Path) -> config.Layout:
     return config.Layout(state_dir / "node")
 
 
-def ensure_bridge(bridge: str = config.BRIDGE, gateway: str = config.GATEWAY, subnet: str = config.POD_SUBNET) -> None:
-    """Create the pod bridge with the gateway address (the node IP) before the kubelet starts; the
-    CNI bridge plugin then finds it as it would have made it. Idempotent."""
+def ensure_network(bridge: str = config.BRIDGE, gateway: str = config.GATEWAY, subnet: str = config.POD_SUBNET) -> str:
+    """Create the pod bridge with the gateway address (the node IP; the control plane listens there
+    too) before anything starts; the CNI bridge plugin then finds it as it would have made it.
+    Routes the Service range to the bridge (a cluster IP that kube-proxy has not translated goes
+    nowhere, never out of the machine) and adds :func:`.config.forward_rules`. Idempotent; returns
+    ``gateway``."""
+    from ..controlplane.components import SERVICE_CIDR
+
     prefix = subnet.split("/")[1]
     if subprocess.run(["ip", "link", "show", bridge], capture_output=True, check=False).returncode != 0:
         subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
@@ -64,6 +71,11 @@ def ensure_bridge(bridge: str = config.BRIDGE, gateway: str = config.GATEWAY, su
     if f"inet {gateway}/" not in shown.stdout:
         subprocess.run(["ip", "addr", "add", f"{gateway}/{prefix}", "dev", bridge], check=True)
     subprocess.run(["ip", "link", "set", bridge, "up"], check=True)
+    subprocess.run(["ip", "route", "replace", SERVICE_CIDR, "dev", bridge], check=True)
+    for rule in config.forward_rules(bridge):
+        if subprocess.run(["iptables", "-C", "FORWARD", *rule], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["iptables", "-I", "FORWARD", "1", *rule], check=True)
+    return gateway
 
 
 def import_images(state_dir: Path, archives: Sequence[Path]) -> None:
@@ -101,7 +113,7 @@ def start(sup: Supervisor, images: Sequence[Path] = (), node_name: str = config.
     write_tls_kubeconfig(layout.kubeconfig, str(sup.state.api_url), pki.ca, cert=cert, key=key, name=node_name)
     layout.containerd_config.write_text(config.containerd_config(layout))
     (layout.cni_conf_dir / "10-modelops.conflist").write_text(config.dumps(config.cni_conflist(layout)))
-    ensure_bridge()
+    ensure_network()
     timeout = max(sup.start_timeout, 90.0)
 
     ctr = Path(shutil.which("ctr") or "ctr")
@@ -141,6 +153,20 @@ def start(sup: Supervisor, images: Sequence[Path] = (), node_name: str = config.
 
     wait_until(sup, "kubelet", node_ready, f"Node {node_name} Ready", timeout)
 
+    proxy_cert, proxy_key = ensure_client_cert(pki, "kube-proxy", "system:kube-proxy")  # system:node-proxier
+    proxy_kubeconfig = write_tls_kubeconfig(layout.root / "kube-proxy.kubeconfig", str(sup.state.api_url), pki.ca,
+                                            cert=proxy_cert, key=proxy_key, name="kube-proxy")
+    proxy_healthz = free_port()
+    sup._spawn("kube-proxy", config.kube_proxy_argv(bindir / "kube-proxy", proxy_kubeconfig, proxy_healthz,
+                                                    free_port(), node_name), port=proxy_healthz)
+
+    def proxy_synced() -> str | None:
+        # /healthz answers 200 once kube-proxy has programmed its rules (503 before).
+        response = httpx.get(f"http://127.0.0.1:{proxy_healthz}/healthz", timeout=2.0)
+        return None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
+
+    wait_until(sup, "kube-proxy", proxy_synced, "rules synced (/healthz 200)", timeout)
+
 
 def _kill_cgroup_tree(root: Path) -> int:
     """SIGKILL every process in the cgroup tree at ``root``; returns how many were signalled."""
@@ -164,8 +190,9 @@ def _kill_cgroup_tree(root: Path) -> int:
 def cleanup(state_dir: Path) -> None:
     """After containerd and the kubelet are stopped: kill the pods' processes (the ``kubepods``
     cgroup tree; containers outlive the kubelet and containerd by design), unmount what the node
-    mounted under ``<state>/node`` (rootfs overlays, pod volumes, network namespaces) and delete
-    the bridge. Safe to call when no real node ran."""
+    mounted under ``<state>/node`` (rootfs overlays, pod volumes, network namespaces), delete
+    the bridge and remove kube-proxy's and :func:`.config.forward_rules`' iptables rules. Safe to
+    call when no real node ran."""
     layout = layout_of(state_dir)
     if not layout.root.exists():
         return
@@ -182,3 +209,8 @@ def cleanup(state_dir: Path) -> None:
     for point in sorted(mounts, key=len, reverse=True):
         subprocess.run(["umount", "-l", point], capture_output=True, check=False)
     subprocess.run(["ip", "link", "del", config.BRIDGE], capture_output=True, check=False)
+    proxy = (binaries.bin_dir() or Path("/nonexistent")) / "kube-proxy"
+    if proxy.exists():  # its Service rules outlive it by design; --cleanup removes them
+        subprocess.run([str(proxy), "--cleanup"], capture_output=True, check=False, timeout=60)
+    for rule in config.forward_rules():
+        subprocess.run(["iptables", "-D", "FORWARD", *rule], capture_output=True, check=False)

@@ -200,6 +200,25 @@ def kubelet_argv(binary: Path, layout: Layout, node_name: str = NODE_NAME, node_
             f"--hostname-override={node_name}", f"--node-ip={node_ip}", "--v=1"]
 
 
+def kube_proxy_argv(binary: Path, kubeconfig: Path, healthz_port: int, metrics_port: int,
+                    node_name: str = NODE_NAME, cluster_cidr: str = POD_SUBNET) -> list[str]:
+    """kube-proxy in iptables mode: Service cluster IPs (``kubernetes.default`` included) reach
+    their endpoints from pods and from this machine. NodePorts only on the pod bridge's subnet;
+    ``--conntrack-max-per-core=0`` keeps the kernel's conntrack table size (no sysctl written)."""
+    return [str(binary), f"--kubeconfig={kubeconfig}", f"--hostname-override={node_name}",
+            "--proxy-mode=iptables", f"--cluster-cidr={cluster_cidr}", f"--nodeport-addresses={cluster_cidr}",
+            f"--healthz-bind-address=127.0.0.1:{healthz_port}", f"--metrics-bind-address=127.0.0.1:{metrics_port}",
+            "--conntrack-max-per-core=0", "--v=1"]
+
+
+def forward_rules(bridge: str = BRIDGE) -> list[list[str]]:
+    """iptables ``FORWARD`` rules (``-I FORWARD 1`` each, in this order, so the first listed ends
+    up last): pods on the bridge may reach each other (bridged traffic passes iptables with
+    ``br_netfilter``, and Docker's ``FORWARD`` policy is DROP), and nothing from the bridge is
+    forwarded anywhere else: pod traffic stays on this machine."""
+    return [["-i", bridge, "!", "-o", bridge, "-j", "DROP"], ["-i", bridge, "-o", bridge, "-j", "ACCEPT"]]
+
+
 def containerd_argv(binary: Path, layout: Layout) -> list[str]:
     """containerd with the node's config."""
     return [str(binary), f"--config={layout.containerd_config}", "--log-level=warn"]

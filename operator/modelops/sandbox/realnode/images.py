@@ -100,8 +100,8 @@ def import_image(ctr: Path, socket: Path, archive: Path) -> str:
 
 
 #: busybox applets linked in :func:`busybox_image` (``httpd`` serves the node tests' HTTP).
-BUSYBOX_APPLETS = ("sh", "echo", "cat", "sleep", "httpd", "ls", "mkdir", "wget", "env", "hostname", "ip", "id",
-                   "nslookup", "true", "false")
+BUSYBOX_APPLETS = ("sh", "echo", "cat", "sleep", "httpd", "ls", "mkdir", "wget", "ssl_client", "env", "hostname",
+                   "ip", "id", "nslookup", "nc", "grep", "head", "true", "false")
 
 
 def busybox_image(out: Path, reference: str, busybox: Path = Path("/bin/busybox")) -> Path:
