@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kube-controller-manager and kube-scheduler (and, with --node, the
-# node's kubelet and kube-proxy, and the pause binary of the pod sandbox image) from their published
-# Go modules into a cache outside the repository:
+# node's kubelet and kube-proxy, CoreDNS from its own module in hack/coredns, and the pause binary of
+# the pod sandbox image) from their published Go modules into a cache outside the repository:
 #   ${MODELOPS_KUBE_CACHE:-$HOME/.cache/modelops/kube}/<release>/bin
 # Reuses binaries already there. Prints each step and how long it took.
 # Usage: hack/kube/build.sh [--node] [--print-bindir]
@@ -49,6 +49,15 @@ for name in "${order[@]}"; do
   mv "$bindir/$name.tmp" "$bindir/$name"
   echo "kube build: $name done in $((SECONDS - t0)) s"
 done
+if [ "$node" = 1 ] && [ ! -x "$bindir/coredns" ]; then
+  t0=$SECONDS
+  coredns_release="$(awk '$1 == "require" && $2 == "github.com/coredns/coredns" {print $3; exit}' "$here/../coredns/go.mod")"
+  echo "kube build: coredns ($coredns_release) from github.com/coredns/coredns ..."
+  (cd "$here/../coredns" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bindir/coredns.tmp" \
+    github.com/coredns/coredns)
+  mv "$bindir/coredns.tmp" "$bindir/coredns"
+  echo "kube build: coredns done in $((SECONDS - t0)) s"
+fi
 if [ "$node" = 1 ] && [ ! -x "$bindir/pause" ]; then
   # The pod sandbox ("pause") process: Kubernetes' own C source, compiled as its Makefile does.
   command -v gcc >/dev/null || { echo "hack/kube/build.sh: --node needs gcc and libc6-dev (pause)" >&2; exit 2; }

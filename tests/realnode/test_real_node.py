@@ -58,8 +58,8 @@ def test_pod_runs_to_completion_in_a_container_and_kubectl_logs_shows_its_output
     assert "token" in logs.splitlines()[1:]  # the projected service-account volume is mounted
 
 
-def test_deployment_answers_http_by_pod_ip_and_by_service_from_the_host_and_from_pods(node_cluster: Sandbox,
-                                                                                    ns: str) -> None:
+def test_deployment_answers_http_by_pod_ip_and_by_service_name_from_the_host_and_from_pods(node_cluster: Sandbox,
+                                                                                         ns: str) -> None:
     serve = "mkdir -p /www && echo served by $(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"
     probe = {"httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1}
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
@@ -100,7 +100,7 @@ def test_deployment_answers_http_by_pod_ip_and_by_service_from_the_host_and_from
     assert node_cluster.wait_for(through_cluster_ip, message=f"{cluster_ip} answering") == response.text.strip()
     client = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
               "spec": {"restartPolicy": "Never", "containers": [_container(
-                  "wget -q -O - http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/index.html && "
+                  f"wget -q -O - http://web.{ns}.svc/index.html && "  # the cluster DNS (CoreDNS) names it
                   # busybox's TLS client finds no cipher in common with kube-apiserver ("handshake failure"),
                   # so plain HTTP to its TLS port: Go's server answers "400 Bad Request" to that.
                   "wget -O - http://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/ 2>&1 | grep -q 'HTTP/1.0 400' "

@@ -43,7 +43,7 @@ STATE_VERSION = 1
 #: Start order; ``down`` stops in reverse. "apiserver" is the API emulator; the real control plane
 #: is etcd, kube-apiserver, kube-controller-manager and kube-scheduler instead.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "apiserver", "containerd",
-              "kubelet", "kube-proxy", "mlflow", "operator")
+              "coredns", "kubelet", "kube-proxy", "mlflow", "operator")
 #: ``--control-plane`` values.
 CONTROL_PLANES = ("real", "emulator")
 #: ``--node`` values: our kubelet running pods as local processes, or the upstream kubelet with
@@ -538,7 +538,7 @@ class Supervisor:
         stopped = [name for name in reversed(COMPONENTS) if self.state.alive(name)]
         # Clients first (together), then the kubelet (ours stops its pods on SIGTERM; the real node's
         # containers are killed by realnode.cleanup below), then the API.
-        phases = (("operator", "mlflow"), ("kubelet", "kube-proxy"), ("containerd",),
+        phases = (("operator", "mlflow"), ("kubelet", "kube-proxy", "coredns"), ("containerd",),
                   ("kube-scheduler", "kube-controller-manager"), ("apiserver", "kube-apiserver"), ("etcd",))
         for phase in phases:
             pids = [self.state.processes[n].pid for n in phase if n in self.state.processes]

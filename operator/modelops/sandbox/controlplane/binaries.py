@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-#: The real node's (``build.sh --node``): kubelet, kube-proxy and the pod sandbox's pause binary.
-NODE_NAMES = ("kubelet", "kube-proxy", "pause")
+#: The real node's (``build.sh --node``): kubelet, kube-proxy, CoreDNS (``hack/coredns``) and the
+#: pod sandbox's pause binary.
+NODE_NAMES = ("kubelet", "kube-proxy", "coredns", "pause")
 
 
 class BinariesError(RuntimeError):

@@ -134,14 +134,15 @@ def start(sup: Supervisor, images: Sequence[Path] = (), node_name: str = config.
 
     from ..procs import free_port
 
+    admin = Path(str(sup.state.kubeconfig))
+    start_dns(sup, bindir, admin, timeout)
     port, healthz = free_port(), free_port()
     layout.kubelet_config.write_text(config.dumps(config.kubelet_config(
         layout, ca=pki.ca, cert=serving_cert, key=serving_key, address=config.GATEWAY, port=port,
-        healthz_port=healthz)))
+        healthz_port=healthz, cluster_dns=[config.GATEWAY])))
     sup._spawn("kubelet", config.kubelet_argv(bindir / "kubelet", layout, node_name), port=port)
     sup.state.processes["kubelet"].url = f"https://{config.GATEWAY}:{port}"
     sup.state.save()
-    admin = Path(str(sup.state.kubeconfig))
 
     def node_ready() -> str | None:
         try:
@@ -166,6 +167,34 @@ def start(sup: Supervisor, images: Sequence[Path] = (), node_name: str = config.
         return None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
 
     wait_until(sup, "kube-proxy", proxy_synced, "rules synced (/healthz 200)", timeout)
+
+
+def start_dns(sup: Supervisor, bindir: Path, admin: Path, timeout: float) -> None:
+    """Start CoreDNS on the node's address (the pods' ``clusterDNS``) with its own client certificate
+    and RBAC (:func:`.config.coredns_rbac`, applied with kubectl), and wait for its ``ready``."""
+    import json
+
+    from ..controlplane import pki_of, wait_until
+    from ..controlplane.install import kubectl
+    from ..procs import free_port
+
+    layout = layout_of(sup.state_dir)
+    kubectl(admin, "apply", "--server-side", "--field-manager=modelops-sandbox", "-f", "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": config.coredns_rbac()}))
+    pki = pki_of(sup.state_dir)
+    cert, key = ensure_client_cert(pki, "coredns", config.COREDNS_USER)
+    kubeconfig = write_tls_kubeconfig(layout.root / "coredns.kubeconfig", str(sup.state.api_url), pki.ca,
+                                      cert=cert, key=key, name="coredns")
+    ready_port = free_port()
+    corefile = layout.root / "Corefile"
+    corefile.write_text(config.corefile(kubeconfig, ready_port))
+    sup._spawn("coredns", config.coredns_argv(bindir / "coredns", corefile), port=ready_port)
+
+    def ready() -> str | None:
+        response = httpx.get(f"http://127.0.0.1:{ready_port}/ready", timeout=2.0)
+        return None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
+
+    wait_until(sup, "coredns", ready, "/ready 200", timeout)
 
 
 def _kill_cgroup_tree(root: Path) -> int:

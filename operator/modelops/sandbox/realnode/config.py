@@ -211,6 +211,48 @@ def kube_proxy_argv(binary: Path, kubeconfig: Path, healthz_port: int, metrics_p
             "--conntrack-max-per-core=0", "--v=1"]
 
 
+#: The user CoreDNS authenticates as, and its ClusterRole (kubeadm's ``system:coredns`` rules).
+COREDNS_USER = "system:coredns"
+
+
+def corefile(kubeconfig: Path, ready_port: int, address: str = GATEWAY, domain: str = "cluster.local") -> str:
+    """CoreDNS's configuration: the ``kubernetes`` plugin answers ``<svc>.<ns>.svc.<domain>`` (and
+    pod and reverse names) on ``address:53``, from the apiserver through ``kubeconfig``; ``ready``
+    on ``127.0.0.1:ready_port`` answers 200 once its caches are synced. No ``forward``: other names
+    get no answer (nothing leaves this machine)."""
+    return f"""{domain}:53 in-addr.arpa:53 ip6.arpa:53 {{
+    bind {address}
+    errors
+    ready 127.0.0.1:{ready_port}
+    kubernetes {domain} in-addr.arpa ip6.arpa {{
+        kubeconfig {kubeconfig} coredns
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }}
+    cache 30
+}}
+"""
+
+
+def coredns_rbac(user: str = COREDNS_USER) -> list[dict[str, Any]]:
+    """The ClusterRole and ClusterRoleBinding CoreDNS's ``kubernetes`` plugin needs (read and watch
+    Services, EndpointSlices, Namespaces and Pods), as kubeadm installs them, bound to ``user``."""
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": user},
+            "rules": [{"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"],
+                       "verbs": ["list", "watch"]},
+                      {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                       "verbs": ["list", "watch"]}]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": user},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": user},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}
+    return [role, binding]
+
+
+def coredns_argv(binary: Path, corefile_path: Path) -> list[str]:
+    """CoreDNS with the node's Corefile."""
+    return [str(binary), "-conf", str(corefile_path)]
+
+
 def forward_rules(bridge: str = BRIDGE) -> list[list[str]]:
     """iptables ``FORWARD`` rules (``-I FORWARD 1`` each, in this order, so the first listed ends
     up last): pods on the bridge may reach each other (bridged traffic passes iptables with
