@@ -60,7 +60,7 @@ def wait_until(sup: Supervisor, name: str, check: Callable[[], str | None], what
     raise SandboxError(f"{name}: {what} not reached after {timeout:.0f}s ({last}){sup._tail(name, 40)}")
 
 
-def _wait_ready(sup: Supervisor, name: str, url: str, timeout: float, **httpx_options: object) -> None:
+def wait_http_ok(sup: Supervisor, name: str, url: str, timeout: float, **httpx_options: object) -> None:
     """Poll ``url`` until it answers 200 (or the process exits / time runs out: SandboxError)."""
 
     def check() -> str | None:
@@ -75,7 +75,7 @@ def wait_api_ready(sup: Supervisor, timeout: float) -> None:
     pki = pki_of(sup.state_dir)
     url = str(sup.state.processes["kube-apiserver"].url)
     admin = Connection(url, ca=str(pki.ca), cert=str(pki.crt("admin")), key=str(pki.key("admin")))
-    _wait_ready(sup, "kube-apiserver", f"{url}/readyz", timeout, verify=admin.ssl_context())
+    wait_http_ok(sup, "kube-apiserver", f"{url}/readyz", timeout, verify=admin.ssl_context())
 
 
 def _spawn(sup: Supervisor, name: str, argv: list[str], port: int, url: str) -> None:
@@ -105,7 +105,7 @@ def start(sup: Supervisor, api_port: int = 0, address: str = "127.0.0.1") -> str
 
     etcd_url = f"http://127.0.0.1:{ports.etcd_client}"
     _spawn(sup, "etcd", components.etcd_argv(bindir / "etcd", state / "etcd", ports), ports.etcd_client, etcd_url)
-    _wait_ready(sup, "etcd", f"{etcd_url}/health", timeout)
+    wait_http_ok(sup, "etcd", f"{etcd_url}/health", timeout)
 
     admin = write_tls_kubeconfig(state / "kubeconfig", ports.api_url, pki.ca, cert=pki.crt("admin"),
                                  key=pki.key("admin"))
@@ -128,7 +128,7 @@ def start(sup: Supervisor, api_port: int = 0, address: str = "127.0.0.1") -> str
     scheduler = components.scheduler_argv(bindir / "kube-scheduler", own_kubeconfig("kube-scheduler"), ports)
     _spawn(sup, "kube-scheduler", scheduler, ports.scheduler, f"https://127.0.0.1:{ports.scheduler}")
     for name, port in (("kube-controller-manager", ports.controller_manager), ("kube-scheduler", ports.scheduler)):
-        _wait_ready(sup, name, f"https://127.0.0.1:{port}/healthz", timeout, verify=False)
+        wait_http_ok(sup, name, f"https://127.0.0.1:{port}/healthz", timeout, verify=False)
     if not all(sup.state.alive(n) for n in PROCESSES):
         raise SandboxError("a control-plane process exited during start-up")
     return ports.api_url

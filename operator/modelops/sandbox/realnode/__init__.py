@@ -2,8 +2,8 @@
 with the sandbox's real control plane (``modelops sandbox up --node real``), instead of our Python
 kubelet. Pods run in real containers from images imported into containerd's ``k8s.io`` namespace.
 
-Root only (containerd, runc and CNI need it). Binaries: ``kubelet``, ``kube-proxy`` and ``pause``
-from ``hack/kube/build.sh --node`` (the control plane's Go module cache), ``containerd``, ``ctr`` and
+Root only (containerd, runc and CNI need it). Binaries: ``kubelet``, ``kube-proxy``, ``coredns`` and
+``pause`` from ``hack/kube/build.sh --node`` (into the control plane's cache), ``containerd``, ``ctr`` and
 ``runc`` from Debian (``containerd``, ``runc``), CNI plugins from ``containernetworking-plugins``.
 Everything the node writes is under ``<state>/node`` (:class:`.config.Layout`); its pod network is
 the bridge :data:`.config.BRIDGE` with :data:`.config.POD_SUBNET` (one real node per machine).
@@ -12,6 +12,7 @@ docs/sandbox.md ("Real node") has what it needs and what it taught us.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,8 +20,6 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import httpx
 
 from ..controlplane import binaries
 from ..controlplane.pki import ensure_client_cert, ensure_server_cert
@@ -87,13 +86,12 @@ def import_images(state_dir: Path, archives: Sequence[Path]) -> None:
 
 
 def start(sup: Supervisor, images: Sequence[Path] = (), node_name: str = config.NODE_NAME) -> None:
-    """Start containerd and the kubelet against the sandbox's running real control plane, import
-    the pause image and ``images`` (``docker save`` archives), and wait until the Node is Ready.
+    """Start the real node against the sandbox's running real control plane: containerd (then the
+    pause image and ``images``, ``docker save`` archives, are imported), CoreDNS, the kubelet (until
+    the Node is Ready) and kube-proxy (until its rules are synced).
 
     Raises SandboxError when something is missing (see :func:`missing`) or a process fails.
     """
-    from ..controlplane import pki_of, wait_until
-    from ..controlplane.install import InstallError, kubectl
     from ..supervisor import SandboxError
 
     why = missing()
@@ -107,15 +105,35 @@ def start(sup: Supervisor, images: Sequence[Path] = (), node_name: str = config.
     for directory in (layout.containerd_root, layout.containerd_state, layout.cni_conf_dir, layout.ipam_dir,
                       layout.kubelet_root, layout.pod_logs):
         directory.mkdir(parents=True, exist_ok=True)
-    pki = pki_of(sup.state_dir)
-    cert, key = ensure_client_cert(pki, f"kubelet-{node_name}", f"system:node:{node_name}", "system:nodes")
-    serving_cert, serving_key = ensure_server_cert(pki, f"kubelet-serving-{node_name}", [config.GATEWAY, node_name])
-    write_tls_kubeconfig(layout.kubeconfig, str(sup.state.api_url), pki.ca, cert=cert, key=key, name=node_name)
-    layout.containerd_config.write_text(config.containerd_config(layout))
-    (layout.cni_conf_dir / "10-modelops.conflist").write_text(config.dumps(config.cni_conflist(layout)))
     ensure_network()
     timeout = max(sup.start_timeout, 90.0)
+    _start_containerd(sup, layout, timeout)
+    try:
+        pause = write_image_tar(layout.root / "images" / "pause.tar", config.PAUSE_IMAGE,
+                                {"/pause": bindir / "pause"}, entrypoint=["/pause"], user="65535:65535")
+        import_images(sup.state_dir, [pause, *images])
+    except ImageError as exc:
+        raise SandboxError(str(exc)) from exc
+    _start_dns(sup, bindir, timeout)
+    _start_kubelet(sup, bindir, node_name, timeout)
+    _start_kube_proxy(sup, bindir, node_name, timeout)
 
+
+def _kubeconfig(sup: Supervisor, name: str, stem: str, user: str, group: str | None = None) -> Path:
+    """``<state>/node/<name>.kubeconfig`` with a client certificate ``user``/``group`` of the sandbox CA."""
+    from ..controlplane import pki_of
+
+    pki = pki_of(sup.state_dir)
+    cert, key = ensure_client_cert(pki, stem, user, group)
+    return write_tls_kubeconfig(layout_of(sup.state_dir).root / f"{name}.kubeconfig", str(sup.state.api_url), pki.ca,
+                                cert=cert, key=key, name=name)
+
+
+def _start_containerd(sup: Supervisor, layout: config.Layout, timeout: float) -> None:
+    from ..controlplane import wait_until
+
+    layout.containerd_config.write_text(config.containerd_config(layout))
+    (layout.cni_conf_dir / "10-modelops.conflist").write_text(config.dumps(config.cni_conflist(layout)))
     ctr = Path(shutil.which("ctr") or "ctr")
     sup._spawn("containerd", config.containerd_argv(Path(shutil.which("containerd") or "containerd"), layout))
 
@@ -125,24 +143,44 @@ def start(sup: Supervisor, images: Sequence[Path] = (), node_name: str = config.
         return None if result.returncode == 0 else result.stderr.strip()[-200:]
 
     wait_until(sup, "containerd", containerd_serves, "its socket answering", timeout)
-    try:
-        pause = write_image_tar(layout.root / "images" / "pause.tar", config.PAUSE_IMAGE,
-                                {"/pause": bindir / "pause"}, entrypoint=["/pause"], user="65535:65535")
-        import_images(sup.state_dir, [pause, *images])
-    except ImageError as exc:
-        raise SandboxError(str(exc)) from exc
 
+
+def _start_dns(sup: Supervisor, bindir: Path, timeout: float) -> None:
+    """CoreDNS on the node's address (the pods' ``clusterDNS``) with its own client certificate and
+    RBAC (:func:`.config.coredns_rbac`, applied with kubectl); waits for its ``ready``."""
+    from ..controlplane import wait_http_ok
+    from ..controlplane.install import kubectl
     from ..procs import free_port
 
-    admin = Path(str(sup.state.kubeconfig))
-    start_dns(sup, bindir, admin, timeout)
-    port, healthz = free_port(), free_port()
+    kubectl(Path(str(sup.state.kubeconfig)), "apply", "--server-side", "--field-manager=modelops-sandbox", "-f", "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": config.coredns_rbac()}))
+    kubeconfig = _kubeconfig(sup, "coredns", "coredns", config.COREDNS_USER)
+    ready_port = free_port()
+    corefile = layout_of(sup.state_dir).root / "Corefile"
+    corefile.write_text(config.corefile(kubeconfig, ready_port))
+    sup._spawn("coredns", config.coredns_argv(bindir / "coredns", corefile), port=ready_port)
+    wait_http_ok(sup, "coredns", f"http://127.0.0.1:{ready_port}/ready", timeout)
+
+
+def _start_kubelet(sup: Supervisor, bindir: Path, node_name: str, timeout: float) -> None:
+    """The kubelet as ``system:node:<node_name>``, serving with a certificate of the sandbox CA; waits
+    until its Node is Ready."""
+    from ..controlplane import pki_of, wait_until
+    from ..controlplane.install import InstallError, kubectl
+    from ..procs import free_port
+
+    layout = layout_of(sup.state_dir)
+    pki = pki_of(sup.state_dir)
+    _kubeconfig(sup, "kubelet", f"kubelet-{node_name}", f"system:node:{node_name}", "system:nodes")
+    serving_cert, serving_key = ensure_server_cert(pki, f"kubelet-serving-{node_name}", [config.GATEWAY, node_name])
+    port = free_port()
     layout.kubelet_config.write_text(config.dumps(config.kubelet_config(
         layout, ca=pki.ca, cert=serving_cert, key=serving_key, address=config.GATEWAY, port=port,
-        healthz_port=healthz, cluster_dns=[config.GATEWAY])))
+        healthz_port=free_port(), cluster_dns=[config.GATEWAY])))
     sup._spawn("kubelet", config.kubelet_argv(bindir / "kubelet", layout, node_name), port=port)
     sup.state.processes["kubelet"].url = f"https://{config.GATEWAY}:{port}"
     sup.state.save()
+    admin = Path(str(sup.state.kubeconfig))
 
     def node_ready() -> str | None:
         try:
@@ -154,47 +192,18 @@ def start(sup: Supervisor, images: Sequence[Path] = (), node_name: str = config.
 
     wait_until(sup, "kubelet", node_ready, f"Node {node_name} Ready", timeout)
 
-    proxy_cert, proxy_key = ensure_client_cert(pki, "kube-proxy", "system:kube-proxy")  # system:node-proxier
-    proxy_kubeconfig = write_tls_kubeconfig(layout.root / "kube-proxy.kubeconfig", str(sup.state.api_url), pki.ca,
-                                            cert=proxy_cert, key=proxy_key, name="kube-proxy")
-    proxy_healthz = free_port()
-    sup._spawn("kube-proxy", config.kube_proxy_argv(bindir / "kube-proxy", proxy_kubeconfig, proxy_healthz,
-                                                    free_port(), node_name), port=proxy_healthz)
 
-    def proxy_synced() -> str | None:
-        # /healthz answers 200 once kube-proxy has programmed its rules (503 before).
-        response = httpx.get(f"http://127.0.0.1:{proxy_healthz}/healthz", timeout=2.0)
-        return None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
-
-    wait_until(sup, "kube-proxy", proxy_synced, "rules synced (/healthz 200)", timeout)
-
-
-def start_dns(sup: Supervisor, bindir: Path, admin: Path, timeout: float) -> None:
-    """Start CoreDNS on the node's address (the pods' ``clusterDNS``) with its own client certificate
-    and RBAC (:func:`.config.coredns_rbac`, applied with kubectl), and wait for its ``ready``."""
-    import json
-
-    from ..controlplane import pki_of, wait_until
-    from ..controlplane.install import kubectl
+def _start_kube_proxy(sup: Supervisor, bindir: Path, node_name: str, timeout: float) -> None:
+    """kube-proxy as ``system:kube-proxy`` (bound to ``system:node-proxier`` by default RBAC); its
+    /healthz answers 200 once it has programmed its rules."""
+    from ..controlplane import wait_http_ok
     from ..procs import free_port
 
-    layout = layout_of(sup.state_dir)
-    kubectl(admin, "apply", "--server-side", "--field-manager=modelops-sandbox", "-f", "-",
-            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": config.coredns_rbac()}))
-    pki = pki_of(sup.state_dir)
-    cert, key = ensure_client_cert(pki, "coredns", config.COREDNS_USER)
-    kubeconfig = write_tls_kubeconfig(layout.root / "coredns.kubeconfig", str(sup.state.api_url), pki.ca,
-                                      cert=cert, key=key, name="coredns")
-    ready_port = free_port()
-    corefile = layout.root / "Corefile"
-    corefile.write_text(config.corefile(kubeconfig, ready_port))
-    sup._spawn("coredns", config.coredns_argv(bindir / "coredns", corefile), port=ready_port)
-
-    def ready() -> str | None:
-        response = httpx.get(f"http://127.0.0.1:{ready_port}/ready", timeout=2.0)
-        return None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
-
-    wait_until(sup, "coredns", ready, "/ready 200", timeout)
+    kubeconfig = _kubeconfig(sup, "kube-proxy", "kube-proxy", "system:kube-proxy")
+    healthz = free_port()
+    sup._spawn("kube-proxy", config.kube_proxy_argv(bindir / "kube-proxy", kubeconfig, healthz, free_port(),
+                                                    node_name), port=healthz)
+    wait_http_ok(sup, "kube-proxy", f"http://127.0.0.1:{healthz}/healthz", timeout)
 
 
 def _kill_cgroup_tree(root: Path) -> int:

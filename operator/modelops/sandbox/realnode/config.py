@@ -73,7 +73,8 @@ class Layout:
 
     @property
     def kubeconfig(self) -> Path:
-        """The kubelet's kubeconfig (client certificate ``system:node:<name>``)."""
+        """The kubelet's kubeconfig (client certificate ``system:node:<name>``); CoreDNS's and
+        kube-proxy's are ``coredns.kubeconfig`` and ``kube-proxy.kubeconfig`` beside it."""
         return self.root / "kubelet.kubeconfig"
 
     @property
