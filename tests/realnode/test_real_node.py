@@ -115,3 +115,17 @@ def test_deployment_answers_http_by_pod_ip_and_by_service_name_from_the_host_and
     assert logs.splitlines()[1] == "apiserver reached"  # kubernetes.default, as in-cluster clients reach it
     kubernetes = node_cluster.list("endpointslices", "default", {"kubernetes.io/service-name": "kubernetes"})
     assert kubernetes[0]["endpoints"][0]["addresses"] == [config.GATEWAY]
+
+
+def test_an_image_that_was_not_imported_is_never_pulled(node_cluster: Sandbox, ns: str) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "absent"},
+           "spec": {"restartPolicy": "Never",
+                    "containers": [{**_container("true"), "image": "modelops.test/not-imported:1"}]}}
+    node_cluster.create(pod, ns)
+
+    def waiting_reason(p: dict[str, Any]) -> bool:
+        statuses = (p.get("status") or {}).get("containerStatuses") or []
+        return bool(statuses) and (statuses[0]["state"].get("waiting") or {}).get("reason") == "ErrImageNeverPull"
+
+    stuck = node_cluster.wait_for_object("pods", "absent", ns, waiting_reason)
+    assert stuck["status"]["phase"] == "Pending"
