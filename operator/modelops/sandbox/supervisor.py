@@ -12,6 +12,7 @@ marker (pod processes included). The layout of the state dir::
     kubeconfig          admin kubeconfig of the API server (the emulator's, or system:masters)
     operator.kubeconfig the operator's ServiceAccount token (real control plane only)
     pki/ etcd/ kubeconfigs/   the real control plane's (see modelops.sandbox.controlplane)
+    node/               the real node's: containerd, CNI, kubelet, CoreDNS (see modelops.sandbox.realnode)
     logs/<component>.log
     kubelet/pods/<ns>/<pod>/   pod logs and working dirs (see kubelet.pods)
     mlflow/             sqlite database and artifacts
@@ -366,7 +367,9 @@ class Supervisor:
         """Start the kubelet against the running API server and wait for its caches.
 
         With the emulator the kubelet also plays the Job, CronJob and Deployment controllers; with
-        the real control plane it is a node (``--node``) that runs the pods bound to it.
+        the real control plane it is a node (``--node``) that runs the pods bound to it. With
+        ``node="real"`` the real node starts instead (:func:`.realnode.start`: containerd, CoreDNS,
+        the upstream kubelet until its Node is Ready, kube-proxy).
         """
         if not self.state.api_url or not self.state.kubeconfig:
             raise SandboxError("the API server is not running")
