@@ -345,13 +345,14 @@ class Supervisor:
 
     def start_component(self, name: str) -> None:
         """Start a stopped component again with its recorded command line (same ports), as a crashed
-        static pod or systemd unit comes back; waits for the kubelet's READY line and the API
-        server's /readyz, not for the others. Raises KeyError for an unknown name."""
+        static pod or systemd unit comes back; waits for our kubelet's READY line and the API
+        server's /readyz, not for the others (nor for the real node's kubelet). Raises KeyError for
+        an unknown name."""
         record = self.state.processes[name]
         process = self._spawn(name, list(record.argv), port=record.port)
         self.state.processes[name].url = record.url
         self.state.save()
-        if name == "kubelet":
+        if name == "kubelet" and self.state.node == "local":
             self._wait_line("kubelet", process, "READY", self.start_timeout)
         elif name == "kube-apiserver":
             from .controlplane import wait_api_ready
