@@ -129,3 +129,24 @@ def test_an_image_that_was_not_imported_is_never_pulled(node_cluster: Sandbox, n
 
     stuck = node_cluster.wait_for_object("pods", "absent", ns, waiting_reason)
     assert stuck["status"]["phase"] == "Pending"
+
+
+def test_a_claim_without_a_class_binds_a_local_volume_that_a_non_root_pod_writes(node_cluster: Sandbox,
+                                                                                 ns: str) -> None:
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+             "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}}
+    node_cluster.create(claim, ns)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "writer"},
+           "spec": {"restartPolicy": "Never",
+                    "securityContext": {"runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+                    "containers": [_container("echo written by $(id -u) > /data/file && cat /data/file",
+                                              volumeMounts=[{"name": "data", "mountPath": "/data"}])]}}
+    node_cluster.create(pod, ns)
+    done = node_cluster.wait_for_object("pods", "writer", ns,
+                                        lambda p: (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"))
+    logs = node_cluster.kubectl("logs", "-n", ns, "writer").stdout
+    assert done["status"]["phase"] == "Succeeded", logs
+    assert logs.strip() == "written by 10001"
+    bound = node_cluster.get("persistentvolumeclaims", "data", ns)
+    assert bound["status"]["phase"] == "Bound" and bound["spec"]["storageClassName"] == config.STORAGE_CLASS

@@ -122,7 +122,8 @@ def start(sup: Supervisor, api_port: int = 0, address: str = "127.0.0.1") -> str
                                     key=pki.key(name))
 
     kcm = components.controller_manager_argv(bindir / "kube-controller-manager", pki,
-                                             own_kubeconfig("kube-controller-manager"), ports)
+                                             own_kubeconfig("kube-controller-manager"), ports,
+                                             storage=sup.state.node == "real")
     _spawn(sup, "kube-controller-manager", kcm, ports.controller_manager,
            f"https://127.0.0.1:{ports.controller_manager}")
     scheduler = components.scheduler_argv(bindir / "kube-scheduler", own_kubeconfig("kube-scheduler"), ports)

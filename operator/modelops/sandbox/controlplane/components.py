@@ -27,6 +27,9 @@ KUBERNETES_SERVICE_IP = "10.0.0.1"
 #: ones that need a cloud provider or real volumes and that would only log errors here.
 CONTROLLERS = "*,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ephemeral-volume,-pv-protection," \
               "-pvc-protection,-node-ipam-controller"
+#: With the real node, which mounts real volumes: also the PersistentVolume binder and the PV and PVC
+#: protection controllers (claims bind to the node's local PersistentVolumes, see realnode.storage).
+CONTROLLERS_WITH_STORAGE = "*,-attachdetach,-persistentvolume-expander,-ephemeral-volume,-node-ipam-controller"
 
 
 @dataclass(frozen=True)
@@ -91,12 +94,14 @@ def apiserver_argv(binary: Path, pki: Pki, ports: Ports, audit_log: Path | None 
     return argv
 
 
-def controller_manager_argv(binary: Path, pki: Pki, kubeconfig: Path, ports: Ports) -> list[str]:
-    """kube-controller-manager: the default controllers, service-account tokens, cluster signing."""
+def controller_manager_argv(binary: Path, pki: Pki, kubeconfig: Path, ports: Ports, storage: bool = False) -> list[str]:
+    """kube-controller-manager: the default controllers (with ``storage`` the volume ones of
+    :data:`CONTROLLERS_WITH_STORAGE`), service-account tokens, cluster signing."""
     return [
         str(binary), f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}", "--bind-address=127.0.0.1",
-        f"--secure-port={ports.controller_manager}", f"--controllers={CONTROLLERS}",
+        f"--secure-port={ports.controller_manager}",
+        f"--controllers={CONTROLLERS_WITH_STORAGE if storage else CONTROLLERS}",
         "--use-service-account-credentials=true", f"--service-account-private-key-file={pki.sa_key}",
         f"--root-ca-file={pki.ca}", f"--cluster-signing-cert-file={pki.ca}",
         f"--cluster-signing-key-file={pki.key('ca')}", "--leader-elect=false",

@@ -117,6 +117,26 @@ def start(sup: Supervisor, images: Sequence[Path] = (), node_name: str = config.
     _start_dns(sup, bindir, timeout)
     _start_kubelet(sup, bindir, node_name, timeout)
     _start_kube_proxy(sup, bindir, node_name, timeout)
+    ensure_storage(sup, node_name)
+
+
+#: Local PersistentVolumes made per node (the chart needs two: MLflow's and the prediction log's,
+#: one per namespace with models).
+VOLUMES = 8
+
+
+def ensure_storage(sup: Supervisor, node_name: str = config.NODE_NAME, count: int = VOLUMES) -> None:
+    """Make ``count`` volume directories under ``<state>/node/volumes`` (mode 0777: a pod without
+    ``fsGroup`` may write too) and apply :func:`.config.storage_manifests` with kubectl."""
+    from ..controlplane.install import kubectl
+
+    directories = [layout_of(sup.state_dir).volumes / f"pv{i}" for i in range(count)]
+    for directory in directories:
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o777)
+    kubectl(Path(str(sup.state.kubeconfig)), "apply", "--server-side", "--field-manager=modelops-sandbox", "-f", "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+                              "items": config.storage_manifests(directories, node_name)}))
 
 
 def _kubeconfig(sup: Supervisor, name: str, stem: str, user: str, group: str | None = None) -> Path:

@@ -78,6 +78,11 @@ class Layout:
         return self.root / "kubelet.kubeconfig"
 
     @property
+    def volumes(self) -> Path:
+        """Directories of the node's local PersistentVolumes."""
+        return self.root / "volumes"
+
+    @property
     def pod_logs(self) -> Path:
         """``podLogsDir``: container logs, served by ``kubectl logs``."""
         return self.root / "pods-logs"
@@ -252,6 +257,32 @@ def coredns_rbac(user: str = COREDNS_USER) -> list[dict[str, Any]]:
 def coredns_argv(binary: Path, corefile_path: Path) -> list[str]:
     """CoreDNS with the node's Corefile."""
     return [str(binary), "-conf", str(corefile_path)]
+
+
+#: The node's default StorageClass: pre-made local PersistentVolumes, bound when a pod needs one.
+STORAGE_CLASS = "modelops-local"
+
+
+def storage_manifests(volume_dirs: list[Path], node_name: str = NODE_NAME, size: str = "10Gi") -> list[dict[str, Any]]:
+    """A default StorageClass (``kubernetes.io/no-provisioner``, ``WaitForFirstConsumer``, as for
+    any local volumes) and one ``local`` PersistentVolume per directory, pinned to the node, of
+    ``size`` and both ``ReadWriteOnce`` and ``ReadWriteMany`` (one node: every pod shares it). Claims
+    without a class (the chart's MLflow and prediction-log claims) get the default class and bind
+    to a free volume; the kubelet applies the pod's ``fsGroup`` to local volumes, so non-root pods
+    can write."""
+    storage_class = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                     "metadata": {"name": STORAGE_CLASS,
+                                  "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+                     "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer",
+                     "reclaimPolicy": "Retain"}
+    affinity = {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": [node_name]}]}]}}
+    volumes = [{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{STORAGE_CLASS}-{path.name}"},
+                "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
+                         "persistentVolumeReclaimPolicy": "Retain", "storageClassName": STORAGE_CLASS,
+                         "local": {"path": str(path)}, "nodeAffinity": affinity}}
+               for path in volume_dirs]
+    return [storage_class, *volumes]
 
 
 def forward_rules(bridge: str = BRIDGE) -> list[list[str]]:
