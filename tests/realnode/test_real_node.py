@@ -3,13 +3,18 @@ sandbox's real control plane and runs pods from a locally made image (nothing pu
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from modelops.sandbox import realnode
 from modelops.sandbox.realnode import config
+from modelops.sandbox.realnode.images import ImageError, busybox_image
 from modelops.sandbox.testing import Sandbox
 
 from .conftest import BUSYBOX
@@ -150,3 +155,25 @@ def test_a_claim_without_a_class_binds_a_local_volume_that_a_non_root_pod_writes
     assert logs.strip() == "written by 10001"
     bound = node_cluster.get("persistentvolumeclaims", "data", ns)
     assert bound["status"]["phase"] == "Bound" and bound["spec"]["storageClassName"] == config.STORAGE_CLASS
+
+
+def test_an_image_built_by_docker_is_imported_without_an_archive_and_runs(node_cluster: Sandbox, ns: str,
+                                                                          tmp_path: Path) -> None:
+    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.skip("no Docker daemon here (the images of `make images` come from one)")
+    reference = "modelops.test/busybox-docker:1"
+    archive = busybox_image(tmp_path / "busybox.tar", reference)
+    subprocess.run(["docker", "load", "-i", str(archive)], check=True, capture_output=True)
+    try:
+        realnode.import_docker_images(node_cluster.state_dir, [reference])
+    finally:
+        subprocess.run(["docker", "rmi", reference], check=False, capture_output=True)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "from-docker"},
+           "spec": {"restartPolicy": "Never", "containers": [{**_container("echo from docker"), "image": reference}]}}
+    node_cluster.create(pod, ns)
+    done = node_cluster.wait_for_object("pods", "from-docker", ns,
+                                        lambda p: (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"))
+    assert done["status"]["phase"] == "Succeeded"
+    assert node_cluster.kubectl("logs", "-n", ns, "from-docker").stdout.strip() == "from docker"
+    with pytest.raises(ImageError, match=r"docker save modelops\.test/absent:1: exit 1"):
+        realnode.import_docker_images(node_cluster.state_dir, ["modelops.test/absent:1"])

@@ -85,6 +85,28 @@ def import_images(state_dir: Path, archives: Sequence[Path]) -> None:
         import_image(Path(shutil.which("ctr") or "ctr"), layout.socket, archive)
 
 
+def import_docker_images(state_dir: Path, references: Sequence[str]) -> None:
+    """``docker save <ref> | ctr -n k8s.io images import -`` into the running node's containerd, for
+    images built by Docker (``make images``), without an archive on disk. Raises ImageError (with
+    docker's message when the image does not exist)."""
+    layout = layout_of(state_dir)
+    for reference in references:
+        failed: ImageError | None = None
+        with subprocess.Popen(["docker", "save", reference], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) as save:
+            assert save.stdout is not None and save.stderr is not None
+            try:
+                import_image(Path(shutil.which("ctr") or "ctr"), layout.socket, None, stdin=save.stdout.fileno())
+            except ImageError as exc:
+                failed = exc
+            save.stdout.close()
+            error = save.stderr.read().decode(errors="replace")
+        if save.returncode != 0:  # the cause of ctr's failure too ("unrecognized image format" of nothing)
+            raise ImageError(f"docker save {reference}: exit {save.returncode}: {error.strip()[-2000:]}")
+        if failed is not None:
+            raise failed
+
+
 def start(sup: Supervisor, images: Sequence[Path] = (), node_name: str = config.NODE_NAME) -> None:
     """Start the real node against the sandbox's running real control plane: containerd (then the
     pause image and ``images``, ``docker save`` archives, are imported), CoreDNS, the kubelet (until

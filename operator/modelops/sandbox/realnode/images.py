@@ -88,12 +88,13 @@ def write_image_tar(out: Path, reference: str, files: Mapping[str, Path], *, sym
     return out
 
 
-def import_image(ctr: Path, socket: Path, archive: Path) -> str:
-    """``ctr -n k8s.io images import`` of a ``docker save`` archive into the node's containerd
-    (unpacked for its overlayfs snapshotter); returns ctr's output. Raises ImageError on failure."""
+def import_image(ctr: Path, socket: Path, archive: Path | None, stdin: int | None = None) -> str:
+    """``ctr -n k8s.io images import`` of a ``docker save`` archive (a path, or with ``archive=None``
+    the file descriptor ``stdin``) into the node's containerd, unpacked for its overlayfs
+    snapshotter; returns ctr's output. Raises ImageError on failure."""
     argv = [str(ctr), "--address", str(socket), "-n", "k8s.io", "images", "import", "--snapshotter", "overlayfs",
-            str(archive)]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
+            str(archive) if archive is not None else "-"]
+    result = subprocess.run(argv, stdin=stdin, capture_output=True, text=True, check=False, timeout=900)
     if result.returncode != 0:
         raise ImageError(f"{' '.join(argv)}: exit {result.returncode}: {result.stderr[-2000:]}")
     return result.stdout
