@@ -23,8 +23,9 @@ demo: $(STAMP)
 test: $(STAMP) kube
 	$(BIN)/python -m pytest -q -ra
 
+# As root, also the real node's kubelet, kube-proxy and pause (tests/realnode needs root).
 kube: $(STAMP)
-	@if command -v go >/dev/null 2>&1; then $(BIN)/modelops sandbox build; \
+	@if command -v go >/dev/null 2>&1; then $(BIN)/modelops sandbox build $$([ "$$(id -u)" = 0 ] && echo --node); \
 	else echo "!!!!! Go is not on PATH: the real Kubernetes control plane cannot be built;" \
 	          "its tests will be SKIPPED and the end-to-end tests will use the API emulator !!!!!"; fi
 

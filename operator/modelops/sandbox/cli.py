@@ -60,14 +60,30 @@ def up(
     control_plane: str | None = typer.Option(
         None, help="real (etcd + upstream kube-apiserver, controller-manager, scheduler; built from Go "
                    "modules on first use) or emulator. Default: real when built (`modelops sandbox build`)."),
+    node: str = typer.Option(
+        "local", help="local (our kubelet: pods as local processes) or real (the upstream kubelet with containerd, "
+                      "runc and a CNI bridge; root and --control-plane real; docs/sandbox.md \"Real node\")."),
+    node_image: list[Path] = typer.Option(
+        [], help="A `docker save` archive to import into the real node's containerd (repeatable)."),
 ) -> None:
     """Start the sandbox (or reuse the one running in the state dir) and print how to reach it."""
     from .kubelet.images import parse_image_option
-    from .supervisor import CONTROL_PLANES, SandboxError, Supervisor, default_control_plane, operator_command_available
+    from .supervisor import (
+        CONTROL_PLANES,
+        NODES,
+        SandboxError,
+        Supervisor,
+        default_control_plane,
+        operator_command_available,
+    )
 
-    chosen = control_plane or default_control_plane()
+    chosen = control_plane or ("real" if node == "real" else default_control_plane())
     if chosen not in CONTROL_PLANES:
         raise typer.BadParameter(f"--control-plane must be one of {', '.join(CONTROL_PLANES)}")
+    if node not in NODES:
+        raise typer.BadParameter(f"--node must be one of {', '.join(NODES)}")
+    if node == "real" and chosen != "real":
+        raise typer.BadParameter("--node real needs --control-plane real")
     if control_plane is None and chosen == "emulator":
         typer.echo("control plane: the API emulator (the real one is not built yet: `modelops sandbox build`, "
                    "about 10 min once, then `--control-plane real` is the default)", err=True)
@@ -86,7 +102,8 @@ def up(
     from .supervisor import DEFAULT_STATE_DIR
 
     # up: never another sandbox's dir (the other commands discover a running one, see _state_dir)
-    sup = Supervisor((state_dir or DEFAULT_STATE_DIR).resolve(), images=images, control_plane=chosen)
+    sup = Supervisor((state_dir or DEFAULT_STATE_DIR).resolve(), images=images, control_plane=chosen, node=node,
+                     node_images=[p.resolve() for p in node_image])
     began = time.monotonic()
     try:
         started = sup.up(mlflow=mlflow, operator=with_operator, api_port=api_port, mlflow_port=mlflow_port)
@@ -121,13 +138,16 @@ def _print_summary(sup: Supervisor, started: bool, seconds: float) -> None:
 
 
 @app.command()
-def build() -> None:
+def build(
+    node: bool = typer.Option(False, "--node", help="Also the real node's kubelet, kube-proxy and pause "
+                                                    "(about 5 more minutes; gcc and libc6-dev for pause)."),
+) -> None:
     """Build the real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)
     from their Go modules into ~/.cache/modelops/kube (once; 10-25 min on 2 cores)."""
     from .controlplane import binaries
 
     try:
-        typer.echo(f"binaries: {binaries.ensure(typer.echo)}")
+        typer.echo(f"binaries: {binaries.ensure(typer.echo, node=node)}")
     except binaries.BinariesError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc

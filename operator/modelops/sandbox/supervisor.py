@@ -12,6 +12,7 @@ marker (pod processes included). The layout of the state dir::
     kubeconfig          admin kubeconfig of the API server (the emulator's, or system:masters)
     operator.kubeconfig the operator's ServiceAccount token (real control plane only)
     pki/ etcd/ kubeconfigs/   the real control plane's (see modelops.sandbox.controlplane)
+    node/               the real node's: containerd, CNI, kubelet, CoreDNS (see modelops.sandbox.realnode)
     logs/<component>.log
     kubelet/pods/<ns>/<pod>/   pod logs and working dirs (see kubelet.pods)
     mlflow/             sqlite database and artifacts
@@ -42,10 +43,13 @@ STATE_FILE = "sandbox.json"
 STATE_VERSION = 1
 #: Start order; ``down`` stops in reverse. "apiserver" is the API emulator; the real control plane
 #: is etcd, kube-apiserver, kube-controller-manager and kube-scheduler instead.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "apiserver", "kubelet",
-              "mlflow", "operator")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "apiserver", "containerd",
+              "coredns", "kubelet", "kube-proxy", "mlflow", "operator")
 #: ``--control-plane`` values.
 CONTROL_PLANES = ("real", "emulator")
+#: ``--node`` values: our kubelet running pods as local processes, or the upstream kubelet with
+#: containerd (:mod:`.realnode`, root and the real control plane only).
+NODES = ("local", "real")
 DEFAULT_STATE_DIR = Path(".sandbox")
 #: Where ``modelops demo`` keeps its sandbox; commands without ``--state-dir`` look there too.
 DEMO_STATE_DIR = DEFAULT_STATE_DIR / "demo"
@@ -93,6 +97,7 @@ class SandboxState:
     mlflow_url: str | None = None
     prediction_log_uri: str | None = None
     control_plane: str = "emulator"
+    node: str = "local"
     operator_kubeconfig: str | None = None
     started_at: float = field(default_factory=time.time)
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
@@ -163,6 +168,9 @@ class Supervisor:
     ``operator_env``: extra ``MODELOPS_*`` settings for the operator process.
     ``control_plane``: ``"emulator"`` (the API emulator, default) or ``"real"`` (etcd and the
     upstream Kubernetes control plane, see :mod:`.controlplane`; our kubelet is then a node).
+    ``node``: ``"local"`` (our kubelet, default) or ``"real"`` (the upstream kubelet with containerd,
+    :mod:`.realnode`; needs ``control_plane="real"``); ``node_images``: ``docker save`` archives
+    imported into the real node's containerd before it registers.
     """
 
     def __init__(
@@ -178,9 +186,17 @@ class Supervisor:
         apiserver_command: Sequence[str] | None = None,
         operator_env: Mapping[str, str] | None = None,
         control_plane: str = "emulator",
+        node: str = "local",
+        node_images: Sequence[Path] = (),
     ) -> None:
         if control_plane not in CONTROL_PLANES:
             raise ValueError(f"control_plane must be one of {CONTROL_PLANES}, not {control_plane!r}")
+        if node not in NODES:
+            raise ValueError(f"node must be one of {NODES}, not {node!r}")
+        if node == "real" and control_plane != "real":
+            raise ValueError("node='real' needs control_plane='real'")
+        self.node = node
+        self.node_images = list(node_images)
         self.operator_env = dict(operator_env or {})  # extra MODELOPS_* settings for the operator
         self._operator_extra_env: dict[str, str] = {}
         self.state_dir = Path(state_dir).resolve()
@@ -198,7 +214,8 @@ class Supervisor:
         self._log_offsets: dict[str, int] = {}
 
     def _fresh_state(self) -> SandboxState:
-        return SandboxState(state_dir=str(self.state_dir), marker=self.marker, control_plane=self.control_plane)
+        return SandboxState(state_dir=str(self.state_dir), marker=self.marker, control_plane=self.control_plane,
+                            node=self.node)
 
     # ---------------------------------------------------------------- process plumbing
 
@@ -302,7 +319,12 @@ class Supervisor:
         from . import controlplane
         from .controlplane.install import InstallError, install
 
-        url = controlplane.start(self, port)
+        address = "127.0.0.1"
+        if self.state.node == "real":
+            from . import realnode
+
+            address = realnode.ensure_network()  # pods reach the apiserver on the bridge
+        url = controlplane.start(self, port, address)
         try:
             operator_kubeconfig = install(Path(str(self.state.kubeconfig)), self._crds(), self.state_dir,
                                           controlplane.pki_of(self.state_dir), url)
@@ -323,13 +345,14 @@ class Supervisor:
 
     def start_component(self, name: str) -> None:
         """Start a stopped component again with its recorded command line (same ports), as a crashed
-        static pod or systemd unit comes back; waits for the kubelet's READY line and the API
-        server's /readyz, not for the others. Raises KeyError for an unknown name."""
+        static pod or systemd unit comes back; waits for our kubelet's READY line and the API
+        server's /readyz, not for the others (nor for the real node's kubelet). Raises KeyError for
+        an unknown name."""
         record = self.state.processes[name]
         process = self._spawn(name, list(record.argv), port=record.port)
         self.state.processes[name].url = record.url
         self.state.save()
-        if name == "kubelet":
+        if name == "kubelet" and self.state.node == "local":
             self._wait_line("kubelet", process, "READY", self.start_timeout)
         elif name == "kube-apiserver":
             from .controlplane import wait_api_ready
@@ -345,10 +368,17 @@ class Supervisor:
         """Start the kubelet against the running API server and wait for its caches.
 
         With the emulator the kubelet also plays the Job, CronJob and Deployment controllers; with
-        the real control plane it is a node (``--node``) that runs the pods bound to it.
+        the real control plane it is a node (``--node``) that runs the pods bound to it. With
+        ``node="real"`` the real node starts instead (:func:`.realnode.start`: containerd, CoreDNS,
+        the upstream kubelet until its Node is Ready, kube-proxy).
         """
         if not self.state.api_url or not self.state.kubeconfig:
             raise SandboxError("the API server is not running")
+        if self.state.node == "real":
+            from . import realnode
+
+            realnode.start(self, self.node_images)
+            return
         argv = [sys.executable, "-m", "modelops.sandbox.kubelet", "--state-dir", str(self.state_dir)]
         if self.state.control_plane == "real":
             argv += ["--kubeconfig", self.state.kubeconfig, "--node"]
@@ -477,6 +507,7 @@ class Supervisor:
         if not reused:
             # A fresh cluster, like a fresh emulator: etcd's data does not outlive its sandbox.
             self.state.control_plane = self.control_plane
+            self.state.node = self.node
             shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)
         try:
             mlflow_restarted = mlflow and not self.state.alive("mlflow")
@@ -509,9 +540,11 @@ class Supervisor:
         Returns the names of the components that were running. Removes the state file.
         """
         stopped = [name for name in reversed(COMPONENTS) if self.state.alive(name)]
-        # Clients first (together), then the kubelet (it stops its pods on SIGTERM), then the API.
-        for phase in (("operator", "mlflow"), ("kubelet",), ("kube-scheduler", "kube-controller-manager"),
-                      ("apiserver", "kube-apiserver"), ("etcd",)):
+        # Clients first (together), then the kubelet (ours stops its pods on SIGTERM; the real node's
+        # containers are killed by realnode.cleanup below), then the API.
+        phases = (("operator", "mlflow"), ("kubelet", "kube-proxy", "coredns"), ("containerd",),
+                  ("kube-scheduler", "kube-controller-manager"), ("apiserver", "kube-apiserver"), ("etcd",))
+        for phase in phases:
             pids = [self.state.processes[n].pid for n in phase if n in self.state.processes]
             procs.stop_groups(pids, grace, self.marker)
             for name in phase:
@@ -519,6 +552,9 @@ class Supervisor:
                 if popen is not None:
                     popen.poll()  # reap
         procs.sweep(self.marker)
+        from . import realnode
+
+        realnode.cleanup(self.state_dir)  # the real node's containers, mounts and bridge, if it ran
         self.state = self._fresh_state()
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
         return stopped

@@ -32,9 +32,9 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
@@ -293,9 +293,10 @@ def condition(obj: Mapping[str, Any], ctype: str, status: str = "True") -> dict[
     return None
 
 
-def start_test_sandbox(state_dir: Path, control_plane: str = "emulator") -> Supervisor:
-    """Start the API server (emulator or real) + kubelet for tests in ``state_dir`` (MLflow on demand);
-    returns the supervisor."""
+def start_test_sandbox(state_dir: Path, control_plane: str = "emulator", node: str = "local",
+                       node_images: Sequence[Path] = ()) -> Supervisor:
+    """Start the API server (emulator or real) + kubelet (ours, or with ``node="real"`` the real node
+    with ``node_images`` loaded) for tests in ``state_dir`` (MLflow on demand); returns the supervisor."""
     sup = Supervisor(
         state_dir,
         images={TEST_IMAGE_REPOSITORY: sys.executable},
@@ -303,24 +304,34 @@ def start_test_sandbox(state_dir: Path, control_plane: str = "emulator") -> Supe
         pdeathsig=True,
         mlflow_workers=1,
         control_plane=control_plane,
+        node=node,
+        node_images=node_images,
     )
     # Safety net for a session that ends without fixture teardown: kill whatever carries the marker.
     atexit.register(procs.sweep, sup.marker)
+    if node == "real":
+        from . import realnode
+
+        atexit.register(realnode.cleanup, sup.state_dir)
     sup.up(mlflow=False)
     return sup
 
 
-@pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """A running sandbox shared by the session; stopped (every process) at the end."""
-    state_dir = tmp_path_factory.mktemp("sandbox")
-    sup = start_test_sandbox(state_dir)
+def serve(sup: Supervisor) -> Iterator[Sandbox]:
+    """Yield a :class:`Sandbox` of a started supervisor; close it and stop every process after."""
     box = Sandbox(sup)
     try:
         yield box
     finally:
         box.close()
         sup.down(grace=5.0)
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A running sandbox shared by the session; stopped (every process) at the end."""
+    state_dir = tmp_path_factory.mktemp("sandbox")
+    yield from serve(start_test_sandbox(state_dir))
 
 
 def _test_namespace(box: Sandbox, request: pytest.FixtureRequest) -> Iterator[str]:
@@ -355,20 +366,24 @@ def real_control_plane_missing() -> str | None:
     return "the Go toolchain (go) is not on PATH and the binaries are not built"
 
 
+def skip_or_fail(message: str, require_env: str) -> NoReturn:
+    """Fail the calling test with ``message`` when ``require_env`` is ``1`` (CI), else skip it and
+    repeat the message in the run's summary."""
+    if os.environ.get(require_env) == "1":
+        pytest.fail(message, pytrace=False)
+    if message not in _NOTICES:
+        _NOTICES.append(message)
+    pytest.skip(message)
+
+
 def require_real_control_plane() -> None:
     """Skip the calling test (fail under ``MODELOPS_REQUIRE_REAL_CONTROL_PLANE=1``) when the real
     control plane cannot run here, or the emulator was chosen (MODELOPS_TEST_CONTROL_PLANE)."""
     if os.environ.get(CONTROL_PLANE_ENV) == "emulator":
         pytest.skip(f"{CONTROL_PLANE_ENV}=emulator: the real-control-plane tests do not apply")
     why = real_control_plane_missing()
-    if why is None:
-        return
-    message = f"REAL CONTROL PLANE NOT TESTED: {why}"
-    if os.environ.get(REQUIRE_REAL_ENV) == "1":
-        pytest.fail(message, pytrace=False)
-    if message not in _NOTICES:
-        _NOTICES.append(message)
-    pytest.skip(message)
+    if why is not None:
+        skip_or_fail(f"REAL CONTROL PLANE NOT TESTED: {why}", REQUIRE_REAL_ENV)
 
 
 @pytest.fixture(scope="session")
@@ -386,13 +401,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
         _NOTICES.append(message)
         yield request.getfixturevalue("sandbox")
         return
-    sup = start_test_sandbox(tmp_path_factory.mktemp("cluster"), control_plane="real")
-    box = Sandbox(sup)
-    try:
-        yield box
-    finally:
-        box.close()
-        sup.down(grace=5.0)
+    yield from serve(start_test_sandbox(tmp_path_factory.mktemp("cluster"), control_plane="real"))
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ State dir additions (``<state>/``)::
 
 from __future__ import annotations
 
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,8 +37,10 @@ if TYPE_CHECKING:
 PROCESSES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
-def _wait_ready(sup: Supervisor, name: str, url: str, timeout: float, **httpx_options: object) -> None:
-    """Poll ``url`` until it answers 200 (or the process exits / time runs out: SandboxError)."""
+def wait_until(sup: Supervisor, name: str, check: Callable[[], str | None], what: str, timeout: float) -> None:
+    """Poll ``check`` (None when ``what`` is reached, else why not; OSError, httpx.HTTPError,
+    subprocess errors and ValueError count as not yet) until it is reached; SandboxError (with the end
+    of the log of process ``name``) when that process exits or ``timeout`` seconds pass."""
     from ..supervisor import SandboxError
 
     process = sup._popen[name]
@@ -44,16 +48,26 @@ def _wait_ready(sup: Supervisor, name: str, url: str, timeout: float, **httpx_op
     last = ""
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SandboxError(f"{name} exited with code {process.returncode}{sup._tail(name)}")
+            raise SandboxError(f"{name} exited with code {process.returncode}{sup._tail(name, 40)}")
         try:
-            response = httpx.get(url, timeout=2.0, **httpx_options)  # type: ignore[arg-type]
-            if response.status_code == 200:
+            reason = check()
+            if reason is None:
                 return
-            last = f"{response.status_code} {response.text[:200]}"
-        except httpx.HTTPError as exc:
+            last = reason
+        except (OSError, httpx.HTTPError, subprocess.SubprocessError, ValueError) as exc:
             last = str(exc)
         time.sleep(0.2)
-    raise SandboxError(f"{name} not ready at {url} after {timeout:.0f}s ({last}){sup._tail(name)}")
+    raise SandboxError(f"{name}: {what} not reached after {timeout:.0f}s ({last}){sup._tail(name, 40)}")
+
+
+def wait_http_ok(sup: Supervisor, name: str, url: str, timeout: float, **httpx_options: object) -> None:
+    """Poll ``url`` until it answers 200 (or the process exits / time runs out: SandboxError)."""
+
+    def check() -> str | None:
+        response = httpx.get(url, timeout=2.0, **httpx_options)  # type: ignore[arg-type]
+        return None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
+
+    wait_until(sup, name, check, f"200 from {url}", timeout)
 
 
 def wait_api_ready(sup: Supervisor, timeout: float) -> None:
@@ -61,7 +75,7 @@ def wait_api_ready(sup: Supervisor, timeout: float) -> None:
     pki = pki_of(sup.state_dir)
     url = str(sup.state.processes["kube-apiserver"].url)
     admin = Connection(url, ca=str(pki.ca), cert=str(pki.crt("admin")), key=str(pki.key("admin")))
-    _wait_ready(sup, "kube-apiserver", f"{url}/readyz", timeout, verify=admin.ssl_context())
+    wait_http_ok(sup, "kube-apiserver", f"{url}/readyz", timeout, verify=admin.ssl_context())
 
 
 def _spawn(sup: Supervisor, name: str, argv: list[str], port: int, url: str) -> None:
@@ -69,8 +83,9 @@ def _spawn(sup: Supervisor, name: str, argv: list[str], port: int, url: str) -> 
     sup.state.processes[name].url = url
 
 
-def start(sup: Supervisor, api_port: int = 0) -> str:
+def start(sup: Supervisor, api_port: int = 0, address: str = "127.0.0.1") -> str:
     """Start etcd, kube-apiserver, kube-controller-manager and kube-scheduler; returns the API URL.
+    The apiserver listens on ``address`` (loopback, or the real node's bridge address).
 
     Builds the binaries first when they are missing (progress on stderr). Writes the admin
     kubeconfig to ``<state>/kubeconfig``. Raises SandboxError when a component fails to start.
@@ -82,15 +97,15 @@ def start(sup: Supervisor, api_port: int = 0) -> str:
     except binaries.BinariesError as exc:
         raise SandboxError(str(exc)) from exc
     state = sup.state_dir
-    pki = ensure_pki(state / "pki", components.KUBERNETES_SERVICE_IP)
+    pki = ensure_pki(state / "pki", components.KUBERNETES_SERVICE_IP, address)
     ports = components.Ports(etcd_client=procs.free_port(), etcd_peer=procs.free_port(),
                              apiserver=procs.free_port(api_port or None), controller_manager=procs.free_port(),
-                             scheduler=procs.free_port())
+                             scheduler=procs.free_port(), address=address)
     timeout = max(sup.start_timeout, 90.0)
 
     etcd_url = f"http://127.0.0.1:{ports.etcd_client}"
     _spawn(sup, "etcd", components.etcd_argv(bindir / "etcd", state / "etcd", ports), ports.etcd_client, etcd_url)
-    _wait_ready(sup, "etcd", f"{etcd_url}/health", timeout)
+    wait_http_ok(sup, "etcd", f"{etcd_url}/health", timeout)
 
     admin = write_tls_kubeconfig(state / "kubeconfig", ports.api_url, pki.ca, cert=pki.crt("admin"),
                                  key=pki.key("admin"))
@@ -107,13 +122,14 @@ def start(sup: Supervisor, api_port: int = 0) -> str:
                                     key=pki.key(name))
 
     kcm = components.controller_manager_argv(bindir / "kube-controller-manager", pki,
-                                             own_kubeconfig("kube-controller-manager"), ports)
+                                             own_kubeconfig("kube-controller-manager"), ports,
+                                             storage=sup.state.node == "real")
     _spawn(sup, "kube-controller-manager", kcm, ports.controller_manager,
            f"https://127.0.0.1:{ports.controller_manager}")
     scheduler = components.scheduler_argv(bindir / "kube-scheduler", own_kubeconfig("kube-scheduler"), ports)
     _spawn(sup, "kube-scheduler", scheduler, ports.scheduler, f"https://127.0.0.1:{ports.scheduler}")
     for name, port in (("kube-controller-manager", ports.controller_manager), ("kube-scheduler", ports.scheduler)):
-        _wait_ready(sup, name, f"https://127.0.0.1:{port}/healthz", timeout, verify=False)
+        wait_http_ok(sup, name, f"https://127.0.0.1:{port}/healthz", timeout, verify=False)
     if not all(sup.state.alive(n) for n in PROCESSES):
         raise SandboxError("a control-plane process exited during start-up")
     return ports.api_url

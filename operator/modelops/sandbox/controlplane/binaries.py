@@ -17,6 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+#: The real node's (``build.sh --node``): kubelet, kube-proxy, CoreDNS (``hack/coredns``) and the
+#: pod sandbox's pause binary.
+NODE_NAMES = ("kubelet", "kube-proxy", "coredns", "pause")
 
 
 class BinariesError(RuntimeError):
@@ -50,10 +53,11 @@ def bin_dir() -> Path | None:
     return cache / rel / "bin"
 
 
-def built() -> bool:
-    """Whether all four binaries are in the cache."""
+def built(node: bool = False) -> bool:
+    """Whether the control plane's four binaries (and with ``node`` the node's) are in the cache."""
     directory = bin_dir()
-    return directory is not None and all(os.access(directory / n, os.X_OK) for n in NAMES)
+    names = NAMES + (NODE_NAMES if node else ())
+    return directory is not None and all(os.access(directory / n, os.X_OK) for n in names)
 
 
 def go_available() -> bool:
@@ -66,8 +70,9 @@ def available() -> bool:
     return built() or (hack_dir() is not None and go_available())
 
 
-def ensure(echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Path:
-    """Build what is missing (progress lines go to ``echo``) and return the bin directory.
+def ensure(echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr), node: bool = False) -> Path:
+    """Build what is missing (progress lines go to ``echo``) and return the bin directory; with
+    ``node`` also the real node's kubelet, kube-proxy and pause (``build.sh --node``).
 
     Raises BinariesError when there is no checkout, no Go toolchain, or the build fails (with the
     end of its output).
@@ -75,7 +80,7 @@ def ensure(echo: Callable[[str], None] = lambda line: print(line, file=sys.stder
     hack, directory = hack_dir(), bin_dir()
     if hack is None or directory is None:
         raise BinariesError("the real control plane is built from hack/kube of a modelops checkout; none found")
-    if built():
+    if built(node):
         return directory
     if not go_available():
         raise BinariesError("the real control plane is built from Go modules, and `go` is not on PATH "
@@ -84,15 +89,15 @@ def ensure(echo: Callable[[str], None] = lambda line: print(line, file=sys.stder
     echo(f"building the Kubernetes control plane {release()} from its Go modules into {directory} "
          "(once; 10-25 min on 2 cores)")
     tail: list[str] = []
-    with subprocess.Popen(["bash", str(hack / "build.sh")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as proc:
+    argv = ["bash", str(hack / "build.sh"), *(["--node"] if node else [])]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             line = line.rstrip()
             tail = ([*tail, line])[-30:]
             if line.startswith("kube build:"):
                 echo(f"  {line} [{time.monotonic() - started:.0f}s]")
-    if proc.returncode != 0 or not built():
+    if proc.returncode != 0 or not built(node):
         raise BinariesError(f"hack/kube/build.sh failed (exit {proc.returncode}):\n" + "\n".join(tail))
     echo(f"control plane built in {time.monotonic() - started:.0f}s")
     return directory

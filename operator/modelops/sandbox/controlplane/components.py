@@ -27,6 +27,9 @@ KUBERNETES_SERVICE_IP = "10.0.0.1"
 #: ones that need a cloud provider or real volumes and that would only log errors here.
 CONTROLLERS = "*,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ephemeral-volume,-pv-protection," \
               "-pvc-protection,-node-ipam-controller"
+#: With the real node, which mounts real volumes: also the PersistentVolume binder and the PV and PVC
+#: protection controllers (claims bind to the node's local PersistentVolumes, see realnode.storage).
+CONTROLLERS_WITH_STORAGE = "*,-attachdetach,-persistentvolume-expander,-ephemeral-volume,-node-ipam-controller"
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,14 @@ class Ports:
     apiserver: int
     controller_manager: int
     scheduler: int
+    #: kube-apiserver's bind and advertise address: loopback, or with the real node the pod
+    #: bridge's gateway, so that pods reach the ``kubernetes`` Service (docs/sandbox.md, "Real node").
+    address: str = "127.0.0.1"
 
     @property
     def api_url(self) -> str:
-        """``https://127.0.0.1:<apiserver>``."""
-        return f"https://127.0.0.1:{self.apiserver}"
+        """``https://<address>:<apiserver>``."""
+        return f"https://{self.address}:{self.apiserver}"
 
 
 def etcd_argv(binary: Path, data_dir: Path, ports: Ports) -> list[str]:
@@ -58,10 +64,14 @@ def etcd_argv(binary: Path, data_dir: Path, ports: Ports) -> list[str]:
 
 
 def apiserver_argv(binary: Path, pki: Pki, ports: Ports, audit_log: Path | None = None) -> list[str]:
-    """kube-apiserver with real authentication, Node+RBAC authorization and default admission."""
+    """kube-apiserver with real authentication, Node+RBAC authorization and default admission.
+
+    On loopback the ``kubernetes`` Service gets no endpoints (the API refuses loopback endpoint
+    addresses); on another address (the real node's bridge) the default lease reconciler writes them.
+    """
     argv = [
         str(binary),
-        "--advertise-address=127.0.0.1", "--bind-address=127.0.0.1", f"--secure-port={ports.apiserver}",
+        f"--advertise-address={ports.address}", f"--bind-address={ports.address}", f"--secure-port={ports.apiserver}",
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
         f"--tls-cert-file={pki.crt('apiserver')}", f"--tls-private-key-file={pki.key('apiserver')}",
         f"--client-ca-file={pki.ca}",
@@ -74,21 +84,24 @@ def apiserver_argv(binary: Path, pki: Pki, ports: Ports, audit_log: Path | None 
         "--authorization-mode=Node,RBAC",
         "--enable-admission-plugins=NodeRestriction",  # added to the default set, as kubeadm does
         "--allow-privileged=true",
-        "--endpoint-reconciler-type=none",  # no kubernetes Service endpoints for a loopback address
         "--profiling=false",
         "--v=1",
     ]
+    if ports.address.startswith("127."):
+        argv += ["--endpoint-reconciler-type=none"]
     if audit_log is not None:
         argv += [f"--audit-log-path={audit_log}"]
     return argv
 
 
-def controller_manager_argv(binary: Path, pki: Pki, kubeconfig: Path, ports: Ports) -> list[str]:
-    """kube-controller-manager: the default controllers, service-account tokens, cluster signing."""
+def controller_manager_argv(binary: Path, pki: Pki, kubeconfig: Path, ports: Ports, storage: bool = False) -> list[str]:
+    """kube-controller-manager: the default controllers (with ``storage`` the volume ones of
+    :data:`CONTROLLERS_WITH_STORAGE`), service-account tokens, cluster signing."""
     return [
         str(binary), f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}", "--bind-address=127.0.0.1",
-        f"--secure-port={ports.controller_manager}", f"--controllers={CONTROLLERS}",
+        f"--secure-port={ports.controller_manager}",
+        f"--controllers={CONTROLLERS_WITH_STORAGE if storage else CONTROLLERS}",
         "--use-service-account-credentials=true", f"--service-account-private-key-file={pki.sa_key}",
         f"--root-ca-file={pki.ca}", f"--cluster-signing-cert-file={pki.ca}",
         f"--cluster-signing-key-file={pki.key('ca')}", "--leader-elect=false",

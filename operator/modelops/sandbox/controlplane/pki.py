@@ -126,13 +126,14 @@ def _issue(pki: Pki, stem: str, subject: x509.Name, *, server_names: list[str] |
     pki.crt(stem).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def ensure_pki(root: Path, service_ip: str) -> Pki:
+def ensure_pki(root: Path, service_ip: str, address: str = "127.0.0.1") -> Pki:
     """Create (or keep) the CA, the apiserver cert, the client certs and the SA key pair.
 
     Args:
         root: directory for the files (created, mode 0700).
         service_ip: the ``kubernetes`` Service's cluster IP (first address of the service range),
             added to the apiserver certificate's SANs as kube-apiserver expects.
+        address: the apiserver's address (also a SAN).
 
     Returns the :class:`Pki` paths.
     """
@@ -142,7 +143,8 @@ def ensure_pki(root: Path, service_ip: str) -> Pki:
     if not pki.ca.exists():
         _make_ca(pki)
     if not pki.crt("apiserver").exists():
-        names = ["127.0.0.1", "localhost", service_ip, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+        names = [*dict.fromkeys(["127.0.0.1", address]), "localhost", service_ip, "kubernetes", "kubernetes.default",
+                 "kubernetes.default.svc",
                  "kubernetes.default.svc.cluster.local"]
         _issue(pki, "apiserver", _name("kube-apiserver"), server_names=names)
     for stem, (user, group) in CLIENTS.items():
@@ -154,6 +156,15 @@ def ensure_pki(root: Path, service_ip: str) -> Pki:
         pki.sa_pub.write_bytes(sa.public_key().public_bytes(serialization.Encoding.PEM,
                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
     return pki
+
+
+def ensure_client_cert(pki: Pki, stem: str, user: str, group: str | None = None) -> tuple[Path, Path]:
+    """A client certificate signed by the sandbox CA for ``user`` (common name) in ``group``
+    (organisation), made once; returns ``(cert, key)`` paths. Used by the real node's kubelet
+    (``system:node:<name>`` in ``system:nodes``, what the Node authorizer expects)."""
+    if not pki.crt(stem).exists():
+        _issue(pki, stem, _name(user, group))
+    return pki.crt(stem), pki.key(stem)
 
 
 def ensure_server_cert(pki: Pki, stem: str, names: list[str]) -> tuple[Path, Path]:
