@@ -462,6 +462,22 @@ async def find_run(ctx: Context, experiment: str, uid: str, status: str | None =
     return None
 
 
+async def find_runs(ctx: Context, experiment: str, uid: str) -> list[Any]:
+    """Every MLflow run of a ModelVersion (by uid tag) in ``experiment`` (a name), newest first.
+
+    One search where :func:`find_run` and ending the killed attempts' runs took one each; the
+    experiment's id is looked up again once on a miss, as in :func:`find_run`.
+    """
+    for refresh in (False, True):
+        experiment_id = await ctx.registry.experiment_id(experiment, refresh=refresh)
+        if experiment_id is None:
+            return []
+        runs = await ctx.registry.run(ops.runs_of, experiment_id, uid)
+        if runs or experiment_id == await ctx.registry.experiment_id(experiment, refresh=True):
+            return runs
+    return []
+
+
 async def training_flow(
     ctx: Context, body: Mapping[str, Any], spec: ModelVersionSpec, status: ModelVersionStatus
 ) -> None:
@@ -471,9 +487,13 @@ async def training_flow(
     assert status.version is not None
     job_name = train_job_name(name, status.version)
     experiment = experiment_of(ctx, spec)
-    job = await ctx.kube.get(JOBS, ns, job_name)
     trained = get_condition(status.conditions, "Trained")
     failed_before = trained is not None and trained.reason == "TrainingFailed"
+    # No Job recorded for this version yet: create it without reading first (one round trip less
+    # before training starts); a Job of that name that exists already is read and judged below.
+    if status.training_job is None and not failed_before and await _create_job(ctx, body, spec, status):
+        return
+    job = await ctx.kube.get(JOBS, ns, job_name)
     if job is not None and not children.is_ours(job, {uid}):
         # Not ours (no ownerReference to this CR): never read as our training run, never deleted.
         conflict = str(children.ChildNameConflict({"kind": "Job", **job}))
@@ -509,16 +529,7 @@ async def training_flow(
                 return
             if failed_before:
                 return  # the failed Job is gone: keep the verdict (a new spec.training retrains)
-        manifest = build_training_job(
-            ObjectRef.from_body(body), spec, status.version, status.parent_version, ctx.settings
-        )
-        try:
-            await ctx.kube.create(JOBS, ns, manifest)
-        except Conflict:
-            pass
-        status.training_job = TrainingJobStatus(name=job_name)
-        status.training_hash = training_hash(spec)
-        set_condition(status.conditions, "Trained", "Unknown", "JobCreated", f"training Job {job_name} created", gen)
+        await _create_job(ctx, body, spec, status, exists_ok=True)
         return
     job_status = job.get("status") or {}
     conds = {c.get("type"): c for c in job_status.get("conditions") or [] if c.get("status") == "True"}
@@ -528,10 +539,11 @@ async def training_flow(
         completion_time=job_status.get("completionTime"),
         failed_pods=job_status.get("failed") or 0,
     )
-    if "Complete" in conds or "Failed" in conds:
-        await _end_killed_runs(ctx, experiment, uid, job_name, "Failed" in conds)
     if "Complete" in conds:
-        run = await find_run(ctx, experiment, uid, "FINISHED")
+        runs = await find_runs(ctx, experiment, uid)  # one search: the killed attempts' and the finished one
+        if any(r.info.status == "RUNNING" for r in runs):
+            await ctx.registry.run(ops.end_runs, runs, "KILLED", _killed_reason(job_name, failed=False))
+        run = next((r for r in runs if r.info.status == "FINISHED"), None)
         if run is None:
             set_condition(
                 status.conditions,
@@ -545,6 +557,7 @@ async def training_flow(
             return
         await register(ctx, body, spec, status, run, experiment)
     elif "Failed" in conds:
+        await _end_killed_runs(ctx, experiment, uid, job_name, True)
         run = await find_run(ctx, experiment, uid)
         pods = await ctx.kube.list(PODS, ns, {JOB_NAME_LABEL: job_name})
         ended = last_termination(pods, TRAIN_CONTAINER)
@@ -565,6 +578,30 @@ async def training_flow(
         )
 
 
+async def _create_job(
+    ctx: Context, body: Mapping[str, Any], spec: ModelVersionSpec, status: ModelVersionStatus, exists_ok: bool = False
+) -> bool:
+    """Create the version's training Job and record it in ``status`` (``Trained=Unknown JobCreated``).
+
+    Returns False, recording nothing, when a Job of that name exists already, unless
+    ``exists_ok`` (the caller just saw none: one created meanwhile is taken as ours).
+    """
+    meta = body["metadata"]
+    assert status.version is not None
+    job_name = train_job_name(meta["name"], status.version)
+    manifest = build_training_job(ObjectRef.from_body(body), spec, status.version, status.parent_version, ctx.settings)
+    try:
+        await ctx.kube.create(JOBS, meta["namespace"], manifest)
+    except Conflict:
+        if not exists_ok:
+            return False
+    status.training_job = TrainingJobStatus(name=job_name)
+    status.training_hash = training_hash(spec)
+    gen = meta.get("generation")
+    set_condition(status.conditions, "Trained", "Unknown", "JobCreated", f"training Job {job_name} created", gen)
+    return True
+
+
 #: Label the Job controller puts on its pods (Kubernetes >= 1.27; ``job-name`` before).
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
@@ -575,9 +612,12 @@ async def _end_killed_runs(ctx: Context, experiment: str, uid: str, job_name: st
     experiment_id = await ctx.registry.experiment_id(experiment)
     if experiment_id is None:
         return
+    await ctx.registry.run(ops.end_running_runs, experiment_id, uid, "KILLED", _killed_reason(job_name, failed))
+
+
+def _killed_reason(job_name: str, failed: bool) -> str:
     outcome = "failed" if failed else "completed by a later attempt"
-    reason = f"the training attempt was killed before it ended its run (Job {job_name} {outcome})"
-    await ctx.registry.run(ops.end_running_runs, experiment_id, uid, "KILLED", reason)
+    return f"the training attempt was killed before it ended its run (Job {job_name} {outcome})"
 
 
 async def register(

@@ -81,6 +81,27 @@ def find_run_in_experiment(
     return runs[0] if runs else None
 
 
+def runs_of(client: MlflowClient, experiment_id: str, uid: str) -> list[Run]:
+    """Every run in experiment ``experiment_id`` tagged ``modelops.uid = uid``, newest first (one search).
+
+    A training Job makes one run per attempt, so this is a handful of runs.
+    """
+    flt = f"tags.`{TAG_UID}` = {_quote(uid, 'uid')}"
+    with translate_errors("runs_of"):
+        return list(client.search_runs([experiment_id], filter_string=flt, order_by=["attributes.start_time DESC"]))
+
+
+def end_runs(client: MlflowClient, runs: list[Run], status: str, reason: str) -> list[str]:
+    """End those of ``runs`` still ``RUNNING`` as ``status`` (``KILLED``/``FAILED``), each tagged
+    ``modelops.failure_reason = reason``. Returns the ids of the runs ended."""
+    running = [run for run in runs if run.info.status == "RUNNING"]
+    with translate_errors("end_runs"):
+        for run in running:
+            client.set_tag(run.info.run_id, TAG_FAILURE, reason)
+            client.set_terminated(run.info.run_id, status=status)
+    return [run.info.run_id for run in running]
+
+
 def end_running_runs(client: MlflowClient, experiment_id: str, uid: str, status: str, reason: str) -> list[str]:
     """End every ``RUNNING`` run tagged ``modelops.uid = uid`` as ``status`` (``KILLED``/``FAILED``).
 
@@ -91,10 +112,7 @@ def end_running_runs(client: MlflowClient, experiment_id: str, uid: str, status:
     flt = f"tags.`{TAG_UID}` = {_quote(uid, 'uid')} and attributes.status = 'RUNNING'"
     with translate_errors("end_running_runs"):
         runs = client.search_runs([experiment_id], filter_string=flt)
-        for run in runs:
-            client.set_tag(run.info.run_id, TAG_FAILURE, reason)
-            client.set_terminated(run.info.run_id, status=status)
-    return [run.info.run_id for run in runs]
+    return end_runs(client, list(runs), status, reason)
 
 
 def find_run_by_uid(client: MlflowClient, experiment: str, uid: str, *, status: str | None = None) -> Run | None:
