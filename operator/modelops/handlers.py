@@ -179,7 +179,7 @@ async def _on_child(ctx: Context, memo: Any, body: Mapping[str, Any], event_type
     if kind == "Job":
         if "ModelVersion" not in owners:
             return
-        obj = await ctx.kube.get(MODELVERSIONS, namespace, owners["ModelVersion"]["name"])
+        obj = await _owner_version(ctx, namespace, owners["ModelVersion"], (meta.get("labels") or {}).get(LABEL_MODEL))
         targets = [obj] if obj else []
     elif (meta.get("labels") or {}).get(LABEL_MODEL):  # a serving child
         bodies = await model_bodies(ctx, namespace, meta["labels"][LABEL_MODEL])
@@ -189,6 +189,19 @@ async def _on_child(ctx: Context, memo: Any, body: Mapping[str, Any], event_type
         targets = registered[:1]
     for target in targets:
         await _child_reconcile(memo, body, event_type, "ModelVersion", modelversion.reconcile, ctx, target)
+
+
+async def _owner_version(
+    ctx: Context, namespace: str, owner: Mapping[str, Any], model: str | None
+) -> dict[str, Any] | None:
+    """The ModelVersion a training Job belongs to: the index's copy (found by the Job's model label
+    and the owner's uid), else a GET (no index, or not indexed yet); None when it is gone."""
+    if ctx.versions.attached and model:
+        stub = {"metadata": {"namespace": namespace, "name": owner["name"], "uid": owner.get("uid")}}
+        known = ctx.versions.latest({**stub, "spec": {"model": model}})
+        if (known.get("metadata") or {}).get("resourceVersion"):
+            return known
+    return await ctx.kube.get(MODELVERSIONS, namespace, owner["name"])
 
 
 async def _child_reconcile(

@@ -120,6 +120,10 @@ def find_conflict(body: Mapping[str, Any], version: str, siblings: list[dict[str
     return None
 
 
+#: How old (seconds) the model's version list may be when an explicit version is resolved and
+#: checked before its Job: a burst of new versions of a model shares one registry search.
+REGISTRY_READ_SECONDS = 10.0
+
 #: How often one reconcile re-reads and retries after a status write lost to a newer object.
 CONFLICT_RETRIES = 3
 
@@ -176,12 +180,13 @@ async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = Fals
     """Reconcile one ModelVersion and then its model. Returns the status it wrote or kept (None:
     nothing to do, the object is gone or, for the timer, settled).
 
-    ``periodic`` (the resync timers) starts from the freshest body the operator already has
-    instead of a GET. For a settled version (:func:`is_settled`) it does nothing when the
-    model-level flow ran within ``SETTLED_RESYNC_FACTOR`` intervals; otherwise it skips the
-    model-level flow when this version's own state did not change and the flow ran within one
-    interval: a model is re-checked once per interval while it has versions in progress, and
-    once per ``SETTLED_RESYNC_FACTOR`` intervals when all are settled, not once per version.
+    Every reconcile starts from the freshest body the operator already has (kopf's index and its
+    own writes; a GET without an index, and after a 409). For a settled version
+    (:func:`is_settled`) the timer does nothing when the model-level flow ran within
+    ``SETTLED_RESYNC_FACTOR`` intervals; otherwise it skips the model-level flow when this
+    version's own state did not change and the flow ran within one interval: a model is
+    re-checked once per interval while it has versions in progress, and once per
+    ``SETTLED_RESYNC_FACTOR`` intervals when all are settled, not once per version.
 
     Status writes carry the body's resourceVersion; when one is refused (409) the object is
     re-read and the reconcile repeated, at most :data:`CONFLICT_RETRIES` times.
@@ -198,10 +203,12 @@ async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = Fals
         periodic = False
     async with ctx.object_lock(uid):
         for attempt in range(CONFLICT_RETRIES):
-            if periodic and attempt == 0 and ctx.versions.attached:
+            if attempt == 0 and ctx.versions.attached:
+                # The freshest copy already known (the handler's body, the index, our own writes): the
+                # body a handler got may predate a reconcile that just finished, and our writes are
+                # remembered; a copy still stale meets the status write's precondition (409: re-read).
                 current: dict[str, Any] | None = ctx.versions.latest(body)
             else:
-                # Re-read under the lock: the body a handler got may predate a reconcile that just finished.
                 current = await ctx.kube.get(MODELVERSIONS, body["metadata"]["namespace"], body["metadata"]["name"])
             if current is None or current["metadata"].get("uid") != uid:
                 return None  # gone (or replaced): nothing to do
@@ -371,9 +378,10 @@ async def version_flow(
     siblings = [s for s in await model_bodies(ctx, ns, spec.model) if s["metadata"]["uid"] != uid]
     existing: Any = _UNKNOWN
     if not status.version:  # one search answers both the highest known version and who holds ours
-        versions = await ctx.shared(
-            ("search_versions", spec.model), lambda: ctx.registry.run(ops.search_versions, spec.model)
-        )
+        # An explicit version may start from a read of the last few seconds (shared by a burst of new
+        # versions of the model; register() checks the owner again, uncached); a bump reads afresh.
+        max_age = 0.0 if spec.version_bump else REGISTRY_READ_SECONDS
+        versions = await ctx.registry_versions(spec.model, max_age)
         registered = [(v.tags or {}).get(TAG_SEMVER) for v in versions]
         started = await version_of_own_job(ctx, ns, uid, spec.model) if spec.version_bump else None
         # A Job of ours already trains a version (an operator stopped before it wrote the claim,
@@ -647,6 +655,7 @@ async def register(
     mv = await ctx.registry.run(
         ops.register_run_model, spec.model, run, tags, create_model=False, creation_tags={TAG_STAGE: "None"}
     )
+    ctx.registry_changed(spec.model)
     status.registry = RegistryStatus(
         model=spec.model,
         version=str(mv.version),
