@@ -54,7 +54,7 @@ async def test_new_explicit_versions_of_a_model_share_one_registry_read_until_a_
         searches.append(str(args[0] if args else kwargs.get("filter_string")))
         return real(*args, **kwargs)
 
-    client.search_model_versions = counting  # type: ignore[method-assign]
+    client.search_model_versions = counting
     for i, version in enumerate(("2.0.0", "2.1.0", "2.2.0")):
         await modelversion.reconcile(ctx, _mv(kube, f"uid-n{i}", version, stage="Development", name=f"n{i}"))
     assert searches == ["name = 'iris-model'"]  # the other two used the same read
