@@ -179,7 +179,7 @@ def _register(model: str, uid: str) -> str | None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
-async def job_event(body: kopf.Body, namespace: str, **_: Any) -> None:
+async def job_event(body: kopf.Body, **_: Any) -> None:
     """A Job of ours completed: register its run's model and mark the CR Registered."""
     conditions = (body.get("status") or {}).get("conditions") or []
     if not any(c.get("type") == "Complete" and c.get("status") == "True" for c in conditions):
@@ -187,7 +187,7 @@ async def job_event(body: kopf.Body, namespace: str, **_: Any) -> None:
     owner = next((o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == "ModelVersion"), None)
     if owner is None or owner["uid"] in _state["registered"]:
         return
-    http = _state["http"]
+    http, namespace = _state["http"], body["metadata"]["namespace"]
     version = await asyncio.to_thread(_register, body["metadata"]["labels"][MODEL_LABEL], owner["uid"])
     if version is None:
         return
