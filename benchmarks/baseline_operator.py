@@ -122,7 +122,7 @@ async def create(**kwargs: Any) -> None:
             ],
         },
         "spec": {
-            "backoffLimit": 0,
+            "backoffLimit": 2,  # as ours (spec.training.backoffLimit's default)
             "template": {
                 "spec": {
                     "restartPolicy": "Never",
