@@ -157,7 +157,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 async def _on_child(ctx: Context, memo: Any, body: Mapping[str, Any], event_type: str | None) -> None:
     """Reconcile the custom resource(s) a managed child belongs to.
 
-    Jobs and Deployments on every event (their status is what we report); Services, PDBs, HPAs
+    Jobs and Deployments on every event (their status is what we report; a Job's event runs the
+    model-level flow only when its version's status changed or the flow is due); Services, PDBs, HPAs
     and CronJobs only when deleted or edited (see ``EditWatch``). A training Job names its
     ModelVersion and a drift CronJob its ModelMonitor in their controller ownerReference; serving
     children are shared by the model's versions, so one registered version that is not being
@@ -187,8 +188,12 @@ async def _on_child(ctx: Context, memo: Any, body: Mapping[str, Any], event_type
             b for b in bodies if (b.get("status") or {}).get("registry") and not b["metadata"].get("deletionTimestamp")
         ]
         targets = registered[:1]
+    # A Job's event changes its version's own state at most (trained, registered): the model-level
+    # flow follows only a change, or when it has not run within the interval, as for the timers. A
+    # serving child's event is about the model-level flow itself (the Deployment's status).
+    periodic = kind == "Job"
     for target in targets:
-        await _child_reconcile(memo, body, event_type, "ModelVersion", modelversion.reconcile, ctx, target)
+        await _child_reconcile(memo, body, event_type, "ModelVersion", modelversion.reconcile, ctx, target, periodic)
 
 
 async def _owner_version(

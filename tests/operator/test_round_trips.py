@@ -104,3 +104,33 @@ async def test_removing_a_stages_serving_children_deletes_only_ours_dependents_f
     kube.put(DEPLOYMENTS, {"kind": "Deployment", "metadata": {"name": "m-staging", "namespace": NS}})  # not ours
     assert await children.remove_all(kube, SERVING_KINDS, NS, "m-staging", {"uid-a"}) == []
     assert await kube.get(DEPLOYMENTS, NS, "m-staging") is not None
+
+
+async def test_a_jobs_event_after_registration_runs_no_model_pass_while_the_model_is_synced(
+    logged_runs,  # noqa: F811
+) -> None:
+    from types import SimpleNamespace
+
+    from modelops.builders.common import train_job_name
+    from modelops.clients.kube import JOBS
+    from modelops.handlers import _on_child
+    from modelops.telemetry import OperatorMetrics
+    from tests.operator.test_reconcile import _completed_job
+
+    ctx, kube = _ctx(logged_runs.store)
+    _mv(kube, "uid-1", "1.1.0", stage="Development")
+    _completed_job(kube, "1.1.0", "uid-1")
+    memo = SimpleNamespace(ctx=ctx, metrics=OperatorMetrics())
+    job = await kube.get(JOBS, NS, train_job_name("iris", "1.1.0")) or {}
+    await _on_child(ctx, memo, job, "MODIFIED")  # Complete: registers, then the model-level flow
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    assert status["registry"]["version"] == "1" and status["stage"] == "Development"
+
+    client = logged_runs.store.client
+    reads: list[str] = []
+    for method in ("search_model_versions", "get_registered_model", "search_runs"):
+        real = getattr(client, method)
+        setattr(client, method, lambda *a, _real=real, _m=method, **k: reads.append(_m) or _real(*a, **k))
+    writes = len(kube.calls)
+    await _on_child(ctx, memo, job, "MODIFIED")  # a later event of the same Job
+    assert reads == [] and len(kube.calls) == writes
