@@ -134,3 +134,32 @@ async def test_a_jobs_event_after_registration_runs_no_model_pass_while_the_mode
     writes = len(kube.calls)
     await _on_child(ctx, memo, job, "MODIFIED")  # a later event of the same Job
     assert reads == [] and len(kube.calls) == writes
+
+
+async def test_registering_searches_the_semantic_version_once_and_never_registers_a_run_twice(
+    logged_runs,  # noqa: F811
+) -> None:
+    from tests.operator.test_reconcile import _completed_job
+
+    ctx, kube = _ctx(logged_runs.store)
+    client = logged_runs.store.client
+    _mv(kube, "uid-1", "1.1.0", stage="Development")
+    _completed_job(kube, "1.1.0", "uid-1")
+    searches: list[str] = []
+    real = client.search_model_versions
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        searches.append(str(args[0] if args else kwargs.get("filter_string")))
+        return real(*args, **kwargs)
+
+    client.search_model_versions = counting
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    assert not [s for s in searches if "run_id" in s]
+    assert len([s for s in searches if "semver" in s]) == 1  # owner check and "already made from this run"
+
+    # The status write was lost (an operator stopped before it): the next pass finds the version, no second one.
+    body = await kube.get(MODELVERSIONS, NS, "iris") or {}
+    kube.put(MODELVERSIONS, {**body, "status": {"version": "1.1.0", "trainingJob": body["status"]["trainingJob"]}})
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    assert [str(v.version) for v in real("name = 'iris-model'")] == ["1"]
+    assert (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]["registry"]["version"] == "1"

@@ -638,7 +638,11 @@ async def register(
     if status.training_job is not None:  # an earlier attempt's failure no longer describes this version
         status.training_job.failure_reason = None
     assert status.version is not None
-    conflict = await _registry_conflict(ctx, spec.model, status.version, meta)
+    # One search, afresh: who holds this semantic version now, and whether this run's version exists.
+    same = await ctx.registry.run(ops.versions_with_semver, spec.model, status.version)
+    conflict = await _registry_conflict(
+        ctx, spec.model, status.version, meta, ops.oldest_with_semver(same, status.version)
+    )
     if conflict:  # registered by someone else while this version trained
         _version_conflict(status, spec, conflict, gen)
         return
@@ -653,7 +657,13 @@ async def register(
     # The stage tag only on creation: a repeated registration (a retry after a lost status
     # write) must not reset the stage the model-level flow has tagged since.
     mv = await ctx.registry.run(
-        ops.register_run_model, spec.model, run, tags, create_model=False, creation_tags={TAG_STAGE: "None"}
+        ops.register_run_model,
+        spec.model,
+        run,
+        tags,
+        create_model=False,
+        creation_tags={TAG_STAGE: "None"},
+        known=same,  # a version made from this run carries this semantic version (tagged at creation)
     )
     ctx.registry_changed(spec.model)
     status.registry = RegistryStatus(
