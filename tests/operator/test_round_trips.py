@@ -19,6 +19,19 @@ from tests.operator.test_reconcile import NS, _ctx, _mv, owned_by
 from tests.operator.test_versions_cache import FakeIndex
 
 
+def _count_searches(client: Any) -> list[str]:
+    """Record the filter of every ``search_model_versions`` call of ``client`` from now on."""
+    searches: list[str] = []
+    real = client.search_model_versions
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        searches.append(str(args[0] if args else kwargs.get("filter_string")))
+        return real(*args, **kwargs)
+
+    client.search_model_versions = counting
+    return searches
+
+
 async def test_a_reconcile_with_the_index_reads_no_modelversion_and_a_jobs_event_finds_it_there(
     logged_runs,  # noqa: F811
 ) -> None:
@@ -47,14 +60,7 @@ async def test_new_explicit_versions_of_a_model_share_one_registry_read_until_a_
 ) -> None:
     ctx, kube = _ctx(logged_runs.store)
     client = logged_runs.store.client
-    searches: list[str] = []
-    real = client.search_model_versions
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        searches.append(str(args[0] if args else kwargs.get("filter_string")))
-        return real(*args, **kwargs)
-
-    client.search_model_versions = counting
+    searches = _count_searches(client)
     for i, version in enumerate(("2.0.0", "2.1.0", "2.2.0")):
         await modelversion.reconcile(ctx, _mv(kube, f"uid-n{i}", version, stage="Development", name=f"n{i}"))
     assert searches == ["name = 'iris-model'"]  # the other two used the same read
@@ -145,14 +151,8 @@ async def test_registering_searches_the_semantic_version_once_and_never_register
     client = logged_runs.store.client
     _mv(kube, "uid-1", "1.1.0", stage="Development")
     _completed_job(kube, "1.1.0", "uid-1")
-    searches: list[str] = []
     real = client.search_model_versions
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        searches.append(str(args[0] if args else kwargs.get("filter_string")))
-        return real(*args, **kwargs)
-
-    client.search_model_versions = counting
+    searches = _count_searches(client)
     await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
     assert not [s for s in searches if "run_id" in s]
     assert len([s for s in searches if "semver" in s]) == 1  # owner check and "already made from this run"
