@@ -40,6 +40,8 @@ from modelops.sandbox.client import Connection
 from modelops.sandbox.kubeconfig import read_connection
 
 MANAGED_BY = "bench-baseline"
+#: Attempts at registering a completed Job's model (MLflow's sqlite pool runs out under load: 400).
+REGISTER_ATTEMPTS = 30
 #: The Job's label naming the registered model (the benchmark's model names are valid label values).
 MODEL_LABEL = "bench.modelops/model"
 _state: dict[str, Any] = {}
@@ -187,8 +189,17 @@ async def job_event(body: kopf.Body, **_: Any) -> None:
     owner = next((o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == "ModelVersion"), None)
     if owner is None or owner["uid"] in _state["registered"]:
         return
+    from mlflow.exceptions import MlflowException
+
     http, namespace = _state["http"], body["metadata"]["namespace"]
-    version = await asyncio.to_thread(_register, body["metadata"]["labels"][MODEL_LABEL], owner["uid"])
+    for attempt in range(REGISTER_ATTEMPTS):  # kopf does not retry an event handler: a busy MLflow is retried here
+        try:
+            version = await asyncio.to_thread(_register, body["metadata"]["labels"][MODEL_LABEL], owner["uid"])
+            break
+        except MlflowException:
+            if attempt == REGISTER_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(1)
     if version is None:
         return
     condition = {
