@@ -52,6 +52,9 @@ def operator_run(
 
     Replicas elect one active operator through a Lease (MODELOPS_LEASE_*); the others stand by.
     """
+    from .lean import hide_data_stack
+
+    hide_data_stack()  # before MLflow is imported (see lean.py: ~120 MiB of RSS)
     from .runner import run
 
     run(liveness=liveness)

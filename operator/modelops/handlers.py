@@ -157,7 +157,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 async def _on_child(ctx: Context, memo: Any, body: Mapping[str, Any], event_type: str | None) -> None:
     """Reconcile the custom resource(s) a managed child belongs to.
 
-    Jobs and Deployments on every event (their status is what we report); Services, PDBs, HPAs
+    Jobs and Deployments on every event (their status is what we report; a Job's event runs the
+    model-level flow only when its version's status changed or the flow is due); Services, PDBs, HPAs
     and CronJobs only when deleted or edited (see ``EditWatch``). A training Job names its
     ModelVersion and a drift CronJob its ModelMonitor in their controller ownerReference; serving
     children are shared by the model's versions, so one registered version that is not being
@@ -179,7 +180,7 @@ async def _on_child(ctx: Context, memo: Any, body: Mapping[str, Any], event_type
     if kind == "Job":
         if "ModelVersion" not in owners:
             return
-        obj = await ctx.kube.get(MODELVERSIONS, namespace, owners["ModelVersion"]["name"])
+        obj = await _owner_version(ctx, namespace, owners["ModelVersion"], (meta.get("labels") or {}).get(LABEL_MODEL))
         targets = [obj] if obj else []
     elif (meta.get("labels") or {}).get(LABEL_MODEL):  # a serving child
         bodies = await model_bodies(ctx, namespace, meta["labels"][LABEL_MODEL])
@@ -187,8 +188,25 @@ async def _on_child(ctx: Context, memo: Any, body: Mapping[str, Any], event_type
             b for b in bodies if (b.get("status") or {}).get("registry") and not b["metadata"].get("deletionTimestamp")
         ]
         targets = registered[:1]
+    # A Job's event changes its version's own state at most (trained, registered): the model-level
+    # flow follows only a change, or when it has not run within the interval, as for the timers. A
+    # serving child's event is about the model-level flow itself (the Deployment's status).
+    periodic = kind == "Job"
     for target in targets:
-        await _child_reconcile(memo, body, event_type, "ModelVersion", modelversion.reconcile, ctx, target)
+        await _child_reconcile(memo, body, event_type, "ModelVersion", modelversion.reconcile, ctx, target, periodic)
+
+
+async def _owner_version(
+    ctx: Context, namespace: str, owner: Mapping[str, Any], model: str | None
+) -> dict[str, Any] | None:
+    """The ModelVersion a training Job belongs to: the index's copy (found by the Job's model label
+    and the owner's uid), else a GET (no index, or not indexed yet); None when it is gone."""
+    if ctx.versions.attached and model:
+        stub = {"metadata": {"namespace": namespace, "name": owner["name"], "uid": owner.get("uid")}}
+        known = ctx.versions.latest({**stub, "spec": {"model": model}})
+        if (known.get("metadata") or {}).get("resourceVersion"):
+            return known
+    return await ctx.kube.get(MODELVERSIONS, namespace, owner["name"])
 
 
 async def _child_reconcile(

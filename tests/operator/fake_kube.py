@@ -27,11 +27,12 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 class FakeKube:
-    """Objects keyed by (plural, namespace, name); records every write in ``calls``."""
+    """Objects keyed by (plural, namespace, name); records every write in ``calls``, every GET in ``reads``."""
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.calls: list[tuple[str, str, str]] = []
+        self.reads: list[tuple[str, str]] = []  # (plural, name) of each GET
 
     def put(self, res: Resource, body: Mapping[str, Any]) -> dict[str, Any]:
         """Store an object as if created (uid, generation, resourceVersion filled)."""
@@ -45,6 +46,7 @@ class FakeKube:
         return copy.deepcopy(obj)
 
     async def get(self, res: Resource, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append((res.plural, name))
         obj = self.objects.get((res.plural, namespace, name))
         return copy.deepcopy(obj) if obj else None
 

@@ -69,6 +69,7 @@ async def test_a_foreign_job_with_the_training_jobs_name_is_not_our_training_run
     await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
     status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
     assert _condition(status, "Trained")["reason"] == "JobCreated"
+    assert ("jobs", job_name) in kube.reads  # the create met the foreign Job: read and judged
     job = await kube.get(JOBS, NS, job_name) or {}
     assert [o["uid"] for o in job["metadata"]["ownerReferences"]] == ["uid-mine"]
 

@@ -4,13 +4,17 @@ once the Job has finished."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from modelops.builders.common import train_job_name
 from modelops.clients.kube import JOBS, MODELVERSIONS, PODS
 from modelops.contract import TAG_FAILURE, TAG_UID
 from modelops.reconcile import modelversion
 from modelops.reconcile.termination import termination_of
 from tests.mlflow_testing import logged_runs, logged_runs_template, mlflow_store, mlflow_template  # noqa: F401
-from tests.operator.test_reconcile import NS, _ctx, _mv, owned_by
+from tests.operator.test_reconcile import NS, _completed_job, _ctx, _mv, owned_by
 
 
 def test_exit_codes_and_signals_are_read_as_container_runtimes_report_them() -> None:
@@ -82,3 +86,33 @@ async def test_a_training_pod_killed_by_a_signal_is_reported_and_its_run_ended(l
     for run_id in killed:
         run = client.get_run(run_id)
         assert run.info.status == "KILLED" and "was killed" in run.data.tags[TAG_FAILURE]
+
+
+async def test_a_job_completed_by_a_later_attempt_ends_the_killed_attempts_run_with_one_search(
+    logged_runs,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An evicted attempt (not counted in the Job's ``failed``) left its run RUNNING; the Job then
+    completed. One run search finds both the run to register and the run to end."""
+    ctx, kube = _ctx(logged_runs.store)
+    client = logged_runs.store.client
+    _mv(kube, "uid-2", "1.2.0", stage="Development")
+    _completed_job(kube, "1.2.0", "uid-2")
+    experiment = client.get_experiment_by_name("registry-tests").experiment_id
+    killed = client.create_run(experiment, tags={TAG_UID: "uid-2"}).info.run_id  # the newest run: RUNNING
+    searches: list[str] = []
+    real = client.search_runs
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        searches.append(kwargs.get("filter_string") or "")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client, "search_runs", counting)
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    registered = next(c for c in status["conditions"] if c["type"] == "Registered")
+    assert registered["status"] == "True" and status["registry"]["runId"] == logged_runs.run_ids[2]
+    run = client.get_run(killed)
+    assert run.info.status == "KILLED" and "completed by a later attempt" in run.data.tags[TAG_FAILURE]
+    assert len(searches) == 1

@@ -126,8 +126,10 @@ async def test_mlflow_down_during_registration_recovers_without_a_second_version
 async def test_job_created_once_and_finished_run_found_without_a_job(logged_runs) -> None:  # noqa: F811
     ctx, kube = _ctx(logged_runs.store)
     _mv(kube, "uid-new", "2.0.0", stage="Development")
-    for _ in range(2):
-        await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    assert not [r for r in kube.reads if r[0] == "jobs"]  # no Job recorded yet: created without a GET first
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    assert ("jobs", "iris-v2-0-0") in kube.reads  # recorded: observed
     assert [c for c in kube.calls if c[0] == "create" and c[1] == "jobs"] == [("create", "jobs", "iris-v2-0-0")]
     status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
     assert status["phase"] == "Training"

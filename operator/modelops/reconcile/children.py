@@ -7,7 +7,8 @@ ours, patched or deleted: :class:`ChildNameConflict` says so, and the caller rep
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import asyncio
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ..builders.common import desired_differs, spec_hash
@@ -88,6 +89,22 @@ async def remove(kube: KubeClient, kind: str, namespace: str, name: str, ours: C
     if observed is None or not is_ours(observed, ours):
         return False
     return await kube.delete(BY_KIND[kind], namespace, name)
+
+
+async def remove_all(
+    kube: KubeClient, kinds: Sequence[str], namespace: str, name: str, ours: Collection[str]
+) -> list[str]:
+    """:func:`remove` for several kinds of child with one name: the GETs at once (one round trip
+    where there is nothing to remove, the usual case), then the deletions of ours in ``kinds``' order.
+
+    Returns the kinds deleted.
+    """
+    observed = await asyncio.gather(*(kube.get(BY_KIND[kind], namespace, name) for kind in kinds))
+    deleted = []
+    for kind, obj in zip(kinds, observed, strict=True):
+        if obj is not None and is_ours(obj, ours) and await kube.delete(BY_KIND[kind], namespace, name):
+            deleted.append(kind)
+    return deleted
 
 
 def essence(obj: Mapping[str, Any]) -> str:

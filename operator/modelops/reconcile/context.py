@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from ..clients.kube import KubeClient
 from ..clients.mlflow import Registry
+from ..registry import operations as ops
 from ..settings import Settings
 from ..telemetry import OperatorMetrics
 from .children import EditWatch
@@ -80,6 +81,31 @@ class Context:
     _registry_checked: dict[str, float] = field(default_factory=dict)
     _models_checked: dict[tuple[str, str], float] = field(default_factory=dict)
     _in_flight: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
+    _versions_read: dict[str, tuple[float, list[Any]]] = field(default_factory=dict)
+    _registry_changes: dict[str, int] = field(default_factory=dict)
+
+    async def registry_versions(self, model: str, max_age: float) -> list[Any]:
+        """The registered model's versions (``ops.search_versions``), read at most ``max_age``
+        seconds ago (0: afresh, joining an identical search in flight).
+
+        A read that started before :meth:`registry_changed` was called for the model is not kept.
+        """
+        began = time.monotonic()
+        cached = self._versions_read.get(model)
+        if cached is not None and began - cached[0] <= max_age:
+            return cached[1]
+        change = self._registry_changes.get(model, 0)
+        versions: list[Any] = await self.shared(
+            ("search_versions", model), lambda: self.registry.run(ops.search_versions, model)
+        )
+        if self._registry_changes.get(model, 0) == change:
+            self._versions_read[model] = (began, versions)
+        return versions
+
+    def registry_changed(self, model: str) -> None:
+        """The operator just changed the model's versions in MLflow: forget the read kept of them."""
+        self._registry_changes[model] = self._registry_changes.get(model, 0) + 1
+        self._versions_read.pop(model, None)
 
     async def shared(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
         """Run the read ``call()``, or join the identical one already in flight under ``key``.

@@ -58,6 +58,8 @@ from .status import (
 )
 
 log = logging.getLogger(__name__)
+#: A stage's serving children, dependents first (the order they are removed in).
+SERVING_KINDS = ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment")
 
 
 def _spec(body: Mapping[str, Any]) -> ModelVersionSpec | None:
@@ -494,8 +496,7 @@ async def sync_serving(
         winner = winners.get(stage)
         if not winner or not owners:
             if apply:
-                for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment"):
-                    await children.remove(ctx.kube, kind, namespace, name, ours)
+                await children.remove_all(ctx.kube, SERVING_KINDS, namespace, name, ours)
             continue
         st, spec = statuses[winner], specs[winner]
         assert st.registry is not None and st.version is not None

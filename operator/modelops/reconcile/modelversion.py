@@ -120,6 +120,10 @@ def find_conflict(body: Mapping[str, Any], version: str, siblings: list[dict[str
     return None
 
 
+#: How old (seconds) the model's version list may be when an explicit version is resolved and
+#: checked before its Job: a burst of new versions of a model shares one registry search.
+REGISTRY_READ_SECONDS = 10.0
+
 #: How often one reconcile re-reads and retries after a status write lost to a newer object.
 CONFLICT_RETRIES = 3
 
@@ -176,12 +180,13 @@ async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = Fals
     """Reconcile one ModelVersion and then its model. Returns the status it wrote or kept (None:
     nothing to do, the object is gone or, for the timer, settled).
 
-    ``periodic`` (the resync timers) starts from the freshest body the operator already has
-    instead of a GET. For a settled version (:func:`is_settled`) it does nothing when the
-    model-level flow ran within ``SETTLED_RESYNC_FACTOR`` intervals; otherwise it skips the
-    model-level flow when this version's own state did not change and the flow ran within one
-    interval: a model is re-checked once per interval while it has versions in progress, and
-    once per ``SETTLED_RESYNC_FACTOR`` intervals when all are settled, not once per version.
+    Every reconcile starts from the freshest body the operator already has (kopf's index and its
+    own writes; a GET without an index, and after a 409). For a settled version
+    (:func:`is_settled`) the timer does nothing when the model-level flow ran within
+    ``SETTLED_RESYNC_FACTOR`` intervals; otherwise it skips the model-level flow when this
+    version's own state did not change and the flow ran within one interval: a model is
+    re-checked once per interval while it has versions in progress, and once per
+    ``SETTLED_RESYNC_FACTOR`` intervals when all are settled, not once per version.
 
     Status writes carry the body's resourceVersion; when one is refused (409) the object is
     re-read and the reconcile repeated, at most :data:`CONFLICT_RETRIES` times.
@@ -198,10 +203,12 @@ async def reconcile(ctx: Context, body: Mapping[str, Any], periodic: bool = Fals
         periodic = False
     async with ctx.object_lock(uid):
         for attempt in range(CONFLICT_RETRIES):
-            if periodic and attempt == 0 and ctx.versions.attached:
+            if attempt == 0 and ctx.versions.attached:
+                # The freshest copy already known (the handler's body, the index, our own writes): the
+                # body a handler got may predate a reconcile that just finished, and our writes are
+                # remembered; a copy still stale meets the status write's precondition (409: re-read).
                 current: dict[str, Any] | None = ctx.versions.latest(body)
             else:
-                # Re-read under the lock: the body a handler got may predate a reconcile that just finished.
                 current = await ctx.kube.get(MODELVERSIONS, body["metadata"]["namespace"], body["metadata"]["name"])
             if current is None or current["metadata"].get("uid") != uid:
                 return None  # gone (or replaced): nothing to do
@@ -371,9 +378,10 @@ async def version_flow(
     siblings = [s for s in await model_bodies(ctx, ns, spec.model) if s["metadata"]["uid"] != uid]
     existing: Any = _UNKNOWN
     if not status.version:  # one search answers both the highest known version and who holds ours
-        versions = await ctx.shared(
-            ("search_versions", spec.model), lambda: ctx.registry.run(ops.search_versions, spec.model)
-        )
+        # An explicit version may start from a read of the last few seconds (shared by a burst of new
+        # versions of the model; register() checks the owner again, uncached); a bump reads afresh.
+        max_age = 0.0 if spec.version_bump else REGISTRY_READ_SECONDS
+        versions = await ctx.registry_versions(spec.model, max_age)
         registered = [(v.tags or {}).get(TAG_SEMVER) for v in versions]
         started = await version_of_own_job(ctx, ns, uid, spec.model) if spec.version_bump else None
         # A Job of ours already trains a version (an operator stopped before it wrote the claim,
@@ -462,6 +470,22 @@ async def find_run(ctx: Context, experiment: str, uid: str, status: str | None =
     return None
 
 
+async def find_runs(ctx: Context, experiment: str, uid: str) -> list[Any]:
+    """Every MLflow run of a ModelVersion (by uid tag) in ``experiment`` (a name), newest first.
+
+    One search where :func:`find_run` and ending the killed attempts' runs took one each; the
+    experiment's id is looked up again once on a miss, as in :func:`find_run`.
+    """
+    for refresh in (False, True):
+        experiment_id = await ctx.registry.experiment_id(experiment, refresh=refresh)
+        if experiment_id is None:
+            return []
+        runs = await ctx.registry.run(ops.runs_of, experiment_id, uid)
+        if runs or experiment_id == await ctx.registry.experiment_id(experiment, refresh=True):
+            return runs
+    return []
+
+
 async def training_flow(
     ctx: Context, body: Mapping[str, Any], spec: ModelVersionSpec, status: ModelVersionStatus
 ) -> None:
@@ -471,9 +495,13 @@ async def training_flow(
     assert status.version is not None
     job_name = train_job_name(name, status.version)
     experiment = experiment_of(ctx, spec)
-    job = await ctx.kube.get(JOBS, ns, job_name)
     trained = get_condition(status.conditions, "Trained")
     failed_before = trained is not None and trained.reason == "TrainingFailed"
+    # No Job recorded for this version yet: create it without reading first (one round trip less
+    # before training starts); a Job of that name that exists already is read and judged below.
+    if status.training_job is None and not failed_before and await _create_job(ctx, body, spec, status):
+        return
+    job = await ctx.kube.get(JOBS, ns, job_name)
     if job is not None and not children.is_ours(job, {uid}):
         # Not ours (no ownerReference to this CR): never read as our training run, never deleted.
         conflict = str(children.ChildNameConflict({"kind": "Job", **job}))
@@ -509,16 +537,7 @@ async def training_flow(
                 return
             if failed_before:
                 return  # the failed Job is gone: keep the verdict (a new spec.training retrains)
-        manifest = build_training_job(
-            ObjectRef.from_body(body), spec, status.version, status.parent_version, ctx.settings
-        )
-        try:
-            await ctx.kube.create(JOBS, ns, manifest)
-        except Conflict:
-            pass
-        status.training_job = TrainingJobStatus(name=job_name)
-        status.training_hash = training_hash(spec)
-        set_condition(status.conditions, "Trained", "Unknown", "JobCreated", f"training Job {job_name} created", gen)
+        await _create_job(ctx, body, spec, status, exists_ok=True)
         return
     job_status = job.get("status") or {}
     conds = {c.get("type"): c for c in job_status.get("conditions") or [] if c.get("status") == "True"}
@@ -528,10 +547,11 @@ async def training_flow(
         completion_time=job_status.get("completionTime"),
         failed_pods=job_status.get("failed") or 0,
     )
-    if "Complete" in conds or "Failed" in conds:
-        await _end_killed_runs(ctx, experiment, uid, job_name, "Failed" in conds)
     if "Complete" in conds:
-        run = await find_run(ctx, experiment, uid, "FINISHED")
+        runs = await find_runs(ctx, experiment, uid)  # one search: the killed attempts' and the finished one
+        if any(r.info.status == "RUNNING" for r in runs):
+            await ctx.registry.run(ops.end_runs, runs, "KILLED", _killed_reason(job_name, failed=False))
+        run = next((r for r in runs if r.info.status == "FINISHED"), None)
         if run is None:
             set_condition(
                 status.conditions,
@@ -545,6 +565,7 @@ async def training_flow(
             return
         await register(ctx, body, spec, status, run, experiment)
     elif "Failed" in conds:
+        await _end_killed_runs(ctx, experiment, uid, job_name, True)
         run = await find_run(ctx, experiment, uid)
         pods = await ctx.kube.list(PODS, ns, {JOB_NAME_LABEL: job_name})
         ended = last_termination(pods, TRAIN_CONTAINER)
@@ -565,6 +586,30 @@ async def training_flow(
         )
 
 
+async def _create_job(
+    ctx: Context, body: Mapping[str, Any], spec: ModelVersionSpec, status: ModelVersionStatus, exists_ok: bool = False
+) -> bool:
+    """Create the version's training Job and record it in ``status`` (``Trained=Unknown JobCreated``).
+
+    Returns False, recording nothing, when a Job of that name exists already, unless
+    ``exists_ok`` (the caller just saw none: one created meanwhile is taken as ours).
+    """
+    meta = body["metadata"]
+    assert status.version is not None
+    job_name = train_job_name(meta["name"], status.version)
+    manifest = build_training_job(ObjectRef.from_body(body), spec, status.version, status.parent_version, ctx.settings)
+    try:
+        await ctx.kube.create(JOBS, meta["namespace"], manifest)
+    except Conflict:
+        if not exists_ok:
+            return False
+    status.training_job = TrainingJobStatus(name=job_name)
+    status.training_hash = training_hash(spec)
+    gen = meta.get("generation")
+    set_condition(status.conditions, "Trained", "Unknown", "JobCreated", f"training Job {job_name} created", gen)
+    return True
+
+
 #: Label the Job controller puts on its pods (Kubernetes >= 1.27; ``job-name`` before).
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
@@ -575,9 +620,12 @@ async def _end_killed_runs(ctx: Context, experiment: str, uid: str, job_name: st
     experiment_id = await ctx.registry.experiment_id(experiment)
     if experiment_id is None:
         return
+    await ctx.registry.run(ops.end_running_runs, experiment_id, uid, "KILLED", _killed_reason(job_name, failed))
+
+
+def _killed_reason(job_name: str, failed: bool) -> str:
     outcome = "failed" if failed else "completed by a later attempt"
-    reason = f"the training attempt was killed before it ended its run (Job {job_name} {outcome})"
-    await ctx.registry.run(ops.end_running_runs, experiment_id, uid, "KILLED", reason)
+    return f"the training attempt was killed before it ended its run (Job {job_name} {outcome})"
 
 
 async def register(
@@ -590,7 +638,11 @@ async def register(
     if status.training_job is not None:  # an earlier attempt's failure no longer describes this version
         status.training_job.failure_reason = None
     assert status.version is not None
-    conflict = await _registry_conflict(ctx, spec.model, status.version, meta)
+    # One search, afresh: who holds this semantic version now, and whether this run's version exists.
+    same = await ctx.registry.run(ops.versions_with_semver, spec.model, status.version)
+    conflict = await _registry_conflict(
+        ctx, spec.model, status.version, meta, ops.oldest_with_semver(same, status.version)
+    )
     if conflict:  # registered by someone else while this version trained
         _version_conflict(status, spec, conflict, gen)
         return
@@ -605,8 +657,15 @@ async def register(
     # The stage tag only on creation: a repeated registration (a retry after a lost status
     # write) must not reset the stage the model-level flow has tagged since.
     mv = await ctx.registry.run(
-        ops.register_run_model, spec.model, run, tags, create_model=False, creation_tags={TAG_STAGE: "None"}
+        ops.register_run_model,
+        spec.model,
+        run,
+        tags,
+        create_model=False,
+        creation_tags={TAG_STAGE: "None"},
+        known=same,  # a version made from this run carries this semantic version (tagged at creation)
     )
+    ctx.registry_changed(spec.model)
     status.registry = RegistryStatus(
         model=spec.model,
         version=str(mv.version),

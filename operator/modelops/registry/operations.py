@@ -81,6 +81,27 @@ def find_run_in_experiment(
     return runs[0] if runs else None
 
 
+def runs_of(client: MlflowClient, experiment_id: str, uid: str) -> list[Run]:
+    """Every run in experiment ``experiment_id`` tagged ``modelops.uid = uid``, newest first (one search).
+
+    A training Job makes one run per attempt, so this is a handful of runs.
+    """
+    flt = f"tags.`{TAG_UID}` = {_quote(uid, 'uid')}"
+    with translate_errors("runs_of"):
+        return list(client.search_runs([experiment_id], filter_string=flt, order_by=["attributes.start_time DESC"]))
+
+
+def end_runs(client: MlflowClient, runs: list[Run], status: str, reason: str) -> list[str]:
+    """End those of ``runs`` still ``RUNNING`` as ``status`` (``KILLED``/``FAILED``), each tagged
+    ``modelops.failure_reason = reason``. Returns the ids of the runs ended."""
+    running = [run for run in runs if run.info.status == "RUNNING"]
+    with translate_errors("end_runs"):
+        for run in running:
+            client.set_tag(run.info.run_id, TAG_FAILURE, reason)
+            client.set_terminated(run.info.run_id, status=status)
+    return [run.info.run_id for run in running]
+
+
 def end_running_runs(client: MlflowClient, experiment_id: str, uid: str, status: str, reason: str) -> list[str]:
     """End every ``RUNNING`` run tagged ``modelops.uid = uid`` as ``status`` (``KILLED``/``FAILED``).
 
@@ -91,10 +112,7 @@ def end_running_runs(client: MlflowClient, experiment_id: str, uid: str, status:
     flt = f"tags.`{TAG_UID}` = {_quote(uid, 'uid')} and attributes.status = 'RUNNING'"
     with translate_errors("end_running_runs"):
         runs = client.search_runs([experiment_id], filter_string=flt)
-        for run in runs:
-            client.set_tag(run.info.run_id, TAG_FAILURE, reason)
-            client.set_terminated(run.info.run_id, status=status)
-    return [run.info.run_id for run in runs]
+    return end_runs(client, list(runs), status, reason)
 
 
 def find_run_by_uid(client: MlflowClient, experiment: str, uid: str, *, status: str | None = None) -> Run | None:
@@ -159,6 +177,7 @@ def register_run_model(
     description: str | None = None,
     create_model: bool = True,
     creation_tags: Mapping[str, str] | None = None,
+    known: list[ModelVersion] | None = None,
 ) -> ModelVersion:
     """Register the model logged by ``run`` as a version of ``model_name``, exactly once.
 
@@ -172,14 +191,19 @@ def register_run_model(
     ``creation_tags`` are set only when the version is created (an existing version keeps its
     values, e.g. a stage tag set since). ``create_model=False`` skips the registered-model
     creation call for callers that just made sure it exists (the operator checks once per model
-    and resync interval).
+    and resync interval). ``known``: versions of the model the caller has just searched that hold
+    any version made from this run (the operator's: every version of its semantic version, which
+    it tags at creation), used instead of a search by run id.
 
     Raises:
         LoggedModelNotFound: the run logged no ``model`` artifact.
         RegistryUnavailable: MLflow unreachable.
     """
     wanted = dict(tags or {})
-    existing = find_versions_by_run(client, model_name, run.info.run_id)
+    if known is None:
+        existing = find_versions_by_run(client, model_name, run.info.run_id)
+    else:
+        existing = sorted((v for v in known if v.run_id == run.info.run_id), key=_version_number)
     if existing:
         version = existing[0]
         set_version_tags(client, model_name, str(version.version), wanted, current=version.tags)
@@ -305,13 +329,19 @@ def oldest_with_semver(versions: list[ModelVersion], semver: str) -> ModelVersio
     return min(found, key=_version_number) if found else None
 
 
+def versions_with_semver(client: MlflowClient, model: str, semver: str) -> list[ModelVersion]:
+    """Every version of ``model`` tagged ``semver = <semver>`` (one search; usually none or one)."""
+    with translate_errors("versions_with_semver"):
+        return list(
+            client.search_model_versions(
+                f"name = {_quote(model, 'model name')} and tags.`{TAG_SEMVER}` = {_quote(semver, 'semver')}"
+            )
+        )
+
+
 def find_version_by_semver(client: MlflowClient, model: str, semver: str) -> ModelVersion | None:
     """The oldest version of ``model`` tagged ``semver = <semver>``, or None."""
-    with translate_errors("find_version_by_semver"):
-        found = client.search_model_versions(
-            f"name = {_quote(model, 'model name')} and tags.`{TAG_SEMVER}` = {_quote(semver, 'semver')}"
-        )
-    return min(found, key=_version_number) if found else None
+    return oldest_with_semver(versions_with_semver(client, model, semver), semver)
 
 
 def highest_semver(client: MlflowClient, model: str) -> str | None:
