@@ -19,9 +19,11 @@ scikit-learn (about 30 MiB instead of 300).
   never write to the same file and a replacement never overwrites its predecessor's; readers take
   every file of the partition. A worker killed with SIGKILL loses the rows it had not written yet
   (at most ``log_flush_seconds``); SIGTERM flushes every worker.
-- **Readiness** (:class:`~.podstate.WorkerState`): workers share one state byte each. At start every
-  worker accepts connections at once and answers the health endpoints as the one-process server
-  does; the pod is ready only when every worker that accepts connections has its model, so no
+- **Readiness** (:class:`~.podstate.WorkerState`): workers share one state byte each. The supervisor
+  listens at once; until the first worker has imported the model stack it answers liveness 200 and
+  everything else 503 itself (:func:`answer_until_workers_start`), as a loading server does. Then
+  every worker accepts connections and answers the health endpoints as the one-process server does;
+  the pod is ready only when every worker that accepts connections has its model, so no
   request reaches a worker that is still loading. A **replacement** worker (the previous one died)
   loads its model before it accepts connections (uvicorn starts serving after the load), so the
   pod keeps serving on the others meanwhile, without 503s.
@@ -268,8 +270,13 @@ def supervise(options: ServeOptions) -> int:
         sock = config.bind_socket()
     except SystemExit:  # uvicorn logs the bind error and exits 1
         return 1
+    # Listen at once (as gunicorn does): the address is ours from now on, and connections wait in the
+    # backlog for the workers, which take seconds to import the model stack.
+    sock.listen(config.backlog)
     supervisor = Supervisor(options, sock, metrics_dir)
     log.info("serving with %d workers on %s:%d (pid %d)", options.workers, options.host, options.port, os.getpid())
+    stand_in = threading.Thread(target=answer_until_workers_start, args=(sock, supervisor), daemon=True)
+    stand_in.start()
     try:
         code = supervisor.run()
     finally:
@@ -280,6 +287,43 @@ def supervise(options: ServeOptions) -> int:
         signal.signal(supervisor.stop_signal, signal.SIG_DFL)
         os.kill(os.getpid(), supervisor.stop_signal)
     return code
+
+
+#: The supervisor's answers while no worker has started: live, not ready (as a loading server).
+_STARTING_LIVE = b'{"live":true}'
+_STARTING_NOT_READY = b'{"ready":false,"error":"the server processes are starting"}'
+
+
+def answer_until_workers_start(sock: socket.socket, supervisor: Supervisor) -> None:
+    """Answer the connections that arrive before any worker runs its server (a thread of the supervisor).
+
+    Liveness is 200 and everything else 503, as the one-process server answers while it loads, so a
+    startup probe does not count the workers' imports (seconds on a busy node) against the pod. Stops
+    as soon as a worker has published a state, which it does before it starts accepting connections.
+    """
+    import select
+
+    while supervisor.stop_signal is None and all(code == SLOT_IDLE for code in supervisor.slots):
+        readable, _, _ = select.select([sock], [], [], 0.2)
+        if not readable:
+            continue
+        try:
+            conn, _ = sock.accept()
+        except (BlockingIOError, InterruptedError):  # a worker took it (the socket is non-blocking there)
+            continue
+        with conn:
+            conn.settimeout(2.0)
+            try:
+                head = conn.recv(65536)
+                live = head.startswith(b"GET /v2/health/live ")
+                body = _STARTING_LIVE if live else _STARTING_NOT_READY
+                status = b"200 OK" if live else b"503 Service Unavailable"
+                conn.sendall(
+                    b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
+                    + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+                )
+            except OSError:
+                continue
 
 
 def run_worker(options: ServeOptions, worker: Worker, sock: socket.socket) -> None:
