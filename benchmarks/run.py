@@ -27,13 +27,14 @@ from typing import Any
 from . import report
 from .common import RESULTS_DIR, log, machine_info, write_result
 
-NAMES = ("serving", "drift", "training", "operator", "controlplane")
+NAMES = ("serving", "serving_scale", "drift", "training", "operator", "controlplane")
 
 
 def _module(name: str) -> Any:
-    from . import controlplane, drift, operator, serving, training
+    from . import controlplane, drift, operator, serving, serving_scale, training
 
-    modules = {"serving": serving, "drift": drift, "training": training, "operator": operator}
+    modules = {"serving": serving, "serving_scale": serving_scale, "drift": drift, "training": training}
+    modules["operator"] = operator
     return {**modules, "controlplane": controlplane}[name]
 
 

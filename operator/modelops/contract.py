@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .api.modelmonitor import DriftSpec, HealthSpec
-from .api.modelversion import DataSpec
+from .api.modelversion import BatchingSpec, DataSpec
 from .datapolicy import DataUriPolicy
 
 #: Env var holding the job config JSON (TrainJobConfig / ServeConfig / DriftJobConfig).
@@ -225,6 +225,8 @@ class ServeConfig(_Config):
         default="exact",
         description="exact: refuse a model saved with another scikit-learn version; minor: compare major.minor only.",
     )
+    workers: int = Field(default=1, ge=1, le=32, description="Server processes sharing the port (serve/workers.py).")
+    batching: BatchingSpec | None = Field(default=None, description="Adaptive batching (serve/batching.py); None: off.")
 
     @property
     def model_uri(self) -> str:

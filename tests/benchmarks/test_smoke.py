@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import controlplane, drift, loadgen, operator, report, run, serving, training
+from benchmarks import controlplane, drift, loadgen, operator, report, run, serving, serving_scale, training
 
 
 def _complete_targets(result: dict[str, Any]) -> None:
@@ -53,6 +53,18 @@ def test_serving_benchmark_runs_on_tiny_sizes() -> None:
     assert result["servers"]["logistic_regression"][serving.OURS]["prediction_log_rows"]["written"] > 0
     _complete_targets(result)
     assert "## Serving" in serving.markdown(json.loads(json.dumps(result, default=vars)))
+
+
+@pytest.mark.e2e
+def test_serving_scale_benchmark_runs_on_tiny_sizes() -> None:
+    result = serving_scale.run(serving_scale.Params.tiny())
+    for part, labels in (("workers", {serving_scale.ONE, serving_scale.TWO}),
+                         ("batching", {serving_scale.UNBATCHED, serving_scale.BATCHED})):
+        assert set(result[part]) == labels
+        assert all(s["errors"] == 0 and s["rps"] > 0 for s in result[part].values())
+    assert result["batching"][serving_scale.BATCHED]["mean_batch_rows"] >= 1
+    _complete_targets(result)
+    assert "## Serving: workers" in serving_scale.markdown(json.loads(json.dumps(result, default=vars)))
 
 
 @pytest.mark.e2e

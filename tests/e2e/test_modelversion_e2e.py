@@ -122,6 +122,35 @@ def test_promotion_rollback_and_registry(
     assert len(mlflow_client.search_model_versions(f"name='{model}'")) == 3
 
 
+def test_workers_and_batching_from_the_crd(operated: Sandbox, namespace: str, model_name: str) -> None:
+    """``serving.workers: 2`` and ``serving.batching`` reach the pod: two server processes behind one port
+    (the pod's log), one scrape with the pod's sums (no per-process collectors), merged predict calls."""
+    sb, ns, model = operated, namespace, model_name
+    serving = {"workers": 2, "batching": {"maxBatchSize": 8, "maxWaitMilliseconds": 20}}
+    sb.create(modelversion("w100", model, "1.0.0", serving=serving), ns)
+    obj = sb.wait_for_object("modelversions", "w100", ns, phase("w100", "Ready"), TIMEOUT)
+    features = obj["status"]["model"]["features"]
+    deployment = f"{model}-production"
+    assert "serving with 2 workers" in sb.pod_logs(deployment, ns)
+    url = sb.service_url(deployment, ns)
+    rows = [[14.0 + i / 10] * 30 for i in range(24)]
+
+    def send(row: list[float]) -> int:
+        body = {"dataframe_split": {"columns": features, "data": [row]}}
+        response = httpx.post(f"{url}/invocations", json=body, headers={"connection": "close"}, timeout=60)
+        return response.status_code
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(send, rows)) == {200}
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    samples = {line.split(" ")[0]: float(line.split(" ")[-1]) for line in text.splitlines() if not line.startswith("#")}
+    assert sum(v for k, v in samples.items() if k.startswith("ml_prediction_latency_seconds_count")) == len(rows)
+    assert sum(v for k, v in samples.items() if k.startswith("modelops_batch_rows_sum")) == len(rows)
+    assert not any(k.startswith("process_cpu_seconds_total") for k in samples)
+
+
 def test_categorical_dataset_with_version_bump(
     operated: Sandbox, namespace: str, model_name: str, mlflow_client: MlflowClient
 ) -> None:

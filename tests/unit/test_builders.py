@@ -331,6 +331,33 @@ def test_serving_limits_reach_the_server_as_its_own_settings(settings: Settings)
                 if e["name"].startswith("MODELOPS_SERVE_")]
 
 
+def test_serving_workers_and_batching_reach_the_server_config(settings: Settings) -> None:
+    """spec.serving.workers/batching → the pods' serve config (what the server reads); default memory per worker."""
+    from modelops_runtime.serve.main import parse_options
+
+    serving = ServingSpec.model_validate({"workers": 2, "batching": {"maxBatchSize": 16, "maxWaitMilliseconds": 2.5}})
+    dep = build_serving_deployment("breast-cancer", "Production", SERVED, _owners(), serving, settings)
+    validate(dep)
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    config = ServeConfig.from_env(container_env(dep)[ENV_JOB_CONFIG]["value"])
+    assert config.workers == 2
+    assert config.batching is not None
+    assert (config.batching.max_batch_size, config.batching.max_wait_milliseconds) == (16, 2.5)
+    assert container["resources"]["limits"]["memory"] == "2Gi"  # each worker loads its own model
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV_JOB_CONFIG, config.to_env())
+        options = parse_options(["--port", "8080"])
+    assert not isinstance(options, int) and options.workers == 2
+    default = build_serving_deployment("breast-cancer", "Production", SERVED, _owners(), ServingSpec(), settings)
+    config = ServeConfig.from_env(container_env(default)[ENV_JOB_CONFIG]["value"])
+    assert (config.workers, config.batching) == (1, None)
+    assert default["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "1Gi"
+    with pytest.raises(ValueError, match=r"max_?[bB]atch_?[sS]ize"):
+        ServingSpec.model_validate({"batching": {"maxBatchSize": 1}})
+    with pytest.raises(ValueError, match="workers"):
+        ServingSpec.model_validate({"workers": 0})
+
+
 def test_serving_deployment_valid_restricted_and_wired(
     mv: tuple[ObjectRef, ModelVersionSpec], settings: Settings
 ) -> None:

@@ -128,6 +128,21 @@ class ServingLimits(ApiModel):
     keep_alive_seconds: int | None = Field(default=None, ge=1, le=3600, description="Idle keep-alive timeout, s.")
 
 
+class BatchingSpec(ApiModel):
+    """Adaptive batching of the model server (docs/serving.md, "Adaptive batching"): concurrent infer
+    requests of a server process are merged into one ``predict`` call, off unless set."""
+
+    max_batch_size: int = Field(
+        default=32, ge=2, le=100_000, description="Most rows in one merged predict call; larger requests run alone."
+    )
+    max_wait_milliseconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=1000,
+        description="Longest a request waits for others to join its batch, ms (0: only requests already queued).",
+    )
+
+
 class ServingSpec(ApiModel):
     """The serving Deployment for this model's stage, when this version serves it."""
 
@@ -136,6 +151,14 @@ class ServingSpec(ApiModel):
     autoscaling: AutoscalingSpec | None = Field(default=None, description="Enables an HPA when set.")
     image: str | None = Field(default=None, max_length=512, description="Runtime image override.")
     limits: ServingLimits | None = Field(default=None, description="Model server request limits.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="Server processes per pod, sharing its port and its metrics (docs/serving.md, \"Workers\"); "
+        "set it to the pod's CPU cores.",
+    )
+    batching: BatchingSpec | None = Field(default=None, description="Adaptive batching; off when unset.")
 
 
 class MlflowOverrides(ApiModel):

@@ -122,8 +122,19 @@ def _stage_metadata(model: str, stage: str, namespace: str, owners: Sequence[Obj
     return _metadata(name, namespace, labels, owners)
 
 
+def _default_resources(workers: int) -> Resources:
+    """:data:`DEFAULT_SERVING_RESOURCES` for one server process, memory times ``workers`` for more
+    (each worker loads its own copy of the model: about 350 MiB for a breast-cancer pipeline)."""
+    if workers == 1:
+        return DEFAULT_SERVING_RESOURCES
+    return Resources(
+        requests=ResourceList(cpu="100m", memory=f"{256 * workers}Mi"),
+        limits=ResourceList(memory=f"{workers}Gi"),
+    )
+
+
 def _serving_resources(serving: ServingSpec) -> dict[str, Any]:
-    resources = resources_dict(serving.resources, DEFAULT_SERVING_RESOURCES)
+    resources = resources_dict(serving.resources, _default_resources(serving.workers))
     if serving.autoscaling is not None:
         requests = resources.get("requests") or {}
         limits = resources.get("limits") or {}
@@ -183,7 +194,9 @@ def build_serving_deployment(
 
     ``owners``: the ModelVersions that share ownership (see the module docstring), all in
     ``served.namespace``. ``serving``: the winning version's serving spec (replicas, resources,
-    autoscaling, image). ``spec.replicas`` is omitted when autoscaling is set (the HPA owns it).
+    autoscaling, image, limits; ``workers`` and ``batching`` go into the pods' serve config, and
+    without ``resources`` the default memory scales with ``workers``). ``spec.replicas`` is
+    omitted when autoscaling is set (the HPA owns it).
     ``mlflow``: the winning version's ``spec.mlflow`` (tracking URI and credentials Secret the
     pods load the model with); settings are used when None.
 
@@ -207,6 +220,8 @@ def build_serving_deployment(
         port=SERVING_PORT,
         prediction_log_uri=settings.prediction_log_uri,
         framework_version_match=settings.framework_version_match,
+        workers=serving.workers,
+        batching=serving.batching,
     )
     log_volumes, log_mounts = _prediction_log_storage(settings)
     port = {"name": SERVING_PORT_NAME, "containerPort": SERVING_PORT, "protocol": "TCP"}

@@ -120,6 +120,8 @@ class PredictionLogger:
         max_buffer_rows: rows kept in memory at most (e.g. while the store is unreachable); rows
             beyond it are dropped and counted in ``stats.rows_dropped``. Default ``100 * flush_rows``.
         storage_options: passed to fsspec (credentials, endpoint).
+        on_rows: called with (``"written"`` or ``"dropped"``, number of rows) whenever rows are written
+            or dropped (the model server counts them in Prometheus); from the writer thread or the caller's.
 
     The logger starts a daemon thread; call :meth:`close` (or use it as a context manager) to
     write what is buffered.
@@ -135,6 +137,7 @@ class PredictionLogger:
         flush_seconds: float = 5.0,
         max_buffer_rows: int | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        on_rows: Callable[[str, int], None] | None = None,
     ) -> None:
         if flush_rows < 1 or flush_seconds <= 0:
             raise ValueError("flush_rows must be >= 1 and flush_seconds > 0")
@@ -145,6 +148,7 @@ class PredictionLogger:
         self.flush_seconds = flush_seconds
         self.max_buffer_rows = max_buffer_rows or 100 * flush_rows
         self.stats = LoggerStats()
+        self._on_rows = on_rows
         self._fs, self._root = fsspec.core.url_to_fs(base_uri, **dict(storage_options or {}))
         self._local = isinstance(self._fs, LocalFileSystem)
         self._seq = int(time.time() * 1000)
@@ -251,7 +255,7 @@ class PredictionLogger:
         with self._cond:
             self.stats.rows_logged += n_rows
             if self._closed or self._rows + n_rows > self.max_buffer_rows:
-                self.stats.rows_dropped += n_rows
+                self._dropped(n_rows)
                 return
             self._chunks.append(chunk)
             self._rows += n_rows
@@ -272,7 +276,7 @@ class PredictionLogger:
         ts = time.time() if timestamp is None else timestamp
         with self._cond:
             if self._closed:
-                self.stats.rows_dropped += 1
+                self._dropped(1)
                 return
             self._feedback.append((request_id, label, int(ts * 1e6)))
             if self._oldest is None:
@@ -346,6 +350,8 @@ class PredictionLogger:
                 self._failed(exc, day_chunks, [])
             else:
                 self.stats.rows_written += table.num_rows
+                if self._on_rows is not None:
+                    self._on_rows("written", table.num_rows)
         fb_by_day: dict[date, list[tuple[str, Any, int]]] = {}
         for item in feedback:
             fb_by_day.setdefault(datetime.fromtimestamp(item[2] / 1e6, UTC).date(), []).append(item)
@@ -357,6 +363,11 @@ class PredictionLogger:
                 self._failed(exc, [], items)
             else:
                 self.stats.feedback_written += table.num_rows
+
+    def _dropped(self, n_rows: int) -> None:
+        self.stats.rows_dropped += n_rows
+        if self._on_rows is not None:
+            self._on_rows("dropped", n_rows)
 
     def _put(self, directory: str, table: pa.Table) -> None:
         self._seq += 1
@@ -384,7 +395,7 @@ class PredictionLogger:
         with self._cond:
             kept = sum(c.n_rows for c in chunks)
             if self._closed or self._rows + kept > self.max_buffer_rows:
-                self.stats.rows_dropped += kept + len(feedback)
+                self._dropped(kept + len(feedback))
                 return
             self._chunks[:0] = chunks
             self._feedback[:0] = feedback

@@ -29,8 +29,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .batching import Batcher
 from .errors import InternalError, NotReady, ServeError, mlflow_body, v2_body
-from .limits import read_body
+from .limits import INLINE_MAX_ROWS, read_body
 from .metrics import METRICS_CONTENT_TYPE
 from .service import BINARY_HEADER_LENGTH, JSON, REQUEST_ID_HEADER, InferenceService, InferJob, InferResult
 
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 
 #: ``error_type`` of infer requests whose client went away before sending the whole body (no response).
 DISCONNECTED = "client_disconnected"
-#: Requests with more rows than this are predicted in a worker thread.
-INLINE_MAX_ROWS = 32
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -60,6 +59,7 @@ def create_app(
     on_startup: Callable[[], None] | None = None,
     on_shutdown: Callable[[], None] | None = None,
     inline_max_rows: int = INLINE_MAX_ROWS,
+    batcher: Batcher | None = None,
 ) -> Starlette:
     """Build the app.
 
@@ -68,11 +68,14 @@ def create_app(
         on_startup: called when the server starts (starts the model loader).
         on_shutdown: called on shutdown, e.g. after SIGTERM (flushes the prediction log).
         inline_max_rows: see the module docstring.
+        batcher: adaptive batching (:mod:`.batching`) of the requests it accepts; None: off.
     """
 
     max_body = service.limits.max_body_bytes
 
     async def predict(job: InferJob) -> InferResult:
+        if batcher is not None and batcher.accepts(job):
+            return await batcher.submit(job)
         if job.batch.n_rows <= inline_max_rows:
             return service.run(job)
         return await run_in_threadpool(service.run, job)

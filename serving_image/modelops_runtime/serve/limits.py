@@ -23,6 +23,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .errors import MalformedBody, TooLarge, UnsupportedMediaType
 
 MIB = 1024 * 1024
+#: Requests with more rows than this are predicted in a worker thread (:mod:`.app` says why).
+INLINE_MAX_ROWS = 32
 #: Content-Encoding values accepted on request bodies (``identity`` = none).
 CONTENT_ENCODINGS = ("gzip", "deflate", "identity")
 

@@ -27,10 +27,9 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import uvicorn
 from pydantic import ValidationError
-from starlette.applications import Starlette
 
 from modelops.contract import (
     ENV_HOST,
@@ -41,15 +40,20 @@ from modelops.contract import (
     ServeConfig,
     refusal_message,
 )
-from modelops.monitoring.prediction_log import PredictionLogger
 
 from ..jobrun import termination_message
-from .app import INLINE_MAX_ROWS, create_app
-from .httpserver import uvicorn_config
-from .limits import ServeLimits
-from .metrics import ServerMetrics
-from .model import IncompatibleModel, LoadedModel, ModelLoader, ModelState, load_served_model
-from .service import InferenceService
+from .limits import INLINE_MAX_ROWS, ServeLimits
+
+if TYPE_CHECKING:
+    import socket
+
+    from starlette.applications import Starlette
+
+    from modelops.monitoring.prediction_log import PredictionLogger
+
+    from .model import ModelLoader
+    from .service import InferenceService
+    from .workers import Worker
 
 log = logging.getLogger("modelops_runtime.serve")
 
@@ -70,6 +74,7 @@ def build_server(
     prediction_log_uri: str | None = None,
     inline_max_rows: int = INLINE_MAX_ROWS,
     limits: ServeLimits | None = None,
+    worker: Worker | None = None,
 ) -> Server:
     """Assemble the server for ``config`` (nothing starts until the app's lifespan starts).
 
@@ -77,21 +82,44 @@ def build_server(
         prediction_log_uri: where to log predictions; None = off.
         inline_max_rows: see :mod:`.app`.
         limits: request limits (defaults and ``MODELOPS_SERVE_*`` when None).
+        worker: this process's place in a multi-worker pod (:mod:`.workers`); None: the only process.
     """
+    # The model stack is imported here, not at the top: the supervisor of a multi-worker pod runs
+    # this module's main() without it (about 300 MiB and seconds of imports).
+    from modelops.monitoring.prediction_log import PredictionLogger
+
+    from .app import create_app
+    from .batching import Batcher
+    from .metrics import ServerMetrics
+    from .model import LoadedModel, ModelLoader, ModelState, load_served_model
+    from .service import InferenceService
+
+    metrics = ServerMetrics(
+        config.model,
+        config.version,
+        prediction_log=bool(prediction_log_uri),
+        batching=config.batching is not None,
+        multiprocess_dir=worker.metrics_dir if worker is not None else None,
+    )
     logger = (
         PredictionLogger(
             prediction_log_uri,
             config.model,
             config.stage,
+            pod=worker.log_writer(_pod_name()) if worker is not None else None,
             flush_rows=config.log_flush_rows,
             flush_seconds=config.log_flush_seconds,
+            on_rows=metrics.count_log_rows,
         )
         if prediction_log_uri
         else None
     )
-    stats = (lambda: (logger.stats.rows_written, logger.stats.rows_dropped)) if logger is not None else None
-    metrics = ServerMetrics(config.model, config.version, stats)
-    state = ModelState(config.model_uri)
+    if worker is not None:
+        from .podstate import WorkerState
+
+        state: ModelState = WorkerState(config.model_uri, worker)
+    else:
+        state = ModelState(config.model_uri)
     service = InferenceService(config, state, metrics, logger, limits or ServeLimits())
 
     def on_ready(loaded: LoadedModel) -> None:
@@ -115,12 +143,74 @@ def build_server(
                 logger.stats.rows_dropped,
             )
 
-    app = create_app(service, on_startup=loader.start, on_shutdown=shutdown, inline_max_rows=inline_max_rows)
+    batcher = Batcher(service, config.batching) if config.batching is not None else None
+    app = create_app(
+        service, on_startup=loader.start, on_shutdown=shutdown, inline_max_rows=inline_max_rows, batcher=batcher
+    )
     return Server(app, service, loader, logger)
+
+
+def _pod_name() -> str:
+    import socket
+
+    from modelops.contract import ENV_POD_NAME
+
+    return os.environ.get(ENV_POD_NAME) or socket.gethostname()
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """The serve command's settings, resolved from the config, the environment and the flags.
+
+    ``workers``: server processes (the flag wins over ``config.workers``).
+    """
+
+    config: ServeConfig
+    host: str
+    port: int
+    prediction_log_uri: str | None
+    limits: ServeLimits
+    inline_max_rows: int = INLINE_MAX_ROWS
+    access_log: bool = False
+    log_level: str = "info"
+    workers: int = 1
+
+
+def configure_logging(level: str, process: str | None = None) -> None:
+    """Log to stderr at ``level``; ``process`` (e.g. ``worker 1``) prefixes each line of a worker."""
+    prefix = f"[{process}] " if process else ""
+    logging.basicConfig(
+        level=level.upper(), format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def main(args: list[str]) -> int:
     """Run the server until SIGTERM/SIGINT; returns the exit code."""
+    options = parse_options(args)
+    if isinstance(options, int):
+        return options
+    log.info(
+        "serving %s (version %s, stage %s) on %s:%d; prediction log: %s; limits: %s; workers: %d; batching: %s",
+        options.config.model_uri,
+        options.config.version,
+        options.config.stage,
+        options.host,
+        options.port,
+        options.prediction_log_uri or "off",
+        options.limits.model_dump(),
+        options.workers,
+        options.config.batching.model_dump() if options.config.batching else "off",
+    )
+    if options.workers > 1:
+        from .workers import supervise
+
+        return supervise(options)
+    return serve(options)
+
+
+def parse_options(args: list[str]) -> ServeOptions | int:
+    """The command line, ``MODELOPS_JOB_CONFIG`` and the environment as :class:`ServeOptions`, or an
+    exit code (2) after printing why they are invalid. Configures logging."""
     parser = argparse.ArgumentParser(prog="modelops-runtime serve", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get(ENV_HOST) or "0.0.0.0",
                         help=f"address to bind (default ${ENV_HOST}, else 0.0.0.0)")
@@ -132,6 +222,9 @@ def main(args: list[str]) -> int:
         type=int,
         default=INLINE_MAX_ROWS,
         help=f"requests with more rows are predicted in a worker thread (default {INLINE_MAX_ROWS})",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="server processes sharing the port (default: the config's, else 1)"
     )
     limit_flags = {
         "max_body_bytes": int,
@@ -149,9 +242,7 @@ def main(args: list[str]) -> int:
             f"{ServeLimits.model_fields[name].default})",
         )
     ns = parser.parse_args(args)
-    logging.basicConfig(
-        level=ns.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(ns.log_level)
     raw = os.environ.get(ENV_JOB_CONFIG)
     if not raw:
         print(f"serve: {ENV_JOB_CONFIG} is not set", file=sys.stderr)
@@ -177,26 +268,48 @@ def main(args: list[str]) -> int:
                 return EXIT_INVALID_INPUT
         else:
             port = config.port
-    log_uri = config.prediction_log_uri or os.environ.get(ENV_PREDICTION_LOG_URI) or None
-    server = build_server(config, prediction_log_uri=log_uri, inline_max_rows=ns.inline_max_rows, limits=limits)
-    log.info(
-        "serving %s (version %s, stage %s) on %s:%d; prediction log: %s; limits: %s",
-        config.model_uri,
-        config.version,
-        config.stage,
-        ns.host,
-        port,
-        log_uri or "off",
-        limits.model_dump(),
+    workers = ns.workers if ns.workers is not None else config.workers
+    if workers < 1:
+        print(f"serve: --workers must be at least 1, not {workers}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    return ServeOptions(
+        config=config,
+        host=ns.host,
+        port=port,
+        prediction_log_uri=config.prediction_log_uri or os.environ.get(ENV_PREDICTION_LOG_URI) or None,
+        limits=limits,
+        inline_max_rows=ns.inline_max_rows,
+        access_log=ns.access_log,
+        log_level=ns.log_level,
+        workers=workers,
+    )
+
+
+def serve(options: ServeOptions, *, sockets: list[socket.socket] | None = None, worker: Worker | None = None) -> int:
+    """Run one server process until SIGTERM/SIGINT (on ``sockets`` when given); returns the exit code.
+
+    A ``worker`` with ``preload`` loads its model before uvicorn starts accepting connections.
+    """
+    import uvicorn
+
+    from .httpserver import uvicorn_config
+    from .model import IncompatibleModel
+
+    server = build_server(
+        options.config,
+        prediction_log_uri=options.prediction_log_uri,
+        inline_max_rows=options.inline_max_rows,
+        limits=options.limits,
+        worker=worker,
     )
     uv_config = uvicorn_config(
         server.app,
-        limits,
-        host=ns.host,
-        port=port,
-        access_log=ns.access_log,
+        options.limits,
+        host=options.host,
+        port=options.port,
+        access_log=options.access_log,
         log_config=None,
-        log_level=ns.log_level.lower(),
+        log_level=options.log_level.lower(),
         timeout_graceful_shutdown=20,
     )
     uvicorn_server = uvicorn.Server(uv_config)
@@ -209,7 +322,13 @@ def main(args: list[str]) -> int:
         uvicorn_server.should_exit = True
 
     server.loader.on_refused = on_refused
-    uvicorn_server.run()
+    if worker is not None and worker.preload:
+        server.loader.run()
+        if refused:
+            return EXIT_INVALID_INPUT
+        if server.loader.state.loaded is None:
+            return 1  # the loader crashed (logged); the supervisor replaces this worker
+    uvicorn_server.run(sockets=sockets)
     return EXIT_INVALID_INPUT if refused else 0
 
 

@@ -436,10 +436,21 @@ class ModelLoader:
         self._max_delay = max_delay
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="model-loader", daemon=True)
+        self._started = False
 
     def start(self) -> None:
-        """Start loading."""
-        self._thread.start()
+        """Start loading in a background thread (nothing when a load already started or ran)."""
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def run(self) -> None:
+        """Load in the calling thread, until ready, refused, crashed or stopped (retrying meanwhile).
+
+        A later :meth:`start` does nothing (a worker that loads before it accepts connections).
+        """
+        self._started = True
+        self._run()
 
     def stop(self) -> None:
         """Stop retrying (a load in progress finishes in the background)."""

@@ -78,6 +78,11 @@ class InferJob:
     outputs: tuple[str, ...] = (OUTPUT_PREDICT,)
     binary_outputs: frozenset[str] = frozenset()
 
+    @property
+    def wants_proba(self) -> bool:
+        """The client asked for class probabilities."""
+        return OUTPUT_PROBA in self.outputs
+
 
 @dataclass
 class InferResult:
@@ -263,11 +268,13 @@ class InferenceService:
         Raises:
             RejectedByModel: the estimator rejected the input.
         """
-        model = job.model
         # Probabilities are computed when returned, or when they decide the class anyway (then
         # they cost nothing extra and go into the prediction log).
-        want_proba = OUTPUT_PROBA in job.outputs
-        prediction = model.predict(job.batch, want_proba=want_proba)
+        return self.respond(job, job.model.predict(job.batch, want_proba=job.wants_proba))
+
+    def respond(self, job: InferJob, prediction: Prediction) -> InferResult:
+        """Encode the response of ``job`` given its ``prediction`` (also for rows predicted in a merged batch)."""
+        model = job.model
         headers = {REQUEST_ID_HEADER: header_safe(job.request_id)}
         media_type = JSON
         if job.protocol == "v2":
