@@ -247,11 +247,11 @@ def run_worker(variant: str, ref: Path, cur: Path, timeout: float) -> dict[str, 
 # -- the job --------------------------------------------------------------------------------------
 
 
-def prepare_store(root: Path) -> tuple[str, str]:
+def prepare_store(root: Path, features: list[str] | None = None) -> tuple[str, str]:
     """A sqlite MLflow store with a served version of model ``bench-drift`` (alias ``production``).
 
     Returns the tracking URI and the model name. The training run carries the ``model.features``
-    tag (the 20 columns), as a real training run does.
+    tag (``features``, default the 20 columns above), as a real training run does.
     """
     from mlflow import MlflowClient
 
@@ -262,7 +262,7 @@ def prepare_store(root: Path) -> tuple[str, str]:
     artifacts = (root / "artifacts").as_uri()
     exp = client.create_experiment("model-training", artifact_location=artifacts)
     client.create_experiment(EXPERIMENT_MONITORING, artifact_location=artifacts)
-    meta = TrainingResult(task="classification", features=[*NUMERIC, *CATEGORICAL], classes=["0", "1"])
+    meta = TrainingResult(task="classification", features=features or [*NUMERIC, *CATEGORICAL], classes=["0", "1"])
     run = client.create_run(exp, tags={**meta.to_tags(), TAG_SEMVER: "1.0.0"})
     client.set_terminated(run.info.run_id)
     model = "bench-drift"

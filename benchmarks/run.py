@@ -5,10 +5,13 @@ that fails records its error there and the others still run (exit status 1). RES
 regenerated at the end from every JSON present, so ``--only serving`` refreshes the serving
 section and keeps the others.
 
-Default sizes are the issue's (about an hour on a 2-core machine, most of it the operator's
-1,000-ModelVersion scale run, bounded at 20 minutes, its resync, bounded at 10, and its 10-minute
-soak); ``--quick`` shortens repeats and durations, runs the operator at 500 ModelVersions with
-shorter bounds and skips the soak (up to about 30 minutes). ``--control-plane real`` runs the
+Default sizes are the issues' (about an hour and a half on a 2-core machine, most of it the
+operator's 1,000-ModelVersion scale run, bounded at 20 minutes, its resync, bounded at 10, and its
+10-minute soak, and the drift job on 10,000,000 x 100 rows with Evidently beside it, 30 to 60
+minutes, ~14 GB of Parquet under ``~/.cache/modelops`` while it runs; the serving peers' virtual
+environments are created once under ``~/.cache/modelops/bench-venvs``); ``--quick`` shortens
+repeats and durations, runs the operator at 500 ModelVersions with shorter bounds, skips the soak
+and runs the drift job on 1,000,000 rows (up to about 40 minutes). ``--control-plane real`` runs the
 operator benchmark on the real control plane instead of the API emulator; ``controlplane``
 compares the two (start times and the operator latency phases, both in the same run; about 15
 minutes; the real one only where its binaries are built).
@@ -27,14 +30,14 @@ from typing import Any
 from . import report
 from .common import RESULTS_DIR, log, machine_info, write_result
 
-NAMES = ("serving", "serving_scale", "drift", "training", "operator", "controlplane")
+NAMES = ("serving", "serving_scale", "drift", "driftscale", "training", "operator", "controlplane")
 
 
 def _module(name: str) -> Any:
-    from . import controlplane, drift, operator, serving, serving_scale, training
+    from . import controlplane, drift, drift_scale, operator, serving, serving_scale, training
 
-    modules = {"serving": serving, "serving_scale": serving_scale, "drift": drift, "training": training}
-    modules["operator"] = operator
+    modules = {"serving": serving, "serving_scale": serving_scale, "drift": drift, "driftscale": drift_scale}
+    modules |= {"training": training, "operator": operator}
     return {**modules, "controlplane": controlplane}[name]
 
 

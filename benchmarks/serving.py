@@ -1,28 +1,35 @@
-"""Serving benchmark: ``modelops-runtime serve`` vs ``mlflow models serve``, and the in-process limit.
+"""Serving benchmark: ``modelops-runtime serve`` vs ``mlflow models serve`` and the peers
+(MLServer, KServe, BentoML), and the in-process limit.
 
-What is measured (issue 9, item 1), side by side in one run:
+What is measured (issue 9, item 1; issue 18, item 1), side by side in one run:
 
 - **Servers**: our server (``modelops-runtime serve``, one uvicorn worker, prediction log and
-  Prometheus metrics on, as in production) and ``mlflow models serve --env-manager local
-  --workers 1`` (the baseline), both loading the same registered model version from the same
-  MLflow store, both on 127.0.0.1, both driven by the same load generator with the same bytes:
-  ``POST /invocations`` with a ``dataframe_split`` body (the one protocol both speak).
+  Prometheus metrics on, as in production), ``mlflow models serve --env-manager local --workers 1``
+  and the peers of :mod:`benchmarks.peers` (MLServer with its scikit-learn and its MLflow runtime,
+  a minimal KServe ``kserve.Model``, a minimal BentoML service; each in its own virtual environment,
+  one worker each), all serving the same registered model version, all on 127.0.0.1 at once, all
+  driven by the same load generator. Ours, MLflow's and MLServer's MLflow runtime get
+  ``POST /invocations`` with a ``dataframe_split`` body; the others their own protocol with the
+  same rows (see :mod:`benchmarks.peers`). Every server must answer the in-process predictions first.
 - **Models**: scikit-learn's bundled breast-cancer data (569 rows, 30 float columns);
   ``StandardScaler + LogisticRegression`` (server overhead dominates) and a 100-tree
   ``RandomForestClassifier`` (the model dominates).
-- **Requests** of 1 row and of 100 rows (real rows of the dataset), with 1 and 4 connections.
+- **Requests** of 1 row and of 100 rows (real rows of the dataset), with 1 and 8 connections.
 - **Per cell**: requests/s, rows/s, p50/p99 latency (ms, client side), server CPU per request (ms,
-  from ``/proc``), and the server's peak RSS (MiB; process tree, sampled every 0.1 s).
+  from ``/proc``), and each server's peak RSS (MiB; process tree, sampled every 0.1 s); the load
+  average after every repeat (the machine is shared).
 - **The limit**: the same pipeline loaded in this process, ``predict`` on a pre-built DataFrame
   of 1 and 100 rows, median of per-call times, timed in every repeat between the server runs.
+- **Profile**: py-spy of our server in the 100-row x 8-connection cells (``profile_cells``).
 
-Each repeat runs ours, then MLflow (order alternating between repeats), then the in-process
-limit; values are medians over repeats and ratios are of those medians. The load generator's own
-limit is measured against a fixed-response server in the same run (``loadgen_ceiling``).
+Each repeat runs every server in turn, starting with the next server each repeat, then the
+in-process limit; values are medians over repeats and ratios are of those medians. The load
+generator's own limit is measured against a fixed-response server in the same run.
 
-Targets (issue 9): on 1-row LogisticRegression requests our requests/s at least 3x MLflow's
-with our p99 at most half of MLflow's; on 100-row requests at least 50 % of the in-process
-limit's rows/s. They are evaluated on the 1-connection cells (4-connection cells are reported).
+Targets. Issue 9: on 1-row LogisticRegression requests our requests/s at least 3x MLflow's with
+our p99 at most half of MLflow's; on 100-row requests at least 50 % of the in-process limit's
+rows/s (1-connection cells). Issue 18: in every cell, at least 2x the requests/s of the best other
+server, at a p99 no higher than that server's.
 """
 
 from __future__ import annotations
@@ -41,17 +48,20 @@ from typing import Any
 
 import httpx
 
-from . import loadgen
+from . import loadgen, peers
 from .common import (
     MIB,
     RssSampler,
     Target,
     background,
     free_port,
+    loadavg,
     log,
     machine_info,
     median,
     mlflow_uris,
+    profile_markdown,
+    pyspy_record,
     ratio,
     tree_cpu_seconds,
     venv_bin,
@@ -63,6 +73,7 @@ NAME = "serving"
 MODELS = ("logistic_regression", "random_forest")
 ROWS = (1, 100)
 OURS, MLFLOW = "modelops", "mlflow"
+PEERS = ("mlserver-sklearn", "mlserver-mlflow", "kserve", "bentoml")
 CONTENT_TYPE = "application/json"
 
 
@@ -72,18 +83,23 @@ class Params:
 
     duration: float = 5.0
     repeats: int = 3
-    connections: tuple[int, ...] = (1, 4)
+    connections: tuple[int, ...] = (1, 8)
     rows: tuple[int, ...] = ROWS
     models: tuple[str, ...] = MODELS
     warmup: float = 1.0
     inprocess_seconds: float = 1.0
     loadgen: str = "auto"
     start_timeout: float = 180.0
+    #: Peers from :func:`benchmarks.peers.peers`, each started beside ours and mlflow serve.
+    peers: tuple[str, ...] = PEERS
+    #: py-spy of our server for this many seconds in each of ``profile_cells`` (0: none).
+    profile_seconds: float = 10.0
+    profile_cells: tuple[tuple[int, int], ...] = ((100, 8),)
 
     @classmethod
     def quick(cls) -> Params:
-        """Short runs: 2 s, 2 repeats, one connection."""
-        return cls(duration=2.0, repeats=2, connections=(1,), warmup=0.5, inprocess_seconds=0.5)
+        """Short runs: 2 s, 2 repeats, no profile."""
+        return cls(duration=2.0, repeats=2, warmup=0.5, inprocess_seconds=0.5, profile_seconds=0)
 
     @classmethod
     def tiny(cls) -> Params:
@@ -95,6 +111,8 @@ class Params:
             models=("logistic_regression",),
             warmup=0.2,
             inprocess_seconds=0.1,
+            peers=(),
+            profile_seconds=0,
         )
 
 
@@ -153,12 +171,6 @@ def register_models(root: Path, kinds: tuple[str, ...]) -> dict[str, str]:
             )
         names[kind] = name
     return names
-
-
-def request_body(X: Any, rows: int) -> bytes:
-    """``/invocations`` body with the first ``rows`` rows (``dataframe_split``)."""
-    part = X.head(rows)
-    return json.dumps({"dataframe_split": {"columns": list(part.columns), "data": part.to_numpy().tolist()}}).encode()
 
 
 # -- servers --------------------------------------------------------------------------------------
@@ -243,16 +255,6 @@ def start_servers(
         }
 
 
-def check_answers(servers: dict[str, RunningServer], body: bytes, expected: list[Any]) -> None:
-    """Both servers must answer ``body`` with the in-process predictions (same model, same rows)."""
-    for server in servers.values():
-        response = httpx.post(f"{server.url}/invocations", content=body, headers={"content-type": CONTENT_TYPE})
-        response.raise_for_status()
-        got = response.json()["predictions"]
-        if [str(x) for x in got] != [str(x) for x in expected]:
-            raise RuntimeError(f"{server.kind} answered {got[:5]}..., expected {expected[:5]}...")
-
-
 def prediction_log_counts(url: str) -> dict[str, float]:
     """``modelops_prediction_log_rows_total`` by outcome from our server's /metrics."""
     out: dict[str, float] = {}
@@ -282,6 +284,78 @@ def time_predict(model: Any, frame: Any, seconds: float) -> dict[str, float]:
 # -- the run --------------------------------------------------------------------------------------
 
 
+@dataclass
+class Served:
+    """A server of the run: its name, base URL, request path, protocol and pid (for CPU and RSS)."""
+
+    name: str
+    url: str
+    path: str
+    protocol: str
+    pid: int
+    ready_s: float
+
+
+def _start_all(
+    stack: ExitStack,
+    params: Params,
+    tracking_uri: str,
+    model_name: str,
+    estimator: Any,
+    root: Path,
+    envs: dict[str, Any],
+) -> dict[str, Served]:
+    """Start ours, ``mlflow models serve`` and each prepared peer for ``models:/<model_name>/1``."""
+    both = stack.enter_context(start_servers(tracking_uri, model_name, root, params.start_timeout))
+    out = {k: Served(k, s.url, "/invocations", "invocations", s.pid, s.started_in_s) for k, s in both.items()}
+    if envs:
+        exported = peers.export_model(estimator, f"models:/{model_name}/1", root / f"{model_name}-export")
+        for name, (peer, bin_dir) in envs.items():
+            url, pid, ready = stack.enter_context(
+                peers.serve(peer, bin_dir, exported, root / f"{model_name}-{name}", params.start_timeout)
+            )
+            out[name] = Served(name, url, peer.path(), peer.protocol, pid, ready)
+    return out
+
+
+def _check(server: Served, body: bytes, expected: list[Any]) -> None:
+    """``server`` must answer ``body`` with the in-process predictions (same model, same rows)."""
+    response = httpx.post(server.url + server.path, content=body, headers={"content-type": CONTENT_TYPE}, timeout=60)
+    if response.status_code != 200:
+        raise RuntimeError(f"{server.name} answered {response.status_code}: {response.text[:300]}")
+    got = peers.predictions(server.protocol, response.json())
+    if [str(int(float(x))) for x in got] != [str(int(x)) for x in expected]:
+        raise RuntimeError(f"{server.name} answered {got[:5]}..., expected {expected[:5]}...")
+
+
+def _measure(generator: str, server: Served, body: bytes, conns: int, duration: float) -> dict[str, Any]:
+    cpu_before = tree_cpu_seconds(server.pid)
+    measured = loadgen.run_load(generator, server.url + server.path, body, CONTENT_TYPE, conns, duration)
+    cpu = tree_cpu_seconds(server.pid) - cpu_before
+    entry = measured.to_dict()
+    entry["server_cpu_ms_per_request"] = 1000 * cpu / measured.requests if measured.requests else None
+    return entry
+
+
+def _summary(kind: str, rows: int, conns: int, which: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    rps = median([e["rps"] for e in entries])
+    return {
+        "model": kind,
+        "rows": rows,
+        "connections": conns,
+        "server": which,
+        "rps": rps,
+        "rows_per_s": rps * rows if rps is not None else None,
+        "p50_ms": median([e["p50_ms"] for e in entries if e["p50_ms"] is not None]),
+        "p99_ms": median([e["p99_ms"] for e in entries if e["p99_ms"] is not None]),
+        "server_cpu_ms_per_request": median(
+            [e["server_cpu_ms_per_request"] for e in entries if e["server_cpu_ms_per_request"] is not None]
+        ),
+        "errors": sum(e["errors"] for e in entries),
+        "repeats": entries,
+    }
+
+
 def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, Any]:
     """Run the serving benchmark; returns the result document (see the module docstring)."""
     params = params or Params()
@@ -291,6 +365,8 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
     inprocess: list[dict[str, Any]] = []
     servers_info: dict[str, Any] = {}
     notes: list[str] = []
+    load_seen: list[float] = [loadavg()]
+    envs = peers.prepare(list(params.peers), lambda name, exc: notes.append(f"{name} not installed: {exc}"))
     with ExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-serving-")))
         log(f"serving: registering {', '.join(params.models)}")
@@ -301,7 +377,7 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
 
         ceiling = {}
         for conns in params.connections:
-            body = request_body(feature_frame(), max(params.rows))
+            body = peers.request_body("invocations", feature_frame().head(max(params.rows)))
             measured = loadgen.ceiling(generator, body, CONTENT_TYPE, conns, max(1.0, params.duration / 2))
             ceiling[str(conns)] = measured.to_dict()
             log(
@@ -312,42 +388,40 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
             estimator = load_model(f"models:/{model_name}/1")
             X = feature_frame()
             frames = {rows: X.head(rows) for rows in params.rows}
-            bodies = {rows: request_body(X, rows) for rows in params.rows}
-            log(f"serving: starting both servers for {model_name}")
-            with (
-                start_servers(tracking_uri, model_name, root, params.start_timeout) as servers,
-                ExitStack() as sampling,
-            ):
-                check_answers(servers, bodies[max(params.rows)], list(estimator.predict(frames[max(params.rows)])))
+            log(f"serving: starting the servers for {model_name}")
+            with ExitStack() as running, ExitStack() as sampling:
+                servers = _start_all(running, params, tracking_uri, model_name, estimator, root, envs)
+                bodies = {
+                    (name, rows): peers.request_body(s.protocol, frames[rows])
+                    for name, s in servers.items()
+                    for rows in params.rows
+                }
+                for name, server in servers.items():
+                    rows = max(params.rows)
+                    _check(server, bodies[name, rows], list(estimator.predict(frames[rows])))
                 samplers = {k: sampling.enter_context(RssSampler(s.pid)) for k, s in servers.items()}
+                order = list(servers)
                 for rows in params.rows:
                     for conns in params.connections:
-                        runs: dict[str, list[dict[str, Any]]] = {OURS: [], MLFLOW: []}
+                        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
                         limits: list[dict[str, float]] = []
-                        for server in servers.values():  # warm-up, discarded
+                        for name, server in servers.items():  # warm-up, discarded
                             loadgen.run_load(
-                                generator, f"{server.url}/invocations", bodies[rows], CONTENT_TYPE, conns, params.warmup
+                                generator,
+                                server.url + server.path,
+                                bodies[name, rows],
+                                CONTENT_TYPE,
+                                conns,
+                                params.warmup,
                             )
                         for repeat in range(params.repeats):
-                            order = [OURS, MLFLOW] if repeat % 2 == 0 else [MLFLOW, OURS]
-                            for which in order:
-                                server = servers[which]
-                                cpu_before = tree_cpu_seconds(server.pid)
-                                measured = loadgen.run_load(
-                                    generator,
-                                    f"{server.url}/invocations",
-                                    bodies[rows],
-                                    CONTENT_TYPE,
-                                    conns,
-                                    params.duration,
+                            shift = repeat % len(order)  # each repeat starts with the next server
+                            for name in order[shift:] + order[:shift]:
+                                runs[name].append(
+                                    _measure(generator, servers[name], bodies[name, rows], conns, params.duration)
                                 )
-                                cpu = tree_cpu_seconds(server.pid) - cpu_before
-                                entry = measured.to_dict()
-                                entry["server_cpu_ms_per_request"] = (
-                                    1000 * cpu / measured.requests if measured.requests else None
-                                )
-                                runs[which].append(entry)
                             limits.append(time_predict(estimator, frames[rows], params.inprocess_seconds))
+                            load_seen.append(loadavg())
                         limit = {
                             "model": kind,
                             "rows": rows,
@@ -357,55 +431,37 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
                             "repeats": limits,
                         }
                         inprocess.append(limit)
-                        for which, entries in runs.items():
-                            rps = median([e["rps"] for e in entries])
-                            cells.append(
-                                {
-                                    "model": kind,
-                                    "rows": rows,
-                                    "connections": conns,
-                                    "server": which,
-                                    "rps": rps,
-                                    "rows_per_s": rps * rows if rps is not None else None,
-                                    "p50_ms": median([e["p50_ms"] for e in entries if e["p50_ms"] is not None]),
-                                    "p99_ms": median([e["p99_ms"] for e in entries if e["p99_ms"] is not None]),
-                                    "server_cpu_ms_per_request": median(
-                                        [
-                                            e["server_cpu_ms_per_request"]
-                                            for e in entries
-                                            if e["server_cpu_ms_per_request"] is not None
-                                        ]
-                                    ),
-                                    "errors": sum(e["errors"] for e in entries),
-                                    "repeats": entries,
-                                }
+                        summaries = {name: _summary(kind, rows, conns, name, e) for name, e in runs.items()}
+                        cells.extend(summaries.values())
+                        text = ", ".join(f"{n} {c['rps']:.0f} ({c['p99_ms']:.1f})" for n, c in summaries.items())
+                        log(f"serving: {kind} {rows} row(s) x{conns}: req/s (p99 ms) {text}")
+                if params.profile_seconds:
+                    for rows, conns in params.profile_cells:
+                        if rows in params.rows:
+                            servers_info.setdefault(f"{kind}-profiles", {})[f"{rows}x{conns}"] = _profile(
+                                generator, servers[OURS], bodies[OURS, rows], conns, params.profile_seconds
                             )
-                        ours_rps = cells[-2]["rps"]
-                        theirs_rps = cells[-1]["rps"]
-                        log(
-                            f"serving: {kind} {rows} row(s) x{conns}: ours {ours_rps:.0f} req/s, mlflow "
-                            f"{theirs_rps:.0f} req/s, in-process {limit['rows_per_s']:.0f} rows/s"
-                        )
                 sampling.close()
                 servers_info[kind] = {
-                    which: {
-                        "ready_after_s": servers[which].started_in_s,
-                        "peak_rss_mib": samplers[which].peak / MIB,
-                    }
-                    for which in servers
+                    name: {"ready_after_s": servers[name].ready_s, "peak_rss_mib": samplers[name].peak / MIB}
+                    for name in servers
                 }
                 servers_info[kind][OURS]["prediction_log_rows"] = prediction_log_counts(servers[OURS].url)
     result = {
         "name": NAME,
         "machine": machine,
         "loadavg_end": os.getloadavg()[0],
+        "loadavg_during": {"min": min(load_seen), "median": median(load_seen), "max": max(load_seen)},
         "params": {
             "duration_s": params.duration,
             "repeats": params.repeats,
             "connections": list(params.connections),
             "rows": list(params.rows),
             "models": list(params.models),
-            "endpoint": "POST /invocations (dataframe_split), both servers",
+            "servers": [OURS, MLFLOW, *envs],
+            "peers": {name: list(peer.requirements) for name, (peer, _) in envs.items()},
+            "endpoint": "ours, mlflow serve, mlserver-mlflow: POST /invocations (dataframe_split); "
+            "mlserver-sklearn: V2 infer (one FP64 tensor); kserve: V1 instances; bentoml: instances",
             "dataset": "sklearn breast_cancer (569 x 30 float)",
         },
         "loadgen": {"generator": generator, "ceiling": ceiling},
@@ -416,6 +472,25 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
     }
     result["targets"] = targets(result)
     return result
+
+
+def _profile(generator: str, server: Served, body: bytes, conns: int, seconds: float) -> dict[str, Any] | None:
+    """py-spy of our server while the load generator drives one cell (None without py-spy)."""
+    import threading
+
+    holder: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: holder.update(
+            load=loadgen.run_load(generator, server.url + server.path, body, CONTENT_TYPE, conns, seconds + 2).to_dict()
+        )
+    )
+    thread.start()
+    time.sleep(1)
+    profile = pyspy_record(server.pid, seconds, keep=r"modelops|sklearn|pandas|numpy|starlette|uvicorn|pyarrow|orjson")
+    thread.join()
+    if profile is not None:
+        profile["load"] = holder.get("load")
+    return profile
 
 
 def _cell(result: dict[str, Any], model: str, rows: int, conns: int, server: str) -> dict[str, Any] | None:
@@ -432,8 +507,15 @@ def _limit(result: dict[str, Any], model: str, rows: int, conns: int) -> dict[st
     return None
 
 
+def best_peer(result: dict[str, Any], model: str, rows: int, conns: int) -> dict[str, Any] | None:
+    """The cell of the peer (any server but ours) with the most requests/s."""
+    others = [c for c in result["cells"] if (c["model"], c["rows"], c["connections"]) == (model, rows, conns)]
+    others = [c for c in others if c["server"] != OURS and c["rps"]]
+    return max(others, key=lambda c: c["rps"]) if others else None
+
+
 def targets(result: dict[str, Any]) -> list[Target]:
-    """Issue 9's serving targets, on the 1-connection cells."""
+    """Issue 9's serving targets (1-connection cells) and issue 18's (every cell, against the best peer)."""
     out = []
     conns = 1
     ours = _cell(result, "logistic_regression", 1, conns, OURS)
@@ -470,58 +552,112 @@ def targets(result: dict[str, Any]) -> list[Target]:
                     "x",
                 )
             )
+    if len(result["params"].get("servers", ())) <= 2:
+        return out
+    for model in result["params"]["models"]:
+        for rows in result["params"]["rows"]:
+            for conns in result["params"]["connections"]:
+                ours = _cell(result, model, rows, conns, OURS)
+                best = best_peer(result, model, rows, conns)
+                if not (ours and best):
+                    continue
+                where = f"{model}, {rows} row(s), {conns} conn(s)"
+                out += [
+                    Target(f"{where}: {what}", value, op, limit, "x", source="issue 18")
+                    for what, value, op, limit in (
+                        (f"our req/s / best peer's ({best['server']})", ratio(ours["rps"], best["rps"]), ">=", 2.0),
+                        ("our p99 / that peer's p99", ratio(ours["p99_ms"], best["p99_ms"]), "<=", 1.0),
+                    )
+                ]
     return out
 
 
 def markdown(result: dict[str, Any]) -> str:
     """The serving section of RESULTS.md."""
+    servers = result["params"].get("servers") or [OURS, MLFLOW]
+    during = result.get("loadavg_during")
+    load = (
+        f" Load average (1 min) during the run: {during['min']:.2f} to {during['max']:.2f} "
+        f"(median {during['median']:.2f})."
+        if during
+        else ""
+    )
     lines = [
         "## Serving",
         "",
-        f"`POST /invocations` (`dataframe_split`) on loopback, one worker each, load generator "
-        f"`{result['loadgen']['generator']}`, {result['params']['duration_s']:g} s x "
-        f"{result['params']['repeats']} repeats per cell (medians). Our server has the prediction log and "
-        "metrics on. The in-process limit is `pipeline.predict` on a pre-built DataFrame in the driver process.",
+        f"One worker process each on loopback, load generator `{result['loadgen']['generator']}`, "
+        f"{result['params']['duration_s']:g} s x {result['params']['repeats']} repeats per cell, the servers "
+        "interleaved within each repeat (each repeat starts with the next server), medians. Our server has the "
+        f"prediction log and metrics on. Endpoints: {result['params']['endpoint']}. The in-process limit is "
+        f"`pipeline.predict` on a pre-built DataFrame in the driver process.{load}",
         "",
-        "| model | rows | conns | modelops req/s | mlflow req/s | ratio | modelops p50 / p99 ms | mlflow p50 / p99 ms "
-        "| p99 ratio | modelops rows/s | in-process rows/s | share of limit | CPU ms/req (ours / mlflow) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Requests/s (p99 ms) per server; `vs best` = ours / the best other server's req/s:",
+        "",
+        "| model | rows | conns | " + " | ".join(servers) + " | vs best | in-process rows/s |",
+        "|---|---|---|" + "---|" * len(servers) + "---|---|",
     ]
     for model in result["params"]["models"]:
         for rows in result["params"]["rows"]:
             for conns in result["params"]["connections"]:
-                ours = _cell(result, model, rows, conns, OURS)
-                theirs = _cell(result, model, rows, conns, MLFLOW)
+                cells = [_cell(result, model, rows, conns, s) for s in servers]
+                ours = cells[0]
+                best = best_peer(result, model, rows, conns)
                 limit = _limit(result, model, rows, conns)
-                if not (ours and theirs and limit):
+                if ours is None:
                     continue
+                shown = " | ".join(f"{_f(c['rps'])} ({_f(c['p99_ms'], 1)})" if c else "-" for c in cells)
+                vs = f"{_f(ratio(ours['rps'], best['rps']), 2)}x {best['server']}" if best else "-"
                 lines.append(
-                    f"| {model} | {rows} | {conns} | {_f(ours['rps'])} | {_f(theirs['rps'])} | "
-                    f"{_f(ratio(ours['rps'], theirs['rps']), 2)}x | "
-                    f"{_f(ours['p50_ms'], 2)} / {_f(ours['p99_ms'], 2)} | "
-                    f"{_f(theirs['p50_ms'], 2)} / {_f(theirs['p99_ms'], 2)} | "
-                    f"{_f(ratio(ours['p99_ms'], theirs['p99_ms']), 2)} | {_f(ours['rows_per_s'])} | "
-                    f"{_f(limit['rows_per_s'])} | {_pct(ratio(ours['rows_per_s'], limit['rows_per_s']))} | "
-                    f"{_f(ours['server_cpu_ms_per_request'], 2)} / {_f(theirs['server_cpu_ms_per_request'], 2)} |"
+                    f"| {model} | {rows} | {conns} | {shown} | {vs} | {_f(limit['rows_per_s']) if limit else '-'} |"
                 )
     lines += [
         "",
-        "| model | modelops peak RSS MiB | mlflow serve peak RSS MiB (CLI + uvicorn worker) "
-        "| ready after s (ours / mlflow) |",
-        "|---|---|---|---|",
+        "Server CPU ms per request (process tree, from `/proc`):",
+        "",
+        "| model | rows | conns | " + " | ".join(servers) + " |",
+        "|---|---|---|" + "---|" * len(servers),
     ]
-    for model, info in result["servers"].items():
-        lines.append(
-            f"| {model} | {_f(info[OURS]['peak_rss_mib'])} | {_f(info[MLFLOW]['peak_rss_mib'])} | "
-            f"{_f(info[OURS]['ready_after_s'], 2)} / {_f(info[MLFLOW]['ready_after_s'], 2)} |"
+    for model in result["params"]["models"]:
+        for rows in result["params"]["rows"]:
+            for conns in result["params"]["connections"]:
+                cells = [_cell(result, model, rows, conns, s) for s in servers]
+                if cells[0] is None:
+                    continue
+                shown = " | ".join(_f(c["server_cpu_ms_per_request"], 2) if c else "-" for c in cells)
+                lines.append(f"| {model} | {rows} | {conns} | {shown} |")
+    lines += ["", "| model | " + " | ".join(f"{s} peak RSS MiB (ready s)" for s in servers) + " |"]
+    lines.append("|---|" + "---|" * len(servers))
+    for model in result["params"]["models"]:
+        info = result["servers"].get(model)
+        if not info:
+            continue
+        shown = " | ".join(
+            f"{_f(info[s]['peak_rss_mib'])} ({_f(info[s]['ready_after_s'], 1)})" if s in info else "-" for s in servers
         )
+        lines.append(f"| {model} | {shown} |")
     ceil = ", ".join(
         f"{c} conn: {_f(v['rps'])} req/s ({_f(1e6 * v['generator_cpu_s'] / max(v['requests'], 1), 3)} µs CPU/req)"
         for c, v in result["loadgen"]["ceiling"].items()
     )
     lines += ["", f"Load generator ceiling against a fixed-response server (same body): {ceil}."]
-    logs = {m: i[OURS].get("prediction_log_rows") for m, i in result["servers"].items()}
+    logs = {
+        m: result["servers"][m][OURS].get("prediction_log_rows")
+        for m in result["params"]["models"]
+        if m in result["servers"]
+    }
     lines.append(f"Prediction log rows at the end (ours): {logs}.")
+    if result["params"].get("peers"):
+        lines.append(
+            "Peer environments: "
+            + "; ".join(f"`{name}`: {', '.join(reqs)}" for name, reqs in result["params"]["peers"].items())
+            + "."
+        )
+    for note in result.get("notes", []):
+        lines.append(f"Note: {note}")
+    for key, profiles in result["servers"].items():
+        if key.endswith("-profiles"):
+            for cell, profile in profiles.items():
+                lines += profile_markdown(profile, f"Our server, {key.removesuffix('-profiles')} {cell} (rows x conns)")
     return "\n".join(lines)
 
 

@@ -12,7 +12,19 @@ from typing import Any
 
 import pytest
 
-from benchmarks import controlplane, drift, loadgen, operator, report, run, serving, serving_scale, training
+from benchmarks import (
+    controlplane,
+    drift,
+    drift_scale,
+    loadgen,
+    operator,
+    peers,
+    report,
+    run,
+    serving,
+    serving_scale,
+    training,
+)
 
 
 def _complete_targets(result: dict[str, Any]) -> None:
@@ -42,6 +54,67 @@ def test_scipy_baseline_computes_the_same_tests_as_the_library() -> None:
         assert col.score == pytest.approx(baseline[col.name]["score"], rel=1e-9, abs=1e-12), col.name
         assert col.drifted == baseline[col.name]["drifted"], col.name
     assert set(ours.drifted_columns) == set(drift.SHIFTED)
+
+
+@pytest.mark.parametrize("protocol", ["v2", "v1", "bento", "invocations"])
+def test_peer_request_bodies_carry_the_frame_rows(protocol: str) -> None:
+    """Each peer's body holds the frame's rows in column order (what its minimal predictor turns into
+    the 2-D array the pipeline was fitted on)."""
+    frame = serving.feature_frame().head(3)
+    body = json.loads(peers.request_body(protocol, frame))
+    if protocol == "v2":
+        (tensor,) = body["inputs"]
+        assert tensor["shape"] == [3, 30] and tensor["datatype"] == "FP64"
+        rows = [tensor["data"][i * 30 : (i + 1) * 30] for i in range(3)]
+    elif protocol == "invocations":
+        assert body["dataframe_split"]["columns"] == list(frame.columns)
+        rows = body["dataframe_split"]["data"]
+    else:
+        rows = body["instances"]
+    assert rows == frame.to_numpy().tolist()
+    answer = {"outputs": [{"data": [1, 0]}]} if protocol == "v2" else {"predictions": [1, 0]}
+    assert peers.predictions(protocol, answer) == [1, 0]
+
+
+def test_peer_environments_live_outside_the_repository() -> None:
+    from benchmarks.common import ROOT
+
+    for peer in peers.peers().values():
+        where = peers.venv_dir(peer)
+        assert ROOT not in where.parents and peer.name in where.name
+        assert any(r.startswith("scikit-learn==") for r in peer.requirements)  # the pickle's version
+
+
+def test_drift_scale_data_shifts_by_the_stated_effect() -> None:
+    """The generator's shifted columns score their exact effect (within sampling noise) and the
+    unshifted ones about 0, with the library's default tests: the benchmark's ground truth."""
+    import numpy as np
+
+    from modelops.monitoring.drift import detect_drift
+
+    rows = 100_000
+    reference = drift_scale._chunk(np.random.default_rng(1), rows, shifted=False).to_pandas()
+    current = drift_scale._chunk(np.random.default_rng(2), rows, shifted=True).to_pandas()
+    columns = [*drift_scale.SHIFTS, "num_01", "num_02", "cat_01"]
+    result = detect_drift(reference, current, columns=columns)
+    for col in result.columns:
+        expected = drift_scale.exact_effect(col.name)
+        assert col.score == pytest.approx(expected, abs=0.02), col.name
+    assert reference["num_05"].isna().mean() == pytest.approx(drift_scale.NULL_SHARE, abs=0.005)
+
+
+@pytest.mark.e2e
+def test_drift_scale_benchmark_runs_on_tiny_sizes(tmp_path: Path) -> None:
+    params = drift_scale.Params.tiny()
+    params.data_dir = tmp_path
+    result = drift_scale.run(params)
+    job = result["job"]
+    clear = {c for c in drift_scale.SHIFTS if drift_scale.exact_effect(c) >= 0.15}  # well above the noise of 20k rows
+    assert clear <= set(job["drifted"]) and job["false_positives"] == []
+    assert set(result["power"]) == {str(s) for s in params.power_sizes}
+    assert not list(tmp_path.glob("*.parquet"))  # the data is deleted at the end
+    _complete_targets(result)
+    assert "## Drift at scale" in drift_scale.markdown(result)
 
 
 @pytest.mark.e2e

@@ -220,6 +220,15 @@ def test_full_buffer_drops_and_counts(tmp_path: Path) -> None:
     assert logger.stats.rows_dropped == 3
 
 
+def test_default_buffer_bound_is_at_least_min_buffer_rows(tmp_path: Path) -> None:
+    """The default bound holds MIN_BUFFER_ROWS rows, or ten files' worth when files are larger."""
+    from modelops.monitoring.prediction_log import MIN_BUFFER_ROWS
+
+    for flush_rows, bound in ((100, MIN_BUFFER_ROWS), (10_000, MIN_BUFFER_ROWS), (50_000, 500_000)):
+        with PredictionLogger(str(tmp_path), "m", "production", flush_rows=flush_rows) as logger:
+            assert logger.max_buffer_rows == bound
+
+
 def test_files_with_other_columns_and_types_concatenate(tmp_path: Path) -> None:
     base = str(tmp_path)
     moment = datetime(2026, 3, 1, 12, tzinfo=UTC)

@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 #: Column after LOG_COLUMNS: the caller's user id (the original PredictionLogger API), or null.
 USER_ID_COLUMN = "user_id"
 FEEDBACK_COLUMNS = ("request_id", "label", "timestamp")
+#: Default lower bound of ``max_buffer_rows`` (rows held while the store is unreachable).
+MIN_BUFFER_ROWS = 100_000
 #: Errors a write may raise (file systems raise OSError subclasses; Arrow raises on unconvertible values).
 _WRITE_ERRORS = (OSError, ValueError, TypeError, pa.ArrowException)
 
@@ -118,7 +120,8 @@ class PredictionLogger:
         flush_rows: write when this many rows are buffered.
         flush_seconds: write at the latest this long after the oldest buffered row arrived.
         max_buffer_rows: rows kept in memory at most (e.g. while the store is unreachable); rows
-            beyond it are dropped and counted in ``stats.rows_dropped``. Default ``100 * flush_rows``.
+            beyond it are dropped and counted in ``stats.rows_dropped``. Default
+            :data:`MIN_BUFFER_ROWS` or ``10 * flush_rows``, whichever is larger.
         storage_options: passed to fsspec (credentials, endpoint).
         on_rows: called with (``"written"`` or ``"dropped"``, number of rows) whenever rows are written
             or dropped (the model server counts them in Prometheus); from the writer thread or the caller's.
@@ -146,7 +149,7 @@ class PredictionLogger:
         self.pod = pod or os.environ.get(ENV_POD_NAME) or socket.gethostname()
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
-        self.max_buffer_rows = max_buffer_rows or 100 * flush_rows
+        self.max_buffer_rows = max_buffer_rows or max(MIN_BUFFER_ROWS, 10 * flush_rows)
         self.stats = LoggerStats()
         self._on_rows = on_rows
         self._fs, self._root = fsspec.core.url_to_fs(base_uri, **dict(storage_options or {}))
