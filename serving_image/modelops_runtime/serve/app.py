@@ -32,6 +32,7 @@ from starlette.routing import Route
 from .errors import InternalError, NotReady, ServeError, mlflow_body, v2_body
 from .limits import read_body
 from .metrics import METRICS_CONTENT_TYPE
+from .router import Router
 from .service import BINARY_HEADER_LENGTH, JSON, REQUEST_ID_HEADER, InferenceService, InferJob, InferResult
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class _Slot:
     """The parsed request of an infer call, kept for the error boundary (fault rows in the log)."""
 
     job: InferJob | None = None
+    body: bytes = b""
 
 
 def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -60,6 +62,7 @@ def create_app(
     on_startup: Callable[[], None] | None = None,
     on_shutdown: Callable[[], None] | None = None,
     inline_max_rows: int = INLINE_MAX_ROWS,
+    router: Router | None = None,
 ) -> Starlette:
     """Build the app.
 
@@ -68,11 +71,16 @@ def create_app(
         on_startup: called when the server starts (starts the model loader).
         on_shutdown: called on shutdown, e.g. after SIGTERM (flushes the prediction log).
         inline_max_rows: see the module docstring.
+        router: the rollout router (shadow copies, canary shares), if the operator set one.
     """
 
     max_body = service.limits.max_body_bytes
 
-    async def predict(job: InferJob) -> InferResult:
+    async def predict(request: Request, slot: _Slot) -> InferResult:
+        job = slot.job
+        assert job is not None
+        if router is not None and (answer := await router.canary(job, slot.body, request.url.path, request.headers)):
+            return answer
         if job.batch.n_rows <= inline_max_rows:
             return service.run(job)
         return await run_in_threadpool(service.run, job)
@@ -109,7 +117,10 @@ def create_app(
                 service.record_fault(slot.job)
                 return _json(render(InternalError("internal server error; see the server log")), 500)
             assert slot.job is not None
-            service.commit(slot.job, result)
+            if not result.forwarded:
+                service.commit(slot.job, result)
+            if router is not None:
+                router.shadow(slot.job, slot.body, request.url.path, request.headers, result)
             return response
 
         return endpoint
@@ -130,12 +141,12 @@ def create_app(
     # ------------------------------------------------------------------------------- V2
 
     async def v2_infer(request: Request, slot: _Slot) -> InferResult:
-        body = await body_of(request)
+        slot.body = body = await body_of(request)
         p, headers = request.path_params, request.headers
         slot.job = service.prepare_v2(
             p["name"], p.get("version"), body, headers.get(REQUEST_ID_HEADER), headers.get(BINARY_HEADER_LENGTH)
         )
-        return await predict(slot.job)
+        return await predict(request, slot)
 
     async def live(request: Request) -> Response:
         if service.state.live:
@@ -165,10 +176,10 @@ def create_app(
     # --------------------------------------------------------------------------- MLflow
 
     async def invocations(request: Request, slot: _Slot) -> InferResult:
-        body = await body_of(request)
+        slot.body = body = await body_of(request)
         headers = request.headers
         slot.job = service.prepare_invocations(body, headers.get("content-type"), headers.get(REQUEST_ID_HEADER))
-        return await predict(slot.job)
+        return await predict(request, slot)
 
     async def ping(request: Request) -> Response:
         if service.state.ready:
@@ -204,9 +215,13 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if on_startup is not None:
             on_startup()
+        if router is not None:
+            await router.start()
         try:
             yield
         finally:
+            if router is not None:
+                await router.stop()
             if on_shutdown is not None:
                 await run_in_threadpool(on_shutdown)
 

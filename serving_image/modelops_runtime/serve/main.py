@@ -37,8 +37,11 @@ from modelops.contract import (
     ENV_JOB_CONFIG,
     ENV_PORT,
     ENV_PREDICTION_LOG_URI,
+    ENV_ROUTER,
     EXIT_INVALID_INPUT,
+    RouterConfig,
     ServeConfig,
+    candidate_log_stage,
     refusal_message,
 )
 from modelops.monitoring.prediction_log import PredictionLogger
@@ -49,6 +52,7 @@ from .httpserver import uvicorn_config
 from .limits import ServeLimits
 from .metrics import ServerMetrics
 from .model import IncompatibleModel, LoadedModel, ModelLoader, ModelState, load_served_model
+from .router import Router
 from .service import InferenceService
 
 log = logging.getLogger("modelops_runtime.serve")
@@ -70,6 +74,7 @@ def build_server(
     prediction_log_uri: str | None = None,
     inline_max_rows: int = INLINE_MAX_ROWS,
     limits: ServeLimits | None = None,
+    router: RouterConfig | None = None,
 ) -> Server:
     """Assemble the server for ``config`` (nothing starts until the app's lifespan starts).
 
@@ -77,18 +82,23 @@ def build_server(
         prediction_log_uri: where to log predictions; None = off.
         inline_max_rows: see :mod:`.app`.
         limits: request limits (defaults and ``MODELOPS_SERVE_*`` when None).
+        router: the rollout router setting (``MODELOPS_ROUTER``), if any; its candidate's answers
+            go to the candidate partition of the same prediction log.
     """
-    logger = (
-        PredictionLogger(
+
+    def prediction_logger(stage: str) -> PredictionLogger | None:
+        if not prediction_log_uri:
+            return None
+        return PredictionLogger(
             prediction_log_uri,
             config.model,
-            config.stage,
+            stage,
             flush_rows=config.log_flush_rows,
             flush_seconds=config.log_flush_seconds,
         )
-        if prediction_log_uri
-        else None
-    )
+
+    logger = prediction_logger(config.stage)
+    candidate_logger = prediction_logger(candidate_log_stage(config.stage)) if router is not None else None
     stats = (lambda: (logger.stats.rows_written, logger.stats.rows_dropped)) if logger is not None else None
     metrics = ServerMetrics(config.model, config.version, stats)
     state = ModelState(config.model_uri)
@@ -107,6 +117,8 @@ def build_server(
 
     def shutdown() -> None:
         loader.stop()
+        if candidate_logger is not None:
+            candidate_logger.close()
         if logger is not None:
             logger.close()
             log.info(
@@ -115,15 +127,24 @@ def build_server(
                 logger.stats.rows_dropped,
             )
 
-    app = create_app(service, on_startup=loader.start, on_shutdown=shutdown, inline_max_rows=inline_max_rows)
+    app = create_app(
+        service,
+        on_startup=loader.start,
+        on_shutdown=shutdown,
+        inline_max_rows=inline_max_rows,
+        router=Router(router, metrics.registry, candidate_logger) if router is not None else None,
+    )
     return Server(app, service, loader, logger)
 
 
 def main(args: list[str]) -> int:
     """Run the server until SIGTERM/SIGINT; returns the exit code."""
     parser = argparse.ArgumentParser(prog="modelops-runtime serve", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default=os.environ.get(ENV_HOST) or "0.0.0.0",
-                        help=f"address to bind (default ${ENV_HOST}, else 0.0.0.0)")
+    parser.add_argument(
+        "--host",
+        default=os.environ.get(ENV_HOST) or "0.0.0.0",
+        help=f"address to bind (default ${ENV_HOST}, else 0.0.0.0)",
+    )
     parser.add_argument("--port", type=int, default=None, help=f"port (default ${ENV_PORT}, else the config's)")
     parser.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
     parser.add_argument("--log-level", default="info")
@@ -162,6 +183,11 @@ def main(args: list[str]) -> int:
         print(f"serve: invalid {ENV_JOB_CONFIG}: {exc}".replace("\n", "; "), file=sys.stderr)
         return EXIT_INVALID_INPUT
     try:
+        router = RouterConfig.from_env(os.environ[ENV_ROUTER]) if os.environ.get(ENV_ROUTER) else None
+    except ValidationError as exc:
+        print(f"serve: invalid {ENV_ROUTER}: {exc}".replace("\n", "; "), file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    try:
         limits = ServeLimits(**{k: v for k in limit_flags if (v := getattr(ns, k)) is not None})
     except ValidationError as exc:
         print(f"serve: invalid limits: {exc}".replace("\n", "; "), file=sys.stderr)
@@ -178,9 +204,11 @@ def main(args: list[str]) -> int:
         else:
             port = config.port
     log_uri = config.prediction_log_uri or os.environ.get(ENV_PREDICTION_LOG_URI) or None
-    server = build_server(config, prediction_log_uri=log_uri, inline_max_rows=ns.inline_max_rows, limits=limits)
+    server = build_server(
+        config, prediction_log_uri=log_uri, inline_max_rows=ns.inline_max_rows, limits=limits, router=router
+    )
     log.info(
-        "serving %s (version %s, stage %s) on %s:%d; prediction log: %s; limits: %s",
+        "serving %s (version %s, stage %s) on %s:%d; prediction log: %s; limits: %s; router: %s",
         config.model_uri,
         config.version,
         config.stage,
@@ -188,6 +216,7 @@ def main(args: list[str]) -> int:
         port,
         log_uri or "off",
         limits.model_dump(),
+        router.model_dump() if router is not None else "off",
     )
     uv_config = uvicorn_config(
         server.app,
