@@ -178,14 +178,30 @@ def test_side_numbers_count_requests_not_rows() -> None:
 def test_shadow_agreement_joins_request_ids() -> None:
     cand = log_rows(["a", "b", "c", "d"], [1, 0, 1.0, None])
     inc = log_rows(["a", "b", "c", "e"], ["1", 1, 1, 0])
-    assert agreement(cand, inc, shadow=True) == (pytest.approx(2 / 3), 3)
+    assert agreement(cand, inc, shadow=True) == (pytest.approx(2 / 3), 3, None)
 
 
-def test_canary_agreement_is_one_minus_total_variation_distance() -> None:
+def test_canary_agreement_is_one_minus_total_variation_distance_with_a_noise_check() -> None:
     cand = log_rows([str(i) for i in range(10)], [1] * 5 + [0] * 5)
     inc = log_rows([f"i{i}" for i in range(10)], [1] * 8 + [0] * 2)
-    agree, compared = agreement(cand, inc, shadow=False)
+    agree, compared, p_value = agreement(cand, inc, shadow=False)
     assert agree == pytest.approx(0.7) and compared == 10
+    assert p_value is not None and p_value > 0.05  # 10 rows a side: that gap is within sampling noise
+    many_cand = log_rows([str(i) for i in range(1000)], [1] * 500 + [0] * 500)
+    many_inc = log_rows([f"i{i}" for i in range(1000)], [1] * 800 + [0] * 200)
+    agree, _, p_value = agreement(many_cand, many_inc, shadow=False)
+    assert agree == pytest.approx(0.7) and p_value is not None and p_value < 1e-6
+    assert agreement(log_rows(["a"], [1]), log_rows(["b"], [1]), shadow=False) == (1.0, 1, 1.0)
+
+
+def test_canary_agreement_fails_only_beyond_sampling_noise() -> None:
+    analysis = canary().analysis
+    noisy = numbers(agreement_=0.85, compared=37)
+    noisy.agreement_p_value = 0.3
+    assert failed_bounds(analysis, noisy) == []
+    real = numbers(agreement_=0.85, compared=1000)
+    real.agreement_p_value = 0.001
+    assert failed_bounds(analysis, real) == ["agreement 85.0% over 1000 rows (at least 90.0%, chi-square p=0.001)"]
 
 
 def test_window_numbers_without_feedback_or_rows() -> None:

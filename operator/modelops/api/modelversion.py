@@ -431,6 +431,9 @@ class RolloutAnalysisStatus(ApiModel):
     incumbent: WindowNumbers = Field(default_factory=WindowNumbers, description="The incumbent's numbers.")
     compared: int = Field(default=0, ge=0, description="Rows compared for agreement.")
     agreement: float | None = Field(default=None, description="Prediction agreement (see analysis.minAgreement).")
+    agreement_p_value: float | None = Field(
+        default=None, description="Canary: chi-square p-value that both sides predict classes alike (noise check)."
+    )
     failed: list[str] = Field(default_factory=list, max_length=10, description="Bounds that failed, with numbers.")
 
 

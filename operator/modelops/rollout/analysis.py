@@ -13,6 +13,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+from scipy.stats import chi2_contingency
 
 from ..api.modelversion import RolloutAnalysisStatus, WindowNumbers
 from ..contract import LOG_STATUS_OK, candidate_log_stage
@@ -63,29 +64,35 @@ def side_numbers(rows: pd.DataFrame, labels: pd.DataFrame) -> WindowNumbers:
     )
 
 
-def agreement(candidate: pd.DataFrame, incumbent: pd.DataFrame, shadow: bool) -> tuple[float | None, int]:
-    """``(agreement, rows compared)`` of two sides' successful predictions (classifiers).
+def agreement(candidate: pd.DataFrame, incumbent: pd.DataFrame, shadow: bool) -> tuple[float | None, int, float | None]:
+    """``(agreement, rows compared, p-value)`` of two sides' successful predictions (classifiers).
 
-    Shadow: the share of request ids both answered whose predictions are equal. Canary (different
-    requests): ``1 - total variation distance`` of the two predicted-class distributions, over the
-    candidate's rows. ``(None, 0)`` when nothing can be compared.
+    Shadow: the share of request ids both answered whose predictions are equal (paired: no p-value).
+    Canary (different requests): ``1 - total variation distance`` of the two predicted-class
+    distributions over the candidate's rows, and the p-value of a chi-square test of homogeneity of
+    the two sides' class counts (``scipy.stats.chi2_contingency``; 1.0 when a single class was
+    predicted), so that a gap that sampling noise explains is not taken for a disagreement.
+    ``(None, 0, None)`` when nothing can be compared.
     """
     cand = candidate[(candidate["status"].astype(str) == LOG_STATUS_OK) & candidate["prediction"].notna()]
     inc = incumbent[(incumbent["status"].astype(str) == LOG_STATUS_OK) & incumbent["prediction"].notna()]
     if cand.empty or inc.empty:
-        return None, 0
+        return None, 0, None
     if shadow:
         both = cand[["request_id", "prediction"]].merge(
             inc[["request_id", "prediction"]], on="request_id", suffixes=("_c", "_i")
         )
         if both.empty:
-            return None, 0
+            return None, 0, None
         same = _labels(both["prediction_c"]) == _labels(both["prediction_i"])
-        return float(same.mean()), len(both)
-    p = _labels(cand["prediction"]).value_counts(normalize=True)
-    q = _labels(inc["prediction"]).value_counts(normalize=True)
-    distance = 0.5 * float(p.subtract(q, fill_value=0.0).abs().sum())
-    return 1.0 - distance, len(cand)
+        return float(same.mean()), len(both), None
+    counts = pd.DataFrame(
+        {"c": _labels(cand["prediction"]).value_counts(), "i": _labels(inc["prediction"]).value_counts()}
+    ).fillna(0.0)
+    p, q = counts["c"] / counts["c"].sum(), counts["i"] / counts["i"].sum()
+    distance = 0.5 * float((p - q).abs().sum())
+    p_value = 1.0 if len(counts) < 2 else float(chi2_contingency(counts.T.to_numpy()).pvalue)
+    return 1.0 - distance, len(cand), p_value
 
 
 def window_numbers(
@@ -100,7 +107,7 @@ def window_numbers(
 ) -> RolloutAnalysisStatus:
     """The analysis of one window from both sides' rows and the feedback (agreement for classifiers only)."""
     labels = feedback[["request_id", "label"]] if not feedback.empty else pd.DataFrame(columns=["request_id", "label"])
-    agree, compared = agreement(candidate, incumbent, shadow) if classifier else (None, 0)
+    agree, compared, p_value = agreement(candidate, incumbent, shadow) if classifier else (None, 0, None)
     return RolloutAnalysisStatus(
         window_start=window_start,
         time=time,
@@ -108,6 +115,7 @@ def window_numbers(
         incumbent=side_numbers(incumbent, labels),
         compared=compared,
         agreement=agree,
+        agreement_p_value=p_value,
     )
 
 

@@ -22,6 +22,8 @@ from typing import Literal
 from ..api.modelversion import RolloutAction, RolloutAnalysis, RolloutAnalysisStatus, RolloutShadow, RolloutSpec
 
 StepKind = Literal["shadow", "canary"]
+#: Canary agreement fails only when the two sides' class counts differ at this significance level.
+SIGNIFICANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,8 @@ def failed_bounds(analysis: RolloutAnalysis, numbers: RolloutAnalysisStatus) -> 
 
     * error rate: candidate - incumbent > ``maxErrorRateIncrease``;
     * latency: candidate p95 > ``maxLatencyP95Ratio`` x incumbent p95 + ``latencySlackMs``;
-    * agreement: below ``minAgreement`` (only when rows could be compared);
+    * agreement: below ``minAgreement`` (only when rows could be compared); in canary also only
+      when the class counts differ beyond sampling noise (chi-square p-value below :data:`SIGNIFICANCE`);
     * accuracy: candidate < incumbent - ``maxAccuracyDrop`` (only when both sides have ``minFeedback``
       labelled rows).
     """
@@ -91,10 +94,12 @@ def failed_bounds(analysis: RolloutAnalysis, numbers: RolloutAnalysisStatus) -> 
                 f"(at most {limit:.1f} ms)"
             )
     if analysis.min_agreement is not None and numbers.agreement is not None and numbers.compared > 0:
-        if numbers.agreement < analysis.min_agreement:
+        p_value = numbers.agreement_p_value
+        if numbers.agreement < analysis.min_agreement and (p_value is None or p_value < SIGNIFICANCE):
+            noise = "" if p_value is None else f", chi-square p={p_value:.2g}"
             failed.append(
                 f"agreement {_pct(numbers.agreement)} over {numbers.compared} rows "
-                f"(at least {_pct(analysis.min_agreement)})"
+                f"(at least {_pct(analysis.min_agreement)}{noise})"
             )
     if (
         analysis.max_accuracy_drop is not None
