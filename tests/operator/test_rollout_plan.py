@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from modelops.api.modelversion import (
     ModelVersionSpec,
     ModelVersionStatus,
@@ -9,8 +11,9 @@ from modelops.api.modelversion import (
     RegistryStatus,
     RolloutStatus,
 )
-from modelops.reconcile.rollout import plan, rollout_hash
+from modelops.reconcile.rollout import StageRollout, _record, plan, rollout_hash, summarise
 from modelops.reconcile.stages import Candidate, resolve
+from modelops.rollout.decision import Verdict, plan_steps
 
 CANARY = {"strategy": "Canary", "steps": [{"weight": 10, "pauseSeconds": 5}, {"weight": 50, "pauseSeconds": 5}]}
 
@@ -122,3 +125,45 @@ def test_a_stage_change_cancels_the_rollout() -> None:
     statuses["v2"].rollout = RolloutStatus(phase="Shadow", stage="Production", spec_hash="h")
     result = resolved(statuses, specs)
     assert "v2" in result.cancelled and result.resolution.winners["Production"] == "v1"
+
+
+def recorded(action: str, phase: str = "Shadow") -> tuple[ModelVersionStatus, list[tuple[str, str, str]]]:
+    """A candidate's status after one verdict, and the Events it posted."""
+    events: list[tuple[str, str, str]] = []
+    ctx = SimpleNamespace(post_event=lambda body, kind, reason, message: events.append((kind, reason, message)))
+    ctx.metrics = None
+    specs = spec(rollout={**CANARY, "shadow": {"sampleRate": 0.5, "pauseSeconds": 5}})
+    steps = plan_steps(specs.rollout)
+    st = status("1.1.0", "2")
+    st.rollout = RolloutStatus(phase=phase, stage="Production", spec_hash="h", incumbent="1.0.0", steps=3)
+    roll = StageRollout("Production", "v2", "v1", steps)
+    _record(ctx, {}, "ns", "m", roll, st, Verdict(action, f"{action} because"), None)  # type: ignore[arg-type]
+    return st, events
+
+
+def test_a_wait_changes_only_the_reason() -> None:
+    st, events = recorded("Wait")
+    assert st.rollout is not None and (st.rollout.phase, st.rollout.step) == ("Shadow", 0) and not events
+
+
+def test_next_step_moves_to_the_next_window() -> None:
+    st, events = recorded("NextStep")
+    assert st.rollout is not None
+    assert (st.rollout.phase, st.rollout.step, st.rollout.weight, st.rollout.step_started) == ("Canary", 1, 10, None)
+    assert events == [("Normal", "RolloutStep", "NextStep because; next: canary 10%")]
+
+
+def test_abort_pause_and_promote_are_recorded_with_events_and_phases() -> None:
+    st, events = recorded("Abort")
+    assert st.rollout is not None and (st.rollout.phase, st.rollout.weight) == ("Aborted", 0)
+    assert events[0][:2] == ("Warning", "RolloutAborted") and "traffic returns to 1.0.0" in events[0][2]
+    summarise(st, None, 1)
+    assert st.phase == "RolloutAborted"
+    rollout = next(c for c in st.conditions if c.type == "Rollout")
+    assert (rollout.status, rollout.reason, rollout.message) == ("False", "Aborted", "Abort because")
+    st, events = recorded("Pause")
+    assert st.rollout is not None and st.rollout.phase == "Paused" and events[0][:2] == ("Warning", "RolloutPaused")
+    st, events = recorded("Promote", phase="Canary")
+    assert st.rollout is not None and (st.rollout.phase, st.rollout.weight) == ("Promoted", 100)
+    summarise(st, "Production", 1)
+    assert next(c for c in st.conditions if c.type == "Rollout").status == "True"
