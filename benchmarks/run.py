@@ -27,14 +27,14 @@ from typing import Any
 from . import report
 from .common import RESULTS_DIR, log, machine_info, write_result
 
-NAMES = ("serving", "drift", "training", "operator", "controlplane")
+NAMES = ("serving", "drift", "training", "operator", "controlplane", "rollout_shadow")
 
 
 def _module(name: str) -> Any:
-    from . import controlplane, drift, operator, serving, training
+    from . import controlplane, drift, operator, rollout_shadow, serving, training
 
     modules = {"serving": serving, "drift": drift, "training": training, "operator": operator}
-    return {**modules, "controlplane": controlplane}[name]
+    return {**modules, "controlplane": controlplane, "rollout_shadow": rollout_shadow}[name]
 
 
 def run_one(name: str, quick: bool, out_dir: Path, control_plane: str | None = None) -> bool:
