@@ -102,7 +102,10 @@ class Steady:
     send the candidate a fixed subset of them).
 
     Counts requests (``sent``), answers that were not 200 or never came (``failures``, their text)
-    and the ``model_version`` of each answer (``versions``).
+    and the ``model_version`` of each answer (``versions``). A request whose pooled keep-alive
+    connection was closed by a terminating pod before any response (``RemoteProtocolError``, the
+    HTTP/1.1 race of every rolling update) is sent once more on a new connection, as HTTP clients
+    do for idempotent requests, and counted in ``resent``.
     """
 
     def __init__(self, url: str, model: str, x: pd.DataFrame, pause: float = 0.05, seed: int = 0) -> None:
@@ -112,6 +115,7 @@ class Steady:
             for _, row in x.iterrows()
         ]
         self.sent = 0
+        self.resent = 0
         self.failures: list[str] = []
         self.versions: Counter[str] = Counter()
         self._pick = random.Random(seed)
@@ -127,10 +131,13 @@ class Steady:
         with httpx.Client(timeout=30.0) as client:
             while not self._stop.is_set():
                 self.sent += 1
+                body = self._pick.choice(self.bodies)
                 try:
-                    response = client.post(
-                        f"{self.url}/v2/models/{self.model}/infer", json=self._pick.choice(self.bodies)
-                    )
+                    try:
+                        response = client.post(f"{self.url}/v2/models/{self.model}/infer", json=body)
+                    except httpx.RemoteProtocolError:
+                        self.resent += 1
+                        response = client.post(f"{self.url}/v2/models/{self.model}/infer", json=body)
                 except httpx.HTTPError as exc:
                     self.failures.append(repr(exc))
                 else:
