@@ -256,7 +256,8 @@ def evidently_worker(ref: str, cur: str, rows: int | None) -> None:
         if rows is None:
             return pd.read_parquet(path)
         parquet = pq.ParquetFile(path)
-        groups, count = [], 0
+        groups: list[int] = []
+        count = 0
         while count < rows and len(groups) < parquet.num_row_groups:
             count += parquet.metadata.row_group(len(groups)).num_rows
             groups.append(len(groups))
@@ -482,7 +483,7 @@ def markdown(result: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|",
         ]
         for run_ in ev.values():
-            last = run_["phases"][-1] if run_["phases"] else {"phase": "start"}
+            last: dict[str, Any] = run_["phases"][-1] if run_["phases"] else {"phase": "start"}
             outcome = run_["stopped"] or run_["error"] or ("finished" if run_["returncode"] == 0 else "failed")
             drifted = last.get("drifted")
             found = "-" if drifted is None else f"{len(_found(drifted)['expected']) - len(_found(drifted)['missed'])}"

@@ -15,7 +15,7 @@ from .common import RESULTS_DIR, ROOT
 
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 NOTES_MARKER = "<!-- notes: everything below this line is kept when RESULTS.md is regenerated -->"
-ORDER = ("serving", "serving_scale", "drift", "driftscale", "training", "operator", "controlplane")
+ORDER = ("serving", "serving_scale", "drift", "driftscale", "training", "operator", "controlplane", "rollout_shadow")
 
 
 def load_results(directory: Path = RESULTS_DIR) -> dict[str, dict[str, Any]]:
@@ -68,9 +68,10 @@ def _targets(results: dict[str, dict[str, Any]]) -> list[str]:
 
 def render(results: dict[str, dict[str, Any]], notes: str = "") -> str:
     """The whole RESULTS.md text."""
-    from . import controlplane, drift, drift_scale, operator, serving, serving_scale, training
+    from . import controlplane, drift, drift_scale, operator, rollout_shadow, serving, serving_scale, training
 
     sections = {
+        "rollout_shadow": rollout_shadow,
         "serving": serving,
         "serving_scale": serving_scale,
         "drift": drift,

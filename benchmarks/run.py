@@ -30,15 +30,15 @@ from typing import Any
 from . import report
 from .common import RESULTS_DIR, log, machine_info, write_result
 
-NAMES = ("serving", "serving_scale", "drift", "driftscale", "training", "operator", "controlplane")
+NAMES = ("serving", "serving_scale", "drift", "driftscale", "training", "operator", "controlplane", "rollout_shadow")
 
 
 def _module(name: str) -> Any:
-    from . import controlplane, drift, drift_scale, operator, serving, serving_scale, training
+    from . import controlplane, drift, drift_scale, operator, rollout_shadow, serving, serving_scale, training
 
     modules = {"serving": serving, "serving_scale": serving_scale, "drift": drift, "driftscale": drift_scale}
     modules |= {"training": training, "operator": operator}
-    return {**modules, "controlplane": controlplane}[name]
+    return {**modules, "controlplane": controlplane, "rollout_shadow": rollout_shadow}[name]
 
 
 def run_one(name: str, quick: bool, out_dir: Path, control_plane: str | None = None) -> bool:

@@ -137,6 +137,11 @@ def build_model(kind: str) -> tuple[Any, Any]:
     return model.fit(X, y), X
 
 
+def request_body(X: Any, rows: int) -> bytes:
+    """``/invocations`` body with the first ``rows`` rows of ``X`` (``dataframe_split``)."""
+    return peers.request_body("invocations", X.head(rows))
+
+
 def feature_frame() -> Any:
     """The breast-cancer feature frame (569 rows, 30 float columns)."""
     from sklearn.datasets import load_breast_cancer

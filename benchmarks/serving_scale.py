@@ -52,17 +52,11 @@ from .common import (
     wait_http,
     write_result,
 )
-from .peers import request_body as peer_body
-from .serving import CONTENT_TYPE, feature_frame, register_models, time_predict
+from .serving import CONTENT_TYPE, feature_frame, register_models, request_body, time_predict
 
 NAME = "serving_scale"
 MODEL = "random_forest"
 ONE, TWO, UNBATCHED, BATCHED = "1 worker", "2 workers", "unbatched", "batched"
-
-
-def request_body(X: Any, rows: int) -> bytes:
-    """``/invocations`` body with the first ``rows`` rows of ``X`` (``dataframe_split``)."""
-    return peer_body("invocations", X.head(rows))
 
 
 @dataclass

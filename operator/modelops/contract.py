@@ -34,6 +34,10 @@ ENV_SERVE_LIMIT_PREFIX = "MODELOPS_SERVE_"
 #: Address the model server binds when set (default 0.0.0.0): the sandbox's node gives each pod its
 #: own loopback address and sets it, as a pod network namespace would give the pod its own IP.
 ENV_HOST = "MODELOPS_HOST"
+#: Env var holding the model server's router setting (:class:`RouterConfig` JSON; unset = no router).
+ENV_ROUTER = "MODELOPS_ROUTER"
+#: Header on requests the router copies to a shadow candidate (the candidate's answer is not returned).
+HEADER_ROUTED = "x-modelops-route"
 #: Container port name of the model server (HTTP API and /metrics).
 SERVING_PORT_NAME = "http-metrics"
 SERVING_PORT = 8080
@@ -235,6 +239,31 @@ class ServeConfig(_Config):
     def model_uri(self) -> str:
         """The pinned MLflow model URI."""
         return f"models:/{self.model}/{self.registry_version}"
+
+
+class RouterConfig(_Config):
+    """The router setting of an incumbent's serving pods during a rollout (``MODELOPS_ROUTER``).
+
+    ``shadow``: every ``1/sample_rate``-th request is also sent to ``url`` off the request path;
+    ``canary``: ``weight`` percent of requests are answered by ``url`` (exactly: request *n* goes to
+    the candidate when ``floor(n*w/100) > floor((n-1)*w/100)``). Candidate answers are logged to the
+    candidate's partition of the prediction log (:func:`candidate_log_stage`).
+    """
+
+    mode: Literal["shadow", "canary"]
+    url: str = Field(description="Base URL of the candidate's Service.", min_length=1)
+    version: str = Field(description="The candidate's semantic version (its prediction-log rows).")
+    registry_version: str = Field(description="The candidate's MLflow registry version.")
+    sample_rate: float = Field(default=1.0, gt=0, le=1, description="shadow: share of requests copied.")
+    weight: int = Field(default=0, ge=0, le=100, description="canary: percent of requests the candidate answers.")
+    timeout_seconds: float = Field(default=5.0, gt=0, description="Time a candidate has to answer, s.")
+    queue_size: int = Field(default=256, ge=1, description="shadow: copies waiting to be sent; more are dropped.")
+    concurrency: int = Field(default=4, ge=1, le=64, description="shadow: copies in flight at once.")
+
+
+def candidate_log_stage(stage: str) -> str:
+    """The prediction-log partition (in place of the stage) of a rollout candidate's answers."""
+    return f"{stage}-candidate"
 
 
 class DriftJobConfig(_Config):

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         default_factory=_default_served_stages, description="Stages that get a serving Deployment."
     )
     cluster_domain: str = Field(default="cluster.local", description="DNS suffix for in-cluster URLs.")
+    service_url_annotation: str | None = Field(
+        default=None,
+        description=(
+            "Annotation of a Service holding the URL serving pods reach it at, used for a rollout candidate's "
+            "URL instead of in-cluster DNS (the sandbox sets its forwarders' sandbox.modelops.io/url)."
+        ),
+    )
     reconcile_interval_seconds: float = Field(
         default=30.0,
         gt=0,

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily
@@ -145,6 +146,46 @@ class OperatorMetrics:
             for reason in (REASON_REGISTRY, REASON_KUBERNETES):
                 self.errors.labels(kind, reason)
             self.duration.labels(kind)
+
+        self.rollout_decisions = Counter(
+            "modelops_rollout_decisions_total",
+            "Rollout analysis decisions (Wait, NextStep, Promote, Abort, Pause), by model stage.",
+            ["namespace", "model_name", "stage", "action"],
+            registry=self.registry,
+        )
+        self.rollout_weight = Gauge(
+            "modelops_rollout_weight",
+            "Percent of live requests a rollout candidate answers (0 in shadow or after an abort, 100 promoted).",
+            ["namespace", "model_name", "stage"],
+            registry=self.registry,
+        )
+        self.rollout_window = Gauge(
+            "modelops_rollout_window",
+            "Latest rollout analysis numbers: side (candidate, incumbent, both) and quantity "
+            "(requests, error_rate, latency_p95_seconds, accuracy, agreement).",
+            ["namespace", "model_name", "stage", "side", "quantity"],
+            registry=self.registry,
+        )
+
+    def rollout_decided(self, namespace: str, model: str, stage: str, action: str, state: Any) -> None:
+        """Count a rollout decision and set the weight and window gauges from ``state`` (a RolloutStatus)."""
+        self.rollout_decisions.labels(namespace, model, stage, action).inc()
+        self.rollout_weight.labels(namespace, model, stage).set(state.weight)
+        numbers = state.analysis
+        if numbers is None:
+            return
+        for side in ("candidate", "incumbent"):
+            values = getattr(numbers, side)
+            for quantity, value in (
+                ("requests", values.requests),
+                ("error_rate", values.error_rate),
+                ("latency_p95_seconds", None if values.latency_p95_ms is None else values.latency_p95_ms / 1000),
+                ("accuracy", values.accuracy),
+            ):
+                if value is not None:
+                    self.rollout_window.labels(namespace, model, stage, side, quantity).set(value)
+        if numbers.agreement is not None:
+            self.rollout_window.labels(namespace, model, stage, "both", "agreement").set(numbers.agreement)
 
     def monitor_known(self, namespace: str, model: str) -> None:
         """Create the drift series of a monitored model at 0 (every ModelMonitor reconcile calls it)."""

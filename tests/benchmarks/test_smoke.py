@@ -20,6 +20,7 @@ from benchmarks import (
     operator,
     peers,
     report,
+    rollout_shadow,
     run,
     serving,
     serving_scale,
@@ -198,3 +199,14 @@ def test_controlplane_benchmark_runs_on_tiny_sizes() -> None:
         assert result["start"]["real"]["steps"]["of which install (kubectl: CRDs, RBAC, token)"] > 0
         assert result["ratios"]["real / emulator ours p99"] is not None
     assert "## Control planes" in controlplane.markdown(json.loads(json.dumps(result, default=vars)))
+
+
+@pytest.mark.e2e
+def test_rollout_shadow_benchmark_runs_on_tiny_sizes() -> None:
+    result = rollout_shadow.run(rollout_shadow.Params.tiny())
+    assert set(result["cells"]) == {"without", "shadow 0.5"}
+    assert all(c["errors"] == 0 and c["rps"] > 0 for c in result["cells"].values())
+    share = result["shares"]["0.5"]
+    assert share["answered"] > 0 and share["sent"] + share["dropped"] + share["failed"] > 0
+    _complete_targets(result)
+    assert "## Rollout shadow" in rollout_shadow.markdown(json.loads(json.dumps(result, default=vars)))

@@ -44,6 +44,15 @@ def test_demo_once(tmp_path: Path) -> None:
     drift = result["drift"]
     assert drift["result"] == "Completed" and drift["detected"] is True
     assert set(drift["shifted"]) <= set(drift["columns"])
+    # A candidate that learned nothing passed its easy gate, was shadowed on live traffic and aborted
+    # on agreement; the incumbent answered every client request meanwhile.
+    rollout = result["rollout"]
+    assert rollout["phase"] == "RolloutAborted" and "agreement" in rollout["reason"]
+    assert rollout["agreement"] < 0.9 and rollout["candidate_requests"] >= 50
+    assert rollout["client_requests"] > 0 and rollout["client_errors"] == 0
+    assert set(rollout["versions"]) == {"1.1.0"}
+    assert statuses["breast-cancer-1-3-0"]["phase"] == "RolloutAborted"
+    assert "RolloutAborted" in proc.stdout
     # The last section says where things are and how to reach them.
     assert "drift detected" in proc.stdout and "kubeconfig" in proc.stdout and "namespace:  default" in proc.stdout
     assert result["serving_url"].startswith("http://127.0.0.1:") and result["serving_url"] in proc.stdout

@@ -88,6 +88,10 @@ MV_CASES = [
     ("Superseded", [("Promoted", "False", "Superseded"), ("Ready", "False", "Superseded")], "Healthy"),
     ("Archived", [("Ready", "False", "Archived")], "Healthy"),
     ("Ready", [("Registered", "True", "ImmutableVersion"), ("Ready", "True", "Serving")], "Degraded"),
+    # progressive delivery (docs/rollout.md): steps in progress, paused on a failed bound, aborted
+    ("RollingOut", [("Rollout", "Unknown", "Progressing"), ("Ready", "False", "RollingOut")], "Progressing"),
+    ("RolloutPaused", [("Rollout", "False", "Paused"), ("Ready", "False", "RolloutPaused")], "Suspended"),
+    ("RolloutAborted", [("Rollout", "False", "Aborted"), ("Ready", "False", "RolloutAborted")], "Degraded"),
 ]
 
 

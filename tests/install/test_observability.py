@@ -46,9 +46,15 @@ def _families(obj: object) -> Iterator[MetricWrapperBase]:
 def exported() -> dict[str, set[str]]:
     """``{series name: label names}`` of every metric the operator and the model server export."""
     from modelops_runtime.serve.metrics import ServerMetrics
+    from modelops_runtime.serve.router import Router
 
+    router = Router(
+        contract.RouterConfig(mode="shadow", url="http://c", version="2.0.0", registry_version="2"),
+        CollectorRegistry(),
+        None,
+    )
     out: dict[str, set[str]] = {}
-    for owner in (OperatorMetrics(CollectorRegistry()), ServerMetrics("m", "1.0.0")):
+    for owner in (OperatorMetrics(CollectorRegistry()), ServerMetrics("m", "1.0.0"), router):
         for family in _families(owner):
             labels = set(family._labelnames)
             for suffix in SUFFIXES[str(family._type)]:

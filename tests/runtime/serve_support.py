@@ -214,11 +214,16 @@ def use_store(store: Store) -> None:
     mlflow.set_registry_uri(store.uri)
 
 
-def wait_for_log(store: Store, model: str, stage: str, ready: Any, timeout: float = 10.0) -> pd.DataFrame:
-    """The last hour of ``model``/``stage``'s prediction log under ``store.root/log``, once ``ready(frame)``."""
+def wait_for_log(
+    store: Store, model: str, stage: str, ready: Any, timeout: float = 10.0, base: str | None = None
+) -> pd.DataFrame:
+    """The last hour of ``model``/``stage``'s prediction log under ``base`` (default ``store.root/log``),
+    once ``ready(frame)``."""
     deadline = time.monotonic() + timeout
     while True:
-        frame = read_prediction_log(str(store.root / "log"), model, stage, datetime.now(UTC) - timedelta(hours=1))
+        frame = read_prediction_log(
+            base or str(store.root / "log"), model, stage, datetime.now(UTC) - timedelta(hours=1)
+        )
         if len(frame) and ready(frame):
             return frame
         if time.monotonic() > deadline:

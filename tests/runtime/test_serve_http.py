@@ -56,6 +56,8 @@ def _store_uri(store: Store) -> None:
     process-wide MLflow URIs after each test, and a server started without one would load from (and
     create) MLflow's default ./mlflow.db."""
     use_store(store)
+
+
 # The server passes all-numeric inputs as an ndarray in the fitted column order and filters this
 # warning process-wide; pytest resets warning filters per test, so it would reappear here.
 pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")

@@ -8,7 +8,7 @@ Each template is a YAML list of PolicyRules; rbac.yaml includes them.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-# operator list (reconcile/model.py, reconcile/modelversion.py)
+# operator list (reconcile/model.py, reconcile/modelversion.py, reconcile/rollout.py)
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
@@ -16,7 +16,7 @@ Each template is a YAML list of PolicyRules; rbac.yaml includes them.
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# operator get, create, patch, delete (reconcile/children.py, reconcile/model.py); kopf list, watch (handler deployments-watch)
+# operator get, create, patch, delete (reconcile/children.py, reconcile/model.py, reconcile/rollout.py); kopf list, watch (handler deployments-watch)
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]

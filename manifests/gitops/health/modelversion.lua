@@ -4,8 +4,9 @@
 -- ScaledToZero: the version holds a served stage with serving.replicas 0).
 -- Degraded: a failure only a new commit can fix (invalid spec, failed training, version conflict,
 -- failed promotion gate, stuck rollout, a model its server refuses, a changed spec.training on a
--- registered version).
--- Suspended: the gate passed but promotion.policy is Manual. Progressing: everything else.
+-- registered version, a progressive rollout aborted on its live numbers: RolloutAborted).
+-- Suspended: the gate passed but promotion.policy is Manual, or a rollout paused on a failed bound
+-- (RolloutPaused). Progressing: everything else (RollingOut: shadow or canary steps in progress).
 local hs = {}
 
 local function condition(status, ctype)
@@ -33,6 +34,7 @@ local degraded = {
   FrameworkVersionMismatch = true,
   UntrustedModel = true,
   IncompatibleModel = true,
+  RolloutAborted = true,
 }
 local settled = { Superseded = true, Archived = true, Registered = true }
 
@@ -73,7 +75,7 @@ if ready.status == "True" then
   hs.status = "Healthy"
 elseif degraded[reason] or phase == "Failed" then
   hs.status = "Degraded"
-elseif reason == "ManualApprovalRequired" then
+elseif reason == "ManualApprovalRequired" or reason == "RolloutPaused" then
   hs.status = "Suspended"
 elseif reason == "ScaledToZero" then
   hs.status = "Healthy"

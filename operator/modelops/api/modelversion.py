@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, model_validator
 
 from .common import DNS_LABEL, SEMVER_PATTERN, ApiModel, ColumnName, Condition, Resources
 
@@ -161,6 +162,137 @@ class ServingSpec(ApiModel):
     batching: BatchingSpec | None = Field(default=None, description="Adaptive batching; off when unset.")
 
 
+class RolloutShadow(ApiModel):
+    """The shadow phase: the incumbent answers every request and copies a share of them to the candidate."""
+
+    sample_rate: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Share of requests copied to the candidate (exact per serving pod: every 1/rate-th request).",
+    )
+    pause_seconds: int = Field(default=300, ge=1, le=7 * 86400, description="Length of the shadow analysis window, s.")
+
+
+class RolloutStep(ApiModel):
+    """One canary step: the candidate answers ``weight`` percent of live requests for ``pauseSeconds``."""
+
+    weight: int = Field(ge=1, le=99, description="Percent of live requests the candidate answers (exact per pod).")
+    pause_seconds: int = Field(ge=1, le=7 * 86400, description="Length of this step's analysis window, s.")
+
+
+class RolloutAnalysis(ApiModel):
+    """Bounds checked on the candidate's live traffic in every window, each relative to the incumbent
+    over the same window (docs/rollout.md, "Decision rules")."""
+
+    min_requests: int = Field(
+        default=100,
+        ge=1,
+        le=10_000_000,
+        description="Requests the candidate and the incumbent must each have in the window before any decision.",
+    )
+    max_error_rate_increase: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Candidate error rate may exceed the incumbent's by at most this (fraction of requests).",
+    )
+    max_latency_p95_ratio: float = Field(
+        default=2.0, ge=1, le=100, description="Candidate p95 latency <= ratio x incumbent p95 + latencySlackMs."
+    )
+    latency_slack_ms: float = Field(
+        default=20.0, ge=0, le=60_000, description="Absolute slack of the latency bound, ms (the extra hop)."
+    )
+    min_agreement: float | None = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description=(
+            "Shadow: share of rows where candidate and incumbent predict the same; canary: 1 - total variation "
+            "distance of their predicted-class distributions. Unset: not checked."
+        ),
+    )
+    max_accuracy_drop: float | None = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Feedback accuracy: candidate >= incumbent - this, once both have minFeedback labelled rows.",
+    )
+    min_feedback: int = Field(
+        default=30, ge=1, le=10_000_000, description="Labelled rows each side needs before accuracy is compared."
+    )
+
+
+class RolloutSpec(ApiModel):
+    """How a version that wins its stage replaces the incumbent (docs/rollout.md)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.strategy != 'Canary' || (has(self.steps) && size(self.steps) > 0)",
+                    "message": "strategy Canary needs at least one step",
+                    "fieldPath": ".steps",
+                    "reason": "FieldValueRequired",
+                },
+                {
+                    "rule": "self.strategy == 'Canary' || !has(self.steps) || size(self.steps) == 0",
+                    "message": "steps are only allowed with strategy Canary",
+                    "fieldPath": ".steps",
+                    "reason": "FieldValueForbidden",
+                },
+                {
+                    "rule": "!has(self.steps) "
+                    "|| self.steps.all(s, size(self.steps.filter(t, t.weight == s.weight)) == 1)",
+                    "message": "step weights must be unique",
+                    "fieldPath": ".steps",
+                    "reason": "FieldValueDuplicate",
+                },
+                {
+                    "rule": "!has(self.steps) || self.steps.map(s, s.weight).isSorted()",
+                    "message": "step weights must increase",
+                    "fieldPath": ".steps",
+                    "reason": "FieldValueInvalid",
+                },
+            ]
+        }
+    )
+
+    strategy: Literal["Immediate", "Shadow", "Canary"] = Field(
+        default="Immediate",
+        description=(
+            "Immediate: replace the incumbent at once (rolling update). Shadow: an analysis window on copied "
+            "requests, then promote. Canary: the optional shadow window, then the steps, then promote."
+        ),
+    )
+    shadow: RolloutShadow | None = Field(
+        default=None, description="Shadow phase (Shadow: defaults when unset; Canary: only when set)."
+    )
+    steps: list[RolloutStep] | None = Field(
+        default=None, max_length=10, description="Canary steps, weights strictly increasing (1-99 percent)."
+    )
+    analysis: RolloutAnalysis = Field(default_factory=RolloutAnalysis, description="Bounds of every window.")
+    on_failure: Literal["Abort", "Pause"] = Field(
+        default="Abort",
+        description=(
+            "Abort: traffic returns to the incumbent, phase RolloutAborted. Pause: hold the step until "
+            "spec.rollout changes."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _steps(self) -> RolloutSpec:
+        """The CRD's rules, for clients that validate before applying (and the emulator without isSorted)."""
+        weights = [s.weight for s in self.steps or []]
+        if self.strategy == "Canary" and not weights:
+            raise ValueError("strategy Canary needs at least one step")
+        if self.strategy != "Canary" and weights:
+            raise ValueError("steps are only allowed with strategy Canary")
+        if any(b <= a for a, b in itertools.pairwise(weights)):
+            raise ValueError(f"step weights must increase strictly, got {weights}")
+        return self
+
+
 class MlflowOverrides(ApiModel):
     """Per-version overrides of the operator's MLflow settings."""
 
@@ -200,6 +332,9 @@ class ModelVersionSpec(ApiModel):
     promotion: PromotionSpec = Field(default_factory=PromotionSpec, description="Promotion gate.")
     serving: ServingSpec = Field(default_factory=ServingSpec, description="Serving settings.")
     mlflow: MlflowOverrides | None = Field(default=None, description="MLflow overrides.")
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec, description="How this version replaces the stage's incumbent (docs/rollout.md)."
+    )
 
 
 Phase = Literal[
@@ -213,6 +348,9 @@ Phase = Literal[
     "Superseded",
     "Failed",
     "Archived",
+    "RollingOut",
+    "RolloutPaused",
+    "RolloutAborted",
 ]
 
 
@@ -292,6 +430,56 @@ class TrainingJobStatus(ApiModel):
     )
 
 
+RolloutPhase = Literal["Waiting", "Shadow", "Canary", "Paused", "Aborted", "Promoted"]
+RolloutAction = Literal["Wait", "NextStep", "Promote", "Abort", "Pause"]
+
+
+class WindowNumbers(ApiModel):
+    """What one side (candidate or incumbent) did in the current analysis window (from the prediction log)."""
+
+    requests: int = Field(default=0, ge=0, description="Requests in the window.")
+    errors: int = Field(default=0, ge=0, description="Failed requests.")
+    error_rate: float | None = Field(default=None, description="errors / requests.")
+    latency_p95_ms: float | None = Field(default=None, description="95th percentile of request latency, ms.")
+    labelled: int = Field(default=0, ge=0, description="Rows with a feedback label.")
+    accuracy: float | None = Field(default=None, description="Share of labelled rows predicted right.")
+
+
+class RolloutAnalysisStatus(ApiModel):
+    """The numbers of the latest analysis of the current window."""
+
+    window_start: datetime | None = Field(default=None, description="Start of the window (router in effect).")
+    time: datetime | None = Field(default=None, description="When these numbers were read.")
+    candidate: WindowNumbers = Field(default_factory=WindowNumbers, description="The candidate's numbers.")
+    incumbent: WindowNumbers = Field(default_factory=WindowNumbers, description="The incumbent's numbers.")
+    compared: int = Field(default=0, ge=0, description="Rows compared for agreement.")
+    agreement: float | None = Field(default=None, description="Prediction agreement (see analysis.minAgreement).")
+    agreement_p_value: float | None = Field(
+        default=None, description="Canary: chi-square p-value that both sides predict classes alike (noise check)."
+    )
+    failed: list[str] = Field(default_factory=list, max_length=10, description="Bounds that failed, with numbers.")
+
+
+class RolloutStatus(ApiModel):
+    """Progressive delivery state of this version as a candidate (level-based: the operator resumes from it)."""
+
+    phase: RolloutPhase = Field(description="Waiting, Shadow, Canary, Paused, Aborted or Promoted.")
+    stage: str = Field(description="Stage rolled out to.")
+    incumbent: str | None = Field(default=None, description="Semantic version compared against.")
+    spec_hash: str = Field(description="Hash of spec.rollout and the incumbent; a change restarts the rollout.")
+    step: int = Field(default=0, ge=0, description="Index of the current step (the shadow window counts as one).")
+    steps: int = Field(default=0, ge=0, description="Number of steps (shadow window included).")
+    weight: int = Field(default=0, ge=0, le=100, description="Percent of live requests the candidate answers.")
+    sample_rate: float | None = Field(default=None, description="Shadow share of requests copied.")
+    step_started: datetime | None = Field(
+        default=None, description="When the current step's window started (router setting in effect); unset: not yet."
+    )
+    action: RolloutAction | None = Field(default=None, description="Latest decision.")
+    reason: str = Field(default="", description="Why, with the numbers.")
+    analysis: RolloutAnalysisStatus | None = Field(default=None, description="Latest analysis numbers.")
+    time: datetime | None = Field(default=None, description="When the phase last changed.")
+
+
 class ModelVersionStatus(ApiModel):
     """Observed state of a ModelVersion, written only by the operator."""
 
@@ -316,3 +504,4 @@ class ModelVersionStatus(ApiModel):
     training_hash: str | None = Field(
         default=None, description="Hash of spec.training that was trained; a registered version is immutable."
     )
+    rollout: RolloutStatus | None = Field(default=None, description="Progressive delivery as a candidate.")

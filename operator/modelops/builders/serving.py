@@ -27,10 +27,12 @@ from ..contract import (
     ENV_JOB_CONFIG,
     ENV_POD_NAME,
     ENV_PREDICTION_LOG_URI,
+    ENV_ROUTER,
     ENV_SERVE_LIMIT_PREFIX,
     RUNTIME_ENTRYPOINT,
     SERVING_PORT,
     SERVING_PORT_NAME,
+    RouterConfig,
     ServeConfig,
 )
 from ..settings import Settings
@@ -57,6 +59,8 @@ from .common import (
     with_desired_hash,
 )
 
+#: Component label of a rollout candidate's pods: the stage's Service (component ``serving``) never selects them.
+COMPONENT_CANDIDATE = "serving-candidate"
 #: Container name inside serving pods.
 SERVER_CONTAINER = "server"
 #: Service port (clients use ``http://<model>-<stage>.<ns>.svc.<domain>`` without a port).
@@ -182,6 +186,8 @@ def build_serving_deployment(
     settings: Settings,
     *,
     mlflow: MlflowOverrides | None = None,
+    router: RouterConfig | None = None,
+    candidate: bool = False,
 ) -> dict[str, Any]:
     """The ``apps/v1`` Deployment ``<model>-<stage>`` serving ``served`` for ``model``'s ``stage``.
 
@@ -200,12 +206,16 @@ def build_serving_deployment(
     ``mlflow``: the winning version's ``spec.mlflow`` (tracking URI and credentials Secret the
     pods load the model with); settings are used when None.
 
+    ``router``: the rollout router setting of the incumbent's pods (``MODELOPS_ROUTER``), if any.
+    ``candidate``: build a rollout candidate's Deployment instead (:func:`candidate_name`, component
+    ``serving-candidate``, no prediction log of its own: the incumbent's router logs its answers).
+
     Raises ``ValueError`` when ``owners`` is empty or spans namespaces other than ``served.namespace``.
     """
-    name = serving_name(model, stage)
-    labels = standard_labels(
-        component=COMPONENT_SERVING, instance=name, model=model, stage=stage, version=served.version
-    )
+    name = candidate_name(model, stage) if candidate else serving_name(model, stage)
+    component = COMPONENT_CANDIDATE if candidate else COMPONENT_SERVING
+    labels = standard_labels(component=component, instance=name, model=model, stage=stage, version=served.version)
+    log_uri = None if candidate else settings.prediction_log_uri
     model_uri = served.model_uri(model)
     version_annotations = {
         ANNOTATION_VERSION: served.version,
@@ -218,12 +228,12 @@ def build_serving_deployment(
         version=served.version,
         stage=stage,
         port=SERVING_PORT,
-        prediction_log_uri=settings.prediction_log_uri,
+        prediction_log_uri=log_uri,
         framework_version_match=settings.framework_version_match,
         workers=serving.workers,
         batching=serving.batching,
     )
-    log_volumes, log_mounts = _prediction_log_storage(settings)
+    log_volumes, log_mounts = _prediction_log_storage(settings) if not candidate else ([], [])
     port = {"name": SERVING_PORT_NAME, "containerPort": SERVING_PORT, "protocol": "TCP"}
     container = {
         "name": SERVER_CONTAINER,
@@ -233,10 +243,11 @@ def build_serving_deployment(
         "env": [
             {"name": ENV_JOB_CONFIG, "value": config.to_env()},
             {"name": ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {"name": ENV_PREDICTION_LOG_URI, "value": settings.prediction_log_uri},
+            {"name": ENV_PREDICTION_LOG_URI, "value": log_uri or ""},
             *mlflow_env(settings, mlflow),
             *base_env(),
             *limits_env(serving),
+            *([{"name": ENV_ROUTER, "value": router.to_env()}] if router is not None else []),
         ],
         "ports": [port],
         # Loading the model from MLflow can take a while: liveness only starts once the server is up.
@@ -265,7 +276,7 @@ def build_serving_deployment(
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     spec: dict[str, Any] = {
-        "selector": {"matchLabels": selector_labels(COMPONENT_SERVING, model, stage)},
+        "selector": {"matchLabels": selector_labels(component, model, stage)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
         "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
         "revisionHistoryLimit": REVISION_HISTORY_LIMIT,
@@ -289,7 +300,9 @@ def build_serving_deployment(
             },
         },
     }
-    if serving.autoscaling is None:
+    if candidate:
+        spec = {"replicas": max(1, serving.replicas), **spec}
+    elif serving.autoscaling is None:
         spec = {"replicas": serving.replicas, **spec}
     metadata = _metadata(name, served.namespace, labels, owners)
     metadata["annotations"] = {**version_annotations, ANNOTATION_SERVED_BY: served.cr_name}
@@ -297,19 +310,29 @@ def build_serving_deployment(
     return with_desired_hash(deployment)
 
 
-def build_serving_service(model: str, stage: str, namespace: str, owners: Sequence[ObjectRef]) -> dict[str, Any]:
+def build_serving_service(
+    model: str, stage: str, namespace: str, owners: Sequence[ObjectRef], *, candidate: bool = False
+) -> dict[str, Any]:
     """The ClusterIP ``v1`` Service ``<model>-<stage>``: port 80 to the pods' ``http-metrics`` port.
 
     Selects pods by component, model and stage only (not version), so it follows rollouts.
-    Owned like the Deployment. Raises ``ValueError`` for empty or cross-namespace ``owners``.
+    Owned like the Deployment. ``candidate``: the rollout candidate's Service (:func:`candidate_name`,
+    selecting the ``serving-candidate`` pods), which only the incumbent's router calls.
+    Raises ``ValueError`` for empty or cross-namespace ``owners``.
     """
+    component = COMPONENT_CANDIDATE if candidate else COMPONENT_SERVING
+    metadata = _stage_metadata(model, stage, namespace, owners)
+    if candidate:
+        name = candidate_name(model, stage)
+        labels = standard_labels(component=component, instance=name, model=model, stage=stage)
+        metadata = _metadata(name, namespace, labels, owners)
     service = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _stage_metadata(model, stage, namespace, owners),
+        "metadata": metadata,
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(COMPONENT_SERVING, model, stage),
+            "selector": selector_labels(component, model, stage),
             "ports": [
                 {
                     "name": SERVING_PORT_NAME,
@@ -431,6 +454,14 @@ def build_serving_children(
     )
 
 
-def service_url(model: str, stage: str, namespace: str, settings: Settings) -> str:
-    """In-cluster URL of a model stage's server: ``http://<model>-<stage>.<ns>.svc.<cluster_domain>``."""
-    return f"http://{serving_name(model, stage)}.{namespace}.svc.{settings.cluster_domain}"
+def service_url(model: str, stage: str, namespace: str, settings: Settings, *, candidate: bool = False) -> str:
+    """In-cluster URL of a model stage's server: ``http://<model>-<stage>.<ns>.svc.<cluster_domain>``
+    (``candidate``: of its rollout candidate's Service)."""
+    name = candidate_name(model, stage) if candidate else serving_name(model, stage)
+    return f"http://{name}.{namespace}.svc.{settings.cluster_domain}"
+
+
+def candidate_name(model: str, stage: str) -> str:
+    """Name of a rollout candidate's Deployment and Service: ``<model>-<stage lower>-candidate``
+    (at most 63 characters: the model name is at most 40)."""
+    return f"{serving_name(model, stage)}-candidate"

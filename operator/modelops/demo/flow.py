@@ -62,6 +62,7 @@ class DemoResult:
     promotion: dict[str, Any] = field(default_factory=dict)
     served_after_promotion: str | None = None
     drift: dict[str, Any] = field(default_factory=dict)
+    rollout: dict[str, Any] = field(default_factory=dict)
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     samples: list[tuple[Any, Any]] = field(default_factory=list)
     serving_url: str | None = None
@@ -71,8 +72,9 @@ class DemoResult:
 class Demo:
     """Runs the steps against a sandbox in ``state_dir``, printing progress on ``console``."""
 
-    def __init__(self, root: Path, state_dir: Path, console: Console, timeout: float = 600.0,
-                 control_plane: str = "emulator") -> None:
+    def __init__(
+        self, root: Path, state_dir: Path, console: Console, timeout: float = 600.0, control_plane: str = "emulator"
+    ) -> None:
         self.root = root
         self.control_plane = control_plane
         self.samples = root / "manifests" / "samples"
@@ -168,8 +170,11 @@ class Demo:
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)  # a fresh registry: the demo's versions are registered anew
         self.supervisor = Supervisor(self.state_dir, operator_env=OPERATOR_ENV, control_plane=self.control_plane)
-        what = ("etcd, kube-apiserver, kube-controller-manager, kube-scheduler" if self.control_plane == "real"
-                else "the API emulator")
+        what = (
+            "etcd, kube-apiserver, kube-controller-manager, kube-scheduler"
+            if self.control_plane == "real"
+            else "the API emulator"
+        )
         with self.console.status(f"starting {what}, the kubelet, MLflow (12-30 s) and the operator"):
             started = time.monotonic()
             self.supervisor.up(mlflow=True, operator=True)
@@ -315,9 +320,62 @@ class Demo:
         health = status.get("health") or {}
         self.console.print(f"  health: {health.get('status')} {'; '.join(health.get('issues') or [])}")
 
+    def rollout(self, url: str) -> None:
+        """Step 6: a worse candidate passes an easy gate, is shadowed on live traffic and aborted on its numbers."""
+        self.console.rule("[bold]6. A worse candidate in shadow on live traffic (spec.rollout)")
+        filename = "modelversion-1.3.0-shadow.yaml"
+        name, spec = self.spec_of(filename)
+        data = traffic.held_out(spec)
+        with traffic.Steady(url, spec.model, data.x) as clients:
+            self.console.print(
+                "  " + self.kubectl(*self.apply_command(), "-n", NAMESPACE, "-f", str(self.samples / filename)).strip()
+            )
+            self.console.print(f"  clients keep sending held-out rows to {url} meanwhile")
+            status = self.wait(
+                f"{name} trained, passed its easy gate, shadowed and judged",
+                lambda: self._judged(name),
+                lambda: self._rollout_state(name),
+            )
+        rollout = status.get("rollout") or {}
+        analysis = rollout.get("analysis") or {}
+        cand, inc = analysis.get("candidate") or {}, analysis.get("incumbent") or {}
+        self.result.rollout = {
+            "phase": status.get("phase"),
+            "reason": rollout.get("reason"),
+            "agreement": analysis.get("agreement"),
+            "compared": analysis.get("compared"),
+            "candidate_requests": cand.get("requests"),
+            "incumbent_requests": inc.get("requests"),
+            "client_requests": clients.sent,
+            "client_errors": clients.errors,
+            "versions": dict(clients.versions),
+        }
+        colour = "red" if status.get("phase") == "RolloutAborted" else "green"
+        self.console.print(f"  [{colour}]{status.get('phase')}[/]: {rollout.get('reason')}")
+        self.console.print(
+            f"  numbers: agreement {_rounded(analysis.get('agreement'))} over {analysis.get('compared')} rows; "
+            f"requests candidate {cand.get('requests')} vs incumbent {inc.get('requests')}; p95 "
+            f"{_rounded(cand.get('latencyP95Ms'))} vs {_rounded(inc.get('latencyP95Ms'))} ms"
+        )
+        self.console.print(
+            f"  clients: {clients.sent} requests, {clients.errors} errors, answered by "
+            + ", ".join(f"{v} ({n})" for v, n in sorted(clients.versions.items()))
+        )
+
+    def _judged(self, name: str) -> dict[str, Any] | None:
+        """The status once the rollout of ``name`` was decided (aborted, or promoted: Ready)."""
+        status = self.mv(name).get("status") or {}
+        return status if status.get("phase") in ("RolloutAborted", "Ready") else None
+
+    def _rollout_state(self, name: str) -> str:
+        rollout = (self.mv(name).get("status") or {}).get("rollout") or {}
+        if not rollout:
+            return self.phase_line(name)
+        return f"{name}: rollout {rollout.get('phase')} — {rollout.get('reason', '')}"[:160]
+
     def summary(self) -> None:
-        """Step 6: final state and where to look."""
-        self.console.rule("[bold]6. Where things are")
+        """Step 7: final state and where to look."""
+        self.console.rule("[bold]7. Where things are")
         self.console.print(self.kubectl("get", "mv,mm", "-n", NAMESPACE))
         assert self.api is not None and self.supervisor is not None
         for item in self.api.list(MV, NAMESPACE):
@@ -359,6 +417,7 @@ class Demo:
             url = self.predictions(name)
             self.second_version()
             self.drift(url)
+            self.rollout(url)
             self.summary()
             if not once:
                 self.console.print("\n[bold]The sandbox keeps running. Ctrl-C stops it.[/]")
@@ -373,8 +432,9 @@ class Demo:
         return self.result
 
 
-def run_demo(root: Path, state_dir: Path, once: bool, json_out: Path | None = None,
-             control_plane: str = "emulator") -> int:
+def run_demo(
+    root: Path, state_dir: Path, once: bool, json_out: Path | None = None, control_plane: str = "emulator"
+) -> int:
     """Entry point for ``modelops demo``; returns the exit code (0 success, 1 a step failed)."""
     console = Console()
     demo = Demo(root, state_dir, console, control_plane=control_plane)

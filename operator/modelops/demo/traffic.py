@@ -7,6 +7,9 @@ never saw during training.
 
 from __future__ import annotations
 
+import random
+import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,3 +94,63 @@ def accuracy(y_true: pd.Series, y_pred: list[Any]) -> float:
     """Share of predictions equal to the true label (labels compared as strings)."""
     truth = [str(v) for v in y_true]
     return sum(t == str(p) for t, p in zip(truth, y_pred, strict=True)) / max(1, len(truth))
+
+
+class Steady:
+    """A client sending one row at a time, drawn at random from ``x``, to the V2 endpoint in a thread
+    until the block ends (the router's shares are exact and periodic: rows in a fixed order would
+    send the candidate a fixed subset of them).
+
+    Counts requests (``sent``), answers that were not 200 or never came (``failures``, their text)
+    and the ``model_version`` of each answer (``versions``). A request whose pooled keep-alive
+    connection was closed by a terminating pod before any response (``RemoteProtocolError``, the
+    HTTP/1.1 race of every rolling update) is sent once more on a new connection, as HTTP clients
+    do for idempotent requests, and counted in ``resent``.
+    """
+
+    def __init__(self, url: str, model: str, x: pd.DataFrame, pause: float = 0.05, seed: int = 0) -> None:
+        self.url, self.model, self.pause = url, model, pause
+        self.bodies = [
+            {"inputs": [{"name": c, "shape": [1], "datatype": "FP64", "data": [float(v)]} for c, v in row.items()]}
+            for _, row in x.iterrows()
+        ]
+        self.sent = 0
+        self.resent = 0
+        self.failures: list[str] = []
+        self.versions: Counter[str] = Counter()
+        self._pick = random.Random(seed)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def errors(self) -> int:
+        """Requests without a 200 answer."""
+        return len(self.failures)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30.0) as client:
+            while not self._stop.is_set():
+                self.sent += 1
+                body = self._pick.choice(self.bodies)
+                try:
+                    try:
+                        response = client.post(f"{self.url}/v2/models/{self.model}/infer", json=body)
+                    except httpx.RemoteProtocolError:
+                        self.resent += 1
+                        response = client.post(f"{self.url}/v2/models/{self.model}/infer", json=body)
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                else:
+                    if response.status_code == 200:
+                        self.versions[str(response.json()["model_version"])] += 1
+                    else:
+                        self.failures.append(f"{response.status_code} {response.text[:200]}")
+                self._stop.wait(self.pause)
+
+    def __enter__(self) -> Steady:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)

@@ -40,10 +40,10 @@ from ..builders.serving import (
     service_url,
 )
 from ..clients.kube import DEPLOYMENTS, MODELVERSIONS, PODS, Conflict
-from ..contract import TAG_STAGE, parse_refusal
+from ..contract import TAG_STAGE, RouterConfig, parse_refusal
 from ..registry import operations as ops
 from ..registry.errors import RegistryUnavailable
-from . import children
+from . import children, rollout
 from .context import Context
 from .stages import STAGES, Candidate, Decision, resolve
 from .status import (
@@ -274,7 +274,8 @@ async def _model_pass(
         registry_error = exc  # statuses are still written from what Kubernetes shows, then it is raised
     gone = deleted_versions(state, statuses)
     candidates = [replace(c, eligible=False) if c.name in gone else c for c in candidates]
-    resolution = resolve(candidates)
+    rollouts = rollout.plan(statuses, specs, resolve(candidates), leaving, ctx.settings.served_stages)
+    resolution = rollouts.resolution
     repairs: dict[str, list[tuple[str, str]]] = {}
     if state is not None and registry_error is None:
         try:
@@ -290,9 +291,25 @@ async def _model_pass(
             for name, notes in repairs.items():  # every repair is reported, not only the first of a kind
                 for reason, message in notes:
                     ctx.post_event(by_name[name], "Warning", reason, message)
+    routers: dict[str, RouterConfig] = {}
+    if registry_error is None:
+        owners = [ObjectRef.from_body(b) for b in bodies if b["metadata"]["name"] not in leaving]
+        ours = {str(b["metadata"]["uid"]) for b in bodies}
+        routers = await rollout.apply_candidates(ctx, namespace, model, rollouts, statuses, specs, owners, ours)
     serving = await sync_serving(
-        ctx, namespace, model, bodies, statuses, specs, resolution.winners, leaving, apply=registry_error is None
+        ctx,
+        namespace,
+        model,
+        bodies,
+        statuses,
+        specs,
+        resolution.winners,
+        leaving,
+        apply=registry_error is None,
+        routers=routers,
     )
+    if registry_error is None:
+        await rollout.advance(ctx, namespace, model, rollouts, bodies, statuses, specs)
     conflicted: list[str] = []
     versions = {n: s.version for n, s in statuses.items() if s.version}
     for b in bodies:
@@ -314,6 +331,7 @@ async def _model_pass(
         apply_outcome(
             ctx, b, specs[name], st, resolution.decisions.get(name), resolution.winners, serving, repairs, versions
         )
+        rollout.summarise(st, st.stage, b["metadata"].get("generation"))
         if isinstance(registry_error, RegistryUnavailable):
             mark_registry_unavailable(st.conditions, registry_error, b["metadata"].get("generation"))
         try:
@@ -480,11 +498,13 @@ async def sync_serving(
     leaving: set[str | None],
     *,
     apply: bool = True,
+    routers: Mapping[str, RouterConfig] | None = None,
 ) -> dict[str, tuple[ConditionStatus, str, str, ServingStatus]]:
     """Apply (or remove) each served stage's Deployment, Service, PDB and HPA; observe the Deployment.
 
     With ``apply=False`` (the registry step failed) nothing is changed: the Deployments are only
-    observed, so the status still tells how serving is doing.
+    observed, so the status still tells how serving is doing. ``routers``: the rollout router
+    setting of a stage's Deployment during a rollout (:mod:`.rollout`).
 
     Returns ``{stage: (status, reason, message, ServingStatus)}`` for stages with a winner.
     """
@@ -502,7 +522,9 @@ async def sync_serving(
         assert st.registry is not None and st.version is not None
         foreign: list[str] = []  # objects with our children's names that are not ours
         applied = (
-            await _apply_serving(ctx, namespace, model, stage, winner, st, spec, owners, ours, foreign)
+            await _apply_serving(
+                ctx, namespace, model, stage, winner, st, spec, owners, ours, foreign, (routers or {}).get(stage)
+            )
             if apply
             else None
         )
@@ -555,6 +577,7 @@ async def _apply_serving(
     owners: list[ObjectRef],
     ours: set[str],
     foreign: list[str],
+    router: RouterConfig | None = None,
 ) -> dict[str, Any] | None:
     """Apply one stage's serving children for its winner; returns the Deployment as applied (None
     when an object that is not ours holds its name: described in ``foreign``, left alone)."""
@@ -565,7 +588,9 @@ async def _apply_serving(
     )
     deployment = await _ensure(
         ctx,
-        build_serving_deployment(model, stage, served, owners, spec.serving, ctx.settings, mlflow=spec.mlflow),
+        build_serving_deployment(
+            model, stage, served, owners, spec.serving, ctx.settings, mlflow=spec.mlflow, router=router
+        ),
         ours,
         foreign,
     )

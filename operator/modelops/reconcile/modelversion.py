@@ -40,7 +40,7 @@ from ..datapolicy import first_refusal
 from ..registry import operations as ops
 from ..registry.errors import ModelOwnedElsewhere, RegistryUnavailable
 from ..registry.semantic import bump_version, is_semver, max_semver
-from . import children
+from . import children, rollout
 from .context import Context
 from .model import VERSION_DELETED, model_bodies, reconcile_model, registry_in_sync, summarise
 from .status import (
@@ -153,6 +153,7 @@ def is_settled(body: Mapping[str, Any]) -> bool:
         # an object of someone else blocks a child: look again every interval until it is gone
         and not any(c.get("reason") == children.CHILD_NAME_CONFLICT for c in status.get("conditions") or [])
         and not rolling_out
+        and not rollout.is_active(status)  # a rollout decides on every interval
     )
 
 

@@ -129,6 +129,7 @@ def post_transitions(post: EventPoster, body: Mapping[str, Any], old: list[Condi
             (cond.status == "False" and cond.type in ("Trained", "Registered", "Serving", "Healthy", "DataQuality"))
             or (cond.type == "DriftDetected" and cond.status == "True")
             or (cond.status == "False" and cond.reason == "ChildNameConflict")  # an object in our way
+            or (cond.type == "Rollout" and cond.status == "False")  # a rollout aborted or paused
             or (  # a failure, not progress (Training, RollingOut...)
                 cond.type == "Ready"
                 and cond.status == "False"

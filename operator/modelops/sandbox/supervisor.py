@@ -38,6 +38,7 @@ import httpx
 
 from . import mlflow_server, procs
 from .client import Connection
+from .kubelet.services import ANN_URL
 
 STATE_FILE = "sandbox.json"
 STATE_VERSION = 1
@@ -462,6 +463,8 @@ class Supervisor:
             "KUBECONFIG": self.state.operator_kubeconfig or self.state.kubeconfig,
             "MODELOPS_MLFLOW_TRACKING_URI": self.state.mlflow_url,
             "MODELOPS_PREDICTION_LOG_URI": str(predictions),
+            # No cluster DNS here: a rollout router reaches the candidate through its local forwarder.
+            "MODELOPS_SERVICE_URL_ANNOTATION": ANN_URL,
             "MODELOPS_HEALTH_PORT": str(health_port),
             "MODELOPS_METRICS_PORT": str(metrics_port),
             **self.operator_env,

@@ -33,6 +33,7 @@ from .batching import Batcher
 from .errors import InternalError, NotReady, ServeError, mlflow_body, v2_body
 from .limits import INLINE_MAX_ROWS, read_body
 from .metrics import METRICS_CONTENT_TYPE
+from .router import Router
 from .service import BINARY_HEADER_LENGTH, JSON, REQUEST_ID_HEADER, InferenceService, InferJob, InferResult
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class _Slot:
     """The parsed request of an infer call, kept for the error boundary (fault rows in the log)."""
 
     job: InferJob | None = None
+    body: bytes = b""
 
 
 def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -60,6 +62,7 @@ def create_app(
     on_shutdown: Callable[[], None] | None = None,
     inline_max_rows: int = INLINE_MAX_ROWS,
     batcher: Batcher | None = None,
+    router: Router | None = None,
 ) -> Starlette:
     """Build the app.
 
@@ -69,11 +72,16 @@ def create_app(
         on_shutdown: called on shutdown, e.g. after SIGTERM (flushes the prediction log).
         inline_max_rows: see the module docstring.
         batcher: adaptive batching (:mod:`.batching`) of the requests it accepts; None: off.
+        router: the rollout router (shadow copies, canary shares), if the operator set one.
     """
 
     max_body = service.limits.max_body_bytes
 
-    async def predict(job: InferJob) -> InferResult:
+    async def predict(request: Request, slot: _Slot) -> InferResult:
+        job = slot.job
+        assert job is not None
+        if router is not None and (answer := await router.canary(job, slot.body, request.url.path, request.headers)):
+            return answer
         if batcher is not None and batcher.accepts(job):
             return await batcher.submit(job)
         if job.batch.n_rows <= inline_max_rows:
@@ -112,7 +120,10 @@ def create_app(
                 service.record_fault(slot.job)
                 return _json(render(InternalError("internal server error; see the server log")), 500)
             assert slot.job is not None
-            service.commit(slot.job, result)
+            if not result.forwarded:
+                service.commit(slot.job, result)
+            if router is not None:
+                router.shadow(slot.job, slot.body, request.url.path, request.headers, result)
             return response
 
         return endpoint
@@ -133,12 +144,12 @@ def create_app(
     # ------------------------------------------------------------------------------- V2
 
     async def v2_infer(request: Request, slot: _Slot) -> InferResult:
-        body = await body_of(request)
+        slot.body = body = await body_of(request)
         p, headers = request.path_params, request.headers
         slot.job = service.prepare_v2(
             p["name"], p.get("version"), body, headers.get(REQUEST_ID_HEADER), headers.get(BINARY_HEADER_LENGTH)
         )
-        return await predict(slot.job)
+        return await predict(request, slot)
 
     async def live(request: Request) -> Response:
         if service.state.live:
@@ -168,10 +179,10 @@ def create_app(
     # --------------------------------------------------------------------------- MLflow
 
     async def invocations(request: Request, slot: _Slot) -> InferResult:
-        body = await body_of(request)
+        slot.body = body = await body_of(request)
         headers = request.headers
         slot.job = service.prepare_invocations(body, headers.get("content-type"), headers.get(REQUEST_ID_HEADER))
-        return await predict(slot.job)
+        return await predict(request, slot)
 
     async def ping(request: Request) -> Response:
         if service.state.ready:
@@ -207,9 +218,13 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if on_startup is not None:
             on_startup()
+        if router is not None:
+            await router.start()
         try:
             yield
         finally:
+            if router is not None:
+                await router.stop()
             if on_shutdown is not None:
                 await run_in_threadpool(on_shutdown)
 

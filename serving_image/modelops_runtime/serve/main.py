@@ -36,8 +36,11 @@ from modelops.contract import (
     ENV_JOB_CONFIG,
     ENV_PORT,
     ENV_PREDICTION_LOG_URI,
+    ENV_ROUTER,
     EXIT_INVALID_INPUT,
+    RouterConfig,
     ServeConfig,
+    candidate_log_stage,
     refusal_message,
 )
 
@@ -75,6 +78,7 @@ def build_server(
     inline_max_rows: int = INLINE_MAX_ROWS,
     limits: ServeLimits | None = None,
     worker: Worker | None = None,
+    router: RouterConfig | None = None,
 ) -> Server:
     """Assemble the server for ``config`` (nothing starts until the app's lifespan starts).
 
@@ -83,6 +87,8 @@ def build_server(
         inline_max_rows: see :mod:`.app`.
         limits: request limits (defaults and ``MODELOPS_SERVE_*`` when None).
         worker: this process's place in a multi-worker pod (:mod:`.workers`); None: the only process.
+        router: the rollout router setting (``MODELOPS_ROUTER``), if any; its candidate's answers
+            go to the candidate partition of the same prediction log.
     """
     # The model stack is imported here, not at the top: the supervisor of a multi-worker pod runs
     # this module's main() without it (about 300 MiB and seconds of imports).
@@ -92,6 +98,7 @@ def build_server(
     from .batching import Batcher
     from .metrics import ServerMetrics
     from .model import LoadedModel, ModelLoader, ModelState, load_served_model
+    from .router import Router
     from .service import InferenceService
 
     metrics = ServerMetrics(
@@ -101,19 +108,22 @@ def build_server(
         batching=config.batching is not None,
         multiprocess_dir=worker.metrics_dir if worker is not None else None,
     )
-    logger = (
-        PredictionLogger(
+
+    def prediction_logger(stage: str) -> PredictionLogger | None:
+        if not prediction_log_uri:
+            return None
+        return PredictionLogger(
             prediction_log_uri,
             config.model,
-            config.stage,
+            stage,
             pod=worker.log_writer(_pod_name()) if worker is not None else None,
             flush_rows=config.log_flush_rows,
             flush_seconds=config.log_flush_seconds,
             on_rows=metrics.count_log_rows,
         )
-        if prediction_log_uri
-        else None
-    )
+
+    logger = prediction_logger(config.stage)
+    candidate_logger = prediction_logger(candidate_log_stage(config.stage)) if router is not None else None
     if worker is not None:
         from .podstate import WorkerState
 
@@ -142,10 +152,17 @@ def build_server(
                 logger.stats.rows_written,
                 logger.stats.rows_dropped,
             )
+        if candidate_logger is not None:
+            candidate_logger.close()
 
     batcher = Batcher(service, config.batching) if config.batching is not None else None
     app = create_app(
-        service, on_startup=loader.start, on_shutdown=shutdown, inline_max_rows=inline_max_rows, batcher=batcher
+        service,
+        on_startup=loader.start,
+        on_shutdown=shutdown,
+        inline_max_rows=inline_max_rows,
+        batcher=batcher,
+        router=Router(router, metrics.registry, candidate_logger) if router is not None else None,
     )
     return Server(app, service, loader, logger)
 
@@ -162,7 +179,8 @@ def _pod_name() -> str:
 class ServeOptions:
     """The serve command's settings, resolved from the config, the environment and the flags.
 
-    ``workers``: server processes (the flag wins over ``config.workers``).
+    ``workers``: server processes (the flag wins over ``config.workers``); ``router``: the rollout
+    router setting (``MODELOPS_ROUTER``), None when unset.
     """
 
     config: ServeConfig
@@ -174,6 +192,7 @@ class ServeOptions:
     access_log: bool = False
     log_level: str = "info"
     workers: int = 1
+    router: RouterConfig | None = None
 
 
 def configure_logging(level: str, process: str | None = None) -> None:
@@ -190,7 +209,8 @@ def main(args: list[str]) -> int:
     if isinstance(options, int):
         return options
     log.info(
-        "serving %s (version %s, stage %s) on %s:%d; prediction log: %s; limits: %s; workers: %d; batching: %s",
+        "serving %s (version %s, stage %s) on %s:%d; prediction log: %s; limits: %s; workers: %d; batching: %s;"
+        " router: %s",
         options.config.model_uri,
         options.config.version,
         options.config.stage,
@@ -200,6 +220,7 @@ def main(args: list[str]) -> int:
         options.limits.model_dump(),
         options.workers,
         options.config.batching.model_dump() if options.config.batching else "off",
+        options.router.model_dump() if options.router is not None else "off",
     )
     if options.workers > 1:
         from .workers import supervise
@@ -253,6 +274,11 @@ def parse_options(args: list[str]) -> ServeOptions | int:
         print(f"serve: invalid {ENV_JOB_CONFIG}: {exc}".replace("\n", "; "), file=sys.stderr)
         return EXIT_INVALID_INPUT
     try:
+        router = RouterConfig.from_env(os.environ[ENV_ROUTER]) if os.environ.get(ENV_ROUTER) else None
+    except ValidationError as exc:
+        print(f"serve: invalid {ENV_ROUTER}: {exc}".replace("\n", "; "), file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    try:
         limits = ServeLimits(**{k: v for k in limit_flags if (v := getattr(ns, k)) is not None})
     except ValidationError as exc:
         print(f"serve: invalid limits: {exc}".replace("\n", "; "), file=sys.stderr)
@@ -282,6 +308,7 @@ def parse_options(args: list[str]) -> ServeOptions | int:
         access_log=ns.access_log,
         log_level=ns.log_level,
         workers=workers,
+        router=router,
     )
 
 
@@ -301,6 +328,7 @@ def serve(options: ServeOptions, *, sockets: list[socket.socket] | None = None, 
         inline_max_rows=options.inline_max_rows,
         limits=options.limits,
         worker=worker,
+        router=options.router,
     )
     uv_config = uvicorn_config(
         server.app,

@@ -94,6 +94,7 @@ class InferResult:
         headers: more response headers (request id; the JSON length of a binary V2 response).
         prediction: the model's output.
         seconds: server-side latency up to the encoded body.
+        forwarded: answered by a rollout candidate (:mod:`.router`), which logs it; not committed here.
     """
 
     body: bytes
@@ -101,6 +102,7 @@ class InferResult:
     headers: dict[str, str]
     prediction: Prediction
     seconds: float
+    forwarded: bool = False
 
 
 class InferenceService:
@@ -307,26 +309,10 @@ class InferenceService:
         self._log(job, Prediction(predictions), (time.perf_counter() - job.started) * 1000.0, LOG_STATUS_ERROR)
 
     def _log(self, job: InferJob, prediction: Prediction, latency_ms: float, status: str) -> None:
-        if self.logger is None:
-            return
-        batch = job.batch
-        features: Any
-        if batch.columns is None and batch.matrix is not None:
-            features = FeatureMatrix(batch.names, batch.matrix)
-        else:
-            features = batch.column_arrays()
-        probability = None if prediction.proba is None else prediction.proba.max(axis=1)
-        self.logger.log_batch(
-            model_version=self.config.version,
-            registry_version=self.config.registry_version,
-            features=features,
-            predictions=prediction.predict,
-            probabilities=probability,
-            latency_ms=latency_ms,
-            request_id=job.request_id,
-            timestamp=job.timestamp,
-            status=status,
-        )
+        if self.logger is not None:
+            log_rows(
+                self.logger, job, self.config.version, self.config.registry_version, prediction, latency_ms, status
+            )
 
     # --------------------------------------------------------------------------- feedback
 
@@ -346,3 +332,34 @@ class InferenceService:
         for request_id, label in items:
             self.logger.log_feedback(request_id, label, timestamp=now)
         return orjson.dumps({"accepted": len(items)})
+
+
+def log_rows(
+    logger: PredictionLogger,
+    job: InferJob,
+    version: str,
+    registry_version: str,
+    prediction: Prediction,
+    latency_ms: float,
+    status: str,
+) -> None:
+    """Append the rows of one request to a prediction log (features as parsed, ``prediction.predict``,
+    the predicted class's probability when computed), under ``version``/``registry_version``."""
+    batch = job.batch
+    features: Any
+    if batch.columns is None and batch.matrix is not None:
+        features = FeatureMatrix(batch.names, batch.matrix)
+    else:
+        features = batch.column_arrays()
+    probability = None if prediction.proba is None else prediction.proba.max(axis=1)
+    logger.log_batch(
+        model_version=version,
+        registry_version=registry_version,
+        features=features,
+        predictions=prediction.predict,
+        probabilities=probability,
+        latency_ms=latency_ms,
+        request_id=job.request_id,
+        timestamp=job.timestamp,
+        status=status,
+    )

@@ -1,0 +1,441 @@
+"""Progressive delivery in the model-level flow (docs/rollout.md): who serves a stage during a rollout,
+the candidate's children, the router setting of the incumbent's pods, and the decision of each pass.
+
+Three hooks of :func:`modelops.reconcile.model._model_pass`, in order:
+
+1. :func:`plan` (pure), after stage resolution: when a stage's winner is a new version with a
+   Shadow or Canary rollout and an incumbent holds the stage, the incumbent keeps the stage (and its
+   alias and Deployment) until the rollout promotes the candidate. One candidate per stage at a
+   time: a rollout in progress keeps its place; any other winner waits (``Pending``, with the reason).
+2. :func:`apply_candidates`: the candidate's Deployment and Service (``<model>-<stage>-candidate``)
+   and the router setting (:class:`~modelops.contract.RouterConfig`) for the incumbent's Deployment,
+   set once the candidate is ready; stages without a rollout lose their candidate children.
+3. :func:`advance`, after the serving children: starts the window once the candidate is ready and the
+   incumbent's pods all run the router setting, reads the window's numbers from the prediction log,
+   decides (:func:`modelops.rollout.decision.decide`) and records it in ``status.rollout``, a
+   ``Rollout`` condition and Events.
+
+The state lives in the candidate's ``status.rollout`` only (step, window start, numbers,
+decision), so an operator restarted mid-step resumes where it was. A change of ``spec.rollout`` (or
+of the incumbent) restarts the rollout from its first step; a change of ``spec.stage`` cancels it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..api.common import ConditionStatus, get_condition, now, set_condition
+from ..api.modelversion import ModelVersionSpec, ModelVersionStatus, RolloutStatus
+from ..builders.common import ObjectRef, serving_name, short_hash
+from ..builders.serving import (
+    ServedVersion,
+    build_serving_deployment,
+    build_serving_service,
+    candidate_name,
+    service_url,
+)
+from ..clients.kube import DEPLOYMENTS, PODS
+from ..contract import ENV_ROUTER, RouterConfig
+from ..rollout.analysis import read_window
+from ..rollout.decision import Step, Verdict, decide, plan_steps
+from . import children
+from . import model as model_flow
+from .context import Context
+from .stages import Decision, Resolution
+
+log = logging.getLogger(__name__)
+
+#: ``status.rollout.phase`` values of a rollout in progress (the version is not settled).
+ACTIVE = ("Waiting", "Shadow", "Canary", "Paused")
+#: Condition on the candidate: Unknown while rolling out, True promoted, False aborted or paused.
+CONDITION = "Rollout"
+#: Restarts of a candidate container that count as a crash loop (abort).
+CRASH_RESTARTS = 3
+
+
+def is_active(status: Mapping[str, Any] | None) -> bool:
+    """Whether a stored ``status`` (wire form) holds a rollout in progress (for timer filters)."""
+    return ((status or {}).get("rollout") or {}).get("phase") in ACTIVE
+
+
+@dataclass
+class StageRollout:
+    """A rollout of one stage in this pass: ``candidate``/``incumbent`` are CR names."""
+
+    stage: str
+    candidate: str
+    incumbent: str
+    steps: list[Step]
+    router: RouterConfig | None = None
+    candidate_ready: bool = False
+    crash: str | None = None
+
+
+@dataclass
+class Plan:
+    """The resolution with rollouts applied, the stages' rollouts, and the cancelled ones (CR names)."""
+
+    resolution: Resolution
+    rollouts: dict[str, StageRollout] = field(default_factory=dict)
+    cancelled: list[str] = field(default_factory=list)
+
+
+def rollout_hash(spec: ModelVersionSpec, stage: str, incumbent_version: str) -> str:
+    """What a rollout is about: its spec, stage and incumbent; a change restarts it."""
+    text = json.dumps([spec.rollout.model_dump(mode="json"), stage, incumbent_version], sort_keys=True)
+    return short_hash(text, 16)
+
+
+def _kept(name: str, st: ModelVersionStatus, stage: str, why: str) -> Decision:
+    """The incumbent's decision while it keeps its stage: its stored one, so no history entry is added."""
+    p = st.promotion
+    if p is not None and p.decision == "Promoted" and p.stage == stage:
+        return Decision(name, stage, "Promoted", p.reason, p.value, p.compared_to, p.compared_value)
+    return Decision(name, stage, "Promoted", why)
+
+
+def plan(
+    statuses: Mapping[str, ModelVersionStatus],
+    specs: Mapping[str, ModelVersionSpec],
+    resolution: Resolution,
+    leaving: set[str | None],
+    served: Collection[str],
+) -> Plan:
+    """Apply rollouts to a stage resolution (pure; see the module docstring). Only ``served`` stages
+    (those with a serving Deployment) roll out; a version takes any other stage at once.
+
+    Mutates the ``status.rollout`` of the candidates in ``statuses``: a new rollout starts in
+    ``Waiting``; a version without an incumbent to compare with is promoted at once with the
+    reason recorded; a rollout whose version no longer wins or waits for its stage is cancelled.
+    """
+    winners = dict(resolution.winners)
+    decisions = dict(resolution.decisions)
+    out = Plan(Resolution(winners, decisions))
+    involved: set[str] = set()
+    for stage, winner in resolution.winners.items():
+        if winner is None or stage not in served:
+            continue
+        incumbent = next(
+            (n for n, st in statuses.items() if st.stage == stage and n not in leaving and n in specs), None
+        )
+        # A rollout in progress for this stage keeps its place while its version still passes the gate.
+        active = next(
+            (
+                n
+                for n, st in statuses.items()
+                if st.rollout is not None
+                and st.rollout.phase in ACTIVE
+                and st.rollout.stage == stage
+                and n in specs
+                and specs[n].stage == stage
+                and n not in leaving
+                and decisions.get(n) is not None
+                and decisions[n].decision in ("Promoted", "Superseded")
+                and n != incumbent
+            ),
+            None,
+        )
+        candidate = active or winner
+        if candidate == incumbent:
+            continue
+        spec, st = specs[candidate], statuses[candidate]
+        steps = plan_steps(spec.rollout)
+        if not steps:
+            continue  # Immediate: today's rolling update
+        if incumbent is None:
+            if st.rollout is None or st.rollout.stage != stage or st.rollout.phase != "Promoted":
+                st.rollout = RolloutStatus(
+                    phase="Promoted",
+                    stage=stage,
+                    spec_hash=rollout_hash(spec, stage, ""),
+                    steps=len(steps),
+                    weight=100,
+                    action="Promote",
+                    reason=f"no version held {stage}: nothing to compare with, so the {spec.rollout.strategy} "
+                    "rollout was skipped and the version took the stage at once",
+                    time=now(),
+                )
+            involved.add(candidate)
+            continue
+        inc_version = statuses[incumbent].version or ""
+        digest = rollout_hash(spec, stage, inc_version)
+        if st.rollout is None or st.rollout.spec_hash != digest or st.rollout.stage != stage:
+            st.rollout = RolloutStatus(
+                phase="Waiting",
+                stage=stage,
+                incumbent=inc_version,
+                spec_hash=digest,
+                steps=len(steps),
+                action="Wait",
+                reason=f"rollout to {stage} started against {inc_version}: waiting for the candidate to be ready",
+                time=now(),
+            )
+        involved.add(candidate)
+        if st.rollout.phase == "Promoted":
+            winners[stage] = candidate
+            d = decisions[candidate]
+            decisions[candidate] = replace(d, decision="Promoted", reason=f"{d.reason}; rollout: {st.rollout.reason}")
+            continue
+        winners[stage] = incumbent
+        decisions[incumbent] = _kept(incumbent, statuses[incumbent], stage, f"holds {stage} during a rollout")
+        d = decisions[candidate]
+        if st.rollout.phase == "Aborted":
+            decisions[candidate] = replace(d, decision="GateFailed", reason=f"rollout aborted: {st.rollout.reason}")
+        else:
+            decisions[candidate] = replace(
+                d, decision="Pending", reason=f"rolling out to {stage} against {inc_version}: {st.rollout.reason}"
+            )
+            out.rollouts[stage] = StageRollout(stage, candidate, incumbent, steps)
+        if winner != candidate:  # a second candidate for the stage waits for this one
+            w = decisions[winner]
+            decisions[winner] = replace(
+                w,
+                decision="Pending",
+                reason=f"waiting: {st.version} ({candidate}) is rolling out to {stage}; one candidate at a time",
+            )
+    for name, st in statuses.items():
+        if name not in involved and st.rollout is not None and st.rollout.phase in ACTIVE:
+            out.cancelled.append(name)
+    return out
+
+
+def _step_router(roll: StageRollout, st: ModelVersionStatus, url: str) -> RouterConfig | None:
+    """The router setting of the current step (None before the candidate is ready or after a decision)."""
+    rs = st.rollout
+    if rs is None or rs.phase not in ACTIVE or not roll.candidate_ready or rs.step >= len(roll.steps):
+        return None
+    assert st.version is not None and st.registry is not None
+    step = roll.steps[rs.step]
+    return RouterConfig(
+        mode=step.kind,
+        url=url,
+        version=st.version,
+        registry_version=st.registry.version,
+        sample_rate=step.sample_rate or 1.0,
+        weight=step.weight,
+    )
+
+
+def _candidate_crash(deployment: Mapping[str, Any] | None, pods: list[dict[str, Any]]) -> str | None:
+    """Why the candidate's pods cannot serve (a refusal, a crash loop, a stalled rollout), if so."""
+    refused = model_flow.server_refusal(pods)
+    if refused is not None:
+        reason, message, pod = refused
+        return f"pod {pod} refused the model ({reason}): {message}"
+    for item in pods:
+        for cs in (item.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            restarts = int(cs.get("restartCount") or 0)
+            if waiting.get("reason") == "CrashLoopBackOff" or restarts >= CRASH_RESTARTS:
+                return f"pod {item['metadata'].get('name')} is crash-looping ({restarts} restarts)"
+    for cond in ((deployment or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return f"the candidate's Deployment exceeded its progress deadline: {cond.get('message', '')}"
+    return None
+
+
+def _ready(deployment: Mapping[str, Any] | None) -> bool:
+    return model_flow.deployment_serving(deployment)[0] == "True"
+
+
+async def apply_candidates(
+    ctx: Context,
+    namespace: str,
+    model: str,
+    the_plan: Plan,
+    statuses: Mapping[str, ModelVersionStatus],
+    specs: Mapping[str, ModelVersionSpec],
+    owners: list[ObjectRef],
+    ours: set[str],
+) -> dict[str, RouterConfig]:
+    """Apply the candidates' Deployments and Services, remove those of stages without a rollout, and
+    return ``{stage: router setting}`` for the incumbents' Deployments (candidates that are ready)."""
+    routers: dict[str, RouterConfig] = {}
+    for stage in ctx.settings.served_stages:
+        name = candidate_name(model, stage)
+        roll = the_plan.rollouts.get(stage)
+        st = statuses[roll.candidate] if roll else None
+        if roll is None or st is None or st.rollout is None or st.rollout.phase not in ACTIVE or not owners:
+            for kind in ("Service", "Deployment"):
+                await children.remove(ctx.kube, kind, namespace, name, ours)
+            continue
+        spec = specs[roll.candidate]
+        assert st.version is not None and st.registry is not None
+        served = ServedVersion(namespace, st.version, st.registry.version, roll.candidate)
+        try:
+            deployment, _ = await children.apply(
+                ctx.kube,
+                build_serving_deployment(
+                    model, stage, served, owners, spec.serving, ctx.settings, mlflow=spec.mlflow, candidate=True
+                ),
+                ours,
+            )
+            service, _ = await children.apply(
+                ctx.kube, build_serving_service(model, stage, namespace, owners, candidate=True), ours
+            )
+        except children.ChildNameConflict as exc:
+            roll.crash = str(exc)
+            continue
+        observed = await ctx.kube.get(DEPLOYMENTS, namespace, name) or deployment
+        pods = await ctx.kube.list(PODS, namespace, observed["spec"]["selector"]["matchLabels"])
+        roll.crash = _candidate_crash(observed, pods)
+        roll.candidate_ready = roll.crash is None and _ready(observed)
+        router = _step_router(roll, st, _url(ctx, model, stage, namespace, service))
+        if router is not None:
+            roll.router = routers[stage] = router
+    return routers
+
+
+def _url(ctx: Context, model: str, stage: str, namespace: str, service: Mapping[str, Any]) -> str:
+    """The candidate Service's URL for the router: its ``service_url_annotation`` when the operator is
+    configured with one (the sandbox's local forwarders), else the in-cluster DNS name."""
+    key = ctx.settings.service_url_annotation
+    found = ((service.get("metadata") or {}).get("annotations") or {}).get(key) if key else None
+    return str(found) if found else service_url(model, stage, namespace, ctx.settings, candidate=True)
+
+
+def _router_in_effect(deployment: Mapping[str, Any] | None, router: RouterConfig) -> bool:
+    """Whether every pod of the incumbent's Deployment runs with ``router`` (rollout complete)."""
+    if not _ready(deployment):
+        return False
+    assert deployment is not None
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e.get("name"): e.get("value") for c in containers for e in c.get("env") or []}
+    return env.get(ENV_ROUTER) == router.to_env()
+
+
+async def advance(
+    ctx: Context,
+    namespace: str,
+    model: str,
+    the_plan: Plan,
+    bodies: list[dict[str, Any]],
+    statuses: dict[str, ModelVersionStatus],
+    specs: Mapping[str, ModelVersionSpec],
+) -> None:
+    """Decide each rollout of this pass and record it in the candidate's ``status.rollout`` (see module)."""
+    by_name = {b["metadata"]["name"]: b for b in bodies}
+    for name in the_plan.cancelled:
+        st = statuses[name]
+        if st.rollout is not None:
+            ctx.post_event(
+                by_name[name],
+                "Normal",
+                "RolloutCancelled",
+                f"rollout to {st.rollout.stage} cancelled: the version no longer wins the stage "
+                "(spec.stage changed, or another version won it); the incumbent keeps serving",
+            )
+            st.rollout = None
+    for stage, roll in the_plan.rollouts.items():
+        st = statuses[roll.candidate]
+        rs = st.rollout
+        assert rs is not None and st.version is not None
+        if rs.phase == "Paused":
+            continue  # held until the rollout spec changes (a new hash restarts it)
+        clock = now()
+        numbers = None
+        elapsed: float | None = None
+        unreadable = ""
+        if rs.step_started is None and roll.router is not None:
+            incumbent = await ctx.kube.get(DEPLOYMENTS, namespace, serving_name(model, stage))
+            if _router_in_effect(incumbent, roll.router):
+                rs.step_started = clock
+                step = roll.steps[rs.step]
+                rs.phase = "Shadow" if step.kind == "shadow" else "Canary"
+                rs.weight, rs.sample_rate = step.weight, step.sample_rate
+        if rs.step_started is not None:
+            elapsed = (clock - rs.step_started).total_seconds()
+            classifier = (st.model.task if st.model else None) != "regression"
+            try:
+                numbers = await asyncio.to_thread(
+                    read_window,
+                    ctx.settings.prediction_log_uri,
+                    model,
+                    stage,
+                    st.version,
+                    statuses[roll.incumbent].version or "",
+                    rs.step_started,
+                    shadow=roll.steps[rs.step].kind == "shadow",
+                    classifier=classifier,
+                    now=clock,
+                )
+            except OSError as exc:
+                log.warning("rollout %s/%s %s: prediction log unreadable: %s", namespace, model, stage, exc)
+                unreadable = f"the prediction log {ctx.settings.prediction_log_uri} cannot be read: {exc}"
+        verdict = decide(specs[roll.candidate].rollout, roll.steps, rs.step, elapsed, numbers, roll.crash)
+        if unreadable and verdict.action == "Wait":
+            verdict = Verdict("Wait", f"step {rs.step + 1}/{len(roll.steps)}: {unreadable}")
+        _record(ctx, by_name[roll.candidate], namespace, model, roll, st, verdict, numbers)
+
+
+def _record(
+    ctx: Context,
+    body: Mapping[str, Any],
+    namespace: str,
+    model: str,
+    roll: StageRollout,
+    st: ModelVersionStatus,
+    verdict: Verdict,
+    numbers: Any,
+) -> None:
+    """Write a verdict into ``status.rollout``, post its Event and count it."""
+    rs = st.rollout
+    assert rs is not None
+    if numbers is not None:
+        numbers.failed = verdict.failed
+        rs.analysis = numbers
+    rs.action = verdict.action
+    rs.reason = verdict.reason
+    if verdict.action != "Wait":
+        rs.time = now()
+    if verdict.action == "NextStep":
+        rs.step += 1
+        rs.step_started = None
+        rs.analysis = None
+        upcoming = roll.steps[rs.step]  # what the operator now sets; its window starts once in effect
+        rs.phase = "Shadow" if upcoming.kind == "shadow" else "Canary"
+        rs.weight, rs.sample_rate = upcoming.weight, upcoming.sample_rate
+        ctx.post_event(body, "Normal", "RolloutStep", f"{verdict.reason}; next: {roll.steps[rs.step].describe()}")
+    elif verdict.action == "Promote":
+        rs.phase, rs.weight = "Promoted", 100
+        ctx.post_event(body, "Normal", "RolloutPromoted", verdict.reason)
+    elif verdict.action == "Abort":
+        rs.phase, rs.weight = "Aborted", 0
+        ctx.post_event(body, "Warning", "RolloutAborted", f"{verdict.reason}; traffic returns to {rs.incumbent}")
+    elif verdict.action == "Pause":
+        rs.phase = "Paused"
+        ctx.post_event(body, "Warning", "RolloutPaused", f"{verdict.reason}; held until spec.rollout changes")
+    if ctx.metrics is not None:
+        ctx.metrics.rollout_decided(namespace, model, roll.stage, verdict.action, rs)
+
+
+def summarise(st: ModelVersionStatus, held: str | None, gen: int | None) -> None:
+    """Set the ``Rollout`` condition and, for a candidate that does not hold its stage, the phase and
+    ``Ready`` (RollingOut, RolloutPaused, RolloutAborted) from ``status.rollout``. After model.summarise."""
+    rs = st.rollout
+    if rs is None:
+        if get_condition(st.conditions, CONDITION) is not None:
+            set_condition(st.conditions, CONDITION, "False", "Cancelled", "no rollout in progress", gen)
+        return
+    outcomes: dict[str, tuple[ConditionStatus, str]] = {
+        "Promoted": ("True", "Promoted"),
+        "Aborted": ("False", "Aborted"),
+        "Paused": ("False", "Paused"),
+    }
+    state, reason = outcomes.get(rs.phase, ("Unknown", "Progressing"))
+    set_condition(st.conditions, CONDITION, state, reason, rs.reason, gen)
+    if held or st.phase == "Failed":
+        return
+    phase, ready_reason = {
+        "Aborted": ("RolloutAborted", "RolloutAborted"),
+        "Paused": ("RolloutPaused", "RolloutPaused"),
+        "Promoted": (None, None),
+    }.get(rs.phase, ("RollingOut", "RollingOut"))
+    if phase is not None and ready_reason is not None:
+        st.phase = phase  # type: ignore[assignment]
+        set_condition(st.conditions, "Ready", "False", ready_reason, rs.reason, gen)

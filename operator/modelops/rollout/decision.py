@@ -1,0 +1,173 @@
+"""The rollout decision rules, pure: analysis numbers in, a decision out (docs/rollout.md, "Decision rules").
+
+A rollout is a list of :class:`Step` (the shadow window, then each canary step). In each step's
+window :func:`decide` returns one of
+
+* ``Abort`` - the candidate's pods crash-loop or refuse the model, or a bound failed with
+  ``onFailure: Abort``;
+* ``Pause`` - a bound failed with ``onFailure: Pause`` (held until the rollout spec changes);
+* ``Wait`` - the window has not started (router setting not in effect, candidate not ready), its
+  pause has not elapsed, or either side has fewer than ``minRequests`` requests (never decided on fewer);
+* ``NextStep`` / ``Promote`` - the pause elapsed, both sides have ``minRequests`` and every bound held.
+
+Bounds are checked as soon as both sides have ``minRequests`` requests, so a bad candidate is
+stopped without waiting for the end of the pause.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..api.modelversion import RolloutAction, RolloutAnalysis, RolloutAnalysisStatus, RolloutShadow, RolloutSpec
+
+StepKind = Literal["shadow", "canary"]
+#: Canary agreement fails only when the two sides' class counts differ at this significance level.
+SIGNIFICANCE = 0.05
+
+
+@dataclass(frozen=True)
+class Step:
+    """One analysis window: ``kind``, the canary ``weight`` (percent, 0 for shadow), the shadow
+    ``sample_rate`` (None for canary) and the window's ``pause_seconds``."""
+
+    kind: StepKind
+    weight: int
+    sample_rate: float | None
+    pause_seconds: int
+
+    def describe(self) -> str:
+        """``shadow 100%`` or ``canary 10%``."""
+        if self.kind == "shadow":
+            return f"shadow {100 * (self.sample_rate or 0):g}%"
+        return f"canary {self.weight}%"
+
+
+def plan_steps(spec: RolloutSpec) -> list[Step]:
+    """The windows of a rollout, in order: the shadow window (``Shadow``: ``spec.shadow`` or its
+    defaults; ``Canary``: only when ``spec.shadow`` is set), then the canary steps. Empty for Immediate."""
+    if spec.strategy == "Immediate":
+        return []
+    shadow = spec.shadow or (RolloutShadow() if spec.strategy == "Shadow" else None)
+    steps = [Step("shadow", 0, shadow.sample_rate, shadow.pause_seconds)] if shadow is not None else []
+    if spec.strategy == "Canary":
+        steps += [Step("canary", s.weight, None, s.pause_seconds) for s in spec.steps or []]
+    return steps
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A decision: ``action``, a one-line ``reason`` with the numbers, the ``failed`` bounds."""
+
+    action: RolloutAction
+    reason: str
+    failed: list[str] = field(default_factory=list)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def failed_bounds(analysis: RolloutAnalysis, numbers: RolloutAnalysisStatus) -> list[str]:
+    """The bounds of ``analysis`` the window's ``numbers`` break, each with its numbers.
+
+    * error rate: candidate - incumbent > ``maxErrorRateIncrease``;
+    * latency: candidate p95 > ``maxLatencyP95Ratio`` x incumbent p95 + ``latencySlackMs``;
+    * agreement: below ``minAgreement`` (only when rows could be compared); in canary also only
+      when the class counts differ beyond sampling noise (chi-square p-value below :data:`SIGNIFICANCE`);
+    * accuracy: candidate < incumbent - ``maxAccuracyDrop`` (only when both sides have ``minFeedback``
+      labelled rows).
+    """
+    cand, inc = numbers.candidate, numbers.incumbent
+    failed = []
+    cand_err, inc_err = cand.error_rate or 0.0, inc.error_rate or 0.0
+    if cand_err - inc_err > analysis.max_error_rate_increase:
+        failed.append(
+            f"error rate {_pct(cand_err)} vs incumbent {_pct(inc_err)} "
+            f"(at most +{_pct(analysis.max_error_rate_increase)})"
+        )
+    if cand.latency_p95_ms is not None and inc.latency_p95_ms is not None:
+        limit = analysis.max_latency_p95_ratio * inc.latency_p95_ms + analysis.latency_slack_ms
+        if cand.latency_p95_ms > limit:
+            failed.append(
+                f"p95 latency {cand.latency_p95_ms:.1f} ms vs incumbent {inc.latency_p95_ms:.1f} ms "
+                f"(at most {limit:.1f} ms)"
+            )
+    if analysis.min_agreement is not None and numbers.agreement is not None and numbers.compared > 0:
+        p_value = numbers.agreement_p_value
+        if numbers.agreement < analysis.min_agreement and (p_value is None or p_value < SIGNIFICANCE):
+            noise = "" if p_value is None else f", chi-square p={p_value:.2g}"
+            failed.append(
+                f"agreement {_pct(numbers.agreement)} over {numbers.compared} rows "
+                f"(at least {_pct(analysis.min_agreement)}{noise})"
+            )
+    if (
+        analysis.max_accuracy_drop is not None
+        and cand.accuracy is not None
+        and inc.accuracy is not None
+        and cand.labelled >= analysis.min_feedback
+        and inc.labelled >= analysis.min_feedback
+        and cand.accuracy < inc.accuracy - analysis.max_accuracy_drop
+    ):
+        failed.append(
+            f"feedback accuracy {_pct(cand.accuracy)} ({cand.labelled} labels) vs incumbent "
+            f"{_pct(inc.accuracy)} ({inc.labelled} labels) (at most -{_pct(analysis.max_accuracy_drop)})"
+        )
+    return failed
+
+
+def summary(numbers: RolloutAnalysisStatus) -> str:
+    """The window's numbers in one line (for reasons and Events)."""
+    cand, inc = numbers.candidate, numbers.incumbent
+    parts = [
+        f"requests {cand.requests} vs {inc.requests}",
+        f"errors {_pct(cand.error_rate)} vs {_pct(inc.error_rate)}",
+    ]
+    if cand.latency_p95_ms is not None and inc.latency_p95_ms is not None:
+        parts.append(f"p95 {cand.latency_p95_ms:.1f} vs {inc.latency_p95_ms:.1f} ms")
+    if numbers.agreement is not None:
+        parts.append(f"agreement {_pct(numbers.agreement)} ({numbers.compared} rows)")
+    if cand.accuracy is not None or inc.accuracy is not None:
+        parts.append(f"accuracy {_pct(cand.accuracy)} vs {_pct(inc.accuracy)}")
+    return "candidate vs incumbent: " + ", ".join(parts)
+
+
+def decide(
+    spec: RolloutSpec,
+    steps: list[Step],
+    index: int,
+    elapsed_seconds: float | None,
+    numbers: RolloutAnalysisStatus | None,
+    crash: str | None = None,
+) -> Verdict:
+    """Decide step ``index`` of ``steps`` (see the module docstring for the rules, in order).
+
+    Args:
+        elapsed_seconds: seconds since the window started; None when it has not started.
+        numbers: the window's analysis (None when not read yet).
+        crash: why the candidate's pods cannot serve (crash loop, refusal), if they cannot.
+    """
+    step = steps[index]
+    where = f"step {index + 1}/{len(steps)} ({step.describe()})"
+    if crash is not None:
+        return Verdict("Abort", f"{where}: the candidate cannot serve: {crash}", [crash])
+    if elapsed_seconds is None or numbers is None:
+        return Verdict("Wait", f"{where}: waiting for the candidate to be ready and the router setting in effect")
+    analysis = spec.analysis
+    cand, inc = numbers.candidate, numbers.incumbent
+    enough = cand.requests >= analysis.min_requests and inc.requests >= analysis.min_requests
+    if enough:
+        failed = failed_bounds(analysis, numbers)
+        if failed:
+            action: RolloutAction = "Abort" if spec.on_failure == "Abort" else "Pause"
+            return Verdict(action, f"{where}: {'; '.join(failed)}", failed)
+    if elapsed_seconds < step.pause_seconds:
+        return Verdict("Wait", f"{where}: {elapsed_seconds:.0f}/{step.pause_seconds} s; {summary(numbers)}")
+    if not enough:
+        return Verdict(
+            "Wait",
+            f"{where}: {cand.requests} candidate and {inc.requests} incumbent requests, "
+            f"{analysis.min_requests} needed on each side before deciding",
+        )
+    action = "Promote" if index + 1 >= len(steps) else "NextStep"
+    return Verdict(action, f"{where} passed: {summary(numbers)}")

@@ -1,0 +1,136 @@
+"""Progressive delivery end to end in the sandbox: a good candidate goes through shadow then canary
+steps and is promoted, across an operator restart mid-rollout; a candidate that learned nothing is
+aborted on live agreement numbers; clients see no errors during either (docs/rollout.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from modelops.api.crdgen import build_crds
+from modelops.api.openapi import crd_schema, validate
+from modelops.demo.traffic import Steady
+from modelops.sandbox.client import ApiError
+from modelops.sandbox.testing import Sandbox, condition
+from tests.e2e.conftest import modelversion, phase
+
+pytestmark = pytest.mark.e2e
+MV_STATUS_SCHEMA = crd_schema(build_crds()["modelversions.yaml"])["properties"]["status"]
+TIMEOUT = 300.0
+#: Short windows for tests; the rules are the same as with production-length pauses.
+ANALYSIS = {"minRequests": 20, "minAgreement": 0.9, "maxLatencyP95Ratio": 5, "latencySlackMs": 250}
+
+
+def _rollout(sb: Sandbox, name: str, ns: str) -> dict[str, Any]:
+    return (sb.get("modelversions", name, ns).get("status") or {}).get("rollout") or {}
+
+
+def _reasons(events: Any, name: str) -> list[str]:
+    return [f"{e['reason']}: {e.get('message', '')}" for e in events(name)]
+
+
+def test_invalid_step_lists_are_refused_at_admission(operated: Sandbox, namespace: str, model_name: str) -> None:
+    steps = [{"weight": 50, "pauseSeconds": 5}, {"weight": 10, "pauseSeconds": 5}]
+    with pytest.raises(ApiError) as refused:
+        operated.create(
+            modelversion("bad-steps", model_name, "1.0.0", rollout={"strategy": "Canary", "steps": steps}), namespace
+        )
+    assert refused.value.status == 422 and "step weights must increase" in refused.value.message
+    with pytest.raises(ApiError) as refused:
+        operated.create(modelversion("no-steps", model_name, "1.0.0", rollout={"strategy": "Canary"}), namespace)
+    assert refused.value.status == 422 and "needs at least one step" in refused.value.message
+
+
+def _incumbent(sb: Sandbox, ns: str, model: str) -> str:
+    """1.0.0 serving Production; returns its Service's local URL."""
+    sb.create(modelversion("v1", model, "1.0.0"), ns)
+    sb.wait_for_object("modelversions", "v1", ns, phase("v1", "Ready"), TIMEOUT)
+    return sb.service_url(f"{model}-production", ns)
+
+
+def _clients(url: str, model: str) -> Steady:
+    return Steady(url, model, load_breast_cancer(as_frame=True).data, pause=0.02)
+
+
+@pytest.mark.timeout(1200)  # three model servers and two trainings on a shared 2-core machine
+def test_shadow_then_canary_promote_a_good_candidate_across_an_operator_restart(
+    operated: Sandbox, namespace: str, model_name: str, events: Any
+) -> None:
+    sb, ns, model = operated, namespace, model_name
+    with _clients(_incumbent(sb, ns, model), model) as traffic:
+        rollout = {
+            "strategy": "Canary",
+            "shadow": {"sampleRate": 0.5, "pauseSeconds": 5},
+            "steps": [{"weight": 20, "pauseSeconds": 5}, {"weight": 50, "pauseSeconds": 5}],
+            "analysis": ANALYSIS,
+        }
+        sb.create(modelversion("v2", model, "1.1.0", hyperparameters={"C": 0.1, "max_iter": 500}, rollout=rollout), ns)
+        # The operator restarts in the canary steps: the rollout resumes from its status, not from the shadow.
+        sb.wait_for(lambda: _rollout(sb, "v2", ns).get("step", 0) >= 1, TIMEOUT, message="v2 past its shadow step")
+        assert sb.get("modelversions", "v1", ns)["status"]["stage"] == "Production"
+        sb.supervisor.restart_operator()
+        promoted = sb.wait_for_object(
+            "modelversions", "v2", ns, lambda o: phase("v2", "Ready")(o) and condition(o, "Rollout"), TIMEOUT
+        )
+        st = promoted["status"]
+        assert validate(MV_STATUS_SCHEMA, st, prefix="status") == []
+        assert st["rollout"]["phase"] == "Promoted" and st["rollout"]["weight"] == 100
+        assert st["promotionHistory"][-1]["decision"] == "Promoted"
+        assert "rollout: step 3/3 (canary 50%) passed" in st["promotionHistory"][-1]["reason"]
+        steps = [r for r in _reasons(events, "v2") if r.startswith("RolloutStep")]
+        assert sorted(s.split(" passed")[0] for s in steps) == [
+            "RolloutStep: step 1/3 (shadow 50%)",
+            "RolloutStep: step 2/3 (canary 20%)",
+        ]
+        assert any(r.startswith("RolloutPromoted: step 3/3 (canary 50%) passed") for r in _reasons(events, "v2"))
+        sb.wait_for_object("modelversions", "v1", ns, phase("v1", "Superseded"), 60)
+        sb.wait_for(lambda: _served(sb, model, ns) == ("1.1.0", None), 90, message="1.1.0 served without router")
+        assert sb.find("deployments", f"{model}-production-candidate", ns) is None
+    assert traffic.versions["1.1.0"] > 0  # canary answers reached clients before the promotion
+    assert traffic.sent > 0 and traffic.failures == []
+
+
+@pytest.mark.timeout(1200)
+def test_a_candidate_that_learned_nothing_is_aborted_on_live_agreement(
+    operated: Sandbox, namespace: str, model_name: str, events: Any
+) -> None:
+    """Random labels at the class prior (as if trained on shuffled labels) pass an easy offline gate
+    (it trains faster than 1.0.0) and are aborted in shadow on agreement."""
+    sb, ns, model = operated, namespace, model_name
+    with _clients(_incumbent(sb, ns, model), model) as traffic:
+        bad = modelversion(
+            "v3",
+            model,
+            "1.2.0",
+            estimator="sklearn.dummy.DummyClassifier",
+            hyperparameters={"strategy": "stratified"},
+            promotion={"metric": "training_time_s", "direction": "minimize"},  # it trains faster, sure
+            rollout={"strategy": "Shadow", "shadow": {"sampleRate": 1.0, "pauseSeconds": 600}, "analysis": ANALYSIS},
+        )
+        sb.create(bad, ns)
+        aborted = sb.wait_for_object("modelversions", "v3", ns, phase("v3", "RolloutAborted"), TIMEOUT)
+        rollout_condition = condition(aborted, "Rollout", "False")
+        assert rollout_condition["reason"] == "Aborted" and "agreement" in rollout_condition["message"]
+        numbers = aborted["status"]["rollout"]["analysis"]
+        assert numbers["candidate"]["requests"] >= 20 and numbers["agreement"] < 0.9
+        assert validate(MV_STATUS_SCHEMA, aborted["status"], prefix="status") == []
+        assert any(e["reason"] == "RolloutAborted" and e["type"] == "Warning" for e in events("v3"))
+        # Traffic returns to the incumbent only: the candidate's children go, the router setting too.
+        sb.wait_for(lambda: sb.find("deployments", f"{model}-production-candidate", ns) is None, 60)
+        assert sb.get("modelversions", "v1", ns)["status"]["stage"] == "Production"
+        sb.wait_for(lambda: _served(sb, model, ns) == ("1.0.0", None), 90, message="router setting removed")
+    assert traffic.versions["1.2.0"] == 0  # a shadow candidate never answers a client
+    assert traffic.sent > 0 and traffic.failures == []
+
+
+def _served(sb: Sandbox, model: str, ns: str) -> tuple[str, str | None] | None:
+    """(version, router setting) of the production Deployment once it is rolled out; None before."""
+    dep = sb.get("deployments", f"{model}-production", ns)
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    status = dep.get("status") or {}
+    want = status.get("replicas")
+    if status.get("updatedReplicas") != want or status.get("readyReplicas") != want:
+        return None
+    return dep["metadata"]["annotations"]["ml.smarthr360.io/version"], env.get("MODELOPS_ROUTER")

@@ -1,0 +1,169 @@
+"""Who serves a stage during a rollout (modelops.reconcile.rollout.plan, pure)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from modelops.api.modelversion import (
+    ModelVersionSpec,
+    ModelVersionStatus,
+    PromotionStatus,
+    RegistryStatus,
+    RolloutStatus,
+)
+from modelops.reconcile.rollout import StageRollout, _record, plan, rollout_hash, summarise
+from modelops.reconcile.stages import Candidate, resolve
+from modelops.rollout.decision import Verdict, plan_steps
+
+CANARY = {"strategy": "Canary", "steps": [{"weight": 10, "pauseSeconds": 5}, {"weight": 50, "pauseSeconds": 5}]}
+
+
+def spec(stage: str = "Production", rollout: dict[str, object] | None = None) -> ModelVersionSpec:
+    return ModelVersionSpec.model_validate(
+        {
+            "model": "m",
+            "versionBump": "minor",
+            "stage": stage,
+            "training": {"data": {"uri": "sklearn://iris", "target": "target"}},
+            "rollout": rollout or {},
+        }
+    )
+
+
+def status(version: str, registry: str, stage: str | None = None) -> ModelVersionStatus:
+    st = ModelVersionStatus(
+        version=version,
+        registry=RegistryStatus(model="m", version=registry, run_id="r", model_uri=f"models:/m/{registry}"),
+        metrics={"accuracy": 0.95},
+        stage=stage,
+    )
+    if stage:
+        st.promotion = PromotionStatus(decision="Promoted", stage=stage, reason="first")
+    return st
+
+
+def resolved(statuses: dict[str, ModelVersionStatus], specs: dict[str, ModelVersionSpec]):  # type: ignore[no-untyped-def]
+    cands = [
+        Candidate(name=n, version=st.version or "", stage=specs[n].stage, registered=True, metrics=st.metrics or {})
+        for n, st in statuses.items()
+    ]
+    return plan(statuses, specs, resolve(cands), set(), ("Staging", "Production"))
+
+
+def test_the_incumbent_keeps_the_stage_while_the_candidate_rolls_out() -> None:
+    statuses = {"v1": status("1.0.0", "1", "Production"), "v2": status("1.1.0", "2")}
+    specs = {"v1": spec(), "v2": spec(rollout=CANARY)}
+    result = resolved(statuses, specs)
+    assert result.resolution.winners["Production"] == "v1"
+    assert result.resolution.decisions["v1"].decision == "Promoted"
+    assert result.resolution.decisions["v1"].reason == "first"  # its stored decision: no history entry
+    assert result.resolution.decisions["v2"].decision == "Pending"
+    rollout = statuses["v2"].rollout
+    assert rollout is not None and (rollout.phase, rollout.step, rollout.steps, rollout.incumbent) == (
+        "Waiting",
+        0,
+        2,
+        "1.0.0",
+    )
+    assert set(result.rollouts) == {"Production"} and result.rollouts["Production"].candidate == "v2"
+
+
+def test_immediate_is_todays_rolling_update() -> None:
+    statuses = {"v1": status("1.0.0", "1", "Production"), "v2": status("1.1.0", "2")}
+    result = resolved(statuses, {"v1": spec(), "v2": spec()})
+    assert result.resolution.winners["Production"] == "v2" and not result.rollouts
+    assert statuses["v2"].rollout is None
+
+
+def test_without_an_incumbent_the_version_takes_the_stage_at_once_and_says_why() -> None:
+    statuses = {"v2": status("1.1.0", "2")}
+    result = resolved(statuses, {"v2": spec(rollout=CANARY)})
+    assert result.resolution.winners["Production"] == "v2" and not result.rollouts
+    rollout = statuses["v2"].rollout
+    assert rollout is not None and rollout.phase == "Promoted"
+    assert "nothing to compare with" in rollout.reason
+
+
+def test_promoted_and_aborted_rollouts() -> None:
+    specs = {"v1": spec(), "v2": spec(rollout=CANARY)}
+    for phase, winner, decision in (("Promoted", "v2", "Promoted"), ("Aborted", "v1", "GateFailed")):
+        statuses = {"v1": status("1.0.0", "1", "Production"), "v2": status("1.1.0", "2")}
+        statuses["v2"].rollout = RolloutStatus(
+            phase=phase, stage="Production", spec_hash=rollout_hash(specs["v2"], "Production", "1.0.0"), reason="x"
+        )
+        result = resolved(statuses, specs)
+        assert result.resolution.winners["Production"] == winner
+        assert result.resolution.decisions["v2"].decision == decision
+        assert not result.rollouts
+
+
+def test_a_changed_rollout_spec_restarts_the_rollout() -> None:
+    specs = {"v1": spec(), "v2": spec(rollout=CANARY)}
+    statuses = {"v1": status("1.0.0", "1", "Production"), "v2": status("1.1.0", "2")}
+    statuses["v2"].rollout = RolloutStatus(phase="Aborted", stage="Production", spec_hash="old", reason="x")
+    result = resolved(statuses, specs)
+    assert statuses["v2"].rollout.phase == "Waiting" and "Production" in result.rollouts
+
+
+def test_one_candidate_per_stage_the_other_waits_with_a_reason() -> None:
+    specs = {"v1": spec(), "v2": spec(rollout=CANARY), "v3": spec(rollout=CANARY)}
+    statuses = {"v1": status("1.0.0", "1", "Production"), "v2": status("1.1.0", "2"), "v3": status("1.2.0", "3")}
+    statuses["v2"].rollout = RolloutStatus(
+        phase="Canary", stage="Production", spec_hash=rollout_hash(specs["v2"], "Production", "1.0.0"), step=1
+    )
+    result = resolved(statuses, specs)
+    assert result.rollouts["Production"].candidate == "v2"
+    waiting = result.resolution.decisions["v3"]
+    assert waiting.decision == "Pending" and "1.1.0 (v2) is rolling out to Production" in waiting.reason
+    assert statuses["v3"].rollout is None
+
+
+def test_a_stage_change_cancels_the_rollout() -> None:
+    """GitOps: spec.stage moved away (to Archived) during the rollout."""
+    specs = {"v1": spec(), "v2": spec(stage="Archived", rollout=CANARY)}
+    statuses = {"v1": status("1.0.0", "1", "Production"), "v2": status("1.1.0", "2")}
+    statuses["v2"].rollout = RolloutStatus(phase="Shadow", stage="Production", spec_hash="h")
+    result = resolved(statuses, specs)
+    assert "v2" in result.cancelled and result.resolution.winners["Production"] == "v1"
+
+
+def recorded(action: str, phase: str = "Shadow") -> tuple[ModelVersionStatus, list[tuple[str, str, str]]]:
+    """A candidate's status after one verdict, and the Events it posted."""
+    events: list[tuple[str, str, str]] = []
+    ctx = SimpleNamespace(post_event=lambda body, kind, reason, message: events.append((kind, reason, message)))
+    ctx.metrics = None
+    specs = spec(rollout={**CANARY, "shadow": {"sampleRate": 0.5, "pauseSeconds": 5}})
+    steps = plan_steps(specs.rollout)
+    st = status("1.1.0", "2")
+    st.rollout = RolloutStatus(phase=phase, stage="Production", spec_hash="h", incumbent="1.0.0", steps=3)
+    roll = StageRollout("Production", "v2", "v1", steps)
+    _record(ctx, {}, "ns", "m", roll, st, Verdict(action, f"{action} because"), None)  # type: ignore[arg-type]
+    return st, events
+
+
+def test_a_wait_changes_only_the_reason() -> None:
+    st, events = recorded("Wait")
+    assert st.rollout is not None and (st.rollout.phase, st.rollout.step) == ("Shadow", 0) and not events
+
+
+def test_next_step_moves_to_the_next_window() -> None:
+    st, events = recorded("NextStep")
+    assert st.rollout is not None
+    assert (st.rollout.phase, st.rollout.step, st.rollout.weight, st.rollout.step_started) == ("Canary", 1, 10, None)
+    assert events == [("Normal", "RolloutStep", "NextStep because; next: canary 10%")]
+
+
+def test_abort_pause_and_promote_are_recorded_with_events_and_phases() -> None:
+    st, events = recorded("Abort")
+    assert st.rollout is not None and (st.rollout.phase, st.rollout.weight) == ("Aborted", 0)
+    assert events[0][:2] == ("Warning", "RolloutAborted") and "traffic returns to 1.0.0" in events[0][2]
+    summarise(st, None, 1)
+    assert st.phase == "RolloutAborted"
+    rollout = next(c for c in st.conditions if c.type == "Rollout")
+    assert (rollout.status, rollout.reason, rollout.message) == ("False", "Aborted", "Abort because")
+    st, events = recorded("Pause")
+    assert st.rollout is not None and st.rollout.phase == "Paused" and events[0][:2] == ("Warning", "RolloutPaused")
+    st, events = recorded("Promote", phase="Canary")
+    assert st.rollout is not None and (st.rollout.phase, st.rollout.weight) == ("Promoted", 100)
+    summarise(st, "Production", 1)
+    assert next(c for c in st.conditions if c.type == "Rollout").status == "True"

@@ -1,0 +1,167 @@
+"""The rollout router of the model server (serve/router.py): exact shares, shadow off the request
+path, canary answers from the candidate with the incumbent as fallback, candidate rows in the log."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from modelops.contract import RouterConfig, candidate_log_stage
+from modelops.monitoring.prediction_log import read_prediction_log
+from modelops_runtime.serve.router import Share
+
+from .serve_support import (
+    Registered,
+    Running,
+    Store,
+    config_for,
+    metric,
+    register,
+    serving,
+    use_store,
+    v2_columns,
+    wait_for_log,
+)
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.1, 0.25, 0.333, 0.5, 0.9, 1.0])
+def test_share_is_exact_in_every_hundred_calls(rate: float) -> None:
+    share = Share(rate)
+    taken = [share.take() for _ in range(100_000)]
+    assert sum(taken) == round(rate * 100_000)
+    if rate in (0.1, 0.25, 0.5):  # whole percents: exact in every window of 100 consecutive calls
+        assert {sum(taken[i : i + 100]) for i in range(0, 100_000, 100)} == {round(rate * 100)}
+
+
+@pytest.fixture(scope="module")
+def shuffled(store: Store) -> Registered:
+    """A second version of breast-cancer, trained on shuffled labels (a bad candidate)."""
+    use_store(store)
+    X, estimator = store.bc.X, store.bc.estimator
+    y = estimator.predict(X)
+    rng = np.random.default_rng(0)
+    return register(store.bc.name, clone(estimator).fit(X, rng.permutation(y)), X)
+
+
+@pytest.fixture(scope="module")
+def candidate(store: Store, shuffled: Registered) -> Iterator[Running]:
+    use_store(store)
+    with serving(config_for(shuffled, version="2.0.0")) as running:
+        running.wait_ready()
+        yield running
+
+
+def router_for(candidate_url: str, shuffled: Registered, **kwargs: Any) -> RouterConfig:
+    return RouterConfig(url=candidate_url, version="2.0.0", registry_version=shuffled.version, **kwargs)
+
+
+def infer(running: Running, store: Store, i: int) -> Any:
+    body = {"id": f"req-{i}", "inputs": v2_columns(store.bc.X.iloc[[i]])}
+    return running.client.post(f"/v2/models/{store.bc.name}/infer", json=body)
+
+
+@contextmanager
+def routed(store: Store, router: RouterConfig, log: str | None = None) -> Iterator[Running]:
+    """The incumbent (breast-cancer 1.0.0) with ``router``, ready; its log under ``store.root/<log>``."""
+    use_store(store)
+    base = str(store.root / log) if log else None
+    with serving(config_for(store.bc, log_flush_seconds=0.2), log_uri=base, router=router) as incumbent:
+        incumbent.wait_ready()
+        yield incumbent
+
+
+def test_shadow_copies_the_sampled_share_and_answers_with_the_incumbent(
+    store: Store, shuffled: Registered, candidate: Running
+) -> None:
+    base = str(store.root / "shadow-log")
+    with routed(store, router_for(candidate.url, shuffled, mode="shadow", sample_rate=0.5), "shadow-log") as incumbent:
+        responses = [infer(incumbent, store, i) for i in range(40)]
+        assert [r.status_code for r in responses] == [200] * 40
+        assert {r.json()["model_version"] for r in responses} == {"1.0.0"}
+
+        def copies(frame: Any) -> bool:
+            return len(frame) == 20
+
+        shadow_rows = wait_for_log(store, store.bc.name, candidate_log_stage("Production"), copies, base=base)
+        assert metric(incumbent, "modelops_router_requests_total", route="shadow", outcome="sent") == 20
+        agree = metric(incumbent, "modelops_router_shadow_rows_total", result="agree")
+        disagree = metric(incumbent, "modelops_router_shadow_rows_total", result="disagree")
+    own = read_prediction_log(base, store.bc.name, "Production", datetime.now(UTC) - timedelta(hours=1))
+    assert len(own) == 40 and set(own["model_version"]) == {"1.0.0"}
+    # Every other request, with the incumbent's request ids, the candidate's version and predictions.
+    assert sorted(shadow_rows["request_id"]) == sorted(f"req-{i}" for i in range(1, 40, 2))
+    assert set(shadow_rows["model_version"]) == {"2.0.0"} and set(shadow_rows["status"]) == {"ok"}
+    joined = shadow_rows.merge(own, on="request_id", suffixes=("_c", "_i"))
+    same = int((joined["prediction_c"].astype(str) == joined["prediction_i"].astype(str)).sum())
+    assert (agree, disagree) == (same, 20 - same)
+    assert "feature.mean radius" in shadow_rows.columns
+
+
+def test_canary_answers_the_exact_weight_from_the_candidate(
+    store: Store, shuffled: Registered, candidate: Running
+) -> None:
+    base = str(store.root / "canary-log")
+    with routed(store, router_for(candidate.url, shuffled, mode="canary", weight=30), "canary-log") as incumbent:
+        responses = [infer(incumbent, store, i) for i in range(50)]
+        assert [r.status_code for r in responses] == [200] * 50
+        versions = [r.json()["model_version"] for r in responses]
+        assert versions.count("2.0.0") == 15 and versions.count("1.0.0") == 35
+        assert all(r.headers["x-request-id"] == f"req-{i}" for i, r in enumerate(responses))
+        assert metric(incumbent, "modelops_router_requests_total", route="canary", outcome="answered") == 15
+    rows = read_prediction_log(
+        base, store.bc.name, candidate_log_stage("Production"), datetime.now(UTC) - timedelta(hours=1)
+    )
+    own = read_prediction_log(base, store.bc.name, "Production", datetime.now(UTC) - timedelta(hours=1))
+    answered = {f"req-{i}" for i, v in enumerate(versions) if v == "2.0.0"}
+    assert set(rows["request_id"]) == answered and set(rows["status"]) == {"ok"}
+    assert set(own["request_id"]).isdisjoint(answered) and len(own) == 35
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_canary_falls_back_to_the_incumbent_when_the_candidate_is_down(store: Store, shuffled: Registered) -> None:
+    base = str(store.root / "fallback-log")
+    router = router_for(f"http://127.0.0.1:{closed_port()}", shuffled, mode="canary", weight=50)
+    with routed(store, router, "fallback-log") as incumbent:
+        responses = [infer(incumbent, store, i) for i in range(10)]
+        assert [r.status_code for r in responses] == [200] * 10
+        assert {r.json()["model_version"] for r in responses} == {"1.0.0"}
+        assert metric(incumbent, "modelops_router_requests_total", route="canary", outcome="fallback") == 5
+    rows = read_prediction_log(
+        base, store.bc.name, candidate_log_stage("Production"), datetime.now(UTC) - timedelta(hours=1)
+    )
+    assert len(rows) == 5 and set(rows["status"]) == {"error"} and rows["prediction"].isna().all()
+
+
+def test_a_candidate_that_never_answers_does_not_hold_shadowed_requests(store: Store, shuffled: Registered) -> None:
+    """One sender, a queue of one, a candidate that accepts connections and never answers: the
+    client's requests are all answered while the copies beyond the queue are dropped."""
+    use_store(store)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        router = router_for(url, shuffled, mode="shadow", queue_size=1, concurrency=1, timeout_seconds=30)
+        with routed(store, router) as incumbent:
+            responses = [infer(incumbent, store, i) for i in range(10)]
+            assert [r.status_code for r in responses] == [200] * 10
+            # one copy in flight, one queued, the other eight dropped
+            assert metric(incumbent, "modelops_router_requests_total", route="shadow", outcome="dropped") == 8
+
+
+def test_invalid_requests_never_reach_the_candidate(store: Store, shuffled: Registered, candidate: Running) -> None:
+    with routed(store, router_for(candidate.url, shuffled, mode="canary", weight=99)) as incumbent:
+        response = incumbent.client.post(f"/v2/models/{store.bc.name}/infer", json={"inputs": []})
+        assert response.status_code == 400
+        assert metric(incumbent, "modelops_router_requests_total", route="canary", outcome="answered") == 0

@@ -1,0 +1,210 @@
+"""The rollout decision rules (modelops.rollout.decision) and the window numbers (modelops.rollout.analysis)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from modelops.api.modelversion import RolloutAnalysisStatus, RolloutSpec, WindowNumbers
+from modelops.rollout.analysis import agreement, side_numbers, window_numbers
+from modelops.rollout.decision import Step, decide, failed_bounds, plan_steps
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def canary(**analysis: object) -> RolloutSpec:
+    return RolloutSpec.model_validate(
+        {
+            "strategy": "Canary",
+            "shadow": {"sampleRate": 1.0, "pauseSeconds": 30},
+            "steps": [{"weight": 10, "pauseSeconds": 60}, {"weight": 50, "pauseSeconds": 60}],
+            "analysis": {"minRequests": 100, **analysis},
+        }
+    )
+
+
+def numbers(
+    cand_requests: int = 200,
+    inc_requests: int = 1000,
+    cand_errors: int = 0,
+    inc_errors: int = 0,
+    cand_p95: float = 5.0,
+    inc_p95: float = 5.0,
+    agreement_: float | None = 0.97,
+    compared: int = 200,
+    cand_acc: float | None = None,
+    inc_acc: float | None = None,
+    labelled: int = 0,
+) -> RolloutAnalysisStatus:
+    def side(requests: int, errors: int, p95: float, acc: float | None) -> WindowNumbers:
+        return WindowNumbers(
+            requests=requests,
+            errors=errors,
+            error_rate=errors / requests if requests else None,
+            latency_p95_ms=p95,
+            labelled=labelled,
+            accuracy=acc,
+        )
+
+    return RolloutAnalysisStatus(
+        candidate=side(cand_requests, cand_errors, cand_p95, cand_acc),
+        incumbent=side(inc_requests, inc_errors, inc_p95, inc_acc),
+        agreement=agreement_,
+        compared=compared,
+    )
+
+
+def test_plan_steps_shadow_then_canary_steps() -> None:
+    assert plan_steps(canary()) == [
+        Step("shadow", 0, 1.0, 30),
+        Step("canary", 10, None, 60),
+        Step("canary", 50, None, 60),
+    ]
+    assert [s.kind for s in plan_steps(RolloutSpec(strategy="Shadow"))] == ["shadow"]
+    assert plan_steps(RolloutSpec()) == []
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"strategy": "Canary"}, "needs at least one step"),
+        ({"strategy": "Shadow", "steps": [{"weight": 10, "pauseSeconds": 5}]}, "only allowed with strategy Canary"),
+        (
+            {"strategy": "Canary", "steps": [{"weight": 50, "pauseSeconds": 5}, {"weight": 10, "pauseSeconds": 5}]},
+            "must increase strictly",
+        ),
+        ({"strategy": "Canary", "steps": [{"weight": 100, "pauseSeconds": 5}]}, "less than or equal to 99"),
+    ],
+)
+def test_invalid_step_lists_are_refused(spec: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        RolloutSpec.model_validate(spec)
+
+
+def test_waits_until_the_window_starts() -> None:
+    spec = canary()
+    verdict = decide(spec, plan_steps(spec), 0, None, None)
+    assert verdict.action == "Wait" and "router setting" in verdict.reason
+
+
+def test_waits_for_the_pause_then_goes_to_the_next_step() -> None:
+    spec = canary()
+    steps = plan_steps(spec)
+    assert decide(spec, steps, 1, 59.0, numbers()).action == "Wait"
+    verdict = decide(spec, steps, 1, 60.0, numbers())
+    assert verdict.action == "NextStep"
+    assert "requests 200 vs 1000" in verdict.reason
+
+
+def test_promotes_after_the_last_step() -> None:
+    spec = canary()
+    assert decide(spec, plan_steps(spec), 2, 61.0, numbers()).action == "Promote"
+
+
+def test_never_decides_on_fewer_requests_than_asked() -> None:
+    spec = canary()
+    steps = plan_steps(spec)
+    # Every bound broken, the pause long over, but 99 < minRequests: no abort, no promotion.
+    bad = numbers(cand_requests=99, cand_errors=99, agreement_=0.1)
+    verdict = decide(spec, steps, 1, 1e6, bad)
+    assert verdict.action == "Wait"
+    assert "99 candidate and 1000 incumbent requests, 100 needed" in verdict.reason
+    assert decide(spec, steps, 1, 1e6, numbers(inc_requests=50)).action == "Wait"
+
+
+def test_a_failed_bound_aborts_before_the_pause_ends() -> None:
+    spec = canary()
+    verdict = decide(spec, plan_steps(spec), 0, 1.0, numbers(agreement_=0.62, compared=150))
+    assert verdict.action == "Abort"
+    assert verdict.failed == ["agreement 62.0% over 150 rows (at least 90.0%)"]
+
+
+def test_on_failure_pause() -> None:
+    spec = canary().model_copy(update={"on_failure": "Pause"})
+    assert decide(spec, plan_steps(spec), 1, 5.0, numbers(cand_errors=10)).action == "Pause"
+
+
+def test_a_crash_looping_candidate_aborts_whatever_the_numbers() -> None:
+    spec = canary().model_copy(update={"on_failure": "Pause"})
+    verdict = decide(spec, plan_steps(spec), 1, None, None, crash="pod x is crash-looping (3 restarts)")
+    assert verdict.action == "Abort" and "crash-looping" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"cand_errors": 3}, "error rate 1.5% vs incumbent 0.0% (at most +1.0%)"),
+        ({"cand_errors": 2}, None),  # 1.0 % is at the bound, not beyond it
+        ({"cand_p95": 31.0, "inc_p95": 5.0}, "p95 latency 31.0 ms vs incumbent 5.0 ms (at most 30.0 ms)"),
+        ({"cand_p95": 30.0, "inc_p95": 5.0}, None),
+        ({"agreement_": 0.899}, "agreement 89.9% over 200 rows (at least 90.0%)"),
+        ({"agreement_": None, "compared": 0}, None),  # nothing comparable (a regressor): not checked
+        (
+            {"cand_acc": 0.80, "inc_acc": 0.90, "labelled": 30},
+            "feedback accuracy 80.0% (30 labels) vs incumbent 90.0% (30 labels) (at most -5.0%)",
+        ),
+        ({"cand_acc": 0.80, "inc_acc": 0.90, "labelled": 29}, None),  # fewer than minFeedback labels
+        ({"cand_acc": 0.86, "inc_acc": 0.90, "labelled": 30}, None),
+    ],
+)
+def test_each_bound_relative_to_the_incumbent(kwargs: dict[str, object], expected: str | None) -> None:
+    failed = failed_bounds(canary().analysis, numbers(**kwargs))  # type: ignore[arg-type]
+    assert failed == ([expected] if expected else [])
+
+
+def log_rows(ids: list[str], predictions: list[object], status: list[str] | None = None, latency: float = 1.0):
+    return pd.DataFrame(
+        {
+            "request_id": ids,
+            "status": status or ["ok"] * len(ids),
+            "latency_ms": [latency] * len(ids),
+            "prediction": predictions,
+        }
+    )
+
+
+def test_side_numbers_count_requests_not_rows() -> None:
+    rows = log_rows(["a:0", "a:1", "b", "c"], [1, 0, 1, None], ["ok", "ok", "ok", "error"])
+    labels = pd.DataFrame({"request_id": ["a:0", "a:1", "b"], "label": ["1", "1", 1]})
+    side = side_numbers(rows, labels)
+    assert (side.requests, side.errors) == (3, 1)
+    assert side.error_rate == pytest.approx(1 / 3)
+    assert (side.labelled, side.accuracy) == (3, pytest.approx(2 / 3))
+
+
+def test_shadow_agreement_joins_request_ids() -> None:
+    cand = log_rows(["a", "b", "c", "d"], [1, 0, 1.0, None])
+    inc = log_rows(["a", "b", "c", "e"], ["1", 1, 1, 0])
+    assert agreement(cand, inc, shadow=True) == (pytest.approx(2 / 3), 3, None)
+
+
+def test_canary_agreement_is_one_minus_total_variation_distance_with_a_noise_check() -> None:
+    cand = log_rows([str(i) for i in range(10)], [1] * 5 + [0] * 5)
+    inc = log_rows([f"i{i}" for i in range(10)], [1] * 8 + [0] * 2)
+    agree, compared, p_value = agreement(cand, inc, shadow=False)
+    assert agree == pytest.approx(0.7) and compared == 10
+    assert p_value is not None and p_value > 0.05  # 10 rows a side: that gap is within sampling noise
+    many_cand = log_rows([str(i) for i in range(1000)], [1] * 500 + [0] * 500)
+    many_inc = log_rows([f"i{i}" for i in range(1000)], [1] * 800 + [0] * 200)
+    agree, _, p_value = agreement(many_cand, many_inc, shadow=False)
+    assert agree == pytest.approx(0.7) and p_value is not None and p_value < 1e-6
+    assert agreement(log_rows(["a"], [1]), log_rows(["b"], [1]), shadow=False) == (1.0, 1, 1.0)
+
+
+def test_canary_agreement_fails_only_beyond_sampling_noise() -> None:
+    analysis = canary().analysis
+    noisy = numbers(agreement_=0.85, compared=37)
+    noisy.agreement_p_value = 0.3
+    assert failed_bounds(analysis, noisy) == []
+    real = numbers(agreement_=0.85, compared=1000)
+    real.agreement_p_value = 0.001
+    assert failed_bounds(analysis, real) == ["agreement 85.0% over 1000 rows (at least 90.0%, chi-square p=0.001)"]
+
+
+def test_window_numbers_without_feedback_or_rows() -> None:
+    empty = log_rows([], [])
+    result = window_numbers(empty, empty, pd.DataFrame(), shadow=True, classifier=True, window_start=T0, time=T0)
+    assert result.candidate.requests == 0 and result.agreement is None
