@@ -259,13 +259,14 @@ def coredns_argv(binary: Path, corefile_path: Path) -> list[str]:
     return [str(binary), "-conf", str(corefile_path)]
 
 
-#: The node's default StorageClass: pre-made local PersistentVolumes, bound when a pod needs one.
+#: The node's default StorageClass: pre-made local PersistentVolumes, bound as soon as claimed.
 STORAGE_CLASS = "modelops-local"
 
 
 def storage_manifests(volume_dirs: list[Path], node_name: str = NODE_NAME, size: str = "10Gi") -> list[dict[str, Any]]:
-    """A default StorageClass (``kubernetes.io/no-provisioner``, ``WaitForFirstConsumer``, as for
-    any local volumes) and one ``local`` PersistentVolume per directory, pinned to the node, of
+    """A default StorageClass (``kubernetes.io/no-provisioner``, ``Immediate`` binding: one node, so
+    nothing is gained by waiting for the pod's placement, and ``helm install --wait`` waits for every
+    claim to be Bound, which a ``WaitForFirstConsumer`` claim with no pod yet never is) and one ``local`` PersistentVolume per directory, pinned to the node, of
     ``size`` and both ``ReadWriteOnce`` and ``ReadWriteMany`` (one node: every pod shares it). Claims
     without a class (the chart's MLflow and prediction-log claims) get the default class and bind
     to a free volume; the kubelet applies the pod's ``fsGroup`` to local volumes, so non-root pods
@@ -273,7 +274,7 @@ def storage_manifests(volume_dirs: list[Path], node_name: str = NODE_NAME, size:
     storage_class = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
                      "metadata": {"name": STORAGE_CLASS,
                                   "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-                     "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer",
+                     "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate",
                      "reclaimPolicy": "Retain"}
     affinity = {"required": {"nodeSelectorTerms": [{"matchExpressions": [
         {"key": "kubernetes.io/hostname", "operator": "In", "values": [node_name]}]}]}}
