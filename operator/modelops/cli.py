@@ -52,10 +52,10 @@ def operator_run(
 
     Replicas elect one active operator through a Lease (MODELOPS_LEASE_*); the others stand by.
     """
-    from .lean import hide_data_stack
+    from .lean import data_stack_hidden
 
-    hide_data_stack()  # before MLflow is imported (see lean.py: ~120 MiB of RSS)
-    from .runner import run
+    with data_stack_hidden():  # while MLflow is imported (see lean.py: ~120 MiB of RSS)
+        from .runner import run
 
     run(liveness=liveness)
 

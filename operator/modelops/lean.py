@@ -7,12 +7,16 @@ for datasets, evaluation and GenAI features the operator never calls: measured h
 (``mlflow-skinny``, which guards every such import), out of 237 vs 113 MiB for the whole operator at
 start. The operator image installs ``mlflow-skinny`` (the core dependency); a venv that also holds
 the runtime (the sandbox, a developer's checkout) has the full stack installed, so the operator hides
-it before MLflow is imported and MLflow takes the path it takes under ``mlflow-skinny``.
+it while MLflow is imported and MLflow takes the path it takes under ``mlflow-skinny``. Afterwards
+the stack is importable again: the rollout analysis (``modelops.rollout.analysis``) imports it when
+a rollout is analysed, and only then pays for it.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 #: Top-level packages the operator process never imports (the runtime image's data stack).
 DATA_STACK = ("pandas", "pyarrow", "scipy", "sklearn", "numpy")
@@ -33,4 +37,17 @@ def hide_data_stack() -> list[str]:
     return hidden
 
 
-__all__ = ["DATA_STACK", "hide_data_stack"]
+@contextmanager
+def data_stack_hidden() -> Iterator[list[str]]:
+    """:func:`hide_data_stack` for the duration of the block (import MLflow and the operator's
+    modules in it), then importable again for code that needs it later. Yields the names hidden."""
+    hidden = hide_data_stack()
+    try:
+        yield hidden
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, ...) is None:
+                del sys.modules[name]
+
+
+__all__ = ["DATA_STACK", "data_stack_hidden", "hide_data_stack"]

@@ -41,7 +41,6 @@ from ..builders.serving import (
 )
 from ..clients.kube import DEPLOYMENTS, PODS
 from ..contract import ENV_ROUTER, RouterConfig
-from ..rollout.analysis import read_window
 from ..rollout.decision import Step, Verdict, decide, plan_steps
 from . import children
 from . import model as model_flow
@@ -351,6 +350,10 @@ async def advance(
         if rs.step_started is not None:
             elapsed = (clock - rs.step_started).total_seconds()
             classifier = (st.model.task if st.model else None) != "regression"
+            # Imported here: the analysis needs the data stack (pandas, numpy, scipy), which the operator
+            # keeps out of its process until a rollout is analysed (lean.py).
+            from ..rollout.analysis import read_window
+
             try:
                 numbers = await asyncio.to_thread(
                     read_window,

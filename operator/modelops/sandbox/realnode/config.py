@@ -266,7 +266,8 @@ STORAGE_CLASS = "modelops-local"
 def storage_manifests(volume_dirs: list[Path], node_name: str = NODE_NAME, size: str = "10Gi") -> list[dict[str, Any]]:
     """A default StorageClass (``kubernetes.io/no-provisioner``, ``Immediate`` binding: one node, so
     nothing is gained by waiting for the pod's placement, and ``helm install --wait`` waits for every
-    claim to be Bound, which a ``WaitForFirstConsumer`` claim with no pod yet never is) and one ``local`` PersistentVolume per directory, pinned to the node, of
+    claim to be Bound, which a ``WaitForFirstConsumer`` claim with no pod yet never is) and one
+    ``local`` PersistentVolume per directory, pinned to the node, of
     ``size`` and both ``ReadWriteOnce`` and ``ReadWriteMany`` (one node: every pod shares it). Claims
     without a class (the chart's MLflow and prediction-log claims) get the default class and bind
     to a free volume; the kubelet applies the pod's ``fsGroup`` to local volumes, so non-root pods
