@@ -16,9 +16,11 @@ from modelops.sandbox.testing import Sandbox
 OPERATOR_ENV = {"MODELOPS_RECONCILE_INTERVAL_SECONDS": "3", "MODELOPS_MONITOR_POLL_SECONDS": "2"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def operated(cluster: Sandbox) -> Sandbox:
-    """The session cluster with MLflow and the operator started (once)."""
+    """The session cluster with MLflow and the operator running: started once, and started again
+    before a test when it has exited, as its Deployment's pod would be restarted (an operator that
+    loses its Lease, e.g. while the apiserver restarts, exits by design: modelops.leader)."""
     cluster.start_operator(OPERATOR_ENV)
     return cluster
 
