@@ -95,13 +95,18 @@ async def remove_all(
     kube: KubeClient, kinds: Sequence[str], namespace: str, name: str, ours: Collection[str]
 ) -> list[str]:
     """:func:`remove` for several kinds of child with one name: the GETs at once (one round trip
-    where there is nothing to remove, the usual case), then the deletions of ours in ``kinds``' order.
+    where there is nothing to remove, the usual case), then the deletions of ours, dependents first
+    (HorizontalPodAutoscaler, PodDisruptionBudget, Service, Deployment, CronJob; others in ``kinds``
+    are read, never deleted).
 
     Returns the kinds deleted.
     """
-    observed = await asyncio.gather(*(kube.get(BY_KIND[kind], namespace, name) for kind in kinds))
+    found = dict(zip(kinds, await asyncio.gather(*(kube.get(BY_KIND[kind], namespace, name) for kind in kinds)),
+                     strict=True))
     deleted = []
-    for kind, obj in zip(kinds, observed, strict=True):
+    # Dependents first; a literal list, so the RBAC derivation (modelops.rbac) sees which kinds are deleted.
+    for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment", "CronJob"):
+        obj = found.get(kind)
         if obj is not None and is_ours(obj, ours) and await kube.delete(BY_KIND[kind], namespace, name):
             deleted.append(kind)
     return deleted

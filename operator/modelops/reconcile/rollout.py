@@ -56,6 +56,9 @@ CONDITION = "Rollout"
 #: Restarts of a candidate container that count as a crash loop (abort).
 CRASH_RESTARTS = 3
 
+#: Kinds of a rollout candidate's serving children, in the order they are removed.
+CANDIDATE_KINDS = ("Service", "Deployment")
+
 
 def is_active(status: Mapping[str, Any] | None) -> bool:
     """Whether a stored ``status`` (wire form) holds a rollout in progress (for timer filters)."""
@@ -260,8 +263,7 @@ async def apply_candidates(
         roll = the_plan.rollouts.get(stage)
         st = statuses[roll.candidate] if roll else None
         if roll is None or st is None or st.rollout is None or st.rollout.phase not in ACTIVE or not owners:
-            for kind in ("Service", "Deployment"):
-                await children.remove(ctx.kube, kind, namespace, name, ours)
+            await children.remove_all(ctx.kube, CANDIDATE_KINDS, namespace, name, ours)
             continue
         spec = specs[roll.candidate]
         assert st.version is not None and st.registry is not None
