@@ -395,7 +395,9 @@ def test_data_uris_outside_the_policy_are_invalid_spec_without_content(
             obj = sb.wait_for_object("modelversions", name, ns, phase(name, "Failed"), TIMEOUT)
             ready = condition(obj, "Ready", "False")
             assert ready["reason"] == "InvalidSpec" and ready["message"].startswith("spec.training.data.uri: ")
-            assert any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in events(name))
+            # Events are posted after the status write: wait for the Warning, do not race it.
+            sb.wait_for(lambda name=name: any(e["reason"] == "InvalidSpec" and e["type"] == "Warning"
+                                              for e in events(name)), timeout=60, message=f"{name}'s InvalidSpec Event")
     assert seen == [] and sb.list("jobs", ns) == []
     posted = str([events(name) for name in uris]) + str([sb.get("modelversions", n, ns)["status"] for n in uris])
     assert SECRET not in posted and "PRETTY_NAME" not in posted
