@@ -1,6 +1,7 @@
 """The registry edited by hand in MLflow: versions deleted, aliases moved or deleted, stage tags
-deleted or forged. Reported on the CR (condition + a Warning Event per repair), repaired within
-one resync interval of a settled model, and never leaving aliases half-moved."""
+deleted or forged. Reported on the CR (condition + a Warning Event per repair), repaired by the
+first settled timer one resync interval after the model's last registry read (so at most about two
+intervals after the change), and never leaving aliases half-moved."""
 
 from __future__ import annotations
 
@@ -129,6 +130,17 @@ async def test_registry_changes_by_hand_are_repaired_within_one_interval_and_rep
     calls = len(kube.calls)
     assert await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "a")) or {}, True) is None
     assert len(kube.calls) == calls and events == []
+
+    # A change right after a pass read the registry waits for the first timer one interval after
+    # that read (docs/operator.md: at most about two intervals); that timer repairs it.
+    ctx.mark_model_synced(NS, MODEL)
+    client.set_registered_model_alias(MODEL, "staging", other)
+    assert await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "a")) or {}, True) is None
+    assert str(client.get_model_version_by_alias(MODEL, "staging").version) == other and events == []
+    one_interval_later()
+    await _reconcile(ctx, kube, "a", periodic=True)
+    assert str(client.get_model_version_by_alias(MODEL, "staging").version) == mine
+    assert [(t, r) for t, r, _ in events] == [("Warning", "AliasMovedByHand")], events
 
     cases = [
         ("AliasMovedByHand", lambda: client.set_registered_model_alias(MODEL, "staging", other)),
