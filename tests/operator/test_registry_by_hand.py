@@ -158,3 +158,31 @@ async def test_registry_changes_by_hand_are_repaired_within_one_interval_and_rep
         assert drift["status"] == "True" and drift["reason"] == reason
         assert str(client.get_model_version_by_alias(MODEL, "staging").version) == mine
         assert client.get_model_version(MODEL, mine).tags.get("stage") == "Staging"
+
+
+async def test_a_rollback_to_a_version_deleted_in_mlflow_moves_no_alias_half_way(logged_runs) -> None:  # noqa: F811
+    """1.1.0 holds Production over 1.0.0, whose MLflow version is deleted by hand; a pull request
+    sets 1.1.0 back to Staging: Production does not roll back to the deleted version, 1.0.0 is
+    reported VersionDeleted, and both aliases end where the stage decisions put them."""
+    ctx, kube = _ctx(logged_runs.store)
+    client = logged_runs.store.client
+    events = _events(ctx)
+    _version(kube, "a", "uid-0", "1.0.0", "Production")
+    _version(kube, "b", "uid-1", "1.1.0", "Production")
+    await _reconcile(ctx, kube, "a")
+    await _reconcile(ctx, kube, "b")
+    old, new = [kube.objects[("modelversions", NS, n)]["status"]["registry"]["version"] for n in "ab"]
+    assert str(client.get_model_version_by_alias(MODEL, "production").version) == new
+
+    client.delete_model_version(MODEL, old)  # by hand, the version a rollback would return to
+    rolled_back = kube.objects[("modelversions", NS, "b")]
+    rolled_back["spec"]["stage"] = "Staging"
+    rolled_back["metadata"]["generation"] = rolled_back["metadata"].get("generation", 1) + 1
+    status = await _reconcile(ctx, kube, "b")  # no RESOURCE_DOES_NOT_EXIST, no retry loop
+    assert status["stage"] == "Staging", status
+    gone = (await kube.get(MODELVERSIONS, NS, "a") or {})["status"]
+    assert _condition(gone, "Registered")["reason"] == "VersionDeleted" and "stage" not in gone
+    assert ("Warning", "VersionDeleted") in [(t, r) for t, r, _ in events]
+    aliases = dict(client.get_registered_model(MODEL).aliases or {})
+    assert str(aliases.get("staging")) == new and "production" not in aliases, aliases
+    assert client.get_model_version(MODEL, new).tags["stage"] == "Staging"
