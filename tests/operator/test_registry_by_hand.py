@@ -69,14 +69,21 @@ def _condition(status: dict[str, Any], ctype: str) -> dict[str, Any]:
     return next(c for c in status["conditions"] if c["type"] == ctype)
 
 
-async def test_a_version_deleted_in_mlflow_is_reported_and_the_stage_falls_back(logged_runs) -> None:  # noqa: F811
-    ctx, kube = _ctx(logged_runs.store)
-    client = logged_runs.store.client
+async def _two_registered_for_production(store: Any) -> tuple[Any, FakeKube, list[tuple[str, str, str]]]:
+    """ModelVersions ``a`` (1.0.0) and ``b`` (1.1.0) both requesting Production, registered and
+    reconciled; returns the context, the fake API and the Events posted from then on."""
+    ctx, kube = _ctx(store)
     events = _events(ctx)
     _version(kube, "a", "uid-0", "1.0.0", "Production")
     _version(kube, "b", "uid-1", "1.1.0", "Production")
     await _reconcile(ctx, kube, "a")
     await _reconcile(ctx, kube, "b")
+    return ctx, kube, events
+
+
+async def test_a_version_deleted_in_mlflow_is_reported_and_the_stage_falls_back(logged_runs) -> None:  # noqa: F811
+    ctx, kube, events = await _two_registered_for_production(logged_runs.store)
+    client = logged_runs.store.client
     statuses = {n: (await kube.get(MODELVERSIONS, NS, n) or {})["status"] for n in "ab"}
     holder = next(n for n, s in statuses.items() if s.get("stage") == "Production")
     other = "a" if holder == "b" else "b"
@@ -164,13 +171,8 @@ async def test_a_rollback_to_a_version_deleted_in_mlflow_moves_no_alias_half_way
     """1.1.0 holds Production over 1.0.0, whose MLflow version is deleted by hand; a pull request
     sets 1.1.0 back to Staging: Production does not roll back to the deleted version, 1.0.0 is
     reported VersionDeleted, and both aliases end where the stage decisions put them."""
-    ctx, kube = _ctx(logged_runs.store)
+    ctx, kube, events = await _two_registered_for_production(logged_runs.store)
     client = logged_runs.store.client
-    events = _events(ctx)
-    _version(kube, "a", "uid-0", "1.0.0", "Production")
-    _version(kube, "b", "uid-1", "1.1.0", "Production")
-    await _reconcile(ctx, kube, "a")
-    await _reconcile(ctx, kube, "b")
     old, new = [kube.objects[("modelversions", NS, n)]["status"]["registry"]["version"] for n in "ab"]
     assert str(client.get_model_version_by_alias(MODEL, "production").version) == new
 
