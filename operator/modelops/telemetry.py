@@ -7,8 +7,9 @@ they carry the ``namespace`` of the monitored model (the ServiceMonitor keeps it
 
 A counter series that appears at its first increment never shows an increase to Prometheus
 (``increase()`` needs an earlier sample), so an alert on it would not fire. The drift counter's
-label sets are therefore created at 0 as soon as a ModelMonitor is known, and an increment of a
-label set that no collection has shown yet waits for the next one (:class:`ZeroFirstCounter`).
+label sets are therefore created at 0 as soon as a ModelMonitor is known, a rollout's decision
+counters with its first decision, and an increment of a label set that no collection has shown yet
+waits for the next one (:class:`ZeroFirstCounter`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from .api.modelversion import RolloutAction
 from .contract import PROM_ACCURACY, PROM_DRIFT
 
 #: ``drift_type`` of the drift counter: the drift job compares input feature distributions.
@@ -147,7 +149,7 @@ class OperatorMetrics:
                 self.errors.labels(kind, reason)
             self.duration.labels(kind)
 
-        self.rollout_decisions = Counter(
+        self.rollout_decisions = ZeroFirstCounter(
             "modelops_rollout_decisions_total",
             "Rollout analysis decisions (Wait, NextStep, Promote, Abort, Pause), by model stage.",
             ["namespace", "model_name", "stage", "action"],
@@ -168,8 +170,14 @@ class OperatorMetrics:
         )
 
     def rollout_decided(self, namespace: str, model: str, stage: str, action: str, state: Any) -> None:
-        """Count a rollout decision and set the weight and window gauges from ``state`` (a RolloutStatus)."""
-        self.rollout_decisions.labels(namespace, model, stage, action).inc()
+        """Count a rollout decision and set the weight and window gauges from ``state`` (a RolloutStatus).
+
+        Every action of the stage starts at 0 with its first decision, and that decision is held
+        until a scrape has shown the 0 (:class:`ZeroFirstCounter`), so the dashboard's
+        ``increase()`` shows the first Abort or Promote of a stage too."""
+        for known in get_args(RolloutAction):
+            self.rollout_decisions.init(namespace, model, stage, known)
+        self.rollout_decisions.inc(namespace, model, stage, action)
         self.rollout_weight.labels(namespace, model, stage).set(state.weight)
         numbers = state.analysis
         if numbers is None:

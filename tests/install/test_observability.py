@@ -216,3 +216,18 @@ def test_alert_rules_use_exported_metrics() -> None:
     unhealthy = alerts["ModelUnhealthy"]["expr"]
     assert contract.PROM_ACCURACY in unhealthy and contract.PROM_ERRORS in unhealthy and "0.95" in unhealthy
     assert "kube_job_failed" in alerts["ModelTrainingFailed"]["expr"]
+
+
+def test_dashboard_keeps_same_named_models_of_two_namespaces_apart() -> None:
+    """The namespace variable selects all namespaces by default: every aggregation over a model's
+    series keeps ``namespace`` (else two models named alike are summed, or a ratio of two sums
+    matches nothing), and every legend naming a model names its namespace too."""
+    for panel in _panels(_dashboard()):
+        for target in panel.get("targets", []):
+            expr, legend = target["expr"], target.get("legendFormat", "")
+            for grouping in re.findall(r"\bby \(([^)]*)\)", expr):
+                labels = {label.strip() for label in grouping.split(",")}
+                if "model_name" in labels:
+                    assert "namespace" in labels, (panel["title"], expr)
+            if "{{model_name}}" in legend:
+                assert "{{namespace}}" in legend, (panel["title"], legend)

@@ -7,9 +7,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from modelops.api.common import API_VERSION
 from modelops.builders.common import train_job_name
-from modelops.clients.kube import CRONJOBS, JOBS, MODELMONITORS, MODELVERSIONS, SERVICES
+from modelops.clients.kube import CRONJOBS, DEPLOYMENTS, HPAS, JOBS, MODELMONITORS, MODELVERSIONS, PDBS, SERVICES
 from modelops.reconcile import modelmonitor, modelversion
 from tests.mlflow_testing import logged_runs, logged_runs_template, mlflow_store, mlflow_template  # noqa: F401
 from tests.operator.fake_kube import FakeKube
@@ -138,3 +140,74 @@ async def test_a_foreign_cronjob_with_the_drift_cronjobs_name_blocks_the_monitor
     await modelmonitor.reconcile(ctx, (await kube.get(MODELMONITORS, NS, "watch")) or {})
     status = (await kube.get(MODELMONITORS, NS, "watch") or {})["status"]
     assert _condition(status, "Scheduled")["status"] == "True" and status["cronJob"] == "watch-drift"
+
+
+async def test_a_foreign_deployment_is_not_read_as_ours_while_mlflow_is_unreachable(
+    logged_runs,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The serving Deployment is deleted and someone's ready Deployment takes its name while MLflow
+    is down (the pass only observes then): its replicas are not reported as ours."""
+    from modelops.registry import operations as ops
+    from modelops.registry.errors import RegistryUnavailable
+    from tests.operator.test_reconcile import _serving_in_staging
+
+    ctx, kube = await _serving_in_staging(logged_runs.store)
+    events = _events(ctx)
+    del kube.objects[("deployments", NS, "iris-model-staging")]
+    ready = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1}
+    foreign = _foreign(kube, DEPLOYMENTS, "Deployment", "iris-model-staging", {"replicas": 1, "template": {}})
+    kube.objects[("deployments", NS, "iris-model-staging")]["status"] = {
+        **ready,
+        "conditions": [{"type": "Available", "status": "True"}],
+    }
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise RegistryUnavailable("MLflow unreachable during get_aliases: connection refused")
+
+    monkeypatch.setattr(ops, "get_aliases", down)
+    with pytest.raises(RegistryUnavailable):
+        await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    serving = _condition(status, "Serving")
+    assert serving["status"] == "False" and serving["reason"] == "ChildNameConflict", serving
+    assert f"Deployment {NS}/iris-model-staging" in serving["message"]
+    assert status["phase"] != "Ready" and status["serving"]["readyReplicas"] == 0
+    assert ("Warning", "ChildNameConflict") in [(t, r) for t, r, _ in events]
+    assert not _writes_to(kube, "deployments", foreign["metadata"]["name"])
+
+
+@pytest.mark.parametrize(
+    ("res", "kind", "serving"),
+    [
+        (DEPLOYMENTS, "Deployment", {}),
+        (PDBS, "PodDisruptionBudget", {"replicas": 2}),
+        (HPAS, "HorizontalPodAutoscaler", {"autoscaling": {"minReplicas": 2, "maxReplicas": 3}}),
+    ],
+)
+async def test_every_foreign_serving_child_is_reported_and_left_alone(
+    logged_runs,  # noqa: F811
+    res: Any,
+    kind: str,
+    serving: dict[str, Any],
+) -> None:
+    """Someone's ready Deployment, PDB or HPA with a serving child's name: never adopted, patched or
+    read as ours (a foreign Deployment's replicas are not the model's), reported until it is gone."""
+    ctx, kube = _ctx(logged_runs.store)
+    events = _events(ctx)
+    mv = _mv(kube, "uid-2", "1.2.0")  # Staging: served
+    kube.put(MODELVERSIONS, {**mv, "spec": {**mv["spec"], "serving": serving}})
+    _completed_job(kube, "1.2.0", "uid-2")
+    name = "iris-model-staging"
+    foreign = _foreign(kube, res, kind, name, {"replicas": 2})
+    foreign["status"] = {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2}
+    foreign = copy.deepcopy(kube.put(res, foreign))
+
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    condition = _condition(status, "Serving")
+    assert (condition["status"], condition["reason"]) == ("False", "ChildNameConflict"), condition
+    assert f"{kind} {NS}/{name}" in condition["message"] and status["phase"] != "Ready"
+    assert status["serving"]["readyReplicas"] == 0
+    assert ("Warning", "ChildNameConflict") in [(t, r) for t, r, _ in events]
+    assert (await kube.get(res, NS, name)) == foreign and not _writes_to(kube, res.plural, name)

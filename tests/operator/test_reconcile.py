@@ -435,22 +435,23 @@ async def test_a_version_conflict_that_goes_away_ends_ready(logged_runs) -> None
     assert conditions["Registered"]["reason"] == "Registered"
 
 
-async def test_serving_status_follows_the_deployment_when_the_registry_step_fails(logged_runs) -> None:  # noqa: F811
-    """The serving version is deleted from MLflow by hand and its Deployment breaks: whatever the
-    registry step does about the deletion, Serving and Ready come from the observed Deployment."""
-    from mlflow.exceptions import MlflowException
-
-    ctx, kube = _ctx(logged_runs.store)
+async def _serving_in_staging(store: Any) -> tuple[Context, FakeKube]:
+    """A context whose ModelVersion ``iris`` (1.1.0, uid-1) is registered, holds Staging and is Ready."""
+    ctx, kube = _ctx(store)
     _mv(kube, "uid-1", "1.1.0", stage="Staging")
     _completed_job(kube, "1.1.0", "uid-1")
     await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
     _ready_deployment(kube, "iris-model-staging")
     await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
     assert (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]["phase"] == "Ready"
+    return ctx, kube
 
-    logged_runs.store.client.delete_model_version("iris-model", "1")
-    deployment = kube.objects[("deployments", NS, "iris-model-staging")]
-    want = deployment["spec"].get("replicas", 1)
+
+def _break_deployment(kube: FakeKube, name: str) -> int:
+    """What the Deployment controller reports once a pod is lost and the rollout's deadline passed:
+    one replica fewer than wanted, Available=False, ProgressDeadlineExceeded. Returns the replicas wanted."""
+    deployment = kube.objects[("deployments", NS, name)]
+    want = int(deployment["spec"].get("replicas", 1))
     deployment["status"].update(
         availableReplicas=want - 1,
         readyReplicas=want - 1,
@@ -459,6 +460,18 @@ async def test_serving_status_follows_the_deployment_when_the_registry_step_fail
             {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"},
         ],
     )
+    return want
+
+
+async def test_serving_status_follows_the_deployment_when_the_registry_step_fails(logged_runs) -> None:  # noqa: F811
+    """The serving version is deleted from MLflow by hand and its Deployment breaks: whatever the
+    registry step does about the deletion, Serving and Ready come from the observed Deployment."""
+    from mlflow.exceptions import MlflowException
+
+    ctx, kube = await _serving_in_staging(logged_runs.store)
+
+    logged_runs.store.client.delete_model_version("iris-model", "1")
+    _break_deployment(kube, "iris-model-staging")
     try:
         await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
     except MlflowException:
@@ -469,6 +482,32 @@ async def test_serving_status_follows_the_deployment_when_the_registry_step_fail
     assert conditions["Serving"]["status"] == "False", conditions["Serving"]
     assert conditions["Registered"]["reason"] == "VersionDeleted", conditions["Registered"]
     assert conditions["Ready"]["status"] == "False" and status["phase"] != "Ready", status
+
+
+async def test_serving_status_follows_the_deployment_while_mlflow_is_unreachable(
+    logged_runs,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MLflow stops answering while the serving Deployment breaks: the model-level pass cannot read
+    the registry, yet Serving and Ready come from the observed Deployment (written before the error
+    is raised for kopf's retry), and the Deployment is left as it is."""
+    ctx, kube = await _serving_in_staging(logged_runs.store)
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise RegistryUnavailable("MLflow unreachable during get_aliases: connection refused")
+
+    monkeypatch.setattr(ops, "get_aliases", down)
+    template = kube.objects[("deployments", NS, "iris-model-staging")]["spec"]["template"]
+    want = _break_deployment(kube, "iris-model-staging")
+    with pytest.raises(RegistryUnavailable):
+        await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert (conditions["Serving"]["status"], conditions["Serving"]["reason"]) == ("False", "ProgressDeadlineExceeded")
+    assert conditions["Ready"]["status"] == "False" and status["phase"] != "Ready", status
+    assert status["serving"]["readyReplicas"] == want - 1
+    assert conditions["RegistryReachable"]["status"] == "False"
+    assert kube.objects[("deployments", NS, "iris-model-staging")]["spec"]["template"] == template
 
 
 async def test_a_finished_rollout_is_reported_on_the_deployments_event(logged_runs) -> None:  # noqa: F811

@@ -412,3 +412,24 @@ def test_deleted_experiment_is_a_one_line_failure(
     assert (
         err.startswith("training failed: cannot create the training run in 'model-training'") and err.count("\n") == 1
     )
+
+
+def test_a_dataset_server_refusing_connections_fails_the_attempt_for_a_retry(
+    store: MlflowStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A data server that refuses connections is transient: exit code 1 (the Job retries the pod),
+    not 2 (invalid input, final), and the reason says it could not be reached, not 'not found'."""
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    allow_loopback = DataUriPolicy(allowed_networks=["127.0.0.0/8"])
+    config = make_config(
+        f"http://127.0.0.1:{port}/iris.csv", "target", "sklearn.linear_model.LogisticRegression", "uid-refused",
+        data_policy=allow_loopback,
+    )  # fmt: skip
+    code, _, err = run_train(config, monkeypatch, capsys)
+    assert code == 1, err
+    assert "cannot reach dataset" in err and "not found" not in err, err
+    assert only_run(store, "uid-refused").info.status == "FAILED"

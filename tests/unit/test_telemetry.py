@@ -73,3 +73,23 @@ def test_every_prediction_error_type_exists_at_zero_from_the_start() -> None:
         assert scraped[key] == 0, error_type
     labels = (("model_name", "iris"), ("model_version", "1.0.0"), ("prediction_class", ""))
     assert scraped[("ml_predictions_total", labels)] == 0
+
+
+def test_a_stages_first_rollout_decision_is_shown_at_zero_first() -> None:
+    """The dashboard's decisions panel reads increase(): a stage's first decision, and every other
+    action of that stage, appear at 0 before they count (an Abort after a Wait included)."""
+    from modelops.api.modelversion import RolloutStatus
+
+    metrics = OperatorMetrics(CollectorRegistry())
+    state = RolloutStatus.model_validate({"phase": "Shadow", "stage": "Production", "specHash": "h"})
+
+    def decisions(scraped: dict, action: str) -> float:
+        labels = (("action", action), ("model_name", "iris"), ("namespace", "team-a"), ("stage", "Production"))
+        return scraped[("modelops_rollout_decisions_total", labels)]
+
+    metrics.rollout_decided("team-a", "iris", "Production", "Wait", state)
+    first = _scrape(metrics.registry)
+    assert decisions(first, "Wait") == 0 and decisions(first, "Abort") == 0
+    metrics.rollout_decided("team-a", "iris", "Production", "Abort", state)
+    second = _scrape(metrics.registry)
+    assert decisions(second, "Wait") == 1 and decisions(second, "Abort") == 1

@@ -532,6 +532,9 @@ async def sync_serving(
             observed = None
         else:
             observed = await ctx.kube.get(DEPLOYMENTS, namespace, name) or applied
+            if observed is not None and not children.is_ours(observed, ours):  # only observed: never read as ours
+                foreign.append(str(children.ChildNameConflict(observed)))
+                observed = None
         state, reason, message, ready = deployment_serving(observed)
         if foreign:
             state, reason, message = "False", children.CHILD_NAME_CONFLICT, "; ".join(foreign)

@@ -44,7 +44,7 @@ from modelops.datapolicy import (
 )
 
 from ..jobrun import one_line
-from .errors import InvalidInput
+from .errors import DatasetUnavailable, InvalidInput
 
 SKLEARN_DATASETS = ("breast_cancer", "wine", "iris", "digits", "diabetes")
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz")
@@ -95,14 +95,6 @@ def detect_format(uri: str, declared: str = "auto") -> str:
     if path.endswith(_PARQUET_SUFFIXES):
         return "parquet"
     raise InvalidInput(f"cannot tell the format of {uri!r} from its extension; set data.format to csv or parquet")
-
-
-class DatasetUnavailable(Exception):
-    """The dataset's storage could not be reached (connection refused, timeout): a failure worth a retry.
-
-    fsspec's HTTP filesystem reports an unreachable server as ``FileNotFoundError`` too (with the
-    connection error as its context), so the chain of causes decides (see :func:`unreachable`).
-    """
 
 
 def unreachable(exc: BaseException) -> bool:

@@ -39,6 +39,7 @@ from modelops.contract import (
 )
 
 from ..jobrun import EXIT_FAILED, EXIT_OK, InvalidInput, Terminated, gc_paused, one_line, read_config, run_main
+from .errors import DatasetUnavailable
 
 log = logging.getLogger("modelops.train")
 
@@ -311,6 +312,10 @@ def run_job(config: TrainJobConfig) -> tuple[int, str]:
         return EXIT_FAILED, reason
     except RegistryUnavailable as exc:
         reason = f"MLflow unreachable at {tracking}: {one_line(exc.__cause__ or exc, 300)}"
+        _record_failure(client, run_id, reason)
+        return EXIT_FAILED, reason
+    except DatasetUnavailable as exc:  # transient: exit 1, the Job retries; the message is safe to show
+        reason = one_line(exc)
         _record_failure(client, run_id, reason)
         return EXIT_FAILED, reason
     except Exception as exc:  # process boundary: any other failure must end the run FAILED with its reason
