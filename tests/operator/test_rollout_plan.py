@@ -11,7 +11,7 @@ from modelops.api.modelversion import (
     RegistryStatus,
     RolloutStatus,
 )
-from modelops.reconcile.rollout import StageRollout, _record, plan, rollout_hash, summarise
+from modelops.reconcile.rollout import StageRollout, _record, aborted_blocks, plan, rollout_hash, summarise
 from modelops.reconcile.stages import Candidate, resolve
 from modelops.rollout.decision import Verdict, plan_steps
 
@@ -43,8 +43,16 @@ def status(version: str, registry: str, stage: str | None = None) -> ModelVersio
 
 
 def resolved(statuses: dict[str, ModelVersionStatus], specs: dict[str, ModelVersionSpec]):  # type: ignore[no-untyped-def]
+    blocked = aborted_blocks(statuses, specs)  # as the model pass builds its candidates
     cands = [
-        Candidate(name=n, version=st.version or "", stage=specs[n].stage, registered=True, metrics=st.metrics or {})
+        Candidate(
+            name=n,
+            version=st.version or "",
+            stage=specs[n].stage,
+            registered=True,
+            metrics=st.metrics or {},
+            blocked=blocked.get(n),
+        )
         for n, st in statuses.items()
     ]
     return plan(statuses, specs, resolve(cands), set(), ("Staging", "Production"))
@@ -125,6 +133,70 @@ def test_a_stage_change_cancels_the_rollout() -> None:
     statuses["v2"].rollout = RolloutStatus(phase="Shadow", stage="Production", spec_hash="h")
     result = resolved(statuses, specs)
     assert "v2" in result.cancelled and result.resolution.winners["Production"] == "v1"
+
+
+def aborted(spec_: ModelVersionSpec, incumbent: str = "1.1.0") -> RolloutStatus:
+    return RolloutStatus(
+        phase="Aborted",
+        stage="Production",
+        incumbent=incumbent,
+        spec_hash=rollout_hash(spec_, "Production", incumbent),
+        reason="agreement 58.6% over 143 rows (at least 90.0%)",
+    )
+
+
+def test_a_rollback_of_the_incumbent_does_not_hand_the_stage_to_the_aborted_candidate() -> None:
+    """The demo's end state, then 1.1.0 rolled back to Staging: Production returns to 1.0.0, the
+    previous winner, not to 1.3.0 whose rollout against 1.1.0 was aborted on live numbers."""
+    specs = {"v1": spec(), "v2": spec(stage="Staging"), "v3": spec(rollout=CANARY)}
+    statuses = {
+        "v1": status("1.0.0", "1"),
+        "v2": status("1.1.0", "2", "Production"),
+        "v3": status("1.3.0", "3"),
+    }
+    statuses["v3"].rollout = aborted(specs["v3"])
+    result = resolved(statuses, specs)
+    assert result.resolution.winners["Production"] == "v1"
+    blocked = result.resolution.decisions["v3"]
+    assert blocked.decision == "GateFailed" and blocked.reason.startswith("rollout aborted: agreement 58.6%")
+    assert statuses["v3"].rollout.phase == "Aborted" and not result.rollouts
+    # Set back to Production (a revert of the rollback): 1.1.0 wins again, 1.3.0 is still refused.
+    specs["v2"] = spec()
+    result = resolved(statuses, specs)
+    assert result.resolution.winners["Production"] == "v2"
+    assert result.resolution.decisions["v3"].decision == "GateFailed"
+
+
+def test_an_aborted_candidate_is_tried_again_when_its_rollout_or_stage_changes() -> None:
+    specs = {"v1": spec(), "v3": spec(rollout={**CANARY, "analysis": {"minAgreement": 0.5}})}
+    statuses = {"v1": status("1.0.0", "1", "Production"), "v3": status("1.3.0", "3")}
+    statuses["v3"].rollout = aborted(spec(rollout=CANARY), incumbent="1.0.0")
+    assert aborted_blocks(statuses, specs) == {}
+    result = resolved(statuses, specs)
+    assert statuses["v3"].rollout.phase == "Waiting" and result.rollouts["Production"].candidate == "v3"
+    statuses["v3"].rollout = aborted(specs["v3"], incumbent="1.0.0")
+    assert set(aborted_blocks(statuses, specs)) == {"v3"}
+    moved = spec(stage="Staging", rollout=specs["v3"].rollout.model_dump())
+    assert aborted_blocks(statuses, {**specs, "v3": moved}) == {}
+
+
+def test_a_rollout_moved_to_another_stage_reports_the_cancel_of_the_old_one() -> None:
+    """GitOps: spec.stage moved from Production to Staging during the shadow window."""
+    specs = {"v1": spec(), "s1": spec(stage="Staging"), "v2": spec(stage="Staging", rollout=CANARY)}
+    statuses = {
+        "v1": status("1.0.0", "1", "Production"),
+        "s1": status("0.9.0", "0", "Staging"),
+        "v2": status("1.1.0", "2"),
+    }
+    statuses["v2"].rollout = RolloutStatus(
+        phase="Shadow",
+        stage="Production",
+        incumbent="1.0.0",
+        spec_hash=rollout_hash(specs["v2"], "Production", "1.0.0"),
+    )
+    result = resolved(statuses, specs)
+    assert result.restarted == [("v2", "Production")]
+    assert statuses["v2"].rollout.stage == "Staging" and statuses["v2"].rollout.phase == "Waiting"
 
 
 def recorded(action: str, phase: str = "Shadow") -> tuple[ModelVersionStatus, list[tuple[str, str, str]]]:

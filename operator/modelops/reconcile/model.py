@@ -266,6 +266,8 @@ async def _model_pass(
                 eligible=name not in leaving and _eligible(b, st),
             )
         )
+    blocked = rollout.aborted_blocks(statuses, specs)
+    candidates = [replace(c, blocked=blocked.get(c.name)) for c in candidates]
     state: RegistryState | None = None
     registry_error: RegistryUnavailable | MlflowException | None = None
     try:

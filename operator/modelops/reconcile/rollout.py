@@ -85,12 +85,35 @@ class Plan:
     resolution: Resolution
     rollouts: dict[str, StageRollout] = field(default_factory=dict)
     cancelled: list[str] = field(default_factory=list)
+    #: ``(name, stage of the replaced rollout)``: an active rollout replaced by a new one (its
+    #: ``spec.stage`` or ``spec.rollout`` changed, or its incumbent did), reported like a cancel.
+    restarted: list[tuple[str, str]] = field(default_factory=list)
 
 
 def rollout_hash(spec: ModelVersionSpec, stage: str, incumbent_version: str) -> str:
     """What a rollout is about: its spec, stage and incumbent; a change restarts it."""
     text = json.dumps([spec.rollout.model_dump(mode="json"), stage, incumbent_version], sort_keys=True)
     return short_hash(text, 16)
+
+
+def aborted_blocks(
+    statuses: Mapping[str, ModelVersionStatus], specs: Mapping[str, ModelVersionSpec]
+) -> dict[str, str]:
+    """``{name: reason}`` of the versions whose aborted rollout still stands (pure).
+
+    An abort stands while the version asks for the stage it was aborted from with the same
+    ``spec.rollout`` (its ``spec_hash``, recomputed against the incumbent recorded at the start):
+    the version then stays out of that stage's resolution (``Candidate.blocked``), even when the
+    incumbent leaves the stage, so a rollback never promotes what the live numbers refused.
+    """
+    out: dict[str, str] = {}
+    for name, st in statuses.items():
+        rs = st.rollout
+        if rs is None or rs.phase != "Aborted" or name not in specs or specs[name].stage != rs.stage:
+            continue
+        if rs.spec_hash == rollout_hash(specs[name], rs.stage, rs.incumbent or ""):
+            out[name] = f"rollout aborted: {rs.reason}"
+    return out
 
 
 def _kept(name: str, st: ModelVersionStatus, stage: str, why: str) -> Decision:
@@ -146,6 +169,7 @@ def plan(
         if candidate == incumbent:
             continue
         spec, st = specs[candidate], statuses[candidate]
+        previous = st.rollout if st.rollout is not None and st.rollout.phase in ACTIVE else None
         steps = plan_steps(spec.rollout)
         if not steps:
             continue  # Immediate: today's rolling update
@@ -163,6 +187,8 @@ def plan(
                     time=now(),
                 )
             involved.add(candidate)
+            if previous is not None and previous.stage != stage:
+                out.restarted.append((candidate, previous.stage or ""))
             continue
         inc_version = statuses[incumbent].version or ""
         digest = rollout_hash(spec, stage, inc_version)
@@ -177,6 +203,8 @@ def plan(
                 reason=f"rollout to {stage} started against {inc_version}: waiting for the candidate to be ready",
                 time=now(),
             )
+            if previous is not None:
+                out.restarted.append((candidate, previous.stage or ""))
         involved.add(candidate)
         if st.rollout.phase == "Promoted":
             winners[stage] = candidate
@@ -332,6 +360,15 @@ async def advance(
                 "(spec.stage changed, or another version won it); the incumbent keeps serving",
             )
             st.rollout = None
+    for name, old_stage in the_plan.restarted:
+        new = statuses[name].rollout
+        assert new is not None
+        ctx.post_event(
+            by_name[name],
+            "Normal",
+            "RolloutCancelled",
+            f"rollout to {old_stage} cancelled (spec.stage, spec.rollout or the incumbent changed); {new.reason}",
+        )
     for stage, roll in the_plan.rollouts.items():
         st = statuses[roll.candidate]
         rs = st.rollout

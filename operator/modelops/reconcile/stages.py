@@ -15,6 +15,9 @@ rollback and the operator never writes ``spec``:
 * ``requireStaging`` makes Production candidates that were never promoted to Staging fail
   with reason ``StagingRequired``.
 * ``Archived`` is not a served stage: such versions are ``Released``.
+* A ``blocked`` candidate (a rollout to this stage was aborted and neither its ``spec.rollout``
+  nor its ``spec.stage`` changed since) stays out of the fold: ``GateFailed`` with that reason, so
+  moving the holder away (a rollback) never hands the stage to the version the live numbers refused.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class Candidate:
     promotion: PromotionSpec = field(default_factory=PromotionSpec)
     staged_before: bool = False
     eligible: bool = True  # False while deleting or in a version conflict
+    blocked: str | None = None  # why it may not take its stage (an aborted rollout), else None
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ def resolve(candidates: Iterable[Candidate]) -> Resolution:
     """Decide winners for every stage and a decision for every candidate.
 
     Candidates that are not registered get ``Pending``; ineligible ones ``NotRequested``;
-    ``Archived`` ones ``Released``.
+    ``Archived`` ones ``Released``; blocked ones ``GateFailed`` with the block as the reason.
     """
     winners: dict[str, str | None] = {}
     decisions: dict[str, Decision] = {}
@@ -140,8 +144,12 @@ def resolve(candidates: Iterable[Candidate]) -> Resolution:
             decisions[cand.name] = Decision(cand.name, cand.stage, "Pending", "waiting for registration")
         elif cand.stage == "Archived":
             decisions[cand.name] = Decision(cand.name, cand.stage, "Released", "spec.stage is Archived")
+        elif cand.blocked is not None:
+            decisions[cand.name] = Decision(
+                cand.name, cand.stage, "GateFailed", cand.blocked, cand.metrics.get(cand.promotion.metric)
+            )
     for stage in STAGES:
-        members = [c for c in pool if c.stage == stage and c.registered and c.eligible]
+        members = [c for c in pool if c.stage == stage and c.registered and c.eligible and c.blocked is None]
         holder, stage_decisions = _fold_stage(stage, members)
         winners[stage] = holder.name if holder else None
         decisions.update(stage_decisions)
