@@ -687,3 +687,40 @@ async def test_a_bump_whose_job_exists_but_whose_claim_was_lost_keeps_its_versio
     status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
     assert status["version"] == "1.3.0", status
     assert [j["metadata"]["name"] for j in await kube.list(JOBS, NS)] == [orphan]
+
+
+async def test_a_promoted_rollout_is_applied_in_the_pass_that_decided_it(
+    logged_runs,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The analysis promotes the candidate: the same reconcile moves the stage to it (Promoted, the
+    stage's Deployment pinned to its registry version), not the next resync a whole interval later."""
+    from modelops.reconcile import rollout
+
+    ctx, kube = _ctx(logged_runs.store)
+    await _registered_versions(ctx, kube, ["1.0.0"])
+    candidate = _mv(kube, "uid-1", "1.1.0", stage="Staging")
+    del kube.objects[("modelversions", NS, "iris")]
+    candidate["metadata"]["name"] = "v1"
+    candidate["spec"]["rollout"] = {"strategy": "Canary", "steps": [{"weight": 50, "pauseSeconds": 5}]}
+    kube.put(MODELVERSIONS, candidate)
+    job = {"metadata": {"name": train_job_name("v1", "1.1.0"), "namespace": NS, "ownerReferences": owned_by("uid-1")}}
+    kube.put(JOBS, {**job, "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}})
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "v1")) or {})
+    started = (await kube.get(MODELVERSIONS, NS, "v1") or {})["status"]
+    assert started["rollout"]["phase"] == "Waiting" and started.get("stage") is None, started
+
+    original = rollout.advance
+
+    async def promote(ctx_: Any, namespace: str, model: str, the_plan: Any, bodies: Any, statuses: Any, specs: Any):
+        await original(ctx_, namespace, model, the_plan, bodies, statuses, specs)
+        for roll in the_plan.rollouts.values():  # what the analysis decides once every window passed
+            rs = statuses[roll.candidate].rollout
+            rs.phase, rs.weight, rs.action, rs.reason = "Promoted", 100, "Promote", "step 1/1 (canary 50%) passed"
+
+    monkeypatch.setattr(rollout, "advance", promote)
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "v1")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "v1") or {})["status"]
+    assert status["stage"] == "Staging" and status["promotion"]["decision"] == "Promoted", status
+    pinned = kube.objects[("deployments", NS, "iris-model-staging")]["spec"]["template"]
+    assert status["registry"]["modelUri"] in str(pinned), pinned

@@ -218,8 +218,14 @@ async def reconcile_model(
     Raises:
         Conflict: a status write still met a newer object after :data:`CONFLICT_RETRIES` passes.
     """
+    decided_once = False
     for attempt in range(CONFLICT_RETRIES):
-        statuses, conflicted = await _model_pass(ctx, namespace, model, fresh, exclude)
+        statuses, conflicted, decided = await _model_pass(ctx, namespace, model, fresh, exclude)
+        if decided and not conflicted and not decided_once:
+            # A rollout was just promoted or aborted: apply it now (winners, aliases, the rolling
+            # update), not one resync interval later.
+            decided_once = True
+            statuses, conflicted, _ = await _model_pass(ctx, namespace, model, fresh, exclude)
         if not conflicted:
             return {name: statuses.get(name, status) for name, status in fresh.items()}
         log.info(
@@ -238,8 +244,9 @@ async def reconcile_model(
 
 async def _model_pass(
     ctx: Context, namespace: str, model: str, fresh: dict[str, ModelVersionStatus], exclude: str | None
-) -> tuple[dict[str, ModelVersionStatus], list[str]]:
-    """One model-level pass; returns the statuses and the names whose write was refused (409)."""
+) -> tuple[dict[str, ModelVersionStatus], list[str], bool]:
+    """One model-level pass; returns the statuses, the names whose write was refused (409), and
+    whether a rollout was promoted or aborted in this pass (its outcome is applied by the next)."""
     bodies = await model_bodies(ctx, namespace, model)
     leaving = {exclude} | {b["metadata"]["name"] for b in bodies if b["metadata"].get("deletionTimestamp")}
     statuses: dict[str, ModelVersionStatus] = {}
@@ -310,8 +317,14 @@ async def _model_pass(
         apply=registry_error is None,
         routers=routers,
     )
+    decided = False
     if registry_error is None:
+        before = {n: st.rollout.phase if st.rollout else None for n, st in statuses.items()}
         await rollout.advance(ctx, namespace, model, rollouts, bodies, statuses, specs)
+        decided = any(
+            st.rollout is not None and st.rollout.phase in ("Promoted", "Aborted") and before.get(n) != st.rollout.phase
+            for n, st in statuses.items()
+        )
     conflicted: list[str] = []
     versions = {n: s.version for n, s in statuses.items() if s.version}
     for b in bodies:
@@ -346,7 +359,7 @@ async def _model_pass(
             post_transitions(ctx.post_event, b, old.conditions, st.conditions)
     if registry_error is not None and not conflicted:
         raise registry_error
-    return statuses, conflicted
+    return statuses, conflicted, decided
 
 
 @dataclass(frozen=True)
