@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import select
 import socket
 import time
 import zlib
@@ -216,6 +217,27 @@ def test_oversized_headers_are_431(limited: Running) -> None:
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     fine = _exchange(_port(limited), b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert fine.startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_header_line_that_never_ends_is_431_once_past_the_limit(limited: Running) -> None:
+    """httptools buffers a header line until its CRLF: one endless line was read (and held) until the
+    request timeout, 177 MiB in 60 s with the default limits, and answered 408, not 431."""
+    with socket.create_connection(("127.0.0.1", _port(limited)), timeout=30) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        answer = b""
+        for _ in range(64):  # up to 4 MiB in 64 KiB chunks, stopping once the server answers
+            try:
+                sock.sendall(b"a" * 65536)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if select.select([sock], [], [], 0)[0]:
+                break
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
 
 
 def test_slow_or_unfinished_clients_get_408(limited: Running, store: Store) -> None:

@@ -1,12 +1,16 @@
 """uvicorn, configured with the server's limits: one place builds its config (the command and the tests).
 
 uvicorn's httptools protocol has no limit on the size of request headers (64 MB of headers were
-accepted) and no timeout for a client that connects and sends a request slowly or never finishes
-it (its ``timeout_keep_alive`` only applies between requests). :class:`LimitedHttpToolsProtocol`
+accepted; httptools buffers a header line until it ends, so one endless line grows without bound)
+and no timeout for a client that connects and sends a request slowly or never finishes it (its
+``timeout_keep_alive`` only applies between requests). :class:`LimitedHttpToolsProtocol`
 adds both, in the parser callbacks, before the app sees the request:
 
 * request line plus headers larger than ``max_header_bytes`` → ``431 Request Header Fields Too
-  Large`` and the connection is closed;
+  Large`` and the connection is closed. Counted twice, and the larger count decides: the complete
+  URL and header lines the parser reports, and the raw bytes of every chunk received wholly while
+  the parser was still reading headers (so a header line that never ends is refused once it passes
+  the limit, not when it ends; a chunk is at most about 256 KiB, asyncio's and uvloop's read size);
 * a request not received completely within ``request_timeout_seconds`` of its first byte (or of
   the connection being opened) → ``408 Request Timeout`` and the connection is closed. An infer
   request whose body was cut off this way reaches the app as a client disconnect.
@@ -57,7 +61,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         limits: ServeLimits = getattr(config, "modelops_limits", None) or ServeLimits()
         self._max_header_bytes = limits.max_header_bytes
         self._request_timeout = limits.request_timeout_seconds
-        self._header_bytes = 0
+        self._header_bytes = 0  # URL and complete header lines of the current request
+        self._raw_header_bytes = 0  # bytes of chunks received wholly within its headers
+        self._in_headers = False  # between on_message_begin and on_headers_complete
+        self._phase_changes = 0  # on_message_begin/on_headers_complete calls, to tell whole chunks
         self._request_timer: asyncio.TimerHandle | None = None
         self._refused = False
 
@@ -74,8 +81,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._unset_keepalive_if_required()
+        in_headers, changes = self._in_headers, self._phase_changes
         try:
             self.parser.feed_data(data)
+            if in_headers and self._in_headers and changes == self._phase_changes:
+                self._raw_header_bytes += len(data)  # the whole chunk is header bytes still unparsed
+                if self._headers_too_large():
+                    self._refuse_headers()
         except httptools.HttpParserError:
             if self._refused:
                 return
@@ -90,8 +102,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._header_bytes = 0
+        self._header_bytes = self._raw_header_bytes = 0
+        self._in_headers = True
+        self._phase_changes += 1
         self._arm_request_timer()
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        self._phase_changes += 1
+        super().on_headers_complete()
 
     def on_url(self, url: bytes) -> None:
         self._count_header_bytes(len(url))
@@ -109,12 +128,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _count_header_bytes(self, n: int) -> None:
         self._header_bytes += n
-        if self._header_bytes > self._max_header_bytes:
-            self._refuse(
-                b"431 Request Header Fields Too Large",
-                f"the request line and headers exceed {self._max_header_bytes} bytes (max_header_bytes)",
-            )
+        if self._headers_too_large():
+            self._refuse_headers()
             raise _Refused  # stops the parser (see data_received)
+
+    def _headers_too_large(self) -> bool:
+        return max(self._header_bytes, self._raw_header_bytes) > self._max_header_bytes
+
+    def _refuse_headers(self) -> None:
+        self._refuse(
+            b"431 Request Header Fields Too Large",
+            f"the request line and headers exceed {self._max_header_bytes} bytes (max_header_bytes)",
+        )
 
     def _arm_request_timer(self) -> None:
         self._cancel_request_timer()
