@@ -150,3 +150,7 @@ def test_binary_data_that_does_not_add_up_is_400(bc: Running, store: Store) -> N
     for content, length in ((body[:-3], json_length), (body + b"xx", json_length), (body, len(body) + 5)):
         response = bc.client.post(url, content=content, headers={"inference-header-content-length": str(length)})
         assert response.status_code == 400, response.text
+    # Header values are Latin-1: '²' and '³' are digits to str.isdigit() but not to int() (was a 500).
+    for length in ("\xb2".encode("latin-1"), "1\xb3".encode("latin-1"), b"12 34"):
+        response = bc.client.post(url, content=body, headers={"inference-header-content-length": length})
+        assert response.status_code == 400 and "Inference-Header-Content-Length" in response.text, response.text

@@ -70,8 +70,9 @@ async def read_body(
         raise UnsupportedMediaType(
             f"unsupported Content-Encoding {content_encoding!r}; use one of {', '.join(CONTENT_ENCODINGS)}"
         )
-    if content_length is not None and content_length.strip().isdigit() and int(content_length) > limit:
-        raise TooLarge(f"the request body has {int(content_length)} bytes; the limit is {limit} (max_body_bytes)")
+    length = (content_length or "").strip()
+    if length.isascii() and length.isdigit() and int(length) > limit:
+        raise TooLarge(f"the request body has {int(length)} bytes; the limit is {limit} (max_body_bytes)")
     chunks: list[bytes] = []
     size = 0
     async for chunk in stream:

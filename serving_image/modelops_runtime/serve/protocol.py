@@ -238,7 +238,8 @@ def parse_v2_infer(body: bytes, schema: InputSchema, json_length: str | None = N
 
 def _json_length(header: str, body_length: int) -> int:
     text = header.strip()
-    if not text.isdigit() or not 0 < int(text) <= body_length:
+    # ASCII digits only: str.isdigit() also accepts '²' (a Latin-1 header byte), which int() refuses.
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= body_length:
         raise MalformedBody(
             f"Inference-Header-Content-Length must be the length of the JSON part of the body "
             f"(1 to {body_length}); got {header[:40]!r}"
