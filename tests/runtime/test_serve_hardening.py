@@ -192,6 +192,28 @@ def test_gzip_and_deflate_bodies_and_a_bomb(limited: Running, store: Store) -> N
     assert other.status_code == 415
 
 
+def test_every_gzip_member_is_read_and_trailing_bytes_are_400(limited: Running, store: Store) -> None:
+    """A gzip body of several members (RFC 1952; what concatenated gzip output is) was cut after the
+    first: a CSV of 4 rows in two members was answered 200 with 2 predictions."""
+    c = limited.client
+    X = store.bc.X.iloc[:4]
+    lines = X.to_csv(index=False).encode().splitlines(keepends=True)
+    members = gzip.compress(b"".join(lines[:3])) + gzip.compress(b"".join(lines[3:]))
+    headers = {"content-type": "text/csv", "content-encoding": "gzip"}
+    response = c.post("/invocations", content=members, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"] == store.bc.estimator.predict(X).tolist()
+    csv = X.to_csv(index=False).encode()
+    trailing = (("gzip", gzip.compress(csv) + b"junk"), ("deflate", zlib.compress(csv) + zlib.compress(csv)))
+    for encoding, data in trailing:
+        response = c.post("/invocations", content=data, headers={**headers, "content-encoding": encoding})
+        assert response.status_code == 400, response.text
+        assert f"{encoding} data" in response.text or "after the end of its stream" in response.text
+    bombs = gzip.compress(b" " * (40 * 1024)) * 2  # each member within max_body_bytes, not both
+    response = c.post("/invocations", content=bombs, headers={**headers, "content-encoding": "gzip"})
+    assert response.status_code == 413 and "decompressed" in response.json()["message"]
+
+
 def _raw(data: bytes) -> bytes:
     compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
     return compressor.compress(data) + compressor.flush()
