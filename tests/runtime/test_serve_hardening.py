@@ -113,6 +113,19 @@ def test_bare_nan_is_a_missing_value_and_infinity_is_refused(penguins: Running, 
         assert "'mean texture'" in refused.json()["message"] and "finite" in refused.json()["message"]
 
 
+def test_an_integer_column_refuses_values_no_int64_holds(penguins: Running, store: Store) -> None:
+    """'year' is a long column: "1e19", "1e300" and 9.3e18 were cast to int64 as -2**63 silently and
+    predicted with; JSON integers beyond the range were already 400."""
+    row = records(store.penguins.X.iloc[:1])[0]
+    for year in ("1e19", "1e300", 9.3e18, -9.3e18, 2**63):
+        response = penguins.client.post("/invocations", json={"dataframe_records": [{**row, "year": year}]})
+        assert response.status_code == 400, (year, response.text)
+        assert response.json()["message"] == "column 'year' has an integer out of the 64-bit range"
+    for year in ("2007", 2007.0, "2.007e3", -(2**63)):
+        response = penguins.client.post("/invocations", json={"dataframe_records": [{**row, "year": year}]})
+        assert response.status_code == 200, (year, response.text)
+
+
 # ------------------------------------------------------------------- odd tensors and ids
 
 
