@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import select
 import socket
+import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
 import mlflow
 import pytest
+import uvicorn
 from mlflow.models import infer_signature
 from palmerpenguins import load_penguins
 
 from modelops.contract import ENV_JOB_CONFIG, PROM_ERRORS, PROM_LATENCY, PROM_PREDICTIONS
+from modelops_runtime.serve.httpserver import uvicorn_config
 from modelops_runtime.serve.limits import ServeLimits
 from modelops_runtime.serve.main import main as serve_main
 from modelops_runtime.train.job import required_inputs
@@ -27,6 +31,7 @@ from .serve_support import (
     Store,
     breast_cancer_model,
     config_for,
+    free_port,
     metric,
     records,
     register,
@@ -327,3 +332,45 @@ def test_invalid_limit_setting_is_exit_2(monkeypatch: pytest.MonkeyPatch) -> Non
     assert serve_main([]) == 2
     monkeypatch.delenv("MODELOPS_SERVE_MAX_ROWS")
     assert serve_main(["--max-body-bytes", "-1"]) == 2
+
+
+def test_a_pipelining_client_that_stops_reading_and_leaves_causes_no_server_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """uvicorn marks only the last parsed request of a connection as disconnected when it is lost: the
+    request being answered, waiting for the client to read, then wrote to the closed transport
+    ("Exception in ASGI application", RuntimeError: the handler is closed)."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def big(request: object) -> Response:
+        return Response(b"x" * 65536)
+
+    app = Starlette(routes=[Route("/big", big)])
+    port = free_port()
+    uv = uvicorn.Server(uvicorn_config(app, ServeLimits(), host="127.0.0.1", port=port, log_config=None))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: uv.started, "the server to start")
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n" * 400)  # 25 MiB of answers, never read
+        paused = lambda: any(c.flow.write_paused for c in uv.server_state.connections)  # noqa: E731
+        _wait(paused, "the server to wait for the client to read")
+        sock.close()
+        _wait(lambda: not uv.server_state.connections and not uv.server_state.tasks, "the connection to end")
+    finally:
+        uv.should_exit = True
+        thread.join(15)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout} s for {what}")
+        time.sleep(0.01)

@@ -16,6 +16,12 @@ adds both, in the parser callbacks, before the app sees the request:
   request whose body was cut off this way reaches the app as a client disconnect.
 
 These answers never reach the app, so they are not infer requests in ``ml_prediction_errors_total``.
+
+One fix of uvicorn's protocol (0.55): when a connection is lost it marks only the last *parsed*
+request as disconnected, so with pipelined requests the one being answered, waiting for a client
+that stopped reading, wrote to the closed transport once the wait ended ("Exception in ASGI
+application", RuntimeError). :meth:`LimitedHttpToolsProtocol.connection_lost` marks the running and
+the queued requests too.
 With the h11 protocol (used when httptools is missing), uvicorn's own
 ``h11_max_incomplete_event_size`` bounds the headers and there is no request timeout.
 """
@@ -27,7 +33,7 @@ from typing import Any
 
 import httptools
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from .limits import ServeLimits
 
@@ -67,6 +73,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._phase_changes = 0  # on_message_begin/on_headers_complete calls, to tell whole chunks
         self._request_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._running: RequestResponseCycle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -74,7 +81,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_request_timer()
+        for cycle in [self._running, *(queued for queued, _ in self.pipeline)]:
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True  # its app task, waiting to write, ends quietly (see the module doc)
+                cycle.message_event.set()
         super().connection_lost(exc)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        self._running = cycle  # the request being answered (a connection answers one at a time)
+        super()._start_asgi_task(cycle, app)
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's, except that a callback refusing the request (it already answered) stops the parser quietly.
