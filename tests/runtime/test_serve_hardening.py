@@ -374,3 +374,34 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> No
         if time.monotonic() > deadline:
             raise TimeoutError(f"waited {timeout} s for {what}")
         time.sleep(0.01)
+
+
+def test_a_client_that_never_reads_its_answers_is_disconnected(caplog: pytest.LogCaptureFixture) -> None:
+    """A client that sends requests and never reads the answers held its connection (and the answers
+    waiting for it) for as long as it kept the socket open: it is disconnected after
+    request_timeout_seconds without reading."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def big(request: object) -> Response:
+        return Response(b"x" * 65536)
+
+    app = Starlette(routes=[Route("/big", big)])
+    port = free_port()
+    limits = ServeLimits(request_timeout_seconds=1.0)
+    uv = uvicorn.Server(uvicorn_config(app, limits, host="127.0.0.1", port=port, log_config=None))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: uv.started, "the server to start")
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n" * 400)  # 25 MiB of answers, never read
+            _wait(lambda: bool(uv.server_state.connections), "the connection")
+            _wait(lambda: not uv.server_state.connections and not uv.server_state.tasks, "the server to let go")
+    finally:
+        uv.should_exit = True
+        thread.join(15)
+    assert any("read nothing for 1 s" in r.getMessage() for r in caplog.records)
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

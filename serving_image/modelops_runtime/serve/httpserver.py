@@ -13,7 +13,10 @@ adds both, in the parser callbacks, before the app sees the request:
   the limit, not when it ends; a chunk is at most about 256 KiB, asyncio's and uvloop's read size);
 * a request not received completely within ``request_timeout_seconds`` of its first byte (or of
   the connection being opened) → ``408 Request Timeout`` and the connection is closed. An infer
-  request whose body was cut off this way reaches the app as a client disconnect.
+  request whose body was cut off this way reaches the app as a client disconnect;
+* a client that reads nothing of an answer for ``request_timeout_seconds`` while the server waits to
+  write more (the transport paused writing) is disconnected: otherwise a client that never reads
+  holds its connection, and the answer waiting for it, forever.
 
 These answers never reach the app, so they are not infer requests in ``ml_prediction_errors_total``.
 
@@ -74,6 +77,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._request_timer: asyncio.TimerHandle | None = None
         self._refused = False
         self._running: RequestResponseCycle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -81,6 +85,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_request_timer()
+        self._cancel_write_timer()
         for cycle in [self._running, *(queued for queued, _ in self.pipeline)]:
             if cycle is not None and not cycle.response_complete:
                 cycle.disconnected = True  # its app task, waiting to write, ends quietly (see the module doc)
@@ -139,7 +144,28 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_request_timer()
         super().on_message_complete()
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._cancel_write_timer()
+        self._write_timer = self.loop.call_later(self._request_timeout, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        self._cancel_write_timer()
+        super().resume_writing()
+
     # ------------------------------------------------------------------------------ limits
+
+    def _cancel_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        self.logger.warning(
+            "disconnected %s: it read nothing for %g s (request_timeout_seconds)", self.client, self._request_timeout
+        )
+        self.transport.abort()  # close() would wait for the buffered answer to be read
 
     def _count_header_bytes(self, n: int) -> None:
         self._header_bytes += n

@@ -44,7 +44,10 @@ class ServeLimits(BaseSettings):
     request_timeout_seconds: float = Field(
         default=60.0,
         gt=0,
-        description="Time a client has to send a whole request, from its first byte or from connecting (408).",
+        description=(
+            "Time a client has to send a whole request, from its first byte or from connecting (408), and"
+            " to read what the server waits to write (then it is disconnected)."
+        ),
     )
     keep_alive_seconds: int = Field(default=5, gt=0, description="Idle keep-alive connections are closed after this.")
     max_request_id_chars: int = Field(default=256, gt=0, description="Longest request id (400).")
