@@ -45,6 +45,12 @@ class _Refused(Exception):
     """Raised in a parser callback after the request was refused, to stop parsing."""
 
 
+def _cancel(timer: asyncio.TimerHandle | None) -> None:
+    """Cancel ``timer`` if set; returns None to store in its place."""
+    if timer is not None:
+        timer.cancel()
+
+
 def _plain_response(status: bytes, message: str) -> bytes:
     body = message.encode("ascii")
     return b"".join(
@@ -155,11 +161,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # ------------------------------------------------------------------------------ limits
 
-    def _cancel_write_timer(self) -> None:
-        if self._write_timer is not None:
-            self._write_timer.cancel()
-            self._write_timer = None
-
     def _write_stalled(self) -> None:
         self._write_timer = None
         self.logger.warning(
@@ -187,9 +188,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._request_timer = self.loop.call_later(self._request_timeout, self._request_timed_out)
 
     def _cancel_request_timer(self) -> None:
-        if self._request_timer is not None:
-            self._request_timer.cancel()
-            self._request_timer = None
+        self._request_timer = _cancel(self._request_timer)
+
+    def _cancel_write_timer(self) -> None:
+        self._write_timer = _cancel(self._write_timer)
 
     def _request_timed_out(self) -> None:
         self._request_timer = None
