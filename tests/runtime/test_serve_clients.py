@@ -99,6 +99,11 @@ def test_tritonclient_errors_are_4xx(bc: Running, store: Store) -> None:
     with pytest.raises(triton.InferenceServerException) as info:
         client.infer(store.bc.name, inputs)
     assert "missing required column" in str(info.value)
+    # The classification extension (class_count) is not implemented: said so, not full probabilities.
+    full = _triton_inputs(store.bc.X.iloc[:2])
+    with pytest.raises(triton.InferenceServerException) as info:
+        client.infer(store.bc.name, full, outputs=[triton.InferRequestedOutput("predict_proba", class_count=1)])
+    assert "[400]" in str(info.value) and "parameters.classification" in str(info.value), str(info.value)
 
 
 # ------------------------------------------------------------------------------- kserve

@@ -40,6 +40,8 @@ V2_ALLOWED_TYPES: dict[str, frozenset[type]] = {
     **{f"FP{b}": frozenset({int, float, _NONE}) for b in (16, 32, 64)},
     "BYTES": frozenset({str, _NONE}),
 }
+#: Open Inference Protocol extensions this server implements (``GET /v2``).
+V2_EXTENSIONS = ("binary_tensor_data",)
 OUTPUT_PREDICT = "predict"
 OUTPUT_PROBA = "predict_proba"
 
@@ -419,6 +421,11 @@ def _requested_outputs(raw: Any) -> tuple[tuple[str, ...] | None, dict[str, bool
     binary: dict[str, bool] = {}
     for output in raw:
         parameters = _parameters(output, f"output '{output['name']}': 'parameters'")
+        if "classification" in parameters:  # tritonclient's class_count
+            raise InputError(
+                f"output '{output['name']}': parameters.classification asks for the classification extension, "
+                f"which this server does not implement (its extensions: {', '.join(V2_EXTENSIONS)})"
+            )
         if "binary_data" in parameters:
             binary[output["name"]] = _flag(parameters, "binary_data", f"output '{output['name']}' parameters")
     return tuple(o["name"] for o in raw), binary
