@@ -99,6 +99,11 @@ def test_tritonclient_errors_are_4xx(bc: Running, store: Store) -> None:
     with pytest.raises(triton.InferenceServerException) as info:
         client.infer(store.bc.name, inputs)
     assert "missing required column" in str(info.value)
+    # The classification extension (class_count) is not implemented: said so, not full probabilities.
+    full = _triton_inputs(store.bc.X.iloc[:2])
+    with pytest.raises(triton.InferenceServerException) as info:
+        client.infer(store.bc.name, full, outputs=[triton.InferRequestedOutput("predict_proba", class_count=1)])
+    assert "[400]" in str(info.value) and "parameters.classification" in str(info.value), str(info.value)
 
 
 # ------------------------------------------------------------------------------- kserve
@@ -150,3 +155,7 @@ def test_binary_data_that_does_not_add_up_is_400(bc: Running, store: Store) -> N
     for content, length in ((body[:-3], json_length), (body + b"xx", json_length), (body, len(body) + 5)):
         response = bc.client.post(url, content=content, headers={"inference-header-content-length": str(length)})
         assert response.status_code == 400, response.text
+    # Header values are Latin-1: '²' and '³' are digits to str.isdigit() but not to int() (was a 500).
+    for length in ("\xb2".encode("latin-1"), "1\xb3".encode("latin-1"), b"12 34"):
+        response = bc.client.post(url, content=body, headers={"inference-header-content-length": length})
+        assert response.status_code == 400 and "Inference-Header-Content-Length" in response.text, response.text

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
+import select
 import socket
+import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
 import mlflow
 import pytest
+import uvicorn
 from mlflow.models import infer_signature
 from palmerpenguins import load_penguins
 
 from modelops.contract import ENV_JOB_CONFIG, PROM_ERRORS, PROM_LATENCY, PROM_PREDICTIONS
+from modelops_runtime.serve.httpserver import uvicorn_config
 from modelops_runtime.serve.limits import ServeLimits
 from modelops_runtime.serve.main import main as serve_main
 from modelops_runtime.train.job import required_inputs
@@ -26,6 +31,7 @@ from .serve_support import (
     Store,
     breast_cancer_model,
     config_for,
+    free_port,
     metric,
     records,
     register,
@@ -112,6 +118,19 @@ def test_bare_nan_is_a_missing_value_and_infinity_is_refused(penguins: Running, 
         assert "'mean texture'" in refused.json()["message"] and "finite" in refused.json()["message"]
 
 
+def test_an_integer_column_refuses_values_no_int64_holds(penguins: Running, store: Store) -> None:
+    """'year' is a long column: "1e19", "1e300" and 9.3e18 were cast to int64 as -2**63 silently and
+    predicted with; JSON integers beyond the range were already 400."""
+    row = records(store.penguins.X.iloc[:1])[0]
+    for year in ("1e19", "1e300", 9.3e18, -9.3e18, 2**63):
+        response = penguins.client.post("/invocations", json={"dataframe_records": [{**row, "year": year}]})
+        assert response.status_code == 400, (year, response.text)
+        assert response.json()["message"] == "column 'year' has an integer out of the 64-bit range"
+    for year in ("2007", 2007.0, "2.007e3", -(2**63)):
+        response = penguins.client.post("/invocations", json={"dataframe_records": [{**row, "year": year}]})
+        assert response.status_code == 200, (year, response.text)
+
+
 # ------------------------------------------------------------------- odd tensors and ids
 
 
@@ -191,6 +210,28 @@ def test_gzip_and_deflate_bodies_and_a_bomb(limited: Running, store: Store) -> N
     assert other.status_code == 415
 
 
+def test_every_gzip_member_is_read_and_trailing_bytes_are_400(limited: Running, store: Store) -> None:
+    """A gzip body of several members (RFC 1952; what concatenated gzip output is) was cut after the
+    first: a CSV of 4 rows in two members was answered 200 with 2 predictions."""
+    c = limited.client
+    X = store.bc.X.iloc[:4]
+    lines = X.to_csv(index=False).encode().splitlines(keepends=True)
+    members = gzip.compress(b"".join(lines[:3])) + gzip.compress(b"".join(lines[3:]))
+    headers = {"content-type": "text/csv", "content-encoding": "gzip"}
+    response = c.post("/invocations", content=members, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"] == store.bc.estimator.predict(X).tolist()
+    csv = X.to_csv(index=False).encode()
+    trailing = (("gzip", gzip.compress(csv) + b"junk"), ("deflate", zlib.compress(csv) + zlib.compress(csv)))
+    for encoding, data in trailing:
+        response = c.post("/invocations", content=data, headers={**headers, "content-encoding": encoding})
+        assert response.status_code == 400, response.text
+        assert f"{encoding} data" in response.text or "after the end of its stream" in response.text
+    bombs = gzip.compress(b" " * (40 * 1024)) * 2  # each member within max_body_bytes, not both
+    response = c.post("/invocations", content=bombs, headers={**headers, "content-encoding": "gzip"})
+    assert response.status_code == 413 and "decompressed" in response.json()["message"]
+
+
 def _raw(data: bytes) -> bytes:
     compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
     return compressor.compress(data) + compressor.flush()
@@ -216,6 +257,27 @@ def test_oversized_headers_are_431(limited: Running) -> None:
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     fine = _exchange(_port(limited), b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert fine.startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_header_line_that_never_ends_is_431_once_past_the_limit(limited: Running) -> None:
+    """httptools buffers a header line until its CRLF: one endless line was read (and held) until the
+    request timeout, 177 MiB in 60 s with the default limits, and answered 408, not 431."""
+    with socket.create_connection(("127.0.0.1", _port(limited)), timeout=30) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        answer = b""
+        for _ in range(64):  # up to 4 MiB in 64 KiB chunks, stopping once the server answers
+            try:
+                sock.sendall(b"a" * 65536)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if select.select([sock], [], [], 0)[0]:
+                break
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
 
 
 def test_slow_or_unfinished_clients_get_408(limited: Running, store: Store) -> None:
@@ -270,3 +332,76 @@ def test_invalid_limit_setting_is_exit_2(monkeypatch: pytest.MonkeyPatch) -> Non
     assert serve_main([]) == 2
     monkeypatch.delenv("MODELOPS_SERVE_MAX_ROWS")
     assert serve_main(["--max-body-bytes", "-1"]) == 2
+
+
+def test_a_pipelining_client_that_stops_reading_and_leaves_causes_no_server_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """uvicorn marks only the last parsed request of a connection as disconnected when it is lost: the
+    request being answered, waiting for the client to read, then wrote to the closed transport
+    ("Exception in ASGI application", RuntimeError: the handler is closed)."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def big(request: object) -> Response:
+        return Response(b"x" * 65536)
+
+    app = Starlette(routes=[Route("/big", big)])
+    port = free_port()
+    uv = uvicorn.Server(uvicorn_config(app, ServeLimits(), host="127.0.0.1", port=port, log_config=None))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: uv.started, "the server to start")
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n" * 400)  # 25 MiB of answers, never read
+        paused = lambda: any(c.flow.write_paused for c in uv.server_state.connections)  # noqa: E731
+        _wait(paused, "the server to wait for the client to read")
+        sock.close()
+        _wait(lambda: not uv.server_state.connections and not uv.server_state.tasks, "the connection to end")
+    finally:
+        uv.should_exit = True
+        thread.join(15)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout} s for {what}")
+        time.sleep(0.01)
+
+
+def test_a_client_that_never_reads_its_answers_is_disconnected(caplog: pytest.LogCaptureFixture) -> None:
+    """A client that sends requests and never reads the answers held its connection (and the answers
+    waiting for it) for as long as it kept the socket open: it is disconnected after
+    request_timeout_seconds without reading."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def big(request: object) -> Response:
+        return Response(b"x" * 65536)
+
+    app = Starlette(routes=[Route("/big", big)])
+    port = free_port()
+    limits = ServeLimits(request_timeout_seconds=1.0)
+    uv = uvicorn.Server(uvicorn_config(app, limits, host="127.0.0.1", port=port, log_config=None))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: uv.started, "the server to start")
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n" * 400)  # 25 MiB of answers, never read
+            _wait(lambda: bool(uv.server_state.connections), "the connection")
+            _wait(lambda: not uv.server_state.connections and not uv.server_state.tasks, "the server to let go")
+    finally:
+        uv.should_exit = True
+        thread.join(15)
+    assert any("read nothing for 1 s" in r.getMessage() for r in caplog.records)
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

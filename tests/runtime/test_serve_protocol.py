@@ -155,6 +155,10 @@ def test_v2_row_wise_bytes_with_numeric_strings() -> None:
         (v2(tensor("rows", [[1.0, 2.0]], "FP64", [1, 2])), errors.ShapeError, "parameters.columns"),
         (v2(tensor("a", [1.0]), tensor("a", [1.0])), errors.MalformedBody, "more than once"),
         (orjson.dumps({"inputs": [tensor("a", [1.0])], "id": 5}), errors.MalformedBody, "'id' must be a string"),
+        # parameters that are not objects, falsy ones too (false, 0 and [] were taken as none)
+        (v2(tensor("a", [1.0]), parameters=[]), errors.MalformedBody, "'parameters' must be an object"),
+        (v2(tensor("a", [1.0], parameters=False)), errors.MalformedBody, "input 'a': 'parameters' must be"),
+        (v2(tensor("a", [1.0]), outputs=[{"name": "predict", "parameters": 0}]), errors.MalformedBody, "output"),
         (
             v2(tensor("rows", [[1.0, 2.0, 3], [1.0]], "FP64", [2, 3]), parameters={"columns": ["a", "b", "k"]}),
             errors.ShapeError,

@@ -146,6 +146,9 @@ def test_loader_refuses_untrusted_types_and_pickle(tmp_path: Path) -> None:
         pip_requirements=REQS,
     )
     assert load_model(str(forest)).predict(x[:2]).shape == (2,)
+    # Test doubles are no model's parts, even where they derive from BaseEstimator.
+    with pytest.raises(UntrustedModel, match=r"CheckingClassifier \(a test helper module\)"):
+        check_trusted(["sklearn.utils._mocking.CheckingClassifier"])
     # The policy is ours, not the list the model's MLmodel file declares.
     with pytest.raises(UntrustedModel, match=r"outside the trusted set: sklearn\.tree\._tree\.Tree \(not an estimator"):
         load_model(str(forest), trusted_bases=())

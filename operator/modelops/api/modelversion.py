@@ -124,7 +124,10 @@ class ServingLimits(ApiModel):
         default=None, ge=4096, le=1024**2, description="Largest request line plus headers, bytes (431)."
     )
     request_timeout_seconds: float | None = Field(
-        default=None, gt=0, le=3600, description="Time a client has to send a whole request, s (408)."
+        default=None,
+        gt=0,
+        le=3600,
+        description="Time a client has to send a whole request (408) and to read an answer, s.",
     )
     keep_alive_seconds: int | None = Field(default=None, ge=1, le=3600, description="Idle keep-alive timeout, s.")
 

@@ -60,7 +60,7 @@ TRUSTED_BASES: tuple[str, ...] = (
 )
 #: Packages trusted types may come from, and modules inside them that are never trusted.
 TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
-UNTRUSTED_MODULE_PARTS = ("tests", "_testing", "testing", "estimator_checks", "conftest")
+UNTRUSTED_MODULE_PARTS = ("tests", "_testing", "testing", "estimator_checks", "conftest", "_mocking")
 SKOPS_FORMAT = "skops"
 
 

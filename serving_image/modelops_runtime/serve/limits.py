@@ -44,7 +44,10 @@ class ServeLimits(BaseSettings):
     request_timeout_seconds: float = Field(
         default=60.0,
         gt=0,
-        description="Time a client has to send a whole request, from its first byte or from connecting (408).",
+        description=(
+            "Time a client has to send a whole request, from its first byte or from connecting (408), and"
+            " to read what the server waits to write (then it is disconnected)."
+        ),
     )
     keep_alive_seconds: int = Field(default=5, gt=0, description="Idle keep-alive connections are closed after this.")
     max_request_id_chars: int = Field(default=256, gt=0, description="Longest request id (400).")
@@ -70,8 +73,9 @@ async def read_body(
         raise UnsupportedMediaType(
             f"unsupported Content-Encoding {content_encoding!r}; use one of {', '.join(CONTENT_ENCODINGS)}"
         )
-    if content_length is not None and content_length.strip().isdigit() and int(content_length) > limit:
-        raise TooLarge(f"the request body has {int(content_length)} bytes; the limit is {limit} (max_body_bytes)")
+    length = (content_length or "").strip()
+    if length.isascii() and length.isdigit() and int(length) > limit:
+        raise TooLarge(f"the request body has {int(length)} bytes; the limit is {limit} (max_body_bytes)")
     chunks: list[bytes] = []
     size = 0
     async for chunk in stream:
@@ -84,24 +88,41 @@ async def read_body(
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """Decode a gzip or deflate body (deflate: zlib-wrapped as HTTP specifies, or raw), at most ``limit`` bytes out.
+    """Decode a gzip or deflate body, at most ``limit`` bytes out.
+
+    gzip: every member, as RFC 1952 allows several one after the other (``gzip.decompress`` reads
+    them too; reading only the first silently dropped the rest of the rows). deflate: one zlib stream
+    as HTTP specifies, or a raw one. Bytes after the last member or stream are an error.
 
     Raises:
         TooLarge: the decompressed body exceeds ``limit`` (a decompression bomb stops there).
-        MalformedBody: the data is not valid for the encoding.
+        MalformedBody: the data is not valid for the encoding, is truncated, or has trailing bytes.
     """
-    attempts = (zlib.MAX_WBITS | 16,) if encoding == "gzip" else (zlib.MAX_WBITS, -zlib.MAX_WBITS)
-    error: zlib.error | None = None
-    for wbits in attempts:
-        decoder = zlib.decompressobj(wbits)
-        try:
-            out = decoder.decompress(body, limit + 1)
-        except zlib.error as exc:
-            error = exc
-            continue
-        if len(out) > limit or decoder.unconsumed_tail:
-            raise TooLarge(f"the decompressed request body exceeds the limit of {limit} bytes (max_body_bytes)")
-        if not decoder.eof:
-            raise MalformedBody(f"the {encoding} request body is truncated")
-        return out
-    raise MalformedBody(f"the request body is not valid {encoding} data: {error}")
+    if encoding == "gzip":
+        out, rest = bytearray(), body
+        while rest:
+            member, rest = _inflate(rest, zlib.MAX_WBITS | 16, encoding, limit, limit - len(out))
+            out += member
+        return bytes(out)
+    try:
+        data, rest = _inflate(body, zlib.MAX_WBITS, encoding, limit, limit)
+    except MalformedBody:
+        data, rest = _inflate(body, -zlib.MAX_WBITS, encoding, limit, limit)
+    if rest:
+        raise MalformedBody(f"the deflate request body has {len(rest)} bytes after the end of its stream")
+    return data
+
+
+def _inflate(data: bytes, wbits: int, encoding: str, limit: int, budget: int) -> tuple[bytes, bytes]:
+    """One gzip member or deflate stream from the start of ``data``, of at most ``budget`` bytes (what
+    ``limit`` leaves after earlier members): ``(its bytes, what follows it)``."""
+    decoder = zlib.decompressobj(wbits)
+    try:
+        out = decoder.decompress(data, budget + 1)  # budget >= 0: a positive max_length (0 = unbounded)
+    except zlib.error as exc:
+        raise MalformedBody(f"the request body is not valid {encoding} data: {exc}") from None
+    if len(out) > budget or decoder.unconsumed_tail:
+        raise TooLarge(f"the decompressed request body exceeds the limit of {limit} bytes (max_body_bytes)")
+    if not decoder.eof:
+        raise MalformedBody(f"the {encoding} request body is truncated")
+    return out, decoder.unused_data

@@ -40,6 +40,8 @@ V2_ALLOWED_TYPES: dict[str, frozenset[type]] = {
     **{f"FP{b}": frozenset({int, float, _NONE}) for b in (16, 32, 64)},
     "BYTES": frozenset({str, _NONE}),
 }
+#: Open Inference Protocol extensions this server implements (``GET /v2``).
+V2_EXTENSIONS = ("binary_tensor_data",)
 OUTPUT_PREDICT = "predict"
 OUTPUT_PROBA = "predict_proba"
 
@@ -196,9 +198,7 @@ def parse_v2_infer(body: bytes, schema: InputSchema, json_length: str | None = N
     inputs = doc.get("inputs")
     if type(inputs) is not list or not inputs:
         raise MalformedBody("'inputs' must be a non-empty array of tensors")
-    parameters = doc.get("parameters") or {}
-    if type(parameters) is not dict:
-        raise MalformedBody("'parameters' must be an object")
+    parameters = _parameters(doc, "'parameters'")
     binary_default = _flag(parameters, "binary_data_output", "parameters")
     outputs, binary_outputs = _requested_outputs(doc.get("outputs"))
     tensors: list[_Tensor] = []
@@ -238,12 +238,24 @@ def parse_v2_infer(body: bytes, schema: InputSchema, json_length: str | None = N
 
 def _json_length(header: str, body_length: int) -> int:
     text = header.strip()
-    if not text.isdigit() or not 0 < int(text) <= body_length:
+    # ASCII digits only: str.isdigit() also accepts '²' (a Latin-1 header byte), which int() refuses.
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= body_length:
         raise MalformedBody(
             f"Inference-Header-Content-Length must be the length of the JSON part of the body "
             f"(1 to {body_length}); got {header[:40]!r}"
         )
     return int(text)
+
+
+def _parameters(holder: dict[str, Any], what: str) -> dict[str, Any]:
+    """``holder["parameters"]``: an object, or absent/null (no parameters). Raises :class:`MalformedBody`
+    for anything else (also ``false``, ``0``, ``[]``, which a truthiness test would take as none)."""
+    parameters = holder.get("parameters")
+    if parameters is None:
+        return {}
+    if type(parameters) is not dict:
+        raise MalformedBody(f"{what} must be an object")
+    return parameters
 
 
 def _flag(parameters: dict[str, Any], key: str, where: str) -> bool:
@@ -310,9 +322,7 @@ def _tensor(index: int, raw: Any, binary: bytes, offset: int) -> tuple[_Tensor, 
         raise MalformedBody(
             f"input '{name}' has datatype {datatype!r}; expected one of {', '.join(sorted(V2_ALLOWED_TYPES))}"
         )
-    parameters = raw.get("parameters") or {}
-    if type(parameters) is not dict:
-        raise MalformedBody(f"input '{name}': 'parameters' must be an object")
+    parameters = _parameters(raw, f"input '{name}': 'parameters'")
     size = parameters.get("binary_data_size")
     data = raw.get("data")
     if size is not None:
@@ -410,9 +420,12 @@ def _requested_outputs(raw: Any) -> tuple[tuple[str, ...] | None, dict[str, bool
         return None, {}
     binary: dict[str, bool] = {}
     for output in raw:
-        parameters = output.get("parameters") or {}
-        if type(parameters) is not dict:
-            raise MalformedBody(f"output '{output['name']}': 'parameters' must be an object")
+        parameters = _parameters(output, f"output '{output['name']}': 'parameters'")
+        if "classification" in parameters:  # tritonclient's class_count
+            raise InputError(
+                f"output '{output['name']}': parameters.classification asks for the classification extension, "
+                f"which this server does not implement (its extensions: {', '.join(V2_EXTENSIONS)})"
+            )
         if "binary_data" in parameters:
             binary[output["name"]] = _flag(parameters, "binary_data", f"output '{output['name']}' parameters")
     return tuple(o["name"] for o in raw), binary

@@ -12,7 +12,8 @@ Coercion rules (anything else is a :class:`~.errors.DatatypeError` naming the co
 column type (signature)    accepted JSON values
 =========================  ===================================================================
 double, float              numbers; numeric strings such as ``"3.5"`` or ``"-1e3"``
-long, integer              integers; floats and numeric strings with an integral value (``2.0``)
+long, integer              integers; floats and numeric strings with an integral value (``2.0``),
+                           within the int64 range
 boolean                    ``true``/``false``
 string                     strings; integers (converted with ``str``)
 any type                   ``null`` is a missing value (NaN), handled by the model's pipeline
@@ -355,11 +356,21 @@ def _check_finite(spec: ColumnSpec, array: np.ndarray) -> None:
         )
 
 
+#: The int64 range as float64 bounds: ``-2**63 <= v < 2**63`` (both exactly representable).
+_INT64_LOW, _INT64_HIGH = -(2.0**63), 2.0**63
+
+
 def _check_integral(spec: ColumnSpec, array: np.ndarray) -> None:
+    """Refuse non-integral values, and values no int64 holds (numpy's cast of ``1e300`` or of the string
+    ``"1e19"`` to int64 gives -2**63 silently, so the model would get a wrong number)."""
     finite = array[~np.isnan(array)]
-    if finite.size and not np.array_equal(finite, np.floor(finite)):
+    if not finite.size:
+        return
+    if not np.array_equal(finite, np.floor(finite)):
         bad = float(finite[finite != np.floor(finite)][0])
         raise DatatypeError(f"column '{spec.name}' expects {spec.kind} values; got the non-integral number {bad!r}")
+    if finite.min() < _INT64_LOW or finite.max() >= _INT64_HIGH:
+        raise DatatypeError(f"column '{spec.name}' has an integer out of the 64-bit range")
 
 
 def _raise_type(spec: ColumnSpec, values: Sequence[Any], allowed: set[type]) -> NoReturn:

@@ -32,6 +32,7 @@ from .model import LoadedModel, ModelState, ServedModel
 from .protocol import (
     OUTPUT_PREDICT,
     OUTPUT_PROBA,
+    V2_EXTENSIONS,
     Prediction,
     check_outputs,
     encode_invocations_response,
@@ -48,8 +49,6 @@ from .schema import Batch
 #: ``status`` of prediction-log rows whose prediction failed with a server fault.
 LOG_STATUS_ERROR = "error"
 SERVER_NAME = "modelops"
-#: Open Inference Protocol extensions this server implements (``GET /v2``).
-V2_EXTENSIONS = ("binary_tensor_data",)
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
 REQUEST_ID_HEADER = "x-request-id"
