@@ -167,3 +167,27 @@ def test_feedback_accuracy_over_successful_labelled_rows() -> None:
     assert feedback_accuracy(rows, labels) == (3, pytest.approx(2 / 3))
     assert feedback_accuracy(rows, pd.DataFrame()) == (0, None)
     assert feedback_accuracy(log_rows([], []), labels) == (0, None)
+
+
+def test_canary_agreement_fails_only_beyond_sampling_noise() -> None:
+    analysis = canary().analysis
+    noisy = numbers(agreement_=0.85, compared=37)
+    noisy.agreement_p_value = 0.3
+    assert failed_bounds(analysis, noisy) == []
+    real = numbers(agreement_=0.85, compared=1000)
+    real.agreement_p_value = 0.001
+    assert failed_bounds(analysis, real) == ["agreement 85.0% over 1000 rows (at least 90.0%, chi-square p=0.001)"]
+
+
+def test_canary_agreement_before_the_pause_ends_needs_the_stricter_interim_level() -> None:
+    """Numbers are looked at every pass: before the pause ends a canary disagreement aborts only at
+    p < 0.001 (Haybittle-Peto), at the end of the window at p < 0.05."""
+    spec, steps = canary(), plan_steps(canary())
+    gap = numbers(agreement_=0.8, compared=200)
+    gap.agreement_p_value = 0.01
+    assert decide(spec, steps, 1, 10.0, gap).action == "Wait"  # interim look, 10/60 s
+    assert decide(spec, steps, 1, 60.0, gap).action == "Abort"  # final look
+    gap.agreement_p_value = 0.0001
+    assert decide(spec, steps, 1, 10.0, gap).action == "Abort"
+    shadow = numbers(agreement_=0.62, compared=150)  # paired shadow rows: no p-value, stopped early
+    assert decide(spec, steps, 0, 1.0, shadow).action == "Abort"
