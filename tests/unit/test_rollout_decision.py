@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -191,3 +192,27 @@ def test_canary_agreement_before_the_pause_ends_needs_the_stricter_interim_level
     assert decide(spec, steps, 1, 10.0, gap).action == "Abort"
     shadow = numbers(agreement_=0.62, compared=150)  # paired shadow rows: no p-value, stopped early
     assert decide(spec, steps, 0, 1.0, shadow).action == "Abort"
+
+
+def test_read_accuracy_joins_both_sides_rows_with_the_stage_feedback(tmp_path: Path) -> None:
+    """With MODELOPS_ROLLOUT_FEEDBACK_FROM_LOG: the incumbent's rows of its version, the candidate's rows
+    (the -candidate partition the router writes) of its version, the stage's labels for both."""
+    from modelops.contract import candidate_log_stage
+    from modelops.monitoring.prediction_log import PredictionLogger
+    from modelops.rollout.analysis import read_accuracy
+
+    base = str(tmp_path / "log")
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    with (
+        PredictionLogger(base, "churn", "Production", pod="p0") as incumbent,
+        PredictionLogger(base, "churn", candidate_log_stage("Production"), pod="p0") as candidate,
+    ):
+        for i in range(10):
+            rid = f"r{i}"
+            incumbent.log_prediction("churn", "1.0.0", {"x": i}, prediction=1, request_id=rid)
+            candidate.log_prediction("churn", "1.1.0", {"x": i}, prediction=i % 2, request_id=rid)
+            incumbent.log_feedback(rid, 1)
+        incumbent.log_prediction("churn", "0.9.0", {"x": 0}, prediction=0, request_id="r0")  # another version
+    until = datetime.now(UTC) + timedelta(seconds=1)
+    result = read_accuracy(base, "churn", "Production", "1.1.0", "1.0.0", since, until)
+    assert result == {"candidate": (10, pytest.approx(0.5)), "incumbent": (10, pytest.approx(1.0))}
