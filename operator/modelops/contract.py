@@ -93,6 +93,12 @@ PROM_LATENCY = "ml_prediction_latency_seconds"
 PROM_ERRORS = "ml_prediction_errors_total"
 PROM_ACCURACY = "ml_model_accuracy"
 PROM_DRIFT = "ml_drift_detections_total"
+#: ``error_type`` values of :data:`PROM_ERRORS` that are the server's fault (5xx); the others are the client's.
+PROM_SERVER_ERROR_TYPES = ("internal", "not_ready")
+# The rollout router's metrics (serve/router.py), read by the operator's rollout analysis (rollout/window.py).
+PROM_ROUTER_REQUESTS = "modelops_router_requests_total"
+PROM_ROUTER_LATENCY = "modelops_router_candidate_latency_seconds"
+PROM_ROUTER_SHADOW_ROWS = "modelops_router_shadow_rows_total"
 
 # Prediction log layout: <base>/<model>/<stage>/date=YYYY-MM-DD/<pod>-<seq>.parquet with these columns.
 LOG_COLUMNS = (

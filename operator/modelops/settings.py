@@ -92,6 +92,24 @@ class Settings(BaseSettings):
             "URL instead of in-cluster DNS (the sandbox sets its forwarders' sandbox.modelops.io/url)."
         ),
     )
+    rollout_feedback_from_log: bool = Field(
+        default=False,
+        description=(
+            "The operator reads feedback labels and both sides' rows from prediction_log_uri to judge a rollout's "
+            "feedback accuracy (needs a log the operator can read: an object store, or a folder it shares); "
+            "off: accuracy is not checked. Every other rollout number comes from the serving pods' /metrics."
+        ),
+    )
+    pod_network_map: str | None = Field(
+        default=None,
+        description=(
+            "'<pod CIDR>=<CIDR>': where the operator reaches pod IPs it cannot route to (same offset in the "
+            "second network), for scraping serving pods' /metrics; the sandbox maps pod IPs to loopback addresses."
+        ),
+    )
+    metrics_scrape_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Time a serving pod's /metrics has to answer the operator's scrape, s."
+    )
     reconcile_interval_seconds: float = Field(
         default=30.0,
         gt=0,
@@ -158,6 +176,28 @@ class Settings(BaseSettings):
         for cidr in value:
             ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
         return value
+
+    @field_validator("pod_network_map")
+    @classmethod
+    def _network_map(cls, value: str | None) -> str | None:
+        """``<CIDR>=<CIDR>`` of the same size."""
+        if value:
+            source, _, target = value.partition("=")
+            a, b = ipaddress.ip_network(source.strip()), ipaddress.ip_network(target.strip())
+            if a.num_addresses != b.num_addresses:
+                raise ValueError(f"pod_network_map: {a} and {b} differ in size")
+        return value or None
+
+    def pod_address(self, ip: str) -> str:
+        """Where the operator reaches pod IP ``ip`` (``pod_network_map`` applied; unchanged otherwise)."""
+        if not self.pod_network_map:
+            return ip
+        source, _, target = self.pod_network_map.partition("=")
+        a, b = ipaddress.ip_network(source.strip()), ipaddress.ip_network(target.strip())
+        address = ipaddress.ip_address(ip)
+        if address not in a:
+            return ip
+        return str(b.network_address + (int(address) - int(a.network_address)))
 
     @property
     def data_policy(self) -> DataUriPolicy:

@@ -13,7 +13,7 @@ from modelops.api.crdgen import build_crds
 from modelops.api.openapi import crd_schema, validate
 from modelops.demo.traffic import Steady
 from modelops.sandbox.client import ApiError
-from modelops.sandbox.testing import Sandbox, condition
+from modelops.sandbox.testing import Sandbox, WaitTimeout, condition
 from tests.e2e.conftest import modelversion, phase
 
 pytestmark = pytest.mark.e2e
@@ -64,11 +64,13 @@ def test_shadow_then_canary_promote_a_good_candidate_across_an_operator_restart(
             "strategy": "Canary",
             "shadow": {"sampleRate": 0.5, "pauseSeconds": 5},
             "steps": [{"weight": 20, "pauseSeconds": 5}, {"weight": 50, "pauseSeconds": 5}],
-            "analysis": ANALYSIS,
+            # Canary agreement compares two samples of predicted classes: with 200 requests a side, two
+            # good models differ by 15 points in fewer than 1 in 300 windows (with 20, about 1 in 20).
+            "analysis": {**ANALYSIS, "minRequests": 200, "minAgreement": 0.85},
         }
         sb.create(modelversion("v2", model, "1.1.0", hyperparameters={"C": 0.1, "max_iter": 500}, rollout=rollout), ns)
         # The operator restarts in the canary steps: the rollout resumes from its status, not from the shadow.
-        sb.wait_for(lambda: _rollout(sb, "v2", ns).get("step", 0) >= 1, TIMEOUT, message="v2 past its shadow step")
+        _wait_for_step(sb, "v2", ns, 1)
         assert sb.get("modelversions", "v1", ns)["status"]["stage"] == "Production"
         sb.supervisor.restart_operator()
         promoted = sb.wait_for_object(
@@ -77,6 +79,7 @@ def test_shadow_then_canary_promote_a_good_candidate_across_an_operator_restart(
         st = promoted["status"]
         assert validate(MV_STATUS_SCHEMA, st, prefix="status") == []
         assert st["rollout"]["phase"] == "Promoted" and st["rollout"]["weight"] == 100
+        _numbers_from_metrics(st["rollout"], canary=True)
         assert st["promotionHistory"][-1]["decision"] == "Promoted"
         assert "rollout: step 3/3 (canary 50%) passed" in st["promotionHistory"][-1]["reason"]
         steps = [r for r in _reasons(events, "v2") if r.startswith("RolloutStep")]
@@ -119,6 +122,7 @@ def test_a_candidate_that_learned_nothing_is_aborted_on_live_agreement(
         assert rollout_condition["reason"] == "Aborted" and "agreement" in rollout_condition["message"]
         numbers = aborted["status"]["rollout"]["analysis"]
         assert numbers["candidate"]["requests"] >= 20 and numbers["agreement"] < 0.9
+        _numbers_from_metrics(aborted["status"]["rollout"], canary=False)
         assert validate(MV_STATUS_SCHEMA, aborted["status"], prefix="status") == []
         assert any(e["reason"] == "RolloutAborted" and e["type"] == "Warning" for e in events("v3"))
         # Traffic returns to the incumbent only: the candidate's children go, the router setting too.
@@ -127,6 +131,31 @@ def test_a_candidate_that_learned_nothing_is_aborted_on_live_agreement(
         sb.wait_for(lambda: _served(sb, model, ns) == ("1.0.0", None), 90, message="router setting removed")
     assert traffic.versions["1.2.0"] == 0  # a shadow candidate never answers a client
     assert traffic.sent > 0 and traffic.failures == []
+
+
+def _wait_for_step(sb: Sandbox, name: str, ns: str, step: int) -> None:
+    """Wait until the rollout of ``name`` reached ``step``; a timeout says where it stood."""
+    try:
+        sb.wait_for(lambda: _rollout(sb, name, ns).get("step", 0) >= step, TIMEOUT, message=f"{name} at step {step}")
+    except WaitTimeout as exc:
+        raise AssertionError(f"{exc}; status.rollout: {_rollout(sb, name, ns)}") from exc
+
+
+def _numbers_from_metrics(rollout: dict[str, Any], canary: bool) -> None:
+    """The last window's numbers are the increases of the serving pods' counters (status.rollout.counters):
+    the operator here never reads the prediction log (MODELOPS_ROLLOUT_FEEDBACK_FROM_LOG is off, as in a
+    cluster where the log is a volume of the model's namespace), so no feedback accuracy either."""
+    numbers, counters = rollout["analysis"], rollout["counters"]
+    inc = counters["incumbent"]["increase"]
+    route, answered, failed = ("canary", "answered", "fallback") if canary else ("shadow", "sent", "failed")
+    assert numbers["candidate"]["requests"] == inc.get(f"{route}:{answered}", 0) + inc.get(f"{route}:{failed}", 0)
+    assert numbers["incumbent"]["requests"] == inc.get("ok", 0) + inc.get("err", 0)
+    assert counters["incumbent"]["pods"], "the incumbent's pods were scraped"
+    if canary:
+        assert counters["candidate"]["pods"] and numbers["compared"] == sum(
+            v for k, v in counters["candidate"]["increase"].items() if k.startswith("class:")
+        )
+    assert "accuracy" not in numbers["candidate"] and "accuracy" not in numbers["incumbent"]
 
 
 def _served(sb: Sandbox, model: str, ns: str) -> tuple[str, str | None] | None:

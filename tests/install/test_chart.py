@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from modelops.builders import common as builders
-from modelops.contract import SERVING_PORT_NAME
+from modelops.builders.common import COMPONENT_SERVING, standard_labels
+from modelops.builders.serving import COMPONENT_CANDIDATE
+from modelops.contract import SERVING_PORT, SERVING_PORT_NAME
 from modelops.settings import DEFAULT_RUNTIME_IMAGE, Settings
 from tests.install.helpers import (
     ALL_FEATURES,
@@ -219,6 +221,13 @@ def test_network_policies_reference_real_ports_and_pods() -> None:
                 assert isinstance(port["port"], int) or port["port"] in named
     operator = one(objs, "NetworkPolicy", "modelops")["spec"]
     assert {"ipBlock": {"cidr": "10.96.0.1/32"}} in operator["egress"][1]["to"]
+    # The rollout analysis scrapes serving pods (stage and candidate) at their serving port.
+    scrape = operator["egress"][2]
+    assert scrape["ports"] == [{"port": SERVING_PORT, "protocol": "TCP"}]
+    expressions = {e["key"]: e["values"] for e in scrape["to"][0]["podSelector"]["matchExpressions"]}
+    for component in (COMPONENT_SERVING, COMPONENT_CANDIDATE):
+        pod_labels = standard_labels(component=component, instance="x", model="m", stage="Production")
+        assert all(pod_labels[key] in values for key, values in expressions.items())
 
 
 def test_values_schema_rejects_mistakes() -> None:

@@ -165,3 +165,33 @@ def test_invalid_requests_never_reach_the_candidate(store: Store, shuffled: Regi
         response = incumbent.client.post(f"/v2/models/{store.bc.name}/infer", json={"inputs": []})
         assert response.status_code == 400
         assert metric(incumbent, "modelops_router_requests_total", route="canary", outcome="answered") == 0
+
+
+async def test_shadow_rows_without_readable_predictions_are_neither_agreement_nor_disagreement() -> None:
+    """A candidate answering rows it gives no readable prediction for (binary tensor data, a null) is
+    counted as answered, but those rows are not compared: they must not count as disagreement."""
+    from types import SimpleNamespace
+
+    import httpx
+    from prometheus_client import CollectorRegistry
+
+    from modelops_runtime.serve.router import Router, _Copy
+
+    answers = iter([{"outputs": [{"name": "predict", "data": [1, None, 0]}]}, None])
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = next(answers)
+        return httpx.Response(200, json=body) if body is not None else httpx.Response(200, content=b"\x00\x01")
+
+    config = RouterConfig(mode="shadow", url="http://candidate", version="2.0.0", registry_version="2")
+    router = Router(config, CollectorRegistry(), None, transport=httpx.MockTransport(answer))
+    await router.start()
+    try:
+        for request_id in ("a", "b"):
+            job = SimpleNamespace(request_id=request_id, batch=SimpleNamespace(n_rows=3))
+            await router._shadow_one(_Copy(job, b"{}", "/invocations", {}, np.array([1, 1, 1])))  # type: ignore[arg-type]
+    finally:
+        await router.stop()
+    assert router.requests.labels("shadow", "sent")._value.get() == 2
+    assert router.rows.labels("agree")._value.get() == 1  # row 0 of "a"
+    assert router.rows.labels("disagree")._value.get() == 1  # row 2 of "a"; its null row and all of "b": not compared

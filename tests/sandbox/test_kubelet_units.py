@@ -166,3 +166,32 @@ def test_probe_ports_map_to_the_replica_port() -> None:
     assert resolve_port(8080, container, 41000) == 41000
     assert resolve_port("9090", container, 41000) == 41000
     assert resolve_port("metrics", container, 41000) is None
+
+
+def test_listening_addresses_reads_the_hosts_listeners() -> None:
+    import socket
+
+    from modelops.sandbox.kubelet.node import listening_addresses
+
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("no /proc/net/tcp here")
+    with socket.socket() as listener:
+        listener.bind(("127.244.254.77", 0))
+        assert "127.244.254.77" not in listening_addresses()  # bound, not listening yet
+        listener.listen()
+        assert "127.244.254.77" in listening_addresses()
+    assert listening_addresses("/nonexistent") == set()
+
+
+def test_pod_addresses_skip_loopback_twins_another_sandbox_listens_on() -> None:
+    from modelops.sandbox.kubelet.node import AddressPool
+
+    busy = {"127.244.0.2", "127.244.0.4"}  # pods of another sandbox on this host
+    pool = AddressPool(busy=lambda: busy)
+    assert [pool.take(uid) for uid in ("a", "b")] == ["10.244.0.3", "10.244.0.5"]
+    busy.clear()  # the other sandbox's pods are gone: their addresses are used again
+    assert pool.take("c") == "10.244.0.2"
+    pool.release("a")
+    busy.add("127.244.0.3")  # released, then taken by another sandbox: not given out
+    assert pool.take("d") == "10.244.0.4"
+    assert pool.take("b") == "10.244.0.5" and pool.take("e", wanted="10.244.0.9") == "10.244.0.9"

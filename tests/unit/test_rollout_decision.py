@@ -1,15 +1,17 @@
-"""The rollout decision rules (modelops.rollout.decision) and the window numbers (modelops.rollout.analysis)."""
+"""The rollout decision rules (modelops.rollout.decision) and feedback accuracy from the log
+(modelops.rollout.analysis); the window numbers from /metrics are tested in test_rollout_window.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
 from modelops.api.modelversion import RolloutAnalysisStatus, RolloutSpec, WindowNumbers
-from modelops.rollout.analysis import agreement, side_numbers, window_numbers
+from modelops.rollout.analysis import feedback_accuracy
 from modelops.rollout.decision import Step, decide, failed_bounds, plan_steps
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -155,43 +157,17 @@ def test_each_bound_relative_to_the_incumbent(kwargs: dict[str, object], expecte
     assert failed == ([expected] if expected else [])
 
 
-def log_rows(ids: list[str], predictions: list[object], status: list[str] | None = None, latency: float = 1.0):
-    return pd.DataFrame(
-        {
-            "request_id": ids,
-            "status": status or ["ok"] * len(ids),
-            "latency_ms": [latency] * len(ids),
-            "prediction": predictions,
-        }
-    )
+def log_rows(ids: list[str], predictions: list[object], status: list[str] | None = None) -> pd.DataFrame:
+    return pd.DataFrame({"request_id": ids, "status": status or ["ok"] * len(ids), "prediction": predictions})
 
 
-def test_side_numbers_count_requests_not_rows() -> None:
-    rows = log_rows(["a:0", "a:1", "b", "c"], [1, 0, 1, None], ["ok", "ok", "ok", "error"])
-    labels = pd.DataFrame({"request_id": ["a:0", "a:1", "b"], "label": ["1", "1", 1]})
-    side = side_numbers(rows, labels)
-    assert (side.requests, side.errors) == (3, 1)
-    assert side.error_rate == pytest.approx(1 / 3)
-    assert (side.labelled, side.accuracy) == (3, pytest.approx(2 / 3))
-
-
-def test_shadow_agreement_joins_request_ids() -> None:
-    cand = log_rows(["a", "b", "c", "d"], [1, 0, 1.0, None])
-    inc = log_rows(["a", "b", "c", "e"], ["1", 1, 1, 0])
-    assert agreement(cand, inc, shadow=True) == (pytest.approx(2 / 3), 3, None)
-
-
-def test_canary_agreement_is_one_minus_total_variation_distance_with_a_noise_check() -> None:
-    cand = log_rows([str(i) for i in range(10)], [1] * 5 + [0] * 5)
-    inc = log_rows([f"i{i}" for i in range(10)], [1] * 8 + [0] * 2)
-    agree, compared, p_value = agreement(cand, inc, shadow=False)
-    assert agree == pytest.approx(0.7) and compared == 10
-    assert p_value is not None and p_value > 0.05  # 10 rows a side: that gap is within sampling noise
-    many_cand = log_rows([str(i) for i in range(1000)], [1] * 500 + [0] * 500)
-    many_inc = log_rows([f"i{i}" for i in range(1000)], [1] * 800 + [0] * 200)
-    agree, _, p_value = agreement(many_cand, many_inc, shadow=False)
-    assert agree == pytest.approx(0.7) and p_value is not None and p_value < 1e-6
-    assert agreement(log_rows(["a"], [1]), log_rows(["b"], [1]), shadow=False) == (1.0, 1, 1.0)
+def test_feedback_accuracy_over_successful_labelled_rows() -> None:
+    rows = log_rows(["a:0", "a:1", "b", "c", "d"], [1, 0, 1.0, None, 1], ["ok", "ok", "ok", "error", "ok"])
+    labels = pd.DataFrame({"request_id": ["a:0", "a:1", "b", "c", "b"], "label": ["1", "1", 0, 1, "1"]})
+    # a:0 right, a:1 wrong, b right (its newest label wins), c failed, d has no label
+    assert feedback_accuracy(rows, labels) == (3, pytest.approx(2 / 3))
+    assert feedback_accuracy(rows, pd.DataFrame()) == (0, None)
+    assert feedback_accuracy(log_rows([], []), labels) == (0, None)
 
 
 def test_canary_agreement_fails_only_beyond_sampling_noise() -> None:
@@ -204,7 +180,39 @@ def test_canary_agreement_fails_only_beyond_sampling_noise() -> None:
     assert failed_bounds(analysis, real) == ["agreement 85.0% over 1000 rows (at least 90.0%, chi-square p=0.001)"]
 
 
-def test_window_numbers_without_feedback_or_rows() -> None:
-    empty = log_rows([], [])
-    result = window_numbers(empty, empty, pd.DataFrame(), shadow=True, classifier=True, window_start=T0, time=T0)
-    assert result.candidate.requests == 0 and result.agreement is None
+def test_canary_agreement_before_the_pause_ends_needs_the_stricter_interim_level() -> None:
+    """Numbers are looked at every pass: before the pause ends a canary disagreement aborts only at
+    p < 0.001 (Haybittle-Peto), at the end of the window at p < 0.05."""
+    spec, steps = canary(), plan_steps(canary())
+    gap = numbers(agreement_=0.8, compared=200)
+    gap.agreement_p_value = 0.01
+    assert decide(spec, steps, 1, 10.0, gap).action == "Wait"  # interim look, 10/60 s
+    assert decide(spec, steps, 1, 60.0, gap).action == "Abort"  # final look
+    gap.agreement_p_value = 0.0001
+    assert decide(spec, steps, 1, 10.0, gap).action == "Abort"
+    shadow = numbers(agreement_=0.62, compared=150)  # paired shadow rows: no p-value, stopped early
+    assert decide(spec, steps, 0, 1.0, shadow).action == "Abort"
+
+
+def test_read_accuracy_joins_both_sides_rows_with_the_stage_feedback(tmp_path: Path) -> None:
+    """With MODELOPS_ROLLOUT_FEEDBACK_FROM_LOG: the incumbent's rows of its version, the candidate's rows
+    (the -candidate partition the router writes) of its version, the stage's labels for both."""
+    from modelops.contract import candidate_log_stage
+    from modelops.monitoring.prediction_log import PredictionLogger
+    from modelops.rollout.analysis import read_accuracy
+
+    base = str(tmp_path / "log")
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    with (
+        PredictionLogger(base, "churn", "Production", pod="p0") as incumbent,
+        PredictionLogger(base, "churn", candidate_log_stage("Production"), pod="p0") as candidate,
+    ):
+        for i in range(10):
+            rid = f"r{i}"
+            incumbent.log_prediction("churn", "1.0.0", {"x": i}, prediction=1, request_id=rid)
+            candidate.log_prediction("churn", "1.1.0", {"x": i}, prediction=i % 2, request_id=rid)
+            incumbent.log_feedback(rid, 1)
+        incumbent.log_prediction("churn", "0.9.0", {"x": 0}, prediction=0, request_id="r0")  # another version
+    until = datetime.now(UTC) + timedelta(seconds=1)
+    result = read_accuracy(base, "churn", "Production", "1.1.0", "1.0.0", since, until)
+    assert result == {"candidate": (10, pytest.approx(0.5)), "incumbent": (10, pytest.approx(1.0))}

@@ -219,7 +219,10 @@ class RolloutAnalysis(ApiModel):
         default=0.05,
         ge=0,
         le=1,
-        description="Feedback accuracy: candidate >= incumbent - this, once both have minFeedback labelled rows.",
+        description=(
+            "Feedback accuracy: candidate >= incumbent - this, once both have minFeedback labelled rows "
+            "(read from the prediction log: only when the operator is set to read it, docs/rollout.md)."
+        ),
     )
     min_feedback: int = Field(
         default=30, ge=1, le=10_000_000, description="Labelled rows each side needs before accuracy is compared."
@@ -438,7 +441,8 @@ RolloutAction = Literal["Wait", "NextStep", "Promote", "Abort", "Pause"]
 
 
 class WindowNumbers(ApiModel):
-    """What one side (candidate or incumbent) did in the current analysis window (from the prediction log)."""
+    """What one side (candidate or incumbent) did in the current analysis window: requests, errors and
+    latency from the serving pods' /metrics, feedback accuracy from the prediction log (docs/rollout.md)."""
 
     requests: int = Field(default=0, ge=0, description="Requests in the window.")
     errors: int = Field(default=0, ge=0, description="Failed requests.")
@@ -463,6 +467,24 @@ class RolloutAnalysisStatus(ApiModel):
     failed: list[str] = Field(default_factory=list, max_length=10, description="Bounds that failed, with numbers.")
 
 
+class SideCounters(ApiModel):
+    """One side's counters in the current window, from its serving pods' /metrics (rollout/window.py)."""
+
+    pods: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Last scraped value of each series the analysis needs, per pod name."
+    )
+    increase: dict[str, float] = Field(
+        default_factory=dict, description="Increase of each series over the window so far (counter resets handled)."
+    )
+
+
+class WindowCounters(ApiModel):
+    """The window's counters of both sides, kept so that an operator restarted mid-window continues them."""
+
+    incumbent: SideCounters = Field(default_factory=SideCounters, description="The incumbent's pods (and router).")
+    candidate: SideCounters = Field(default_factory=SideCounters, description="The candidate's pods.")
+
+
 class RolloutStatus(ApiModel):
     """Progressive delivery state of this version as a candidate (level-based: the operator resumes from it)."""
 
@@ -480,6 +502,9 @@ class RolloutStatus(ApiModel):
     action: RolloutAction | None = Field(default=None, description="Latest decision.")
     reason: str = Field(default="", description="Why, with the numbers.")
     analysis: RolloutAnalysisStatus | None = Field(default=None, description="Latest analysis numbers.")
+    counters: WindowCounters | None = Field(
+        default=None, description="The current window's counters from the serving pods' /metrics (unset: not started)."
+    )
     time: datetime | None = Field(default=None, description="When the phase last changed.")
 
 

@@ -11,12 +11,13 @@ Three hooks of :func:`modelops.reconcile.model._model_pass`, in order:
    and the router setting (:class:`~modelops.contract.RouterConfig`) for the incumbent's Deployment,
    set once the candidate is ready; stages without a rollout lose their candidate children.
 3. :func:`advance`, after the serving children: starts the window once the candidate is ready and the
-   incumbent's pods all run the router setting, reads the window's numbers from the prediction log,
-   decides (:func:`modelops.rollout.decision.decide`) and records it in ``status.rollout``, a
-   ``Rollout`` condition and Events.
+   incumbent's pods all run the router setting, scrapes the serving pods' ``/metrics`` into the
+   window's counters (:mod:`modelops.rollout.window`; feedback accuracy from the prediction log when
+   the operator is set to read it), decides (:func:`modelops.rollout.decision.decide`) and records
+   it in ``status.rollout``, a ``Rollout`` condition and Events.
 
-The state lives in the candidate's ``status.rollout`` only (step, window start, numbers,
-decision), so an operator restarted mid-step resumes where it was. A change of ``spec.rollout`` (or
+The state lives in the candidate's ``status.rollout`` only (step, window start, the window's
+counters, numbers, decision), so an operator restarted mid-step resumes where it was. A change of ``spec.rollout`` (or
 of the incumbent) restarts the rollout from its first step; a change of ``spec.stage`` cancels it.
 """
 
@@ -27,12 +28,20 @@ import json
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from ..api.common import ConditionStatus, get_condition, now, set_condition
-from ..api.modelversion import ModelVersionSpec, ModelVersionStatus, RolloutStatus
+from ..api.modelversion import (
+    ModelVersionSpec,
+    ModelVersionStatus,
+    RolloutAnalysisStatus,
+    RolloutStatus,
+    WindowCounters,
+)
 from ..builders.common import ObjectRef, serving_name, short_hash
 from ..builders.serving import (
+    METRICS_PATH,
     ServedVersion,
     build_serving_deployment,
     build_serving_service,
@@ -40,8 +49,10 @@ from ..builders.serving import (
     service_url,
 )
 from ..clients.kube import DEPLOYMENTS, PODS
-from ..contract import ENV_ROUTER, RouterConfig
+from ..clients.scrape import ScrapeError, scrape
+from ..contract import ENV_ROUTER, SERVING_PORT, SERVING_PORT_NAME, RouterConfig
 from ..rollout.decision import Step, Verdict, decide, plan_steps
+from ..rollout.window import Side, accumulate, series, window_numbers
 from . import children
 from . import model as model_flow
 from .context import Context
@@ -388,31 +399,109 @@ async def advance(
                 rs.weight, rs.sample_rate = step.weight, step.sample_rate
         if rs.step_started is not None:
             elapsed = (clock - rs.step_started).total_seconds()
-            classifier = (st.model.task if st.model else None) != "regression"
-            # Imported here: the analysis needs the data stack (pandas, numpy, scipy), which the operator
-            # keeps out of its process until a rollout is analysed (lean.py).
-            from ..rollout.analysis import read_window
-
-            try:
-                numbers = await asyncio.to_thread(
-                    read_window,
-                    ctx.settings.prediction_log_uri,
-                    model,
-                    stage,
-                    st.version,
-                    statuses[roll.incumbent].version or "",
-                    rs.step_started,
-                    shadow=roll.steps[rs.step].kind == "shadow",
-                    classifier=classifier,
-                    now=clock,
-                )
-            except OSError as exc:
-                log.warning("rollout %s/%s %s: prediction log unreadable: %s", namespace, model, stage, exc)
-                unreadable = f"the prediction log {ctx.settings.prediction_log_uri} cannot be read: {exc}"
+            numbers, problems = await _analyse(ctx, namespace, model, stage, roll, st, statuses[roll.incumbent], clock)
+            unreadable = "; ".join(problems)
         verdict = decide(specs[roll.candidate].rollout, roll.steps, rs.step, elapsed, numbers, roll.crash)
         if unreadable and verdict.action == "Wait":
-            verdict = Verdict("Wait", f"step {rs.step + 1}/{len(roll.steps)}: {unreadable}")
+            verdict = Verdict("Wait", f"{verdict.reason} ({unreadable})")
         _record(ctx, by_name[roll.candidate], namespace, model, roll, st, verdict, numbers)
+
+
+async def _side_scrapes(
+    ctx: Context, namespace: str, deployment: str, side: Side, since: datetime
+) -> tuple[dict[str, dict[str, float]], set[str], set[str], list[str]]:
+    """Scrape the pods of one side's Deployment: ``(series per pod scraped, pods present, pods created
+    after ``since``, problems)``. A pod without an IP yet is present but not scraped."""
+    found = await ctx.kube.get(DEPLOYMENTS, namespace, deployment)
+    if found is None:
+        return {}, set(), set(), [f"Deployment {deployment} not found"]
+    pods = await ctx.kube.list(PODS, namespace, found["spec"]["selector"]["matchLabels"])
+    present, new, urls = set(), set(), {}
+    for pod in pods:
+        meta, status = pod["metadata"], pod.get("status") or {}
+        present.add(meta["name"])
+        created = meta.get("creationTimestamp")
+        if created and datetime.fromisoformat(str(created).replace("Z", "+00:00")) > since:
+            new.add(meta["name"])
+        ip = status.get("podIP")
+        if ip and status.get("phase") == "Running":
+            port = next(
+                (
+                    p.get("containerPort")
+                    for c in pod["spec"].get("containers") or []
+                    for p in c.get("ports") or []
+                    if p.get("name") == SERVING_PORT_NAME
+                ),
+                SERVING_PORT,
+            )
+            urls[meta["name"]] = f"http://{ctx.settings.pod_address(ip)}:{port}{METRICS_PATH}"
+    scraped, problems = {}, []
+    for name, text in (await scrape(urls, ctx.settings.metrics_scrape_timeout_seconds)).items():
+        if isinstance(text, ScrapeError):
+            problems.append(f"pod {name}: {text}")
+            continue
+        try:
+            scraped[name] = series(text, side)
+        except ValueError as exc:
+            problems.append(f"pod {name}: /metrics is not the Prometheus text format: {exc}")
+    if problems:
+        log.warning("rollout %s/%s: %s", namespace, deployment, "; ".join(problems))
+    return scraped, present, new, problems
+
+
+async def _analyse(
+    ctx: Context,
+    namespace: str,
+    model: str,
+    stage: str,
+    roll: StageRollout,
+    st: ModelVersionStatus,
+    incumbent: ModelVersionStatus,
+    clock: datetime,
+) -> tuple[RolloutAnalysisStatus, list[str]]:
+    """The window's numbers: scrape both sides' pods, fold the scrapes into ``status.rollout.counters``
+    (:mod:`modelops.rollout.window`), and, with ``rollout_feedback_from_log``, read feedback accuracy
+    from the prediction log. Returns the numbers and what could not be read."""
+    rs = st.rollout
+    assert rs is not None and rs.step_started is not None and st.version is not None
+    route = roll.steps[rs.step].kind
+    counters = rs.counters or WindowCounters()
+    scraped, present, new, problems = await _side_scrapes(
+        ctx, namespace, serving_name(model, stage), "incumbent", rs.step_started
+    )
+    counters.incumbent = accumulate(counters.incumbent, scraped, present, new)
+    if route == "canary":  # the candidate's own predicted classes; shadow numbers are all the router's
+        scraped, present, new, more = await _side_scrapes(
+            ctx, namespace, candidate_name(model, stage), "candidate", rs.step_started
+        )
+        counters.candidate = accumulate(counters.candidate, scraped, present, new)
+        problems += more
+    rs.counters = counters
+    classifier = (st.model.task if st.model else None) != "regression"
+    numbers = window_numbers(counters, route, classifier=classifier, window_start=rs.step_started, time=clock)
+    if ctx.settings.rollout_feedback_from_log:
+        # Imported here: reading the log needs the data stack (pandas, pyarrow), which the operator keeps
+        # out of its process until it is needed (lean.py).
+        from ..rollout.analysis import read_accuracy
+
+        try:
+            accuracy = await asyncio.to_thread(
+                read_accuracy,
+                ctx.settings.prediction_log_uri,
+                model,
+                stage,
+                st.version,
+                incumbent.version or "",
+                rs.step_started,
+                clock,
+            )
+        except OSError as exc:
+            problems.append(f"the prediction log {ctx.settings.prediction_log_uri} cannot be read: {exc}")
+        else:
+            for side, (labelled, value) in accuracy.items():
+                numbers_side = numbers.candidate if side == "candidate" else numbers.incumbent
+                numbers_side.labelled, numbers_side.accuracy = labelled, value
+    return numbers, problems
 
 
 def _record(
@@ -439,6 +528,7 @@ def _record(
         rs.step += 1
         rs.step_started = None
         rs.analysis = None
+        rs.counters = None
         upcoming = roll.steps[rs.step]  # what the operator now sets; its window starts once in effect
         rs.phase = "Shadow" if upcoming.kind == "shadow" else "Canary"
         rs.weight, rs.sample_rate = upcoming.weight, upcoming.sample_rate

@@ -11,7 +11,8 @@ window :func:`decide` returns one of
 * ``NextStep`` / ``Promote`` - the pause elapsed, both sides have ``minRequests`` and every bound held.
 
 Bounds are checked as soon as both sides have ``minRequests`` requests, so a bad candidate is
-stopped without waiting for the end of the pause.
+stopped without waiting for the end of the pause (canary agreement at a stricter significance level
+until then, :data:`INTERIM_SIGNIFICANCE`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from ..api.modelversion import RolloutAction, RolloutAnalysis, RolloutAnalysisSt
 StepKind = Literal["shadow", "canary"]
 #: Canary agreement fails only when the two sides' class counts differ at this significance level.
 SIGNIFICANCE = 0.05
+#: ... and, before the window's pause has elapsed, only at this stricter level: the numbers are looked at
+#: every pass, and each look at 0.05 would add its own chance of aborting a good candidate. A fixed
+#: strict level for interim looks and the nominal one for the final look is the Haybittle-Peto boundary
+#: of group-sequential tests (Haybittle 1971, Peto et al. 1976).
+INTERIM_SIGNIFICANCE = 0.001
 
 
 @dataclass(frozen=True)
@@ -68,13 +74,16 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def failed_bounds(analysis: RolloutAnalysis, numbers: RolloutAnalysisStatus) -> list[str]:
+def failed_bounds(
+    analysis: RolloutAnalysis, numbers: RolloutAnalysisStatus, significance: float = SIGNIFICANCE
+) -> list[str]:
     """The bounds of ``analysis`` the window's ``numbers`` break, each with its numbers.
 
     * error rate: candidate - incumbent > ``maxErrorRateIncrease``;
     * latency: candidate p95 > ``maxLatencyP95Ratio`` x incumbent p95 + ``latencySlackMs``;
     * agreement: below ``minAgreement`` (only when rows could be compared); in canary also only
-      when the class counts differ beyond sampling noise (chi-square p-value below :data:`SIGNIFICANCE`);
+      when the class counts differ beyond sampling noise (chi-square p-value below ``significance``:
+      :data:`SIGNIFICANCE`, or :data:`INTERIM_SIGNIFICANCE` before the pause has elapsed);
     * accuracy: candidate < incumbent - ``maxAccuracyDrop`` (only when both sides have ``minFeedback``
       labelled rows).
     """
@@ -95,7 +104,7 @@ def failed_bounds(analysis: RolloutAnalysis, numbers: RolloutAnalysisStatus) -> 
             )
     if analysis.min_agreement is not None and numbers.agreement is not None and numbers.compared > 0:
         p_value = numbers.agreement_p_value
-        if numbers.agreement < analysis.min_agreement and (p_value is None or p_value < SIGNIFICANCE):
+        if numbers.agreement < analysis.min_agreement and (p_value is None or p_value < significance):
             noise = "" if p_value is None else f", chi-square p={p_value:.2g}"
             failed.append(
                 f"agreement {_pct(numbers.agreement)} over {numbers.compared} rows "
@@ -157,7 +166,8 @@ def decide(
     cand, inc = numbers.candidate, numbers.incumbent
     enough = cand.requests >= analysis.min_requests and inc.requests >= analysis.min_requests
     if enough:
-        failed = failed_bounds(analysis, numbers)
+        final = elapsed_seconds >= step.pause_seconds
+        failed = failed_bounds(analysis, numbers, SIGNIFICANCE if final else INTERIM_SIGNIFICANCE)
         if failed:
             action: RolloutAction = "Abort" if spec.on_failure == "Abort" else "Pause"
             return Verdict(action, f"{where}: {'; '.join(failed)}", failed)

@@ -470,6 +470,11 @@ class Supervisor:
             **self.operator_env,
             **(env or {}),
         }
+        if self.state.control_plane == "real" and self.state.node == "local":
+            from .kubelet.node import LOOPBACK_CIDR, POD_CIDR
+
+            # Pod IPs are not routable here: the kubelet's processes listen on their loopback twins.
+            settings.setdefault("MODELOPS_POD_NETWORK_MAP", f"{POD_CIDR}={LOOPBACK_CIDR}")
         if self.state.operator_kubeconfig:
             from .controlplane.install import OPERATOR_NAMESPACE
 

@@ -69,7 +69,7 @@ METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 LOG_ROW_OUTCOMES = ("written", "dropped")
 
 
-def _base_name(name: str) -> str:
+def base_name(name: str) -> str:
     """prometheus-client adds ``_total`` to counters itself."""
     return name[: -len("_total")] if name.endswith("_total") else name
 
@@ -109,7 +109,7 @@ class ServerMetrics:
         self.model_name = model_name
         self.model_version = model_version
         self.predictions = Counter(
-            _base_name(PROM_PREDICTIONS),
+            base_name(PROM_PREDICTIONS),
             "Predicted rows by predicted class.",
             ["model_name", "model_version", "prediction_class"],
             registry=own,
@@ -122,7 +122,7 @@ class ServerMetrics:
             registry=own,
         )
         self.errors = Counter(
-            _base_name(PROM_ERRORS),
+            base_name(PROM_ERRORS),
             "Failed infer requests by error type (internal = server fault).",
             ["model_name", "error_type"],
             registry=own,

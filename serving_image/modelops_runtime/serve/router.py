@@ -22,7 +22,10 @@ joins it with the incumbent's rows by request id. Metrics (same registry as the 
 * ``modelops_router_requests_total{route, outcome}``: shadow ``sent``/``failed``/``dropped``,
   canary ``answered``/``fallback``;
 * ``modelops_router_candidate_latency_seconds{route}``: candidate round trips that answered;
-* ``modelops_router_shadow_rows_total{result}``: shadowed rows whose predictions ``agree``/``disagree``.
+* ``modelops_router_shadow_rows_total{result}``: shadowed rows whose predictions ``agree``/``disagree``
+  (rows the candidate answered without readable predictions, binary tensor data, are neither).
+
+The operator's rollout analysis reads these from each pod's ``/metrics`` (docs/rollout.md).
 """
 
 from __future__ import annotations
@@ -39,10 +42,17 @@ import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from modelops.contract import HEADER_ROUTED, LOG_STATUS_OK, RouterConfig
+from modelops.contract import (
+    HEADER_ROUTED,
+    LOG_STATUS_OK,
+    PROM_ROUTER_LATENCY,
+    PROM_ROUTER_REQUESTS,
+    PROM_ROUTER_SHADOW_ROWS,
+    RouterConfig,
+)
 from modelops.monitoring.prediction_log import PredictionLogger
 
-from .metrics import LATENCY_BUCKETS
+from .metrics import LATENCY_BUCKETS, base_name
 from .protocol import OUTPUT_PREDICT, Prediction
 from .service import BINARY_HEADER_LENGTH, JSON, LOG_STATUS_ERROR, REQUEST_ID_HEADER, InferJob, InferResult, log_rows
 
@@ -106,20 +116,20 @@ class Router:
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
         self.requests = Counter(
-            "modelops_router_requests",
+            base_name(PROM_ROUTER_REQUESTS),
             "Requests the rollout router sent to the candidate, by route and outcome.",
             ["route", "outcome"],
             registry=registry,
         )
         self.latency = Histogram(
-            "modelops_router_candidate_latency_seconds",
+            PROM_ROUTER_LATENCY,
             "Round-trip time of candidate answers through the rollout router, s.",
             ["route"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.rows = Counter(
-            "modelops_router_shadow_rows",
+            base_name(PROM_ROUTER_SHADOW_ROWS),
             "Shadowed rows whose candidate prediction agrees with the incumbent's.",
             ["result"],
             registry=registry,
@@ -214,9 +224,11 @@ class Router:
             return
         self.requests.labels("shadow", "sent").inc()
         self.latency.labels("shadow").observe(seconds)
-        agree = int(np.sum(_as_text(predictions) == _as_text(copy.incumbent)))  # unparsed answers never agree
+        # Rows the candidate answered without readable predictions (binary tensor data) are not compared.
+        readable = np.array([v is not None for v in predictions.tolist()], dtype=bool)
+        agree = int(np.sum(_as_text(predictions[readable]) == _as_text(copy.incumbent[readable])))
         self.rows.labels("agree").inc(agree)
-        self.rows.labels("disagree").inc(len(predictions) - agree)
+        self.rows.labels("disagree").inc(int(readable.sum()) - agree)
         self._log(copy.job, predictions, seconds, LOG_STATUS_OK)
 
     # --------------------------------------------------------------------------------- common

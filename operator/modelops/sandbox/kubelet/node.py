@@ -35,7 +35,8 @@ import os
 import platform
 import signal
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -79,29 +80,53 @@ def loopback_for(address: str) -> str:
 _FINAL = ("Succeeded", "Failed")
 
 
-class AddressPool:
-    """Pod IPs (in POD_CIDR), one per pod uid, reused after release."""
+def listening_addresses(table: str = "/proc/net/tcp") -> set[str]:
+    """IPv4 addresses with a listening TCP socket on this host (Linux ``/proc/net/tcp``; empty when it
+    cannot be read). Another sandbox on the same host uses the same loopback twins."""
+    try:
+        lines = Path(table).read_text().splitlines()[1:]
+    except OSError:
+        return set()
+    found = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
+            found.add(str(ipaddress.IPv4Address(bytes(reversed(bytes.fromhex(fields[1].split(":")[0]))))))
+    return found
 
-    def __init__(self) -> None:
+
+class AddressPool:
+    """Pod IPs (in POD_CIDR), one per pod uid, reused after release. A fresh address whose loopback
+    twin something on the host listens on (a pod of another sandbox on the same machine) is skipped:
+    the pod could not bind it, and connections to it would reach the other sandbox's pod."""
+
+    def __init__(self, busy: Callable[[], set[str]] = listening_addresses) -> None:
         self._free = (str(ip) for ip in POD_CIDR.hosts() if not str(ip).endswith((".0", ".1", ".255")))
         self._released: list[str] = []
         self._by_uid: dict[str, str] = {}
+        self._busy = busy
 
     def take(self, uid: str, wanted: str | None = None) -> str:
         """The address of pod ``uid`` (``wanted`` when it is a free address of the pool, e.g. after a
-        kubelet restart). Raises RuntimeError when the pool is exhausted."""
+        kubelet restart: the pod's own process may still listen there). Raises RuntimeError when the
+        pool is exhausted."""
         if uid in self._by_uid:
             return self._by_uid[uid]
         if wanted and ipaddress.ip_address(wanted) in POD_CIDR and wanted not in self._by_uid.values():
             address = wanted
             with contextlib.suppress(ValueError):
                 self._released.remove(wanted)
-        elif self._released:
-            address = self._released.pop(0)
         else:
-            address = next(self._free, "")
-            while address and address in self._by_uid.values():
+            busy = self._busy()
+            address = next((a for a in self._released if loopback_for(a) not in busy), "")
+            if address:
+                self._released.remove(address)
+            else:
                 address = next(self._free, "")
+                while address and (address in self._by_uid.values() or loopback_for(address) in busy):
+                    if loopback_for(address) in busy:
+                        self._released.append(address)  # tried again once the other pod is gone
+                    address = next(self._free, "")
             if not address:
                 raise RuntimeError(f"no free pod address left in {POD_CIDR}")
         self._by_uid[uid] = address
