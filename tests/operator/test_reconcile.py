@@ -687,3 +687,60 @@ async def test_a_bump_whose_job_exists_but_whose_claim_was_lost_keeps_its_versio
     status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
     assert status["version"] == "1.3.0", status
     assert [j["metadata"]["name"] for j in await kube.list(JOBS, NS)] == [orphan]
+
+
+async def test_one_fix_of_a_failed_training_trains_once_even_when_its_status_write_is_lost(
+    logged_runs,  # noqa: F811
+) -> None:
+    """spec.training fixed after a failed training: the failed Job is deleted and one new Job
+    trains. The status write recording the new Job is refused (409: kopf wrote the object
+    meanwhile) and the repeated pass finds that Job running: when it fails too, its failure is
+    final for the new spec (TrainingFailed), not taken for the old Job's (a second Retraining)."""
+    from modelops.api.modelversion import ModelVersionSpec
+
+    ctx, kube = _ctx(logged_runs.store)
+    mv = _mv(kube, "uid-fix", "4.1.0", stage="Development")
+    failed_spec = {**mv["spec"], "training": {**mv["spec"]["training"], "hyperparameters": {"C": "lots"}}}
+    job_name = train_job_name("iris", "4.1.0")
+    mv["status"] = {
+        "version": "4.1.0",
+        "trainingJob": {"name": job_name},
+        "trainingHash": modelversion.training_hash(ModelVersionSpec.model_validate(failed_spec)),
+        "conditions": [
+            {"type": "Trained", "status": "False", "reason": "TrainingFailed", "message": "C: 'lots'",
+             "lastTransitionTime": "2026-01-01T00:00:00Z"}
+        ],
+    }  # fmt: skip
+    kube.put(MODELVERSIONS, mv)  # the user fixed spec.training
+    _failed_job(kube, job_name, 1, "uid-fix")
+    real_get = kube.get
+    meddle = {"armed": False}
+
+    async def get_then_meddle(res: Any, namespace: str, name: str) -> Any:
+        body = await real_get(res, namespace, name)
+        if res == MODELVERSIONS and meddle["armed"]:
+            meddle["armed"] = False  # kopf records its handler state on the object right after our read
+            await kube.patch(MODELVERSIONS, namespace, name, {"metadata": {"annotations": {"kopf": "done"}}})
+        return body
+
+    kube.get = get_then_meddle  # type: ignore[method-assign]
+
+    async def step() -> dict[str, Any]:
+        await modelversion.reconcile(ctx, (await real_get(MODELVERSIONS, NS, "iris")) or {})
+        return (await real_get(MODELVERSIONS, NS, "iris") or {})["status"]
+
+    def trained(status: dict[str, Any]) -> str:
+        return str(next(c for c in status["conditions"] if c["type"] == "Trained")["reason"])
+
+    assert trained(await step()) == "Retraining" and kube.count("jobs") == 0  # the failed Job is deleted
+    meddle["armed"] = True
+    status = await step()  # one new Job; the write recording it lost to kopf's, the repeat observed the Job
+    assert kube.count("jobs") == 1 and trained(status) == "Training", status
+    kube.objects[("jobs", NS, job_name)]["status"] = {
+        "failed": 1,
+        "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimit"}],
+    }  # the new spec fails as well (a pod of the new Job ran)
+    assert trained(await step()) == "TrainingFailed"
+    status = await step()
+    assert trained(status) == "TrainingFailed" and status["phase"] == "Failed", status
+    assert [c for c in kube.calls if c[1] == "jobs"] == [("delete", "jobs", job_name), ("create", "jobs", job_name)]

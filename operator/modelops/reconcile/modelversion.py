@@ -7,8 +7,6 @@ which observes Kubernetes and MLflow, decides, applies, and writes status once.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +22,7 @@ from ..api.modelversion import (
     TrainingJobStatus,
 )
 from ..builders.common import COMPONENT_TRAINING, LABEL_COMPONENT, LABEL_VERSION, ObjectRef, train_job_name
-from ..builders.training import TRAIN_CONTAINER, build_training_job
+from ..builders.training import TRAIN_CONTAINER, build_training_job, trained_hash, training_hash
 from ..clients.kube import JOBS, MODELVERSIONS, PODS, Conflict
 from ..contract import (
     TAG_FAILURE,
@@ -54,12 +52,6 @@ from .status import (
     write_status,
 )
 from .termination import last_termination
-
-
-def training_hash(spec: ModelVersionSpec) -> str:
-    """Short, stable hash of ``spec.training`` (what a registered version was trained from)."""
-    text = json.dumps(spec.training.to_wire(), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def experiment_of(ctx: Context, spec: ModelVersionSpec) -> str:
@@ -508,8 +500,11 @@ async def training_flow(
         conflict = str(children.ChildNameConflict({"kind": "Job", **job}))
         set_condition(status.conditions, "Trained", "False", children.CHILD_NAME_CONFLICT, conflict, gen)
         return
-    # A failed training is final for its spec; a new spec.training trains again (the hash of
-    # what a Job trains is recorded when the Job is created).
+    if job is not None and trained_hash(job):
+        # The Job says which spec.training it trains: a status write recording a new Job can be
+        # lost (409), and the Job of the fixed spec has the failed one's name.
+        status.training_hash = trained_hash(job)
+    # A failed training is final for its spec; a new spec.training trains again.
     retrain = failed_before and status.training_hash not in (None, training_hash(spec))
     if job is not None and job["metadata"].get("deletionTimestamp"):
         set_condition(
