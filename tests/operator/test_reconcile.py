@@ -494,9 +494,9 @@ async def test_serving_status_follows_the_deployment_while_mlflow_is_unreachable
     ctx, kube = await _serving_in_staging(logged_runs.store)
 
     def down(*args: Any, **kwargs: Any) -> Any:
-        raise RegistryUnavailable("MLflow unreachable during get_aliases: connection refused")
+        raise RegistryUnavailable("MLflow unreachable during get_aliases_and_tags: connection refused")
 
-    monkeypatch.setattr(ops, "get_aliases", down)
+    monkeypatch.setattr(ops, "get_aliases_and_tags", down)
     template = kube.objects[("deployments", NS, "iris-model-staging")]["spec"]["template"]
     want = _break_deployment(kube, "iris-model-staging")
     with pytest.raises(RegistryUnavailable):
