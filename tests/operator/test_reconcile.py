@@ -583,8 +583,19 @@ async def test_an_estimator_outside_the_allowlist_is_refused_before_any_job_or_m
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (status["phase"], ready["reason"]) == ("Failed", "InvalidSpec"), status
     assert "spec.training.estimator: 'xgboost.XGBClassifier' is outside the allowed modules" in ready["message"]
-    assert kube.count("jobs") == 0 and "version" not in status
+    assert kube.count("jobs") == 0
+    assert status["version"] == "9.0.0"  # the version it asks for, shown by kubectl get mv's VERSION column
     assert logged_runs.store.client.search_registered_models() == []  # MLflow was not even asked
+
+    # Fixed, with another version: a refused spec resolved nothing, so the new version is taken.
+    mv = kube.objects[("modelversions", NS, "iris")]
+    mv["spec"]["training"]["estimator"] = "sklearn.linear_model.LogisticRegression"
+    mv["spec"]["version"] = "9.0.1"
+    mv["metadata"]["generation"] = 2
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    assert status["version"] == "9.0.1" and status["phase"] == "Training", status
+    assert [c for c in kube.calls if c[0] == "create"] == [("create", "jobs", train_job_name("iris", "9.0.1"))]
 async def test_data_uris_outside_the_policy_are_invalid_spec_before_any_job_or_mlflow_call(
     mlflow_store,  # noqa: F811
     tmp_path: Any,
@@ -629,7 +640,7 @@ async def test_data_uris_outside_the_policy_are_invalid_spec_before_any_job_or_m
         ready = next(c for c in status["conditions"] if c["type"] == "Ready")
         assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
         assert ready["message"].startswith("spec.training.data.uri: ") and why in ready["message"]
-        assert status["phase"] == "Failed" and "trainingJob" not in status and "version" not in status
+        assert status["phase"] == "Failed" and "trainingJob" not in status and status["version"] == "1.0.0"
     assert kube.count("jobs") == 0
     assert mlflow_store.client.search_registered_models() == []
     assert mlflow_store.client.search_experiments(filter_string="name = 'registry-tests'") == []

@@ -248,6 +248,8 @@ async def _reconcile_current(ctx: Context, body: dict[str, Any], periodic: bool)
     if refused is not None:
         mark_invalid_field(status.conditions, *refused, generation)
         return await _write_invalid(ctx, body, status, old_conditions)
+    if _refused_before_training(status):
+        status.version = None  # only shown while refused (see _write_invalid): resolve it now
     try:
         return await _reconcile(ctx, body, spec, status, periodic)
     except RegistryUnavailable as exc:
@@ -269,10 +271,27 @@ def policy_refusal(ctx: Context, spec: ModelVersionSpec, status: ModelVersionSta
     return first_refusal({"spec.training.data.uri": spec.training.data.uri}, ctx.settings.data_policy)
 
 
+def _refused_before_training(status: ModelVersionStatus) -> bool:
+    """Whether the stored status is a refusal (``Ready=False InvalidSpec``) of a version that never
+    had a training Job nor a registry version: nothing was resolved for it yet."""
+    ready = get_condition(status.conditions, "Ready")
+    return bool(
+        ready is not None and ready.reason == "InvalidSpec" and status.training_job is None and status.registry is None
+    )
+
+
 async def _write_invalid(
     ctx: Context, body: Mapping[str, Any], status: ModelVersionStatus, old_conditions: list[Any]
 ) -> ModelVersionStatus:
-    """Write an InvalidSpec status (phase Failed) and post its transition Event."""
+    """Write an InvalidSpec status (phase Failed) and post its transition Event.
+
+    A version refused before training shows the explicit ``spec.version`` it asks for in
+    ``status.version`` (``kubectl get mv``'s VERSION column); it is resolved afresh once the spec
+    is accepted, so a fix that also changes ``spec.version`` takes the new one.
+    """
+    requested = (body.get("spec") or {}).get("version")
+    if _refused_before_training(status) and isinstance(requested, str) and is_semver(requested):
+        status.version = requested
     status.phase = "Failed"
     status.observed_generation = body["metadata"].get("generation")
     if await _write(ctx, body, status):
