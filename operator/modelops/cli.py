@@ -92,6 +92,10 @@ def demo(
     raise typer.Exit(run_demo(root, state_dir, once, json_out, chosen))
 
 
+#: ``modelops status`` exit code when the monitor's Ready condition is not True.
+EXIT_NOT_READY = 3
+
+
 @app.command()
 def status(
     monitor: str = typer.Argument(..., help="ModelMonitor name."),
@@ -103,14 +107,18 @@ def status(
         help="kubeconfig (default: in-cluster, else a running local sandbox's, else ~/.kube/config).",
     ),
 ) -> None:
-    """Print a ModelMonitor's monitoring report (health, performance, prediction stats, drift)."""
+    """Print a ModelMonitor's monitoring report (readiness, health, performance, prediction stats, drift).
+
+    Exit codes: 0 the monitor is Ready; 3 it is not (the report says why: its Ready condition's
+    reason and message); 1 no cluster or the monitor cannot be read; 2 a bad option.
+    """
     import json
 
     from kubernetes import client, config
     from kubernetes.client.exceptions import ApiException
 
     from .api.common import GROUP, VERSION
-    from .report import monitoring_report
+    from .report import monitoring_report, report_table
 
     if output not in ("table", "json"):
         typer.echo(f"--output must be table or json, not {output!r}", err=True)
@@ -137,33 +145,9 @@ def status(
         typer.echo(f"cannot read ModelMonitor {namespace}/{monitor}: HTTP {exc.status} {exc.reason}", err=True)
         raise typer.Exit(1) from exc
     report = monitoring_report(body)
-    if output == "json":
-        typer.echo(json.dumps(report, indent=2))
-        return
-    stats, health, drift = report["prediction_stats"], report["health"], report["drift"]
-
-    def num(value: object, digits: int = 2) -> str:
-        return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-    rows = [
-        ("model", f"{report['model_name']} {report['stage']} (version {report['model_version'] or '-'})"),
-        ("health", f"{health['status']}" + (f": {'; '.join(health['issues'])}" if health["issues"] else "")),
-        ("accuracy (avg over runs)", num(report["performance"]["average"].get("accuracy"), 4)),
-        ("trend", report["performance"]["trend"]["accuracy"]["direction"]),
-        ("predictions", num(stats["total_predictions"])),
-        ("latency p50 / p95 ms", f"{num(stats['p50_prediction_time_ms'])} / {num(stats['p95_prediction_time_ms'])}"),
-        ("error rate", num(stats["error_rate"], 4)),
-        (
-            "drift",
-            "-"
-            if drift["detected"] is None
-            else f"{drift['detected']} (share {num(drift['share'])}): {', '.join(drift['drifted_columns']) or '-'}",
-        ),
-        ("last run", str((report["last_run"] or {}).get("time", "-"))),
-    ]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        typer.echo(f"{key:<{width}}  {value}")
+    typer.echo(json.dumps(report, indent=2) if output == "json" else "\n".join(report_table(report)))
+    if report["ready"]["status"] != "True":
+        raise typer.Exit(EXIT_NOT_READY)
 
 
 def _running_sandbox_kubeconfig() -> Path | None:

@@ -59,6 +59,9 @@ TAG_UID = "modelops.uid"  # owning CR uid: how the operator finds a job's run
 TAG_SEMVER = "semver"  # semantic version (runs and model versions)
 TAG_PARENT = "semver.parent"  # lineage: parent semantic version
 TAG_STAGE = "stage"  # Development|Staging|Production|Archived (model versions)
+# What the operator itself last wrote, so that its own writes are never reported as changes by hand:
+TAG_STAGE_WRITTEN = "modelops.stage_written"  # model versions: the stage tag value the operator last set
+TAG_ALIASES_WRITTEN = "modelops.aliases_written"  # registered models: JSON {stage alias: version or null}
 TAG_DATASET_URI = "dataset.uri"
 TAG_DATASET_HASH = "dataset.sha256"
 TAG_FAILURE = "modelops.failure_reason"  # one-line reason when a runtime job failed

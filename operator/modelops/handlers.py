@@ -43,6 +43,11 @@ MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
 INDEX = "modelversions_by_model"
 #: ids of the ModelVersion resync timers: versions in progress, settled versions.
 RESYNC_TIMERS = ("resync", "resync-settled")
+#: id of the ModelMonitor timer (polls MLflow for new monitoring runs).
+MONITOR_TIMER = "observe"
+#: Every timer registered here: kopf's per-firing "Timer '…' succeeded." lines of these are
+#: filtered out of the log (runner.QuietTimerSuccess).
+TIMERS = (*RESYNC_TIMERS, MONITOR_TIMER)
 #: Every kind of child the operator creates, watched by label (``app.kubernetes.io/managed-by``).
 CHILD_RESOURCES = (JOBS, DEPLOYMENTS, SERVICES, PDBS, HPAS, CRONJOBS)
 #: Children whose status the operator reports, so every event of theirs counts.
@@ -145,7 +150,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             registry=registry,
         )(mv_resync)
     kopf.timer(
-        GROUP, VERSION, "modelmonitors", id="observe", interval=settings.monitor_poll_seconds, registry=registry
+        GROUP, VERSION, "modelmonitors", id=MONITOR_TIMER, interval=settings.monitor_poll_seconds, registry=registry
     )(mm_reconcile)
     # Every kind of child is watched, so one deleted or edited by hand is restored within seconds.
     for res in CHILD_RESOURCES:

@@ -26,10 +26,11 @@ def _post_event(body: Any, type_: str, reason: str, message: str) -> None:
 
 
 class QuietTimerSuccess(logging.Filter):
-    """Drop kopf's per-firing "Timer 'resync…' succeeded." lines (one per ModelVersion per interval:
-    thousands an hour that say nothing); failures and every other handler's lines stay."""
+    """Drop kopf's per-firing "Timer '…' succeeded." lines of every timer of ours (handlers.TIMERS:
+    one per ModelVersion or ModelMonitor per interval, thousands an hour that say nothing);
+    failures and every other handler's lines stay."""
 
-    QUIET = frozenset(f"Timer '{timer}' succeeded." for timer in handlers.RESYNC_TIMERS)
+    QUIET = frozenset(f"Timer '{timer}' succeeded." for timer in handlers.TIMERS)
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.levelno <= logging.INFO and record.getMessage() in self.QUIET)

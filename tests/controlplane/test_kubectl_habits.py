@@ -36,7 +36,7 @@ def test_create_namespace_apply_server_side_explain_and_events(real: Sandbox) ->
         assert "minImprovement" in explain and "FIELDS:" in explain
         # Printer columns of the CRD, as `kubectl get mv` shows them.
         header = real.kubectl("get", "mv", "-n", ns).stdout.splitlines()[0].split()
-        assert header[:6] == ["NAME", "MODEL", "VERSION", "STAGE", "SERVING", "PHASE"]
+        assert header[:6] == ["NAME", "MODEL", "VERSION", "STAGE", "HOLDS", "PHASE"]
         real.kubectl("create", "configmap", "x", "-n", ns, "--from-literal=a=b")
         events = real.kubectl("get", "events", "-n", ns, "-o", "json").stdout
         assert json.loads(events)["kind"] == "List"

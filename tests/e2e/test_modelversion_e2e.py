@@ -105,6 +105,8 @@ def test_promotion_rollback_and_registry(
     assert mlflow_client.get_model_version_by_alias(model, "production").version == "1"
     assert mlflow_client.get_model_version_by_alias(model, "staging").version == "2"
     sb.wait_for_object("modelversions", "v110", ns, lambda o: (o.get("status") or {}).get("stage") == "Staging", 60)
+    # The operator's own alias and tag moves were never reported as changes by hand.
+    assert [e["message"] for n in ("v100", "v110", "v120") for e in events(n) if e["reason"].endswith("ByHand")] == []
 
     # An alias moved by hand is reported and set back.
     mlflow_client.set_registered_model_alias(model, "production", "3")

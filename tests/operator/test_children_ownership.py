@@ -163,9 +163,9 @@ async def test_a_foreign_deployment_is_not_read_as_ours_while_mlflow_is_unreacha
     }
 
     def down(*args: Any, **kwargs: Any) -> Any:
-        raise RegistryUnavailable("MLflow unreachable during get_aliases: connection refused")
+        raise RegistryUnavailable("MLflow unreachable during get_aliases_and_tags: connection refused")
 
-    monkeypatch.setattr(ops, "get_aliases", down)
+    monkeypatch.setattr(ops, "get_aliases_and_tags", down)
     with pytest.raises(RegistryUnavailable):
         await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
     status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]

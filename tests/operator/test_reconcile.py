@@ -494,9 +494,9 @@ async def test_serving_status_follows_the_deployment_while_mlflow_is_unreachable
     ctx, kube = await _serving_in_staging(logged_runs.store)
 
     def down(*args: Any, **kwargs: Any) -> Any:
-        raise RegistryUnavailable("MLflow unreachable during get_aliases: connection refused")
+        raise RegistryUnavailable("MLflow unreachable during get_aliases_and_tags: connection refused")
 
-    monkeypatch.setattr(ops, "get_aliases", down)
+    monkeypatch.setattr(ops, "get_aliases_and_tags", down)
     template = kube.objects[("deployments", NS, "iris-model-staging")]["spec"]["template"]
     want = _break_deployment(kube, "iris-model-staging")
     with pytest.raises(RegistryUnavailable):
@@ -543,8 +543,13 @@ async def _registered_versions(ctx: Context, kube: FakeKube, versions: list[str]
         del kube.objects[("modelversions", NS, "iris")]
         mv["metadata"]["name"] = f"v{i}"
         kube.put(MODELVERSIONS, mv)
-        job = {"metadata": {"name": train_job_name(f"v{i}", version), "namespace": NS,
-                            "ownerReferences": owned_by(f"uid-{i}")}}
+        job = {
+            "metadata": {
+                "name": train_job_name(f"v{i}", version),
+                "namespace": NS,
+                "ownerReferences": owned_by(f"uid-{i}"),
+            }
+        }
         kube.put(JOBS, {**job, "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}})
     for i in range(len(versions)):
         await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, f"v{i}")) or {})
@@ -583,8 +588,21 @@ async def test_an_estimator_outside_the_allowlist_is_refused_before_any_job_or_m
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (status["phase"], ready["reason"]) == ("Failed", "InvalidSpec"), status
     assert "spec.training.estimator: 'xgboost.XGBClassifier' is outside the allowed modules" in ready["message"]
-    assert kube.count("jobs") == 0 and "version" not in status
+    assert kube.count("jobs") == 0
+    assert status["version"] == "9.0.0"  # the version it asks for, shown by kubectl get mv's VERSION column
     assert logged_runs.store.client.search_registered_models() == []  # MLflow was not even asked
+
+    # Fixed, with another version: a refused spec resolved nothing, so the new version is taken.
+    mv = kube.objects[("modelversions", NS, "iris")]
+    mv["spec"]["training"]["estimator"] = "sklearn.linear_model.LogisticRegression"
+    mv["spec"]["version"] = "9.0.1"
+    mv["metadata"]["generation"] = 2
+    await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
+    status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
+    assert status["version"] == "9.0.1" and status["phase"] == "Training", status
+    assert [c for c in kube.calls if c[0] == "create"] == [("create", "jobs", train_job_name("iris", "9.0.1"))]
+
+
 async def test_data_uris_outside_the_policy_are_invalid_spec_before_any_job_or_mlflow_call(
     mlflow_store,  # noqa: F811
     tmp_path: Any,
@@ -629,7 +647,7 @@ async def test_data_uris_outside_the_policy_are_invalid_spec_before_any_job_or_m
         ready = next(c for c in status["conditions"] if c["type"] == "Ready")
         assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
         assert ready["message"].startswith("spec.training.data.uri: ") and why in ready["message"]
-        assert status["phase"] == "Failed" and "trainingJob" not in status and "version" not in status
+        assert status["phase"] == "Failed" and "trainingJob" not in status and status["version"] == "1.0.0"
     assert kube.count("jobs") == 0
     assert mlflow_store.client.search_registered_models() == []
     assert mlflow_store.client.search_experiments(filter_string="name = 'registry-tests'") == []
@@ -680,9 +698,21 @@ async def test_a_bump_whose_job_exists_but_whose_claim_was_lost_keeps_its_versio
     mv["spec"]["versionBump"] = "minor"
     kube.put(MODELVERSIONS, mv)
     orphan = train_job_name("iris", "1.3.0")
-    kube.put(JOBS, {"apiVersion": "batch/v1", "kind": "Job", "spec": {}, "status": {"active": 1},
-                    "metadata": {"name": orphan, "namespace": NS, "ownerReferences": owned_by("uid-bump"),
-                                 "labels": {LABEL_COMPONENT: COMPONENT_TRAINING, LABEL_VERSION: "1.3.0"}}})
+    kube.put(
+        JOBS,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "spec": {},
+            "status": {"active": 1},
+            "metadata": {
+                "name": orphan,
+                "namespace": NS,
+                "ownerReferences": owned_by("uid-bump"),
+                "labels": {LABEL_COMPONENT: COMPONENT_TRAINING, LABEL_VERSION: "1.3.0"},
+            },
+        },
+    )
     await modelversion.reconcile(ctx, (await kube.get(MODELVERSIONS, NS, "iris")) or {})
     status = (await kube.get(MODELVERSIONS, NS, "iris") or {})["status"]
     assert status["version"] == "1.3.0", status
@@ -724,3 +754,60 @@ async def test_a_promoted_rollout_is_applied_in_the_pass_that_decided_it(
     assert status["stage"] == "Staging" and status["promotion"]["decision"] == "Promoted", status
     pinned = kube.objects[("deployments", NS, "iris-model-staging")]["spec"]["template"]
     assert status["registry"]["modelUri"] in str(pinned), pinned
+
+
+async def test_one_fix_of_a_failed_training_trains_once_even_when_its_status_write_is_lost(
+    logged_runs,  # noqa: F811
+) -> None:
+    """spec.training fixed after a failed training: the failed Job is deleted and one new Job
+    trains. The status write recording the new Job is refused (409: kopf wrote the object
+    meanwhile) and the repeated pass finds that Job running: when it fails too, its failure is
+    final for the new spec (TrainingFailed), not taken for the old Job's (a second Retraining)."""
+    from modelops.api.modelversion import ModelVersionSpec
+
+    ctx, kube = _ctx(logged_runs.store)
+    mv = _mv(kube, "uid-fix", "4.1.0", stage="Development")
+    failed_spec = {**mv["spec"], "training": {**mv["spec"]["training"], "hyperparameters": {"C": "lots"}}}
+    job_name = train_job_name("iris", "4.1.0")
+    mv["status"] = {
+        "version": "4.1.0",
+        "trainingJob": {"name": job_name},
+        "trainingHash": modelversion.training_hash(ModelVersionSpec.model_validate(failed_spec)),
+        "conditions": [
+            {"type": "Trained", "status": "False", "reason": "TrainingFailed", "message": "C: 'lots'",
+             "lastTransitionTime": "2026-01-01T00:00:00Z"}
+        ],
+    }  # fmt: skip
+    kube.put(MODELVERSIONS, mv)  # the user fixed spec.training
+    _failed_job(kube, job_name, 1, "uid-fix")
+    real_get = kube.get
+    meddle = {"armed": False}
+
+    async def get_then_meddle(res: Any, namespace: str, name: str) -> Any:
+        body = await real_get(res, namespace, name)
+        if res == MODELVERSIONS and meddle["armed"]:
+            meddle["armed"] = False  # kopf records its handler state on the object right after our read
+            await kube.patch(MODELVERSIONS, namespace, name, {"metadata": {"annotations": {"kopf": "done"}}})
+        return body
+
+    kube.get = get_then_meddle  # type: ignore[method-assign]
+
+    async def step() -> dict[str, Any]:
+        await modelversion.reconcile(ctx, (await real_get(MODELVERSIONS, NS, "iris")) or {})
+        return (await real_get(MODELVERSIONS, NS, "iris") or {})["status"]
+
+    def trained(status: dict[str, Any]) -> str:
+        return str(next(c for c in status["conditions"] if c["type"] == "Trained")["reason"])
+
+    assert trained(await step()) == "Retraining" and kube.count("jobs") == 0  # the failed Job is deleted
+    meddle["armed"] = True
+    status = await step()  # one new Job; the write recording it lost to kopf's, the repeat observed the Job
+    assert kube.count("jobs") == 1 and trained(status) == "Training", status
+    kube.objects[("jobs", NS, job_name)]["status"] = {
+        "failed": 1,
+        "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimit"}],
+    }  # the new spec fails as well (a pod of the new Job ran)
+    assert trained(await step()) == "TrainingFailed"
+    status = await step()
+    assert trained(status) == "TrainingFailed" and status["phase"] == "Failed", status
+    assert [c for c in kube.calls if c[1] == "jobs"] == [("delete", "jobs", job_name), ("create", "jobs", job_name)]

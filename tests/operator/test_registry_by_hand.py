@@ -188,3 +188,70 @@ async def test_a_rollback_to_a_version_deleted_in_mlflow_moves_no_alias_half_way
     aliases = dict(client.get_registered_model(MODEL).aliases or {})
     assert str(aliases.get("staging")) == new and "production" not in aliases, aliases
     assert client.get_model_version(MODEL, new).tags["stage"] == "Staging"
+
+
+async def test_a_stage_tag_written_by_the_finalizer_is_not_reported_as_changed_by_hand(logged_runs) -> None:  # noqa: F811
+    """``kubectl delete`` of a registered version (its finalizer tags it stage=Archived) and the same
+    manifest applied again (it adopts the version): the tag goes back to the stage, with no
+    TagChangedByHand: the operator wrote Archived itself."""
+    ctx, kube = _ctx(logged_runs.store)
+    client = logged_runs.store.client
+    _version(kube, "a", "uid-0", "1.0.0", "Staging")
+    status = await _reconcile(ctx, kube, "a")
+    mine = status["registry"]["version"]
+    assert client.get_model_version(MODEL, mine).tags["stage"] == "Staging"
+
+    await modelversion.finalize(ctx, (await kube.get(MODELVERSIONS, NS, "a")) or {})
+    del kube.objects[("modelversions", NS, "a")]
+    assert client.get_model_version(MODEL, mine).tags["stage"] == "Archived"
+    events = _events(ctx)
+    _mv(kube, "uid-again", "1.0.0", "Staging", "a")  # applied again: a new uid, the same name and version
+    status = await _reconcile(ctx, kube, "a")
+    assert status["registry"]["version"] == mine and status["stage"] == "Staging", status
+    assert client.get_model_version(MODEL, mine).tags["stage"] == "Staging"
+    assert [r for _, r, _ in events if r.endswith("ByHand")] == [], events
+    assert _condition(status, "Ready")["reason"] != "TagChangedByHand"
+    assert "RegistryDrift" not in {c["type"] for c in status["conditions"]}
+
+
+async def test_an_alias_the_operator_moved_is_not_reported_as_moved_by_hand_when_a_status_write_is_lost(
+    logged_runs,  # noqa: F811
+) -> None:
+    """``b`` is promoted to Production over ``a``; the pass moves the alias, and ``b``'s status write
+    is refused because the promotion was rolled back meanwhile (spec.stage back to Staging). The
+    repeated pass sets the alias back to ``a`` without calling the operator's own move a change by
+    hand; a real move by hand afterwards is still reported."""
+    ctx, kube = _ctx(logged_runs.store)
+    client = logged_runs.store.client
+    _version(kube, "a", "uid-0", "1.0.0", "Production")
+    _version(kube, "b", "uid-1", "1.1.0", "Staging")
+    a = (await _reconcile(ctx, kube, "a"))["registry"]["version"]
+    b = (await _reconcile(ctx, kube, "b"))["registry"]["version"]
+    assert str(client.get_model_version_by_alias(MODEL, "production").version) == a
+    events = _events(ctx)
+
+    promoted = kube.objects[("modelversions", NS, "b")]
+    promoted["spec"]["stage"] = "Production"
+    promoted["metadata"]["generation"] += 1
+    real_patch = kube.patch
+    race = {"armed": True}
+
+    async def rolled_back_meanwhile(res: Any, namespace: str, name: str, patch: Any, subresource: Any = None) -> Any:
+        if race["armed"] and subresource == "status" and name == "b" and (patch.get("status") or {}).get("stage"):
+            race["armed"] = False  # the pull request is reverted before b's status says Production
+            assert str(client.get_model_version_by_alias(MODEL, "production").version) == b
+            await real_patch(res, namespace, name, {"spec": {"stage": "Staging"}})
+            kube.objects[("modelversions", NS, "b")]["metadata"]["generation"] += 1
+        return await real_patch(res, namespace, name, patch, subresource)
+
+    kube.patch = rolled_back_meanwhile  # type: ignore[method-assign]
+    await _reconcile(ctx, kube, "b")
+    assert not race["armed"]
+    assert str(client.get_model_version_by_alias(MODEL, "production").version) == a
+    assert str(client.get_model_version_by_alias(MODEL, "staging").version) == b
+    assert [r for _, r, _ in events if r.endswith("ByHand")] == [], events
+
+    client.set_registered_model_alias(MODEL, "production", b)  # a real move by hand
+    await _reconcile(ctx, kube, "a")
+    assert [r for _, r, _ in events if r.endswith("ByHand")] == ["AliasMovedByHand"], events
+    assert str(client.get_model_version_by_alias(MODEL, "production").version) == a

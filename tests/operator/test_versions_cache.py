@@ -197,6 +197,22 @@ def test_only_the_timer_success_lines_are_filtered() -> None:
     assert quiet.filter(record("Handler 'reconcile' succeeded."))
 
 
+def test_every_timer_of_ours_has_its_success_line_filtered() -> None:
+    """The ModelMonitor timer's 'succeeded.' lines were 1,454 of 2,031 log lines in 30 minutes."""
+    import logging
+
+    from modelops.runner import QuietTimerSuccess, build_registry
+    from modelops.settings import Settings
+
+    registry = build_registry(Settings())
+    timers = [h.id for h in registry._spawning.get_all_handlers() if type(h).__name__ == "TimerHandler"]
+    assert "observe" in timers and "resync" in timers  # the ModelMonitor's and the ModelVersions'
+    quiet = QuietTimerSuccess()
+    for timer in timers:
+        record = logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, f"Timer {timer!r} succeeded.", None, None)
+        assert not quiet.filter(record), timer
+
+
 def test_latest_prefers_the_index_over_an_older_event_body() -> None:
     """kopf hands a timer the body of the last event it processed, which can predate the index."""
     index = FakeIndex()

@@ -260,6 +260,28 @@ def test_v2_bad_inputs_are_4xx_naming_the_problem(
 
 
 @pytest.mark.parametrize(
+    ("datatype", "value"),
+    [("INT8", 1000), ("INT16", 70000), ("UINT8", -1), ("UINT64", -1), ("INT64", 2**64 - 1), ("FP16", 1e10),
+     ("FP32", 1e39), ("FP16", 70000)],
+)  # fmt: skip
+def test_v2_values_outside_the_declared_datatype_are_400_naming_input_and_datatype(
+    bc: Running, store: Store, datatype: str, value: float
+) -> None:
+    """docs/serving.md: the data must hold what the datatype says; the binary form cannot hold more."""
+    inputs = v2_columns(store.bc.X.iloc[:1])
+    inputs[1].update(datatype=datatype, data=[value])
+    path = f"/v2/models/{store.bc.name}/infer"
+    before = metric(bc, PROM_ERRORS, model_name=store.bc.name, error_type="wrong_datatype")
+    response = bc.client.post(path, json={"inputs": inputs})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert f"'{inputs[1]['name']}'" in error and f"{datatype}" in error and "range" in error, error
+    assert metric(bc, PROM_ERRORS, model_name=store.bc.name, error_type="wrong_datatype") == before + 1
+    inputs[1]["data"] = [100]  # within every one of these datatypes: served
+    assert bc.client.post(path, json={"inputs": inputs}).status_code == 200
+
+
+@pytest.mark.parametrize(
     ("body", "content_type", "status", "fragment"),
     [
         (b"{nope", "application/json", 400, "not valid JSON"),

@@ -152,6 +152,12 @@ def test_v2_row_wise_bytes_with_numeric_strings() -> None:
         (v2(tensor("a", ["x"]), tensor("b", [1.0]), tensor("k", [1], "INT64")), errors.DatatypeError, "declared FP64"),
         (v2(tensor("a", [1.0]), tensor("b", [1.0]), tensor("k", [1.5], "FP64")), errors.DatatypeError, "'k'"),
         (v2(tensor("a", [1.0]), tensor("b", [1.0]), tensor("k", [1.5], "INT64")), errors.DatatypeError, "INT64"),
+        (v2(tensor("a", [1.0]), tensor("b", [1.0]), tensor("k", [1000], "INT8")), errors.DatatypeError, "INT8"),
+        (
+            v2(tensor("rows", [[1, 2, 300]], "UINT8", [1, 3]), parameters={"columns": ["a", "b", "k"]}),
+            errors.DatatypeError,
+            r"outside the UINT8 range \[0, 255\]",
+        ),
         (v2(tensor("rows", [[1.0, 2.0]], "FP64", [1, 2])), errors.ShapeError, "parameters.columns"),
         (v2(tensor("a", [1.0]), tensor("a", [1.0])), errors.MalformedBody, "more than once"),
         (orjson.dumps({"inputs": [tensor("a", [1.0])], "id": 5}), errors.MalformedBody, "'id' must be a string"),

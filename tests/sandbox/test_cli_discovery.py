@@ -52,8 +52,8 @@ def test_commands_without_flags_find_the_demo_sandbox(tmp_path: Path, monkeypatc
         status = _cli(checkout, home, "sandbox", "status")
         assert status.returncode == 0 and str(demo_dir.resolve()) in status.stdout, status.stderr
         report = _cli(checkout, home, "status", "breast-cancer-production", "-n", "default")
-        assert report.returncode == 0, report.stderr
-        assert "breast-cancer Production" in report.stdout
+        assert report.returncode == 3, report.stderr  # no operator runs: not Ready, and the report says so
+        assert "breast-cancer Production" in report.stdout and "Unknown NoStatus" in report.stdout
         assert f"using the local sandbox's kubeconfig {sup.state.kubeconfig}" in report.stderr
     finally:
         sup.down(grace=5)

@@ -279,3 +279,30 @@ def test_api_reference_is_not_stale() -> None:
     assert docgen.main(["--out", str(ROOT / "docs" / "api.md"), "--check"]) == 0, "run `make crds`"
     text = (ROOT / "docs" / "api.md").read_text()
     assert "`spec.training.testSize`" in text and "`status.drift.share`" in text
+
+
+def test_the_api_reference_gives_every_pattern_and_what_each_column_shows() -> None:
+    """docs/api.md omitted patterns of 60 characters or more, spec.version's semver pattern among them."""
+    from modelops.api import docgen
+    from modelops.api.common import SEMVER_PATTERN
+
+    text = docgen.render()
+    patterns: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("pattern"), str):
+                patterns.append(node["pattern"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    crds = crdgen.build_crds()
+    walk([crd_schema(crd) for crd in crds.values()])
+    assert SEMVER_PATTERN in patterns
+    assert [p for p in patterns if f"`{p}`" not in text] == []
+    for crd in crds.values():
+        for column in crd["spec"]["versions"][0]["additionalPrinterColumns"]:
+            assert f"{column['name']} (`{column['jsonPath']}`" in text, column

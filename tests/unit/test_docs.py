@@ -26,3 +26,11 @@ def test_every_metric_is_in_the_readme() -> None:
 def test_readme_names_the_two_commands_and_ci_runs_the_test_command() -> None:
     assert "make demo" in README and "make test" in README
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_sandbox_docs_name_the_settings_the_demo_runs_the_operator_with() -> None:
+    from modelops.demo.flow import OPERATOR_ENV
+
+    sandbox = (ROOT / "docs" / "sandbox.md").read_text()
+    missing = [f"{k}={v}" for k, v in OPERATOR_ENV.items() if f"`{k}={v}`" not in sandbox]
+    assert not missing, f"docs/sandbox.md does not say the demo's operator runs with {missing}"

@@ -32,7 +32,9 @@ def _type(node: dict[str, Any]) -> str:
     return str(kind)
 
 
-def _constraints(node: dict[str, Any]) -> str:
+def _constraints(node: dict[str, Any], path: str, notes: list[str]) -> str:
+    """The constraints cell of a field; a pattern too long for a table cell (or holding a ``|``)
+    is listed in ``notes`` and the cell points there."""
     parts = []
     if "enum" in node:
         parts.append("one of " + ", ".join(f"`{v}`" for v in node["enum"]))
@@ -46,23 +48,25 @@ def _constraints(node: dict[str, Any]) -> str:
         parts.append(f"max length {node['maxLength']}")
     if "maxItems" in node:
         parts.append(f"max items {node['maxItems']}")
-    if "pattern" in node and len(node["pattern"]) < 60:
+    if "pattern" in node and len(node["pattern"]) < 60 and "|" not in node["pattern"]:
         parts.append(f"pattern `{node['pattern']}`")
+    elif "pattern" in node:
+        parts.append("pattern below the table")
+        notes.append(f"- `{path}`: `{node['pattern']}`")
     return "; ".join(parts)
 
 
-def _rows(node: dict[str, Any], path: str, required: set[str]) -> list[str]:
+def _rows(node: dict[str, Any], path: str, required: set[str], notes: list[str]) -> list[str]:
     rows = []
     for name, child in (node.get("properties") or {}).items():
         full = f"{path}.{name}"
         desc = (child.get("description") or "").replace("|", "\\|").replace("\n", " ")
         req = " (required)" if name in required else ""
-        rows.append(f"| `{full}` | {_type(child)}{req} | {desc} | {_constraints(child)} |")
+        rows.append(f"| `{full}` | {_type(child)}{req} | {desc} | {_constraints(child, full, notes)} |")
         target = child.get("items") if child.get("type") == "array" else child
         if target and target.get("properties"):
-            rows.extend(
-                _rows(target, full + ("[]" if child.get("type") == "array" else ""), set(target.get("required") or []))
-            )
+            inner = full + ("[]" if child.get("type") == "array" else "")
+            rows.extend(_rows(target, inner, set(target.get("required") or []), notes))
     return rows
 
 
@@ -80,9 +84,13 @@ def render() -> str:
             if rules:
                 out.append("Rules across fields: " + "; ".join(r["message"] for r in rules) + ".\n")
             out.append("| Field | Type | Description | Constraints |\n|---|---|---|---|")
-            out.extend(_rows(sub, part, set(sub.get("required") or [])))
+            notes: list[str] = []
+            out.extend(_rows(sub, part, set(sub.get("required") or []), notes))
+            if notes:
+                out.append("\nPatterns:\n\n" + "\n".join(notes))
         columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]
-        out.append("\n`kubectl get` columns: " + ", ".join(c["name"] for c in columns) + ".\n")
+        shown = [f"{c['name']} (`{c['jsonPath']}`{', with -o wide' if c.get('priority') else ''})" for c in columns]
+        out.append("\n`kubectl get` columns: " + ", ".join(shown) + ".\n")
     return "\n".join(out)
 
 

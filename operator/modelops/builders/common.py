@@ -55,6 +55,8 @@ ANNOTATION_PARENT_VERSION = f"{GROUP}/parent-version"
 ANNOTATION_REGISTRY_VERSION = f"{GROUP}/registry-version"
 ANNOTATION_MODEL_URI = f"{GROUP}/model-uri"
 ANNOTATION_SERVED_BY = f"{GROUP}/served-by"
+#: On a training Job: the hash of the ``spec.training`` it trains (see ``builders.training.training_hash``).
+ANNOTATION_TRAINING_HASH = f"{GROUP}/training-hash"
 #: Hash of everything the builder set (see :func:`spec_hash`); lets the reconciler notice
 #: fields that were removed from the desired state, which a subset comparison cannot.
 ANNOTATION_DESIRED_HASH = f"{GROUP}/desired-hash"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from ..api.common import ResourceList, Resources
@@ -10,6 +13,7 @@ from ..contract import CMD_TRAIN, ENV_JOB_CONFIG, EXIT_INVALID_INPUT, RUNTIME_EN
 from ..settings import Settings
 from .common import (
     ANNOTATION_PARENT_VERSION,
+    ANNOTATION_TRAINING_HASH,
     ANNOTATION_VERSION,
     COMPONENT_TRAINING,
     ObjectRef,
@@ -35,6 +39,21 @@ DEFAULT_TRAINING_RESOURCES = Resources(
     requests=ResourceList(cpu="500m", memory="1Gi"),
     limits=ResourceList(memory="4Gi"),
 )
+
+
+def training_hash(spec: ModelVersionSpec) -> str:
+    """Short, stable hash (16 hex digits) of ``spec.training``: what a Job trains, what a
+    registered version was trained from."""
+    text = json.dumps(spec.training.to_wire(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def trained_hash(job: Mapping[str, Any]) -> str | None:
+    """The :func:`training_hash` a training Job was created for (its annotation), or None for a
+    Job made before the annotation existed."""
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(ANNOTATION_TRAINING_HASH)
+    return str(value) if value else None
 
 
 def pod_failure_policy(container: str) -> dict[str, Any]:
@@ -67,7 +86,7 @@ def build_training_job(
     - name :func:`~modelops.builders.common.train_job_name` ``(owner.name, version)``, namespace
       ``owner.namespace``, one controller ownerReference to the ModelVersion (garbage-collected
       with it), standard labels with component ``training``, the exact version (and parent
-      version, when given) in annotations;
+      version, when given) and the :func:`training_hash` of ``spec.training`` in annotations;
     - image ``spec.training.image`` or ``settings.runtime_image``; command
       ``modelops-runtime train``; env ``MODELOPS_JOB_CONFIG`` = a
       :class:`~modelops.contract.TrainJobConfig` JSON (experiment from ``spec.mlflow.experiment``
@@ -90,7 +109,7 @@ def build_training_job(
         raise ValueError(f"training Jobs are owned by a ModelVersion, not a {owner.kind}")
     name = train_job_name(owner.name, version)
     labels = standard_labels(component=COMPONENT_TRAINING, instance=name, model=spec.model, version=version)
-    annotations = {ANNOTATION_VERSION: version}
+    annotations = {ANNOTATION_VERSION: version, ANNOTATION_TRAINING_HASH: training_hash(spec)}
     if parent_version:
         annotations[ANNOTATION_PARENT_VERSION] = parent_version
     training = spec.training

@@ -7,6 +7,7 @@ alone (see stages.py), and it writes the status of every version whose outcome c
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,7 @@ from ..builders.serving import (
     service_url,
 )
 from ..clients.kube import DEPLOYMENTS, MODELVERSIONS, PODS, Conflict
-from ..contract import TAG_STAGE, RouterConfig, parse_refusal
+from ..contract import TAG_ALIASES_WRITTEN, TAG_STAGE, TAG_STAGE_WRITTEN, RouterConfig, parse_refusal
 from ..registry import operations as ops
 from ..registry.errors import RegistryUnavailable
 from . import children, rollout
@@ -364,19 +365,36 @@ async def _model_pass(
 
 @dataclass(frozen=True)
 class RegistryState:
-    """What MLflow holds for one registered model: ``aliases`` ``{alias: version}`` and the tags
-    of every existing version ``{version: {key: value}}`` (a version deleted by hand is absent)."""
+    """What MLflow holds for one registered model: ``aliases`` ``{alias: version}``, the tags
+    of every existing version ``{version: {key: value}}`` (a version deleted by hand is absent),
+    and ``written``, the stage aliases as the operator last set them (its
+    :data:`~modelops.contract.TAG_ALIASES_WRITTEN` record; None before it wrote any)."""
 
     aliases: dict[str, str]
     tags: dict[str, dict[str, str]]
+    written: dict[str, str | None] | None = None
+
+
+def parse_written(value: str | None) -> dict[str, str | None] | None:
+    """The :data:`~modelops.contract.TAG_ALIASES_WRITTEN` record (``{alias: version or None}``), or
+    None when absent or not a JSON object of strings (edited by hand: then unused)."""
+    try:
+        record = json.loads(value) if value else None
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not all(v is None or isinstance(v, str) for v in record.values()):
+        return None
+    return {str(k): v for k, v in record.items()}
 
 
 async def read_registry(ctx: Context, model: str) -> RegistryState:
-    """Read a model's aliases and its versions' tags: one ``get_registered_model`` and one paged
-    ``search_model_versions``. Raises RegistryUnavailable when MLflow does not answer."""
-    aliases = await ctx.registry.run(ops.get_aliases, model)
+    """Read a model's aliases, its record of the operator's alias writes and its versions' tags:
+    one ``get_registered_model`` and one paged ``search_model_versions``. Raises
+    RegistryUnavailable when MLflow does not answer."""
+    aliases, tags = await ctx.registry.run(ops.get_aliases_and_tags, model)
     versions = await ctx.registry.run(ops.search_versions, model)
-    return RegistryState(aliases, {str(v.version): dict(v.tags or {}) for v in versions})
+    written = parse_written(tags.get(TAG_ALIASES_WRITTEN))
+    return RegistryState(aliases, {str(v.version): dict(v.tags or {}) for v in versions}, written)
 
 
 def deleted_versions(state: RegistryState | None, statuses: Mapping[str, ModelVersionStatus]) -> dict[str, str]:
@@ -395,15 +413,17 @@ class RegistryPlan:
     """The registry writes that make MLflow match the stage winners, and what they repair.
 
     ``aliases``: ``{alias: version}`` to set (None: delete); ``tags``: ``{version: stage tag}``;
-    ``repairs``: ``{CR name: [(reason, message)]}`` for changes made by hand that they undo.
+    ``written``: the new record of the stage aliases (``{alias: version or None}``), when it
+    changes; ``repairs``: ``{CR name: [(reason, message)]}`` for changes made by hand that they undo.
     """
 
     aliases: dict[str, str | None] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    written: dict[str, str | None] | None = None
     repairs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.aliases or self.tags)
+        return bool(self.aliases or self.tags or self.written is not None)
 
 
 def plan_registry(
@@ -415,37 +435,47 @@ def plan_registry(
 ) -> RegistryPlan:
     """Pure: compare MLflow (``state``) with the winners; say what to write and what was changed by hand.
 
-    A change the operator did not make is one MLflow shows but the stored statuses cannot
-    explain: an alias pointing neither to the stage's previous holder nor to its winner
-    (``AliasMovedByHand``), an alias of a stage whose holder did not change that is missing
-    (``AliasDeletedByHand``), a ``stage`` tag that is neither the one recorded in status nor the
-    wanted one (``TagChangedByHand``, also when deleted).
+    A change the operator did not make is one MLflow shows but neither the stored statuses nor
+    the operator's record of its own writes (``state.written``, the versions'
+    :data:`~modelops.contract.TAG_STAGE_WRITTEN`) explain: an alias pointing neither to the
+    stage's previous holder, nor to its winner, nor where the operator last set it
+    (``AliasMovedByHand``); a missing alias the operator last set to the stage's unchanged
+    holder (``AliasDeletedByHand``); a ``stage`` tag that is neither the one recorded in status,
+    nor the wanted one, nor the one the operator last wrote (``TagChangedByHand``, also when
+    deleted). The record explains the operator's writes that no status shows: a pass whose status
+    write was refused (409) after its registry writes, a finalizer's ``stage=Archived``.
     """
     plan = RegistryPlan()
     gone = deleted_versions(state, statuses)
     registered = {n: s for n, s in statuses.items() if s.registry is not None and n not in gone}
+    record: dict[str, str | None] = {}
     for stage in STAGES:
         alias = STAGE_ALIASES[stage]
         winner = winners.get(stage)
         desired = registered[winner].registry.version if winner and winner in registered else None  # type: ignore[union-attr]
+        record[alias] = desired
         holder = next((n for n, s in registered.items() if s.stage == stage and n not in leaving), None)
         previous = registered[holder].registry.version if holder else None  # type: ignore[union-attr]
+        # Where the operator last set the alias: its record, or (without one) the statuses' holder.
+        last = state.written.get(alias) if state.written is not None and alias in state.written else previous
         current = state.aliases.get(alias)
         if current == desired:
             continue
         plan.aliases[alias] = desired
-        if current is not None and current not in (previous, desired) and winner:
+        if current is not None and current not in (previous, last, desired) and winner:
             plan.repairs.setdefault(winner, []).append(
                 (
                     "AliasMovedByHand",
-                    f"alias {alias} pointed to version {current}, not {previous or 'none'} as the "
-                    f"ModelVersions say; set back to {desired or 'none'}",
+                    f"alias {alias} pointed to version {current}, not {last or 'none'} as the "
+                    f"operator last set it; set back to {desired or 'none'}",
                 )
             )
-        elif current is None and previous is not None and previous == desired and winner:
+        elif current is None and last is not None and last == desired and winner:
             plan.repairs.setdefault(winner, []).append(
                 ("AliasDeletedByHand", f"alias {alias} was deleted by hand; set back to version {desired}")
             )
+    if state.written != record:
+        plan.written = record
     held = {w: s for s, w in winners.items() if w}
     for name, st in registered.items():
         spec = specs.get(name)
@@ -453,11 +483,12 @@ def plan_registry(
             continue
         wanted = held.get(name) or ("Archived" if spec.stage == "Archived" else "None")
         before = st.stage or ("Archived" if st.phase == "Archived" else "None")
-        actual = state.tags.get(st.registry.version, {}).get(TAG_STAGE)
+        tags = state.tags.get(st.registry.version, {})
+        actual = tags.get(TAG_STAGE)
         if actual == wanted:
             continue
         plan.tags[st.registry.version] = wanted
-        if actual != before:
+        if actual not in (before, tags.get(TAG_STAGE_WRITTEN)):
             shown = "missing" if actual is None else f"{TAG_STAGE}={actual}"
             plan.repairs.setdefault(name, []).append(
                 (
@@ -470,19 +501,24 @@ def plan_registry(
 
 
 async def sync_registry(ctx: Context, model: str, plan: RegistryPlan) -> None:
-    """Apply a :class:`RegistryPlan`: every alias first, then the stage tags.
+    """Apply a :class:`RegistryPlan`: the record of the aliases, every alias, then the stage tags
+    (each after its :data:`~modelops.contract.TAG_STAGE_WRITTEN` record).
 
     Every target version was seen in MLflow just before (versions deleted by hand take no
     stage), so no alias move fails half-way on a missing version; an outage half-way is
-    completed by the retry, which re-reads and re-plans.
+    completed by the retry, which re-reads and re-plans. The records are written before what
+    they describe: a retry after an outage finds the operator's intent, never a write unrecorded.
     """
+    if plan.written is not None:
+        await ctx.registry.run(ops.set_model_tag, model, TAG_ALIASES_WRITTEN, json.dumps(plan.written, sort_keys=True))
     for alias, version in plan.aliases.items():
         if version is None:
             await ctx.registry.run(ops.delete_alias, model, alias)
         else:
             await ctx.registry.run(ops.set_alias, model, alias, version, check=False)  # read just before
     for version, stage in plan.tags.items():
-        await ctx.registry.run(ops.set_version_tags, model, version, {TAG_STAGE: stage}, current={})
+        tags = {TAG_STAGE_WRITTEN: stage, TAG_STAGE: stage}  # the record first
+        await ctx.registry.run(ops.set_version_tags, model, version, tags, current={})
 
 
 async def registry_in_sync(ctx: Context, namespace: str, model: str) -> bool:

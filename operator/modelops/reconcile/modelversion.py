@@ -7,8 +7,6 @@ which observes Kubernetes and MLflow, decides, applies, and writes status once.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +22,7 @@ from ..api.modelversion import (
     TrainingJobStatus,
 )
 from ..builders.common import COMPONENT_TRAINING, LABEL_COMPONENT, LABEL_VERSION, ObjectRef, train_job_name
-from ..builders.training import TRAIN_CONTAINER, build_training_job
+from ..builders.training import TRAIN_CONTAINER, build_training_job, trained_hash, training_hash
 from ..clients.kube import JOBS, MODELVERSIONS, PODS, Conflict
 from ..contract import (
     TAG_FAILURE,
@@ -54,12 +52,6 @@ from .status import (
     write_status,
 )
 from .termination import last_termination
-
-
-def training_hash(spec: ModelVersionSpec) -> str:
-    """Short, stable hash of ``spec.training`` (what a registered version was trained from)."""
-    text = json.dumps(spec.training.to_wire(), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def experiment_of(ctx: Context, spec: ModelVersionSpec) -> str:
@@ -256,6 +248,8 @@ async def _reconcile_current(ctx: Context, body: dict[str, Any], periodic: bool)
     if refused is not None:
         mark_invalid_field(status.conditions, *refused, generation)
         return await _write_invalid(ctx, body, status, old_conditions)
+    if _refused_before_training(status):
+        status.version = None  # only shown while refused (see _write_invalid): resolve it now
     try:
         return await _reconcile(ctx, body, spec, status, periodic)
     except RegistryUnavailable as exc:
@@ -277,10 +271,27 @@ def policy_refusal(ctx: Context, spec: ModelVersionSpec, status: ModelVersionSta
     return first_refusal({"spec.training.data.uri": spec.training.data.uri}, ctx.settings.data_policy)
 
 
+def _refused_before_training(status: ModelVersionStatus) -> bool:
+    """Whether the stored status is a refusal (``Ready=False InvalidSpec``) of a version that never
+    had a training Job nor a registry version: nothing was resolved for it yet."""
+    ready = get_condition(status.conditions, "Ready")
+    return bool(
+        ready is not None and ready.reason == "InvalidSpec" and status.training_job is None and status.registry is None
+    )
+
+
 async def _write_invalid(
     ctx: Context, body: Mapping[str, Any], status: ModelVersionStatus, old_conditions: list[Any]
 ) -> ModelVersionStatus:
-    """Write an InvalidSpec status (phase Failed) and post its transition Event."""
+    """Write an InvalidSpec status (phase Failed) and post its transition Event.
+
+    A version refused before training shows the explicit ``spec.version`` it asks for in
+    ``status.version`` (``kubectl get mv``'s VERSION column); it is resolved afresh once the spec
+    is accepted, so a fix that also changes ``spec.version`` takes the new one.
+    """
+    requested = (body.get("spec") or {}).get("version")
+    if _refused_before_training(status) and isinstance(requested, str) and is_semver(requested):
+        status.version = requested
     status.phase = "Failed"
     status.observed_generation = body["metadata"].get("generation")
     if await _write(ctx, body, status):
@@ -508,8 +519,11 @@ async def training_flow(
         conflict = str(children.ChildNameConflict({"kind": "Job", **job}))
         set_condition(status.conditions, "Trained", "False", children.CHILD_NAME_CONFLICT, conflict, gen)
         return
-    # A failed training is final for its spec; a new spec.training trains again (the hash of
-    # what a Job trains is recorded when the Job is created).
+    if job is not None and trained_hash(job):
+        # The Job says which spec.training it trains: a status write recording a new Job can be
+        # lost (409), and the Job of the fixed spec has the failed one's name.
+        status.training_hash = trained_hash(job)
+    # A failed training is final for its spec; a new spec.training trains again.
     retrain = failed_before and status.training_hash not in (None, training_hash(spec))
     if job is not None and job["metadata"].get("deletionTimestamp"):
         set_condition(

@@ -26,7 +26,15 @@ from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 
 from ..api.modelversion import STAGE_ALIASES
-from ..contract import ARTIFACT_MODEL, TAG_FAILURE, TAG_NAMESPACE, TAG_SEMVER, TAG_STAGE, TAG_UID
+from ..contract import (
+    ARTIFACT_MODEL,
+    TAG_FAILURE,
+    TAG_NAMESPACE,
+    TAG_SEMVER,
+    TAG_STAGE,
+    TAG_STAGE_WRITTEN,
+    TAG_UID,
+)
 from .errors import (
     LoggedModelNotFound,
     ModelOwnedElsewhere,
@@ -367,13 +375,19 @@ def get_alias(client: MlflowClient, model: str, alias: str) -> str | None:
             raise
 
 
-def get_aliases(client: MlflowClient, model: str) -> dict[str, str]:
-    """Every alias of registered model ``model`` as ``{alias: version number}``; {} when the model is absent.
-
-    One ``get_registered_model`` call (its ``aliases``), instead of one lookup per alias.
-    """
+def get_aliases_and_tags(client: MlflowClient, model: str) -> tuple[dict[str, str], dict[str, str]]:
+    """``({alias: version number}, {tag: value})`` of registered model ``model``, from one
+    ``get_registered_model`` call (instead of one lookup per alias); both empty when the model is absent."""
     registered = get_registered_model(client, model)
-    return {str(k): str(v) for k, v in (registered.aliases or {}).items()} if registered is not None else {}
+    if registered is None:
+        return {}, {}
+    return {str(k): str(v) for k, v in (registered.aliases or {}).items()}, dict(registered.tags or {})
+
+
+def set_model_tag(client: MlflowClient, model: str, key: str, value: str) -> None:
+    """Set tag ``key`` of registered model ``model``."""
+    with translate_errors("set_model_tag"):
+        client.set_registered_model_tag(model, key, value)
 
 
 def set_alias(client: MlflowClient, model: str, alias: str, version: str, *, check: bool = True) -> bool:
@@ -458,7 +472,9 @@ def archive_version(client: MlflowClient, model: str, version: str) -> None:
     for alias in stage_aliases_of(current):
         delete_alias(client, model, alias)
     try:
-        set_version_tags(client, model, version, {TAG_STAGE: "Archived"}, current=current.tags)
+        # The record of the operator's own write first (see contract.TAG_STAGE_WRITTEN), then the tag.
+        wanted = {TAG_STAGE_WRITTEN: "Archived", TAG_STAGE: "Archived"}
+        set_version_tags(client, model, version, wanted, current=current.tags)
     except MlflowException as exc:
         if not is_not_found(exc):
             raise

@@ -377,12 +377,36 @@ def decode_binary(name: str, datatype: str, raw: bytes) -> list[Any]:
     return array.tolist()
 
 
+def _bounds(dtype: np.dtype[Any]) -> tuple[int | float, int | float]:
+    if dtype.kind == "f":
+        finfo = np.finfo(dtype)
+        return float(finfo.min), float(finfo.max)
+    iinfo = np.iinfo(dtype)
+    return int(iinfo.min), int(iinfo.max)
+
+
+#: ``(lowest, highest)`` finite value of each numeric V2 datatype (numpy's type info of its binary dtype).
+V2_RANGES: dict[str, tuple[int | float, int | float]] = {
+    datatype: _bounds(np.dtype(code)) for datatype, code in BINARY_DTYPES.items() if datatype != "BOOL"
+}
+
+
 def _check_declared(name: str, datatype: str, values: Sequence[Any]) -> None:
+    """JSON ``values`` of input ``name`` must hold what ``datatype`` says: its Python types
+    (:data:`V2_ALLOWED_TYPES`) and its range (:data:`V2_RANGES`; infinities are left to the
+    column check, which refuses them as not finite). Raises DatatypeError naming both."""
     allowed = V2_ALLOWED_TYPES[datatype]
     types = set(map(type, values))
     if not types <= allowed:
         bad = next(v for v in values if type(v) not in allowed)
         raise DatatypeError(f"input '{name}' is declared {datatype} but holds a JSON {json_type_name(bad)} ({bad!r})")
+    if datatype in V2_RANGES:
+        low, high = V2_RANGES[datatype]
+        bad = next((v for v in values if v is not None and not low <= v <= high and not math.isinf(v)), None)
+        if bad is not None:
+            raise DatatypeError(
+                f"input '{name}' is declared {datatype} but holds {bad!r}, outside the {datatype} range [{low}, {high}]"
+            )
 
 
 def _row_wise(tensor: _Tensor, columns: Any, schema: InputSchema) -> Batch:
