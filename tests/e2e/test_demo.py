@@ -44,7 +44,7 @@ def test_demo_once(tmp_path: Path) -> None:
     drift = result["drift"]
     assert drift["result"] == "Completed" and drift["detected"] is True
     assert set(drift["shifted"]) <= set(drift["columns"])
-    # A candidate that learned nothing passed its easy gate, was shadowed on live traffic and aborted
+    # A candidate that learned nothing passed its misconfigured gate, was shadowed on live traffic and aborted
     # on agreement; the incumbent answered every client request meanwhile.
     rollout = result["rollout"]
     assert rollout["phase"] == "RolloutAborted" and "agreement" in rollout["reason"]

@@ -95,16 +95,13 @@ def test_shadow_then_canary_promote_a_good_candidate_across_an_operator_restart(
     assert traffic.sent > 0 and traffic.failures == []
 
 
-@pytest.mark.skip(
-    reason="in the full suite the candidate's registration waited 300 s in MlflowClient.create_model_version "
-    "(PENDING_REGISTRATION) and the test timed out; passes alone; under investigation (see the closing note)"
-)
 @pytest.mark.timeout(1200)
 def test_a_candidate_that_learned_nothing_is_aborted_on_live_agreement(
     operated: Sandbox, namespace: str, model_name: str, events: Any
 ) -> None:
-    """Random labels at the class prior (as if trained on shuffled labels) pass an easy offline gate
-    (it trains faster than 1.0.0) and are aborted in shadow on agreement."""
+    """Random labels at the class prior (as if trained on shuffled labels) pass an offline gate set the
+    wrong way round and are aborted in shadow on agreement. (A training-time gate made this test
+    flaky: under load the dummy's fit was once slower than the incumbent's and never rolled out.)"""
     sb, ns, model = operated, namespace, model_name
     with _clients(_incumbent(sb, ns, model), model) as traffic:
         bad = modelversion(
@@ -113,7 +110,7 @@ def test_a_candidate_that_learned_nothing_is_aborted_on_live_agreement(
             "1.2.0",
             estimator="sklearn.dummy.DummyClassifier",
             hyperparameters={"strategy": "stratified"},
-            promotion={"metric": "training_time_s", "direction": "minimize"},  # it trains faster, sure
+            promotion={"metric": "accuracy", "direction": "minimize"},  # the gate's slip: lower passes
             rollout={"strategy": "Shadow", "shadow": {"sampleRate": 1.0, "pauseSeconds": 600}, "analysis": ANALYSIS},
         )
         sb.create(bad, ns)

@@ -124,6 +124,15 @@ def test_a_failed_bound_aborts_before_the_pause_ends() -> None:
     assert verdict.failed == ["agreement 62.0% over 150 rows (at least 90.0%)"]
 
 
+def test_latency_is_judged_over_the_whole_window_not_at_interim_looks() -> None:
+    spec = canary()
+    slow = numbers(cand_p95=73.0, inc_p95=21.0)
+    assert decide(spec, plan_steps(spec), 1, 9.0, slow).action == "Wait"  # 9 s into the window
+    verdict = decide(spec, plan_steps(spec), 1, 1e6, slow)
+    assert verdict.action == "Abort"
+    assert verdict.failed == ["p95 latency 73.0 ms vs incumbent 21.0 ms (at most 62.0 ms)"]
+
+
 def test_on_failure_pause() -> None:
     spec = canary().model_copy(update={"on_failure": "Pause"})
     assert decide(spec, plan_steps(spec), 1, 5.0, numbers(cand_errors=10)).action == "Pause"

@@ -212,7 +212,8 @@ class RolloutAnalysis(ApiModel):
         le=1,
         description=(
             "Shadow: share of rows where candidate and incumbent predict the same; canary: 1 - total variation "
-            "distance of their predicted-class distributions. Unset: not checked."
+            "distance of their predicted-class distributions. 0 turns the check off (a null is defaulted by the "
+            "API server)."
         ),
     )
     max_accuracy_drop: float | None = Field(
@@ -221,7 +222,8 @@ class RolloutAnalysis(ApiModel):
         le=1,
         description=(
             "Feedback accuracy: candidate >= incumbent - this, once both have minFeedback labelled rows "
-            "(read from the prediction log: only when the operator is set to read it, docs/rollout.md)."
+            "(read from the prediction log: only when the operator is set to read it, docs/rollout.md); "
+            "1 turns the check off."
         ),
     )
     min_feedback: int = Field(

@@ -321,7 +321,7 @@ class Demo:
         self.console.print(f"  health: {health.get('status')} {'; '.join(health.get('issues') or [])}")
 
     def rollout(self, url: str) -> None:
-        """Step 6: a worse candidate passes an easy gate, is shadowed on live traffic and aborted on its numbers."""
+        """Step 6: a worse candidate passes a misconfigured gate, is shadowed on live traffic and aborted."""
         self.console.rule("[bold]6. A worse candidate in shadow on live traffic (spec.rollout)")
         filename = "modelversion-1.3.0-shadow.yaml"
         name, spec = self.spec_of(filename)
@@ -332,7 +332,7 @@ class Demo:
             )
             self.console.print(f"  clients keep sending held-out rows to {url} meanwhile")
             status = self.wait(
-                f"{name} trained, passed its easy gate, shadowed and judged",
+                f"{name} trained, passed its misconfigured gate, shadowed and judged",
                 lambda: self._judged(name),
                 lambda: self._rollout_state(name),
             )

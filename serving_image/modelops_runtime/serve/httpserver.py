@@ -46,7 +46,7 @@ class _Refused(Exception):
 
 
 def _cancel(timer: asyncio.TimerHandle | None) -> None:
-    """Cancel ``timer`` if set; returns None to store in its place."""
+    """Cancel ``timer`` if set."""
     if timer is not None:
         timer.cancel()
 
@@ -188,10 +188,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._request_timer = self.loop.call_later(self._request_timeout, self._request_timed_out)
 
     def _cancel_request_timer(self) -> None:
-        self._request_timer = _cancel(self._request_timer)
+        _cancel(self._request_timer)
+        self._request_timer = None
 
     def _cancel_write_timer(self) -> None:
-        self._write_timer = _cancel(self._write_timer)
+        _cancel(self._write_timer)
+        self._write_timer = None
 
     def _request_timed_out(self) -> None:
         self._request_timer = None
