@@ -122,7 +122,7 @@ FEEDBACK_DIR = (
 )
 
 #: Exit code of a runtime command whose input was invalid (vs 1 for other failures); also of a
-#: model server that refused its model.
+#: replacement server worker that refuses the model its sibling workers serve.
 EXIT_INVALID_INPUT = 2
 
 #: Where Kubernetes reads a container's termination message (the default terminationMessagePath),
@@ -131,8 +131,9 @@ TERMINATION_LOG = "/dev/termination-log"
 ENV_TERMINATION_LOG = "MODELOPS_TERMINATION_LOG"
 
 #: Why a model server refuses its model (``IncompatibleModel`` covers the other kinds). The server
-#: writes ``<reason>: <message>`` as its termination message and exits; the operator reads it from
-#: the pod's container status into the ModelVersion's ``Serving`` condition.
+#: stays up, not ready: ``/v2/health/ready`` answers 503 with ``<reason>: <message>`` under
+#: :data:`READY_REFUSAL_KEY`, and the same line is its termination message (shown once the container
+#: stops). The operator reads either into the ModelVersion's ``Serving`` condition.
 REFUSAL_FRAMEWORK_VERSION = "FrameworkVersionMismatch"
 REFUSAL_UNTRUSTED = "UntrustedModel"
 REFUSAL_INCOMPATIBLE = "IncompatibleModel"
@@ -142,6 +143,33 @@ REFUSAL_REASONS = (REFUSAL_FRAMEWORK_VERSION, REFUSAL_UNTRUSTED, REFUSAL_INCOMPA
 def refusal_message(reason: str, message: str) -> str:
     """The termination message of a server that refused its model (one line)."""
     return f"{reason}: {' '.join(message.split())}"
+
+
+#: The readiness path of the model server (also its pods' readinessProbe).
+READY_PATH = "/v2/health/ready"
+#: Key of the not-ready body of :data:`READY_PATH` that carries a refusal (:func:`refusal_message`).
+READY_REFUSAL_KEY = "refusal"
+
+
+def not_ready_body(error: str, refusal: tuple[str, str] | None = None) -> dict[str, Any]:
+    """The JSON body of a 503 from :data:`READY_PATH`: ``{"ready": false, "error": ...}``, and when the
+    server refused its model, ``reason`` and ``refusal`` (``refusal_message(reason, message)``)."""
+    body: dict[str, Any] = {"ready": False, "error": error}
+    if refusal is not None:
+        body["reason"] = refusal[0]
+        body[READY_REFUSAL_KEY] = refusal_message(*refusal)
+    return body
+
+
+def parse_ready_refusal(body: str | bytes | None) -> tuple[str, str] | None:
+    """``(reason, message)`` of a :data:`READY_PATH` body written by :func:`not_ready_body` with a
+    refusal, else None (a loading server, a ready one, not JSON)."""
+    try:
+        data = json.loads(body or b"")
+    except ValueError:
+        return None
+    value = data.get(READY_REFUSAL_KEY) if isinstance(data, dict) else None
+    return parse_refusal(value) if isinstance(value, str) else None
 
 
 def parse_refusal(text: str | None) -> tuple[str, str] | None:

@@ -104,11 +104,14 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "'<pod CIDR>=<CIDR>': where the operator reaches pod IPs it cannot route to (same offset in the "
-            "second network), for scraping serving pods' /metrics; the sandbox maps pod IPs to loopback addresses."
+            "second network), for scraping serving pods' /metrics and reading a not-ready server's refusal on "
+            "/v2/health/ready; the sandbox maps pod IPs to loopback addresses."
         ),
     )
     metrics_scrape_timeout_seconds: float = Field(
-        default=5.0, gt=0, description="Time a serving pod's /metrics has to answer the operator's scrape, s."
+        default=5.0,
+        gt=0,
+        description="Time a serving pod's /metrics (or /v2/health/ready) has to answer the operator's GET, s.",
     )
     reconcile_interval_seconds: float = Field(
         default=30.0,

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from modelops.api.crdgen import build_crds
 from modelops.api.openapi import crd_schema, validate
+from modelops.builders.common import COMPONENT_SERVING, LABEL_VERSION, selector_labels
 from modelops.sandbox.client import Resource
 from modelops.sandbox.testing import Sandbox, condition
 from tests.e2e.conftest import modelversion, phase
@@ -367,6 +368,14 @@ def test_a_model_the_server_refuses_reports_the_servers_reason_and_the_previous_
     assert "the previous version keeps serving" in message
     assert obj["status"]["stage"] == "Production" and obj["status"]["phase"] == "Promoted"
     assert condition(obj, "Ready", "False")["reason"] == "FrameworkVersionMismatch"
+    # The refusing server stays up, not ready: no restart, no crash loop (the reason came from its
+    # /v2/health/ready, not from a termination message).
+    pods = sb.list("pods", ns, {**selector_labels(COMPONENT_SERVING, model, "Production"), LABEL_VERSION: "1.1.0"})
+    assert pods, "the refusing version's pod is gone"
+    for pod in pods:
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        assert statuses and all(cs.get("restartCount") == 0 and "running" in (cs.get("state") or {})
+                                and not cs.get("ready") for cs in statuses), statuses
     for _ in range(3):
         answer = httpx.get(f"{url}/v2/models/{model}", timeout=10).json()
         assert answer["versions"] == ["1.0.0"], answer  # the incumbent's replica still serves

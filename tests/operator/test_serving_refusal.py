@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelops.contract import parse_refusal, refusal_message
-from modelops.reconcile.model import server_refusal
+from modelops.reconcile.refusal import server_refusal
 
 
 def pod(name: str, state: dict[str, Any] | None = None, last: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import uvicorn
 from mlflow.models import infer_signature
 from palmerpenguins import load_penguins
 
-from modelops.contract import ENV_JOB_CONFIG, PROM_ERRORS, PROM_LATENCY, PROM_PREDICTIONS
+from modelops.contract import ENV_JOB_CONFIG, PROM_ERRORS, PROM_LATENCY, PROM_PREDICTIONS, parse_ready_refusal
 from modelops_runtime.serve.httpserver import uvicorn_config
 from modelops_runtime.serve.limits import ServeLimits
 from modelops_runtime.serve.main import main as serve_main
@@ -313,7 +313,14 @@ def test_unreadable_mlmodel_is_refused_not_crashed(store: Store, content: str) -
         assert running.server.service.state.phase == "refused"
         ready = running.client.get("/v2/health/ready")
         assert ready.status_code == 503 and "MLmodel file is missing, empty or unreadable" in ready.json()["error"]
+        reason, message = parse_ready_refusal(ready.content) or ("", "")
+        assert reason == "IncompatibleModel" and message.startswith("the model's MLmodel file is missing, empty or")
+        assert ready.json()["reason"] == "IncompatibleModel"
         assert running.client.get("/v2/health/live").status_code == 200
+        assert running.client.get("/metrics").status_code == 200
+        infer = running.client.post(f"/v2/models/{registered.name}/infer", json={"inputs": []})
+        assert infer.status_code == 503 and "(IncompatibleModel)" in infer.json()["error"]
+        assert running.client.post("/invocations", json={"dataframe_records": [{}]}).status_code == 503
 
 
 def test_preds_counted_once_per_200(bc: Running, store: Store) -> None:

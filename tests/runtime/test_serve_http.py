@@ -7,10 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import mlflow
 import numpy as np
 import pandas as pd
@@ -26,6 +29,7 @@ from modelops.contract import (
     PROM_LATENCY,
     PROM_PREDICTIONS,
     ServeConfig,
+    parse_ready_refusal,
     parse_refusal,
     prediction_log_partition,
 )
@@ -430,6 +434,41 @@ def test_unknown_model_keeps_retrying_not_ready(store: Store) -> None:
 # ------------------------------------------------------------------ the real command
 
 
+@contextmanager
+def serve_command(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """``modelops-runtime serve`` on 127.0.0.1 with ``env``; killed on exit if it still runs."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelops_runtime", "serve", "--host", "127.0.0.1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for_ready_answer(
+    proc: subprocess.Popen[str], url: str, wanted: Callable[[httpx.Response], bool], timeout: float = 60
+) -> httpx.Response:
+    """Poll ``/v2/health/ready`` until its answer is ``wanted``; fails if the process ends first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ready = httpx.get(f"{url}/v2/health/ready", timeout=1)
+            if wanted(ready):
+                return ready
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert time.monotonic() < deadline, "no wanted answer from /v2/health/ready"
+        time.sleep(0.2)
+
+
 def test_serve_command_end_to_end_with_sigterm_flush(store: Store, tmp_path: Path) -> None:
     port = free_port()
     log_dir = tmp_path / "log"
@@ -441,70 +480,57 @@ def test_serve_command_end_to_end_with_sigterm_flush(store: Store, tmp_path: Pat
         "MLFLOW_TRACKING_URI": store.uri,
         "POD_NAME": "serve-pod-0",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelops_runtime", "serve", "--host", "127.0.0.1"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        import httpx
-
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
+    url = f"http://127.0.0.1:{port}"
+    with serve_command(env) as proc:
+        wait_for_ready_answer(proc, url, lambda ready: ready.status_code == 200)
         X = store.bc.X.iloc[:2]
         response = httpx.post(f"{url}/invocations", json={"dataframe_records": records(X)}, timeout=10)
         assert response.json() == {"predictions": store.bc.estimator.predict(X).tolist()}
         proc.send_signal(signal.SIGTERM)
         # uvicorn drains, runs the lifespan shutdown (our log flush), then re-raises the signal.
         assert proc.wait(30) in (0, -signal.SIGTERM)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     files = list(log_dir.rglob("*.parquet"))  # flush_seconds is an hour: only the SIGTERM flush wrote these
     assert len(files) == 1 and files[0].name.startswith("serve-pod-0-")
     log = read_prediction_log(str(log_dir), store.bc.name, "Staging", datetime.now(UTC) - HOUR)
     assert len(log) == 2
 
 
-def test_serve_command_refusing_its_model_exits_with_the_reason_as_termination_message(
-    store: Store, tmp_path: Path
-) -> None:
-    """A model saved with another scikit-learn patch release: refused by default (exact match), the
-    reason written where Kubernetes reads the termination message, exit code 2; served with the
-    explicit opt-out (major.minor)."""
+def test_serve_command_refusing_its_model_stays_up_not_ready_with_the_reason(store: Store, tmp_path: Path) -> None:
+    """A model saved with another scikit-learn patch release: refused by default (exact match). The
+    process stays up (no crash loop in a pod): live, not ready with the refusal on /v2/health/ready,
+    infer 503 with the reason, /metrics served; the reason is also written where Kubernetes reads
+    the termination message. Served with the explicit opt-out (major.minor)."""
     import sklearn
 
     other_patch, patched = next_patch_release(), store.other_patch
     termination_log = tmp_path / "termination-log"
     termination_log.write_text("")
+    port = free_port()
     env = {
         **os.environ,
         ENV_JOB_CONFIG: config_for(patched).to_env(),
-        ENV_PORT: str(free_port()),
+        ENV_PORT: str(port),
         ENV_TERMINATION_LOG: str(termination_log),
         "MLFLOW_TRACKING_URI": store.uri,
     }
-    command = [sys.executable, "-m", "modelops_runtime", "serve", "--host", "127.0.0.1"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2, done.stderr
-    assert parse_refusal(termination_log.read_text()) == (
+    expected = (
         "FrameworkVersionMismatch",
         f"scikit-learn version mismatch: the model was saved with {other_patch}, the server runs {sklearn.__version__} "
         f"(the exact version must match (framework version match: exact)); serve it with an image that has "
         f"scikit-learn {other_patch} or retrain it",
     )
+    url = f"http://127.0.0.1:{port}"
+    with serve_command(env) as proc:
+        ready = wait_for_ready_answer(proc, url, lambda ready: parse_ready_refusal(ready.content) is not None)
+        assert ready.status_code == 503 and parse_ready_refusal(ready.content) == expected
+        assert parse_refusal(termination_log.read_text()) == expected
+        assert httpx.get(f"{url}/v2/health/live", timeout=5).status_code == 200
+        assert httpx.get(f"{url}/metrics", timeout=5).status_code == 200
+        infer = httpx.post(f"{url}/invocations", json={"dataframe_records": records(patched.X.iloc[:1])}, timeout=5)
+        assert infer.status_code == 503 and "FrameworkVersionMismatch" in infer.json()["message"]
+        assert proc.poll() is None  # still up: not a crash loop
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) in (0, -signal.SIGTERM)
     with serving(config_for(patched, framework_version_match="minor")) as running:
         running.wait_ready()
         X = patched.X.iloc[:2]

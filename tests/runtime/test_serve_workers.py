@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -24,7 +24,14 @@ import httpx
 import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelops.contract import ENV_JOB_CONFIG, ENV_PORT, ENV_TERMINATION_LOG, ServeConfig, parse_refusal
+from modelops.contract import (
+    ENV_JOB_CONFIG,
+    ENV_PORT,
+    ENV_TERMINATION_LOG,
+    ServeConfig,
+    parse_ready_refusal,
+    parse_refusal,
+)
 from modelops.monitoring.prediction_log import read_prediction_log
 
 from .serve_support import Store, config_for, free_port, records
@@ -63,8 +70,12 @@ class Pod:
 
 
 @contextmanager
-def pod(store: Store, config: ServeConfig, tmp_path: Path, workers: int = 2, **env: str) -> Iterator[Pod]:
-    """Start the command with ``workers`` processes and wait until it is ready; SIGKILL the group after."""
+def pod(
+    store: Store, config: ServeConfig, tmp_path: Path, workers: int = 2, until: Callable[[Pod], bool] | None = None,
+    **env: str,
+) -> Iterator[Pod]:
+    """Start the command with ``workers`` processes and wait until it is ready (or ``until`` holds);
+    SIGKILL the group after."""
     port = free_port()
     output = tmp_path / f"pod-{port}.log"
     with open(output, "w") as sink:
@@ -79,7 +90,7 @@ def pod(store: Store, config: ServeConfig, tmp_path: Path, workers: int = 2, **e
         )
     running = Pod(proc, f"http://127.0.0.1:{port}", output)
     try:
-        wait_until(lambda: _ready(running), 180, running)
+        wait_until(lambda: (until or _ready)(running), 180, running)
         yield running
     finally:
         if proc.poll() is None:
@@ -203,20 +214,31 @@ def test_a_killed_worker_is_replaced_and_no_count_is_lost(store: Store, tmp_path
     assert len(log) == served and log["request_id"].nunique() == served
 
 
-def test_a_refused_model_ends_the_pod_with_its_reason(store: Store, tmp_path: Path) -> None:
+def test_a_refused_model_keeps_the_pod_up_not_ready_with_its_reason(store: Store, tmp_path: Path) -> None:
+    """Every worker refuses the model and stays up: the pod is live and not ready with the refusal
+    (whichever worker answers), no worker is replaced or ends the pod, and the termination message
+    is written for when the container stops."""
     termination_log = tmp_path / "termination-log"
     termination_log.write_text("")
-    env = {
-        **os.environ,
-        ENV_JOB_CONFIG: config_for(store.other_patch).to_env(),
-        ENV_PORT: str(free_port()),
-        ENV_TERMINATION_LOG: str(termination_log),
-        "MLFLOW_TRACKING_URI": store.uri,
-        "TMPDIR": str(tmp_path),
-    }
-    command = [sys.executable, "-m", "modelops_runtime", "serve", "--host", "127.0.0.1", "--workers", "2"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2, done.stderr
-    reason, message = parse_refusal(termination_log.read_text())
-    assert reason == "FrameworkVersionMismatch" and "scikit-learn version mismatch" in message
-    assert "refused its model" in done.stderr
+
+    def refusing(running: Pod) -> bool:
+        try:
+            answers = [httpx.get(f"{running.url}/v2/health/ready", headers={"connection": "close"}, timeout=2)
+                       for _ in range(8)]
+        except httpx.TransportError:
+            return False
+        return all(parse_ready_refusal(a.content) is not None for a in answers)
+
+    config = config_for(store.other_patch)
+    with pod(store, config, tmp_path, until=refusing, **{ENV_TERMINATION_LOG: str(termination_log)}) as running:
+        workers = running.workers()
+        ready = httpx.get(f"{running.url}/v2/health/ready", timeout=5)
+        reason, message = parse_ready_refusal(ready.content) or ("", "")
+        assert ready.status_code == 503
+        assert reason == "FrameworkVersionMismatch" and "scikit-learn version mismatch" in message
+        assert httpx.get(f"{running.url}/v2/health/live", timeout=5).status_code == 200
+        assert parse_refusal(termination_log.read_text()) == (reason, message)
+        assert running.proc.poll() is None and running.workers() == workers and len(workers) == 2
+        running.proc.send_signal(signal.SIGTERM)
+        assert running.proc.wait(60) == -signal.SIGTERM
+    assert "refused its model" not in running.log_text()

@@ -29,6 +29,7 @@ from ..contract import (
     ENV_PREDICTION_LOG_URI,
     ENV_ROUTER,
     ENV_SERVE_LIMIT_PREFIX,
+    READY_PATH,
     RUNTIME_ENTRYPOINT,
     SERVING_PORT,
     SERVING_PORT_NAME,
@@ -65,7 +66,6 @@ COMPONENT_CANDIDATE = "serving-candidate"
 SERVER_CONTAINER = "server"
 #: Service port (clients use ``http://<model>-<stage>.<ns>.svc.<domain>`` without a port).
 SERVICE_PORT = 80
-READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
 METRICS_PATH = "/metrics"
 #: Seconds a rollout may make no progress before the Deployment reports ProgressDeadlineExceeded.

@@ -1,4 +1,5 @@
-"""Scrape serving pods' ``/metrics`` (the operator's rollout analysis; no Prometheus needed).
+"""GET serving pods' endpoints: ``/metrics`` (the operator's rollout analysis; no Prometheus needed)
+and the not-ready answer of ``/v2/health/ready`` (a server's refusal of its model).
 
 The only HTTP the operator does to pods. aiohttp is kopf's own HTTP client, so nothing is added.
 """
@@ -6,19 +7,23 @@ The only HTTP the operator does to pods. aiohttp is kopf's own HTTP client, so n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import aiohttp
 
 
 class ScrapeError(Exception):
-    """A pod's /metrics could not be read (connection refused, timeout, non-200)."""
+    """A pod's endpoint could not be read (connection refused, timeout, another status than expected)."""
 
 
-async def scrape(urls: Mapping[str, str], timeout: float) -> dict[str, str | ScrapeError]:
-    """GET each of ``{pod name: metrics URL}`` concurrently; ``{pod name: exposition text or the error}``.
+async def scrape(
+    urls: Mapping[str, str], timeout: float, statuses: Collection[int] = (200,)
+) -> dict[str, str | ScrapeError]:
+    """GET each of ``{pod name: URL}`` concurrently; ``{pod name: body text or the error}``.
 
-    Never raises for a pod's failure: the caller decides what an unreadable pod means.
+    ``statuses``: the HTTP statuses whose body is wanted (others are a :class:`ScrapeError`);
+    ``timeout``: seconds for all the GETs together. Never raises for a pod's failure: the caller
+    decides what an unreadable pod means.
     """
     if not urls:
         return {}
@@ -27,7 +32,7 @@ async def scrape(urls: Mapping[str, str], timeout: float) -> dict[str, str | Scr
         async def one(url: str) -> str | ScrapeError:
             try:
                 async with session.get(url) as response:
-                    if response.status != 200:
+                    if response.status not in statuses:
                         return ScrapeError(f"{url} answered {response.status}")
                     return await response.text()
             except (aiohttp.ClientError, TimeoutError) as exc:

@@ -41,11 +41,12 @@ from ..builders.serving import (
     service_url,
 )
 from ..clients.kube import DEPLOYMENTS, MODELVERSIONS, PODS, Conflict
-from ..contract import TAG_ALIASES_WRITTEN, TAG_STAGE, TAG_STAGE_WRITTEN, RouterConfig, parse_refusal
+from ..contract import TAG_ALIASES_WRITTEN, TAG_STAGE, TAG_STAGE_WRITTEN, RouterConfig
 from ..registry import operations as ops
 from ..registry.errors import RegistryUnavailable
 from . import children, rollout
 from .context import Context
+from .refusal import find_refusal
 from .stages import STAGES, Candidate, Decision, resolve
 from .status import (
     ADMISSION_REASONS,
@@ -127,29 +128,17 @@ def deployment_serving(deployment: Mapping[str, Any] | None) -> tuple[ConditionS
     )
 
 
-def server_refusal(pods: list[dict[str, Any]]) -> tuple[str, str, str] | None:
-    """``(reason, message, pod name)`` of the first serving container (by pod name) whose current
-    or last termination message is a model server's refusal (modelops.contract.parse_refusal)."""
-    for pod in sorted(pods, key=lambda p: str(p["metadata"].get("name"))):
-        for container in (pod.get("status") or {}).get("containerStatuses") or []:
-            for state in (container.get("state"), container.get("lastState")):
-                terminated = (state or {}).get("terminated") or {}
-                refusal = parse_refusal(terminated.get("message"))
-                if refusal is not None:
-                    return (*refusal, str(pod["metadata"].get("name")))
-    return None
-
-
 async def observe_refusal(
     ctx: Context, namespace: str, model: str, stage: str, version: str, registry_version: str
 ) -> tuple[str, str] | None:
     """``(reason, message)`` for the ``Serving`` condition when a pod of ``version`` refused its model.
 
-    Read from the pods' container statuses (the server's termination message): the reason the
-    server gave (e.g. FrameworkVersionMismatch) instead of a rollout that never completes.
+    Read from the pods (:func:`.refusal.find_refusal`: the not-ready server's readiness answer, or
+    its termination message): the reason the server gave (e.g. FrameworkVersionMismatch) instead of
+    a rollout that never completes.
     """
     selector = {**selector_labels(COMPONENT_SERVING, model, stage), LABEL_VERSION: label_value(version)}
-    found = server_refusal(await ctx.kube.list(PODS, namespace, selector))
+    found = await find_refusal(ctx, await ctx.kube.list(PODS, namespace, selector))
     if found is None:
         return None
     reason, message, pod = found

@@ -50,12 +50,14 @@ from ..builders.serving import (
 )
 from ..clients.kube import DEPLOYMENTS, PODS
 from ..clients.scrape import ScrapeError, scrape
-from ..contract import ENV_ROUTER, SERVING_PORT, SERVING_PORT_NAME, RouterConfig
+from ..contract import ENV_ROUTER, RouterConfig
 from ..rollout.decision import Step, Verdict, decide, plan_steps
 from ..rollout.window import Side, accumulate, series, window_numbers
 from . import children
 from . import model as model_flow
 from .context import Context
+from .pods import pod_url
+from .refusal import Refusal, find_refusal
 from .stages import Decision, Resolution
 
 log = logging.getLogger(__name__)
@@ -262,9 +264,11 @@ def _step_router(roll: StageRollout, st: ModelVersionStatus, url: str) -> Router
     )
 
 
-def _candidate_crash(deployment: Mapping[str, Any] | None, pods: list[dict[str, Any]]) -> str | None:
-    """Why the candidate's pods cannot serve (a refusal, a crash loop, a stalled rollout), if so."""
-    refused = model_flow.server_refusal(pods)
+def _candidate_crash(
+    deployment: Mapping[str, Any] | None, pods: list[dict[str, Any]], refused: Refusal | None
+) -> str | None:
+    """Why the candidate's pods cannot serve (``refused``: a pod's refusal of the model, read by
+    :func:`.refusal.find_refusal`; a crash loop; a stalled rollout), if so."""
     if refused is not None:
         reason, message, pod = refused
         return f"pod {pod} refused the model ({reason}): {message}"
@@ -323,7 +327,7 @@ async def apply_candidates(
             continue
         observed = await ctx.kube.get(DEPLOYMENTS, namespace, name) or deployment
         pods = await ctx.kube.list(PODS, namespace, observed["spec"]["selector"]["matchLabels"])
-        roll.crash = _candidate_crash(observed, pods)
+        roll.crash = _candidate_crash(observed, pods, await find_refusal(ctx, pods))
         roll.candidate_ready = roll.crash is None and _ready(observed)
         router = _step_router(roll, st, _url(ctx, model, stage, namespace, service))
         if router is not None:
@@ -418,23 +422,13 @@ async def _side_scrapes(
     pods = await ctx.kube.list(PODS, namespace, found["spec"]["selector"]["matchLabels"])
     present, new, urls = set(), set(), {}
     for pod in pods:
-        meta, status = pod["metadata"], pod.get("status") or {}
+        meta = pod["metadata"]
         present.add(meta["name"])
         created = meta.get("creationTimestamp")
         if created and datetime.fromisoformat(str(created).replace("Z", "+00:00")) > since:
             new.add(meta["name"])
-        ip = status.get("podIP")
-        if ip and status.get("phase") == "Running":
-            port = next(
-                (
-                    p.get("containerPort")
-                    for c in pod["spec"].get("containers") or []
-                    for p in c.get("ports") or []
-                    if p.get("name") == SERVING_PORT_NAME
-                ),
-                SERVING_PORT,
-            )
-            urls[meta["name"]] = f"http://{ctx.settings.pod_address(ip)}:{port}{METRICS_PATH}"
+        if (url := pod_url(pod, METRICS_PATH, ctx.settings.pod_address)) is not None:
+            urls[meta["name"]] = url
     scraped, problems = {}, []
     for name, text in (await scrape(urls, ctx.settings.metrics_scrape_timeout_seconds)).items():
         if isinstance(text, ScrapeError):

@@ -29,6 +29,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelops.contract import not_ready_body
+
 from .batching import Batcher
 from .errors import InternalError, NotReady, ServeError, mlflow_body, v2_body
 from .limits import INLINE_MAX_ROWS, read_body
@@ -157,9 +159,11 @@ def create_app(
         return _json(orjson.dumps({"live": False, "error": service.state.reason}), 503)
 
     async def ready(request: Request) -> Response:
-        if service.state.ready:
+        state = service.state
+        if state.ready:
             return _json(b'{"ready":true}')
-        return _json(orjson.dumps({"ready": False, "error": service.state.reason}), 503)
+        refusal = (state.refusal.reason, str(state.refusal)) if state.refusal is not None else None
+        return _json(orjson.dumps(not_ready_body(state.reason, refusal)), 503)
 
     async def model_ready(request: Request) -> bytes:
         p = request.path_params

@@ -11,11 +11,12 @@ cannot start. Request limits: :class:`~.limits.ServeLimits` (``MODELOPS_SERVE_*`
 
 A model the server refuses (scikit-learn version mismatch, untrusted types, no signature, an
 unreadable MLmodel file, …; see :class:`~.model.IncompatibleModel`) can never be served by this
-pod: the process writes ``<reason>: <message>`` as its Kubernetes termination message, shuts down
-and exits with code 2, so the pod's container status carries the reason the operator copies into
-the ModelVersion's ``Serving`` condition (the Deployment's old pods keep serving: maxUnavailable 0).
-Kubernetes restarts it with its crash backoff; in process (tests, notebooks) the server stays up,
-not ready, with the reason on ``/v2/health/ready``.
+pod, and restarting cannot help: the server stays up, live and not ready (no crash loop).
+``/v2/health/ready`` answers 503 with the refusal (:func:`modelops.contract.not_ready_body`:
+``reason`` and ``refusal`` = ``<reason>: <message>``), infer requests 503 with the reason, and
+``/metrics`` works. The operator reads the refusal from the not-ready pod into the ModelVersion's
+``Serving`` condition (the Deployment's old pods keep serving: maxUnavailable 0). The same line is
+written as the Kubernetes termination message, so a stopped pod's container status still shows it.
 """
 
 from __future__ import annotations
@@ -344,20 +345,20 @@ def serve(options: ServeOptions, *, sockets: list[socket.socket] | None = None, 
     refused: list[IncompatibleModel] = []
 
     def on_refused(exc: IncompatibleModel) -> None:
-        # From the loader thread: uvicorn's main loop polls should_exit and shuts down gracefully.
+        # From the loader thread. The server keeps running, not ready, with the refusal on its
+        # readiness endpoint; the termination message shows it once the container stops.
         refused.append(exc)
         termination_message(refusal_message(exc.reason, str(exc)))
-        uvicorn_server.should_exit = True
 
     server.loader.on_refused = on_refused
     if worker is not None and worker.preload:
         server.loader.run()
-        if refused:
+        if refused:  # its siblings serve this model: a replacement that refuses it ends the pod
             return EXIT_INVALID_INPUT
         if server.loader.state.loaded is None:
             return 1  # the loader crashed (logged); the supervisor replaces this worker
     uvicorn_server.run(sockets=sockets)
-    return EXIT_INVALID_INPUT if refused else 0
+    return 0
 
 
 def _env_name(field: str) -> str:

@@ -413,7 +413,7 @@ class ModelLoader:
     MLflow/artifact-store failures are retried with exponential backoff (``min_delay`` doubling up
     to ``max_delay`` seconds), since MLflow may come up after the server; an
     :class:`IncompatibleModel` is final. ``on_ready`` runs in the loader thread after success,
-    ``on_refused`` after a refusal (the process entry point uses it to exit with the reason).
+    ``on_refused`` after a refusal (the process entry point writes the termination message).
     """
 
     RETRYABLE = (RegistryUnavailable, MlflowException, OSError)
@@ -467,7 +467,7 @@ class ModelLoader:
                     loaded = self._load(state.uri)
                 except IncompatibleModel as exc:
                     state.refusal = exc
-                    state.phase, state.reason = "refused", f"model {state.uri} cannot be served: {exc}"
+                    state.phase, state.reason = "refused", f"model {state.uri} cannot be served ({exc.reason}): {exc}"
                     log.error("%s (%s)", state.reason, exc.reason)
                     if self.on_refused is not None:
                         self.on_refused(exc)

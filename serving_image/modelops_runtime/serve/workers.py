@@ -28,16 +28,17 @@ scikit-learn (about 30 MiB instead of 300).
   loads its model before it accepts connections (uvicorn starts serving after the load), so the
   pod keeps serving on the others meanwhile, without 503s.
 - **Lifecycle**: a worker that dies (killed, crashed) is replaced with the same index, after a
-  back-off when it died young (1 s doubling to 30 s). A worker that refuses its model exits with 2
-  after writing the termination message; the supervisor then stops every worker and exits with 2,
-  so Kubernetes sees the refusal as with one process. A worker that exits by itself before it was
+  back-off when it died young (1 s doubling to 30 s). A worker that refuses its model stays up,
+  live and not ready, with the refusal on ``/v2/health/ready`` (as the one-process server); every
+  worker loads the same model with the same libraries, so they all refuse it. A replacement worker
+  that refuses the model its siblings serve exits with 2 (after writing the termination message);
+  the supervisor then stops every worker and exits with 2. A worker that exits by itself before it was
   ever ready (a startup failure) stops the pod with its exit code. SIGTERM/SIGINT go to every worker
   (they drain, flush their logs), then the supervisor re-raises the signal, as uvicorn does. Workers
   stop when the supervisor disappears.
 
 Why not uvicorn's own ``--workers`` (its multiprocess supervisor, which also restarts dead
-workers): it would restart a worker that refused its model forever instead of ending the pod with
-the refusal, it starts replacements serving before their model is loaded (503s for the length of a
+workers): it starts replacements serving before their model is loaded (503s for the length of a
 model load), it offers no hook for ``mark_process_dead`` and gives workers no index (log file names,
 per-worker readiness). The per-request path is uvicorn's either way.
 """
@@ -259,7 +260,7 @@ def supervise(options: ServeOptions) -> int:
     """Run ``options.workers`` server processes on one port until SIGTERM/SIGINT; returns the exit code.
 
     Ends by re-raising the signal that stopped it (status 143 for SIGTERM, as the one-process server).
-    Exit codes otherwise: 2 when a worker refused its model (its termination message is written), 1
+    Exit codes otherwise: 2 when a replacement worker refused the model (its termination message is written), 1
     (or the worker's code) when a worker failed before it was ever ready, 1 when the port cannot be bound.
     """
     from .httpserver import uvicorn_config
