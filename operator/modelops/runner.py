@@ -84,9 +84,19 @@ def run(settings: Settings | None = None, *, liveness: bool = True) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kopf.objects").addFilter(QuietTimerSuccess())
     if not asyncio.run(_elected(settings, liveness)):
-        log.error("leadership lost: exiting so that only the new leader acts")
-        logging.shutdown()
-        os._exit(1)  # handlers still running must not write next to the new leader
+        _exit_lost()
+
+
+def _exit_lost() -> None:
+    """End the process at once with exit code 1 (leadership lost).
+
+    Called inside the event loop: ``asyncio.run``'s teardown would first wait for every thread of
+    the default executor, and a handler thread blocked in a call (e.g. to an apiserver that is
+    restarting) kept a former leader alive, doing nothing and never restarted.
+    """
+    log.error("leadership lost: exiting so that only the new leader acts")
+    logging.shutdown()
+    os._exit(1)  # handlers still running must not write next to the new leader
 
 
 async def _elected(settings: Settings, liveness: bool) -> bool:
@@ -109,10 +119,13 @@ async def _elected(settings: Settings, liveness: bool) -> bool:
         )
 
     try:
-        return await run_as_leader(elector, operate)
+        led = await run_as_leader(elector, operate)
     finally:
         await standby.cleanup()
         kube.close()
+    if not led:
+        _exit_lost()
+    return led
 
 
 async def _serve_standby_health(port: int) -> web.AppRunner:

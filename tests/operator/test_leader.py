@@ -4,6 +4,10 @@ stops renewing or releases, and a leader that cannot renew gives up before anyon
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 from modelops.clients.kube import LEASES
 from modelops.leader import LeaderElector, run_as_leader
@@ -102,3 +106,35 @@ async def test_the_standby_acts_only_after_the_leader_released() -> None:
     assert await asyncio.wait_for(task_a, 5) is True
     assert await asyncio.wait_for(task_b, 5) is True
     assert acting == ["a", "b"]
+
+
+def test_a_lost_lease_ends_the_process_even_with_a_handler_thread_blocked(tmp_path: Path) -> None:
+    """A former leader exits with code 1 at once, although a handler thread is still blocked in a call
+    (asyncio.run's teardown would wait for it: the process lived on, acting for nobody)."""
+    script = tmp_path / "lost.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, time
+            from modelops import runner
+            from modelops.settings import Settings
+
+            async def lost(elector, work):
+                asyncio.get_running_loop().run_in_executor(None, time.sleep, 3600)  # a blocked handler
+                await asyncio.sleep(0.2)
+                return False
+
+            class Kube:
+                def close(self):
+                    pass
+
+            runner.run_as_leader = lost
+            runner.KubeClient = Kube
+            runner.LeaderElector.from_settings = classmethod(lambda cls, kube, settings: None)
+            runner.run(Settings(), liveness=False)
+            """
+        )
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "leadership lost" in proc.stderr

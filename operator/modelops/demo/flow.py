@@ -336,6 +336,15 @@ class Demo:
                 lambda: self._judged(name),
                 lambda: self._rollout_state(name),
             )
+            # The decision removes the router setting from the incumbent (a rolling update): the
+            # clients keep sending until it serves alone again and is Ready.
+            incumbent, _ = self.spec_of("modelversion-1.1.0.yaml")
+            if status.get("phase") == "RolloutAborted":
+                self.wait(
+                    f"{incumbent} serving alone again",
+                    lambda: (self.mv(incumbent).get("status") or {}).get("phase") == "Ready" or None,
+                    lambda: self.phase_line(incumbent),
+                )
         rollout = status.get("rollout") or {}
         analysis = rollout.get("analysis") or {}
         cand, inc = analysis.get("candidate") or {}, analysis.get("incumbent") or {}
