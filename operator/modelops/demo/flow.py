@@ -27,6 +27,7 @@ import yaml
 from rich.console import Console
 
 from ..api.modelversion import ModelVersionSpec
+from ..contract import ENV_ROUTER
 from ..sandbox import client as k8s
 from ..sandbox.kubelet.cronjobs import trigger_cronjob
 from ..sandbox.kubelet.services import ANN_URL
@@ -38,6 +39,7 @@ NAMESPACE = "default"
 MV = k8s.lookup("modelversions")
 MM = k8s.lookup("modelmonitors")
 SERVICES = k8s.lookup("services")
+DEPLOYMENTS = k8s.lookup("deployments")
 DEPLOYMENTS = k8s.lookup("deployments")
 #: Intervals for the sandbox's operator: fast enough for a demo, the same code paths.
 OPERATOR_ENV = {"MODELOPS_RECONCILE_INTERVAL_SECONDS": "5", "MODELOPS_MONITOR_POLL_SECONDS": "3"}
@@ -342,7 +344,7 @@ class Demo:
             if status.get("phase") == "RolloutAborted":
                 self.wait(
                     f"{incumbent} serving alone again",
-                    lambda: (self.mv(incumbent).get("status") or {}).get("phase") == "Ready" or None,
+                    lambda: self._serving_alone(incumbent, spec.model),
                     lambda: self.phase_line(incumbent),
                 )
         rollout = status.get("rollout") or {}
@@ -370,6 +372,24 @@ class Demo:
             f"  clients: {clients.sent} requests, {clients.errors} errors, answered by "
             + ", ".join(f"{v} ({n})" for v, n in sorted(clients.versions.items()))
         )
+
+    def _serving_alone(self, name: str, model: str) -> bool | None:
+        """True once the Production Deployment runs without a router setting, every pod of its
+        template is ready, and ModelVersion ``name`` reads Ready (None before)."""
+        assert self.api is not None
+        try:
+            dep = self.api.get(DEPLOYMENTS, f"{model}-production", NAMESPACE)
+        except k8s.NotFoundError:
+            return None
+        env = {e["name"] for c in dep["spec"]["template"]["spec"]["containers"] for e in c.get("env") or []}
+        st = dep.get("status") or {}
+        want = int(dep["spec"].get("replicas", 1))
+        rolled = (
+            int(st.get("observedGeneration") or 0) >= int(dep["metadata"].get("generation") or 0)
+            and st.get("updatedReplicas") == st.get("replicas") == st.get("readyReplicas") == want
+        )
+        ready = (self.mv(name).get("status") or {}).get("phase") == "Ready"
+        return (ENV_ROUTER not in env and rolled and ready) or None
 
     def _judged(self, name: str) -> dict[str, Any] | None:
         """The status once the rollout of ``name`` was decided (aborted, or promoted: Ready)."""
