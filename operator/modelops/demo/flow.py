@@ -28,6 +28,7 @@ from rich.console import Console
 
 from ..api.modelversion import ModelVersionSpec
 from ..contract import ENV_ROUTER
+from ..reconcile.model import deployment_serving
 from ..sandbox import client as k8s
 from ..sandbox.kubelet.cronjobs import trigger_cronjob
 from ..sandbox.kubelet.services import ANN_URL
@@ -39,7 +40,6 @@ NAMESPACE = "default"
 MV = k8s.lookup("modelversions")
 MM = k8s.lookup("modelmonitors")
 SERVICES = k8s.lookup("services")
-DEPLOYMENTS = k8s.lookup("deployments")
 DEPLOYMENTS = k8s.lookup("deployments")
 #: Intervals for the sandbox's operator: fast enough for a demo, the same code paths.
 OPERATOR_ENV = {"MODELOPS_RECONCILE_INTERVAL_SECONDS": "5", "MODELOPS_MONITOR_POLL_SECONDS": "3"}
@@ -382,12 +382,7 @@ class Demo:
         except k8s.NotFoundError:
             return None
         env = {e["name"] for c in dep["spec"]["template"]["spec"]["containers"] for e in c.get("env") or []}
-        st = dep.get("status") or {}
-        want = int(dep["spec"].get("replicas", 1))
-        rolled = (
-            int(st.get("observedGeneration") or 0) >= int(dep["metadata"].get("generation") or 0)
-            and st.get("updatedReplicas") == st.get("replicas") == st.get("readyReplicas") == want
-        )
+        rolled = deployment_serving(dep)[0] == "True"  # complete as `kubectl rollout status` defines it
         ready = (self.mv(name).get("status") or {}).get("phase") == "Ready"
         return (ENV_ROUTER not in env and rolled and ready) or None
 
