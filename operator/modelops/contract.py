@@ -9,10 +9,10 @@ tag and artifact names defined here. This module imports neither kopf nor Eviden
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .api.modelmonitor import DriftSpec, HealthSpec
 from .api.modelversion import BatchingSpec, DataSpec
@@ -68,6 +68,8 @@ TAG_FAILURE = "modelops.failure_reason"  # one-line reason when a runtime job fa
 TAG_MODEL_STAGE = "modelops.stage"  # monitoring runs: monitored stage
 TAG_MODEL_NAME = "modelops.model"  # monitoring runs: registered model name
 TAG_RESULT = "modelops.result"  # monitoring runs: Completed|InsufficientData|Failed
+TAG_ROLLOUT_WINDOW = "modelops.rollout.window"  # rollout drift runs: the analysis window's id
+TAG_ROLLOUT_SIDE = "modelops.rollout.side"  # rollout drift runs: candidate|incumbent
 
 # Training run tags carrying model metadata (see TrainingResult).
 TAG_META_PREFIX = "model."
@@ -322,6 +324,27 @@ class DriftJobConfig(_Config):
     drift: DriftSpec = Field(default_factory=DriftSpec)
     health: HealthSpec = Field(default_factory=HealthSpec)
     history_runs: int = Field(default=5, ge=0, description="Previous runs used for the accuracy trend.")
+    # A rollout's drift check (docs/rollout.md) pins what a monitor resolves at run time:
+    registry_version: str | None = Field(
+        default=None, description="Check this registry version instead of the one the stage's alias points to."
+    )
+    log_partition: str | None = Field(
+        default=None,
+        description="Prediction-log partition read instead of the stage's (a candidate's: candidate_log_stage).",
+    )
+    window_start: datetime | None = Field(
+        default=None, description="With window_end: the window [window_start, window_end) instead of `window`."
+    )
+    window_end: datetime | None = None
+    run_tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on the monitoring run.")
+
+    @model_validator(mode="after")
+    def _absolute_window(self) -> DriftJobConfig:
+        if (self.window_start is None) != (self.window_end is None):
+            raise ValueError("window_start and window_end go together")
+        if self.window_start is not None and self.window_end is not None and self.window_end <= self.window_start:
+            raise ValueError("window_end must be after window_start")
+        return self
 
 
 class TrainingResult(BaseModel):

@@ -164,7 +164,7 @@ class OperatorMetrics:
         self.rollout_window = Gauge(
             "modelops_rollout_window",
             "Latest rollout analysis numbers: side (candidate, incumbent, both) and quantity "
-            "(requests, error_rate, latency_p95_seconds, accuracy, agreement).",
+            "(requests, error_rate, latency_p95_seconds, accuracy, drift_share, agreement).",
             ["namespace", "model_name", "stage", "side", "quantity"],
             registry=self.registry,
         )
@@ -179,6 +179,11 @@ class OperatorMetrics:
             self.rollout_decisions.init(namespace, model, stage, known)
         self.rollout_decisions.inc(namespace, model, stage, action)
         self.rollout_weight.labels(namespace, model, stage).set(state.weight)
+        drift = state.drift
+        if drift is not None:
+            for side, share in (("candidate", drift.candidate_share), ("incumbent", drift.incumbent_share)):
+                if share is not None:
+                    self.rollout_window.labels(namespace, model, stage, side, "drift_share").set(share)
         numbers = state.analysis
         if numbers is None:
             return

@@ -542,3 +542,60 @@ def test_a_current_uri_outside_the_data_policy_is_refused_before_it_is_read(
     code, _, err = run_main(monkeypatch, capsys, store, cfg)
     assert code == 2 and "/etc/os-release refused by the data URI policy: local path" in err, err
     assert "PRETTY_NAME" not in err
+
+
+def test_a_rollout_check_reads_the_candidate_partition_of_a_fixed_window_for_a_pinned_version(
+    store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A rollout's drift check (docs/rollout.md): the version is pinned (no alias points to it), the
+    rows come from the candidate's partition over [window_start, window_end) only, and the run carries
+    the window and side tags the operator searches by."""
+    from modelops.contract import TAG_ROLLOUT_SIDE, TAG_ROLLOUT_WINDOW, candidate_log_stage
+
+    shifted = production(store).copy()
+    for name in SHIFTED:
+        shifted[name] += 3 * store.data[name].std()
+    now = datetime.now(UTC)
+    partition = candidate_log_stage("Production")
+    write_log(tmp_path, production(store), stage=partition, registry_version="1", now=now)  # in the window
+    write_log(tmp_path, shifted, stage=partition, registry_version="1", now=now - timedelta(hours=2))  # before it
+    write_log(tmp_path, shifted, stage="Production", registry_version="1", now=now)  # the stage's own rows
+    store.client.delete_registered_model_alias(MODEL, "production")
+    try:
+        cfg = config(
+            tmp_path,
+            "uid-rollout",
+            owner=Owner(kind="ModelVersion", namespace="ml", name="cancer-1-3-0", uid="uid-rollout"),
+            registry_version="1",
+            log_partition=partition,
+            window_start=now - timedelta(hours=1),
+            window_end=now,
+            history_runs=0,
+            run_tags={TAG_ROLLOUT_WINDOW: "w1", TAG_ROLLOUT_SIDE: "candidate"},
+        )
+        code, out, err = run_main(monkeypatch, capsys, store, cfg)
+    finally:
+        store.client.set_registered_model_alias(MODEL, "production", "1")
+    assert code == 0, err
+    (run,) = monitoring_runs(store, "uid-rollout")
+    assert run.data.tags[TAG_RESULT] == "Completed"
+    assert run.data.tags[TAG_ROLLOUT_WINDOW] == "w1" and run.data.tags[TAG_ROLLOUT_SIDE] == "candidate"
+    assert run.data.metrics[METRIC_CURRENT_ROWS] == len(production(store))  # the window's rows of the partition
+    assert run.data.metrics[METRIC_DRIFT_SHARE] == 0.0  # not the shifted rows before the window or of the stage
+    summary = summary_of(store, run, tmp_path)
+    assert summary["partition"] == partition and summary["registry_version"] == "1"
+
+    # A version the registry does not have is InsufficientData, said plainly.
+    cfg = cfg.model_copy(update={"registry_version": "99", "owner": cfg.owner.model_copy(update={"uid": "uid-gone"})})
+    code, out, err = run_main(monkeypatch, capsys, store, cfg)
+    assert code == 0, err
+    (run,) = monitoring_runs(store, "uid-gone")
+    assert run.data.tags[TAG_RESULT] == "InsufficientData" and "version 99" in out
+
+
+def test_a_fixed_window_needs_both_ends(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="go together"):
+        config(tmp_path, "x", window_start=datetime.now(UTC))
+    with pytest.raises(ValueError, match="after window_start"):
+        now = datetime.now(UTC)
+        config(tmp_path, "x", window_start=now, window_end=now)

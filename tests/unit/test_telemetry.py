@@ -93,3 +93,28 @@ def test_a_stages_first_rollout_decision_is_shown_at_zero_first() -> None:
     metrics.rollout_decided("team-a", "iris", "Production", "Abort", state)
     second = _scrape(metrics.registry)
     assert decisions(second, "Wait") == 1 and decisions(second, "Abort") == 1
+
+
+def test_a_windows_drift_check_is_exported_per_side() -> None:
+    from modelops.api.modelversion import RolloutStatus
+
+    metrics = OperatorMetrics(CollectorRegistry())
+    state = RolloutStatus.model_validate(
+        {
+            "phase": "Aborted",
+            "stage": "Production",
+            "specHash": "h",
+            "drift": {"state": "Completed", "candidateShare": 0.75, "incumbentShare": 0.0},
+        }
+    )
+    metrics.rollout_decided("team-a", "iris", "Production", "Abort", state)
+    scraped = _scrape(metrics.registry)
+    for side, share in (("candidate", 0.75), ("incumbent", 0.0)):
+        labels = (
+            ("model_name", "iris"),
+            ("namespace", "team-a"),
+            ("quantity", "drift_share"),
+            ("side", side),
+            ("stage", "Production"),
+        )
+        assert scraped[("modelops_rollout_window", labels)] == share

@@ -28,7 +28,7 @@ Each template is a YAML list of PolicyRules; rbac.yaml includes them.
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# operator get, list, create, patch, delete (reconcile/children.py, reconcile/modelmonitor.py, reconcile/modelversion.py); kopf list, watch (handler jobs-watch)
+# operator get, list, create, patch, delete (reconcile/children.py, reconcile/modelmonitor.py, reconcile/modelversion.py, reconcile/rolloutdrift.py); kopf list, watch (handler jobs-watch)
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]

@@ -229,6 +229,16 @@ class RolloutAnalysis(ApiModel):
     min_feedback: int = Field(
         default=30, ge=1, le=10_000_000, description="Labelled rows each side needs before accuracy is compared."
     )
+    max_drift_share_increase: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "Drift of the candidate's inputs: at the end of each window a drift Job compares the rows each side "
+            "answered in it with that side's training reference sample; candidate drift share - incumbent drift "
+            "share above this fails. Needs the prediction log. Unset: not checked (docs/rollout.md)."
+        ),
+    )
 
 
 class RolloutSpec(ApiModel):
@@ -487,6 +497,29 @@ class WindowCounters(ApiModel):
     candidate: SideCounters = Field(default_factory=SideCounters, description="The candidate's pods.")
 
 
+DriftCheckState = Literal["Running", "Completed", "NotChecked", "Failed"]
+
+
+class RolloutDriftStatus(ApiModel):
+    """The drift check of the current window (analysis.maxDriftShareIncrease): one drift Job per side."""
+
+    state: DriftCheckState = Field(
+        description="Running; Completed (shares read); NotChecked (too few rows, no reference sample: the bound "
+        "is not applied); Failed (a Job failed: the window waits, see message)."
+    )
+    window_end: datetime | None = Field(default=None, description="End of the rows checked (when the Jobs started).")
+    jobs: list[str] = Field(default_factory=list, max_length=2, description="The drift Jobs (candidate, incumbent).")
+    candidate_share: float | None = Field(
+        default=None, ge=0, le=1, description="Share of features drifted between the candidate's rows and reference."
+    )
+    incumbent_share: float | None = Field(
+        default=None, ge=0, le=1, description="Same for the incumbent's rows and its own reference."
+    )
+    candidate_run: str | None = Field(default=None, description="MLflow run of the candidate's check (its report).")
+    incumbent_run: str | None = Field(default=None, description="MLflow run of the incumbent's check.")
+    message: str = Field(default="", description="Why not checked or failed; the drifted features otherwise.")
+
+
 class RolloutStatus(ApiModel):
     """Progressive delivery state of this version as a candidate (level-based: the operator resumes from it)."""
 
@@ -506,6 +539,9 @@ class RolloutStatus(ApiModel):
     analysis: RolloutAnalysisStatus | None = Field(default=None, description="Latest analysis numbers.")
     counters: WindowCounters | None = Field(
         default=None, description="The current window's counters from the serving pods' /metrics (unset: not started)."
+    )
+    drift: RolloutDriftStatus | None = Field(
+        default=None, description="The current window's drift check (analysis.maxDriftShareIncrease; unset: none yet)."
     )
     time: datetime | None = Field(default=None, description="When the phase last changed.")
 

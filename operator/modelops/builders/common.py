@@ -306,6 +306,20 @@ def pod_security_context() -> dict[str, Any]:
     }
 
 
+def job_pod_spec(container: dict[str, Any], volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pod spec of a runtime Job (training, drift): one container, never restarted in place (the
+    Job's backoffLimit and podFailurePolicy decide retries), no service-account token, no service
+    links, the restricted Pod Security profile."""
+    return {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(),
+        "containers": [container],
+        "volumes": volumes,
+    }
+
+
 def container_security_context() -> dict[str, Any]:
     """Container-level securityContext of the restricted profile, with a read-only root filesystem."""
     return {

@@ -16,10 +16,10 @@ from .common import (
     container_security_context,
     data_volume,
     drift_cronjob_name,
+    job_pod_spec,
     local_path,
     mlflow_env,
     owner_reference,
-    pod_security_context,
     resources_dict,
     scratch_mounts,
     scratch_volumes,
@@ -39,6 +39,9 @@ FAILED_JOBS_HISTORY = 3
 DRIFT_BACKOFF_LIMIT = 1
 #: Schedules are interpreted in UTC, whatever the controller manager's local time zone.
 TIME_ZONE = "Etc/UTC"
+#: A rollout window's drift check: time it may take, and how long its finished Job is kept.
+ROLLOUT_DRIFT_DEADLINE_SECONDS = 900
+ROLLOUT_DRIFT_TTL_SECONDS = 3600
 DEFAULT_DRIFT_RESOURCES = Resources(
     requests=ResourceList(cpu="250m", memory="512Mi"),
     limits=ResourceList(memory="2Gi"),
@@ -85,34 +88,6 @@ def build_drift_cronjob(owner: ObjectRef, spec: ModelMonitorSpec, settings: Sett
         drift=spec.drift,
         health=spec.health,
     )
-    data_volumes, data_mounts = data_volume(settings)
-    volumes = [*scratch_volumes(), *data_volumes]
-    mounts = [*scratch_mounts(), *data_mounts]
-    log_path = local_path(settings.prediction_log_uri)
-    if log_path is not None and settings.prediction_log_volume_claim:
-        volumes.append(
-            {
-                "name": PREDICTION_LOG_VOLUME,
-                "persistentVolumeClaim": {"claimName": settings.prediction_log_volume_claim, "readOnly": True},
-            }
-        )
-        mounts.append({"name": PREDICTION_LOG_VOLUME, "mountPath": log_path, "readOnly": True})
-    container = {
-        "name": DRIFT_CONTAINER,
-        "image": spec.image or settings.runtime_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": [RUNTIME_ENTRYPOINT, CMD_DRIFT],
-        "env": [
-            {"name": ENV_JOB_CONFIG, "value": config.to_env()},
-            {"name": ENV_PREDICTION_LOG_URI, "value": settings.prediction_log_uri},
-            *mlflow_env(settings),
-            *base_env(),
-        ],
-        "resources": resources_dict(spec.resources, DEFAULT_DRIFT_RESOURCES),
-        "securityContext": container_security_context(),
-        "volumeMounts": mounts,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
     cronjob = {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -132,23 +107,84 @@ def build_drift_cronjob(owner: ObjectRef, spec: ModelMonitorSpec, settings: Sett
             "failedJobsHistoryLimit": FAILED_JOBS_HISTORY,
             "jobTemplate": {
                 "metadata": {"labels": dict(labels)},
-                "spec": {
-                    "backoffLimit": DRIFT_BACKOFF_LIMIT,
-                    "activeDeadlineSeconds": spec.active_deadline_seconds,
-                    "podFailurePolicy": pod_failure_policy(DRIFT_CONTAINER),
-                    "template": {
-                        "metadata": {"labels": dict(labels)},
-                        "spec": {
-                            "restartPolicy": "Never",
-                            "automountServiceAccountToken": False,
-                            "enableServiceLinks": False,
-                            "securityContext": pod_security_context(),
-                            "containers": [container],
-                            "volumes": volumes,
-                        },
-                    },
-                },
+                "spec": _job_spec(config, settings, spec.image, spec.resources, spec.active_deadline_seconds, labels),
             },
         },
     }
     return with_desired_hash(cronjob)
+
+
+def build_rollout_drift_job(
+    owner: ObjectRef, name: str, config: DriftJobConfig, settings: Settings, labels: dict[str, str]
+) -> dict[str, Any]:
+    """A ``batch/v1`` Job running one side's drift check of a rollout window (docs/rollout.md).
+
+    ``config`` pins the registry version, the prediction-log partition and the window; the pod is
+    the drift CronJob's (same image, env, volumes, security, failure policy), owned by the
+    candidate ModelVersion ``owner`` (garbage-collected with it) and removed
+    ``ROLLOUT_DRIFT_TTL_SECONDS`` after it finished (its result stays in the MLflow run).
+    Raises ``ValueError`` when ``owner`` is not a ModelVersion.
+    """
+    if owner.kind != "ModelVersion":
+        raise ValueError(f"rollout drift Jobs are owned by a ModelVersion, not a {owner.kind}")
+    spec = _job_spec(config, settings, None, None, ROLLOUT_DRIFT_DEADLINE_SECONDS, labels)
+    spec["ttlSecondsAfterFinished"] = ROLLOUT_DRIFT_TTL_SECONDS
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": owner.namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": spec,
+    }
+
+
+def _job_spec(
+    config: DriftJobConfig,
+    settings: Settings,
+    image: str | None,
+    resources: Resources | None,
+    deadline_seconds: int | None,
+    labels: dict[str, str],
+) -> dict[str, Any]:
+    """The spec of a Job running ``modelops-runtime drift`` with ``config`` (see build_drift_cronjob)."""
+    data_volumes, data_mounts = data_volume(settings)
+    volumes = [*scratch_volumes(), *data_volumes]
+    mounts = [*scratch_mounts(), *data_mounts]
+    log_path = local_path(settings.prediction_log_uri)
+    if log_path is not None and settings.prediction_log_volume_claim:
+        volumes.append(
+            {
+                "name": PREDICTION_LOG_VOLUME,
+                "persistentVolumeClaim": {"claimName": settings.prediction_log_volume_claim, "readOnly": True},
+            }
+        )
+        mounts.append({"name": PREDICTION_LOG_VOLUME, "mountPath": log_path, "readOnly": True})
+    container = {
+        "name": DRIFT_CONTAINER,
+        "image": image or settings.runtime_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": [RUNTIME_ENTRYPOINT, CMD_DRIFT],
+        "env": [
+            {"name": ENV_JOB_CONFIG, "value": config.to_env()},
+            {"name": ENV_PREDICTION_LOG_URI, "value": settings.prediction_log_uri},
+            *mlflow_env(settings),
+            *base_env(),
+        ],
+        "resources": resources_dict(resources, DEFAULT_DRIFT_RESOURCES),
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    return {
+        "backoffLimit": DRIFT_BACKOFF_LIMIT,
+        "activeDeadlineSeconds": deadline_seconds,
+        "podFailurePolicy": pod_failure_policy(DRIFT_CONTAINER),
+        "template": {
+            "metadata": {"labels": dict(labels)},
+            "spec": job_pod_spec(container, volumes),
+        },
+    }

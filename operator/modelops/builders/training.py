@@ -20,9 +20,9 @@ from .common import (
     base_env,
     container_security_context,
     data_volume,
+    job_pod_spec,
     mlflow_env,
     owner_reference,
-    pod_security_context,
     resources_dict,
     scratch_mounts,
     scratch_volumes,
@@ -164,14 +164,7 @@ def build_training_job(
             "podFailurePolicy": pod_failure_policy(TRAIN_CONTAINER),
             "template": {
                 "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": pod_security_context(),
-                    "containers": [container],
-                    "volumes": volumes,
-                },
+                "spec": job_pod_spec(container, volumes),
             },
         },
     }

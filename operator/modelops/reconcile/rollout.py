@@ -13,8 +13,9 @@ Three hooks of :func:`modelops.reconcile.model._model_pass`, in order:
 3. :func:`advance`, after the serving children: starts the window once the candidate is ready and the
    incumbent's pods all run the router setting, scrapes the serving pods' ``/metrics`` into the
    window's counters (:mod:`modelops.rollout.window`; feedback accuracy from the prediction log when
-   the operator is set to read it), decides (:func:`modelops.rollout.decision.decide`) and records
-   it in ``status.rollout``, a ``Rollout`` condition and Events.
+   the operator is set to read it), decides (:func:`modelops.rollout.decision.decide`; a window that
+   would pass first waits for its drift check, :mod:`.rolloutdrift`, when one is asked for) and
+   records it in ``status.rollout``, a ``Rollout`` condition and Events.
 
 The state lives in the candidate's ``status.rollout`` only (step, window start, the window's
 counters, numbers, decision), so an operator restarted mid-step resumes where it was. A change of ``spec.rollout`` (or
@@ -53,7 +54,7 @@ from ..clients.scrape import ScrapeError, scrape
 from ..contract import ENV_ROUTER, RouterConfig
 from ..rollout.decision import Step, Verdict, decide, plan_steps
 from ..rollout.window import Side, accumulate, series, window_numbers
-from . import children
+from . import children, rolloutdrift
 from . import model as model_flow
 from .context import Context
 from .pods import pod_url
@@ -405,7 +406,13 @@ async def advance(
             elapsed = (clock - rs.step_started).total_seconds()
             numbers, problems = await _analyse(ctx, namespace, model, stage, roll, st, statuses[roll.incumbent], clock)
             unreadable = "; ".join(problems)
-        verdict = decide(specs[roll.candidate].rollout, roll.steps, rs.step, elapsed, numbers, roll.crash)
+        spec = specs[roll.candidate].rollout
+        verdict = decide(spec, roll.steps, rs.step, elapsed, numbers, roll.crash, rs.drift)
+        if verdict.drift_check:  # the window would pass: its drift check decides (rolloutdrift.py)
+            rs.drift = await rolloutdrift.check(
+                ctx, by_name[roll.candidate], model, stage, st, statuses[roll.incumbent], spec.analysis, clock
+            )
+            verdict = decide(spec, roll.steps, rs.step, elapsed, numbers, roll.crash, rs.drift)
         if unreadable and verdict.action == "Wait":
             verdict = Verdict("Wait", f"{verdict.reason} ({unreadable})")
         _record(ctx, by_name[roll.candidate], namespace, model, roll, st, verdict, numbers)
@@ -523,6 +530,7 @@ def _record(
         rs.step_started = None
         rs.analysis = None
         rs.counters = None
+        rs.drift = None
         upcoming = roll.steps[rs.step]  # what the operator now sets; its window starts once in effect
         rs.phase = "Shadow" if upcoming.kind == "shadow" else "Canary"
         rs.weight, rs.sample_rate = upcoming.weight, upcoming.sample_rate

@@ -8,7 +8,8 @@ window :func:`decide` returns one of
 * ``Pause`` - a bound failed with ``onFailure: Pause`` (held until the rollout spec changes);
 * ``Wait`` - the window has not started (router setting not in effect, candidate not ready), its
   pause has not elapsed, or either side has fewer than ``minRequests`` requests (never decided on fewer);
-* ``NextStep`` / ``Promote`` - the pause elapsed, both sides have ``minRequests`` and every bound held.
+* ``NextStep`` / ``Promote`` - the pause elapsed, both sides have ``minRequests`` and every bound held
+  (with ``maxDriftShareIncrease`` set: after the window's drift check completed within its bound).
 
 Bounds are checked as soon as both sides have ``minRequests`` requests, so a bad candidate is
 stopped without waiting for the end of the pause (canary agreement at a stricter significance level
@@ -20,7 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..api.modelversion import RolloutAction, RolloutAnalysis, RolloutAnalysisStatus, RolloutShadow, RolloutSpec
+from ..api.modelversion import (
+    RolloutAction,
+    RolloutAnalysis,
+    RolloutAnalysisStatus,
+    RolloutDriftStatus,
+    RolloutShadow,
+    RolloutSpec,
+)
 
 StepKind = Literal["shadow", "canary"]
 #: Canary agreement fails only when the two sides' class counts differ at this significance level.
@@ -63,11 +71,13 @@ def plan_steps(spec: RolloutSpec) -> list[Step]:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A decision: ``action``, a one-line ``reason`` with the numbers, the ``failed`` bounds."""
+    """A decision: ``action``, a one-line ``reason`` with the numbers, the ``failed`` bounds;
+    ``drift_check``: the window waits for its drift check, which the caller starts or reads."""
 
     action: RolloutAction
     reason: str
     failed: list[str] = field(default_factory=list)
+    drift_check: bool = False
 
 
 def _pct(value: float | None) -> str:
@@ -129,6 +139,21 @@ def failed_bounds(
     return failed
 
 
+def failed_drift(analysis: RolloutAnalysis, drift: RolloutDriftStatus) -> list[str]:
+    """The drift bound, once both sides' checks completed: candidate drift share - incumbent drift
+    share > ``maxDriftShareIncrease`` fails (each side's rows in the window against its own training
+    reference sample, so drift of the live traffic that both see does not count against the candidate)."""
+    limit = analysis.max_drift_share_increase
+    cand, inc = drift.candidate_share, drift.incumbent_share
+    if limit is None or drift.state != "Completed" or cand is None or inc is None or cand - inc <= limit:
+        return []
+    return [f"input drift share {_pct(cand)} vs incumbent {_pct(inc)} (at most +{_pct(limit)}){_drifted(drift)}"]
+
+
+def _drifted(drift: RolloutDriftStatus) -> str:
+    return f"; {drift.message}" if drift.message else ""
+
+
 def summary(numbers: RolloutAnalysisStatus) -> str:
     """The window's numbers in one line (for reasons and Events)."""
     cand, inc = numbers.candidate, numbers.incumbent
@@ -152,6 +177,7 @@ def decide(
     elapsed_seconds: float | None,
     numbers: RolloutAnalysisStatus | None,
     crash: str | None = None,
+    drift: RolloutDriftStatus | None = None,
 ) -> Verdict:
     """Decide step ``index`` of ``steps`` (see the module docstring for the rules, in order).
 
@@ -159,6 +185,9 @@ def decide(
         elapsed_seconds: seconds since the window started; None when it has not started.
         numbers: the window's analysis (None when not read yet).
         crash: why the candidate's pods cannot serve (crash loop, refusal), if they cannot.
+        drift: the window's drift check (``analysis.maxDriftShareIncrease`` set), None before it
+            started. It runs once the window would otherwise pass (``Verdict.drift_check``: start or
+            read it); a failed check pauses the rollout, one without enough data is not applied.
     """
     step = steps[index]
     where = f"step {index + 1}/{len(steps)} ({step.describe()})"
@@ -183,5 +212,21 @@ def decide(
             f"{where}: {cand.requests} candidate and {inc.requests} incumbent requests, "
             f"{analysis.min_requests} needed on each side before deciding",
         )
+    passed = f"{where} passed: {summary(numbers)}"
+    if analysis.max_drift_share_increase is not None:
+        if drift is None or drift.state == "Running":
+            return Verdict(
+                "Wait", f"{where}: drift check of the window's inputs running; {summary(numbers)}", drift_check=True
+            )
+        if drift.state == "Failed":
+            return Verdict("Pause", f"{where}: the drift check failed: {drift.message}", [drift.message])
+        failed = failed_drift(analysis, drift)
+        if failed:
+            action = "Abort" if spec.on_failure == "Abort" else "Pause"
+            return Verdict(action, f"{where}: {'; '.join(failed)}", failed)
+        if drift.state == "NotChecked":
+            passed += f"; input drift not checked: {drift.message}"
+        else:
+            passed += f"; input drift share {_pct(drift.candidate_share)} vs {_pct(drift.incumbent_share)}"
     action = "Promote" if index + 1 >= len(steps) else "NextStep"
-    return Verdict(action, f"{where} passed: {summary(numbers)}")
+    return Verdict(action, passed)

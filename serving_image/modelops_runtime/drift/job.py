@@ -11,6 +11,9 @@ One run per CronJob Job. Reads a :class:`~modelops.contract.DriftJobConfig` from
    run's ``model.features`` tag (so the target column in the reference sample is left out);
 3. current: the stage's prediction log over ``window`` (rows of the served registry version,
    ``feature.`` prefix stripped), or ``current_uri`` (under the same policy);
+   a rollout's drift check (docs/rollout.md) pins the version (``registry_version``), the log
+   partition (``log_partition``: the candidate's) and the window (``window_start``/``window_end``),
+   and tags the run (``run_tags``) so the operator finds it;
 4. drift with :func:`modelops.monitoring.drift.detect_drift`, health of the same window (+ feedback)
    with :func:`modelops.monitoring.health.compute_health`, the accuracy trend against this
    monitor's previous ``history_runs`` runs (found by the owner uid tag);
@@ -133,8 +136,11 @@ def load_config(env: Mapping[str, str], config_file: str | None = None) -> Drift
 # -- inputs ---------------------------------------------------------------------------------------
 
 
-def resolve_served_version(client: Any, model: str, stage: str) -> ServedVersion | None:
-    """The version ``model@<stage alias>`` points to, with its training run's features; None when unset.
+def resolve_served_version(
+    client: Any, model: str, stage: str, registry_version: str | None = None
+) -> ServedVersion | None:
+    """The version ``model@<stage alias>`` points to (or registry version ``registry_version`` when
+    given: a rollout's drift check), with its training run's features; None when unset or missing.
 
     Raises what MLflow raises for anything but "not found" (translated to ``RegistryUnavailable``
     when the server is unreachable).
@@ -145,7 +151,10 @@ def resolve_served_version(client: Any, model: str, stage: str) -> ServedVersion
 
     with translate_errors("resolving the served version"):
         try:
-            mv = client.get_model_version_by_alias(model, STAGE_ALIASES[stage])
+            if registry_version is not None:
+                mv = client.get_model_version(model, registry_version)
+            else:
+                mv = client.get_model_version_by_alias(model, STAGE_ALIASES[stage])
         except MlflowException as exc:
             if is_not_found(exc):
                 return None
@@ -291,13 +300,15 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
     """
     from modelops.monitoring.prediction_log import read_feedback
 
-    window = parse_duration(config.window)
-    since = now - window
+    if config.window_start is not None and config.window_end is not None:
+        since, now = config.window_start, config.window_end
+    else:
+        since = now - parse_duration(config.window)
     log_uri = config.prediction_log_uri or os.environ.get(ENV_PREDICTION_LOG_URI) or None
     if config.current_uri is None and log_uri is None:
         raise InvalidInput("no current data: set current.uri or the operator's prediction log URI")
 
-    served = resolve_served_version(client, config.model, config.stage)
+    served = resolve_served_version(client, config.model, config.stage, config.registry_version)
     history = previous_accuracy(client, experiment_id, config.owner.uid, config.history_runs, run_id)
 
     window_rows = pd.DataFrame()
@@ -322,11 +333,15 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
         "stage": config.stage,
         "model_version": served.semver if served else None,
         "registry_version": served.registry_version if served else None,
-        "window": config.window,
+        "window": config.window if config.window_start is None else "fixed",
+        "partition": config.log_partition or config.stage,
         "window_start": since.isoformat(),
         "window_end": now.isoformat(),
         "rows_of_other_versions": excluded_rows,
     }
+    if served is None and config.registry_version is not None:
+        message = f"version {config.registry_version} of {config.model} is not in the registry"
+        return _insufficient(message, health, served, summary)
     if served is None:
         message = f"no version of {config.model} serves {config.stage} (alias {STAGE_ALIASES[config.stage]!r} unset)"
         return _insufficient(message, health, served, summary)
@@ -359,7 +374,8 @@ def monitor(config: DriftJobConfig, client: Any, run_id: str, experiment_id: str
     else:
         frame = strip_feature_prefix(features_log)
         current = SampledFrame(frame, window_count, [str(c) for c in frame.columns], [])
-        current_source = f"prediction log {log_uri} ({config.window})"
+        span = config.window if config.window_start is None else f"{since.isoformat()} to {now.isoformat()}"
+        current_source = f"prediction log {log_uri}, {config.log_partition or config.stage} ({span})"
     log.info(
         "read %d of %d reference rows and %d of %d current rows in %.2f s",
         len(reference.frame),
@@ -448,7 +464,7 @@ def read_window(
     table = read_prediction_log_table(
         log_uri,
         config.model,
-        config.stage,
+        config.log_partition or config.stage,
         since,
         now,
         columns=lambda name: name in wanted or name.startswith(LOG_FEATURE_PREFIX),
@@ -573,7 +589,7 @@ def run_job(config: DriftJobConfig, now: datetime | None = None) -> tuple[int, s
     now = now or datetime.now(UTC)
     tracking = mlflow.get_tracking_uri()
     client = MlflowClient()
-    tags = {**config.owner.tags(), TAG_MODEL_NAME: config.model, TAG_MODEL_STAGE: config.stage}
+    tags = {**config.owner.tags(), TAG_MODEL_NAME: config.model, TAG_MODEL_STAGE: config.stage, **config.run_tags}
     try:
         with translate_errors("creating the monitoring run"):
             experiment = client.get_experiment_by_name(config.experiment)
