@@ -4,6 +4,7 @@ aborted on live agreement numbers; clients see no errors during either (docs/rol
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,6 +129,45 @@ def test_a_candidate_that_learned_nothing_is_aborted_on_live_agreement(
         sb.wait_for(lambda: _served(sb, model, ns) == ("1.0.0", None), 90, message="router setting removed")
     assert traffic.versions["1.2.0"] == 0  # a shadow candidate never answers a client
     assert traffic.sent > 0 and traffic.failures == []
+
+
+@pytest.mark.timeout(1200)
+def test_a_candidate_trained_on_other_data_is_aborted_on_the_drift_of_its_inputs(
+    operated: Sandbox, namespace: str, model_name: str, events: Any, tmp_path: Path
+) -> None:
+    """A candidate trained on data unlike the live traffic (every feature scaled by 1.5, as a wrong
+    unit or a stale export would) passes its offline gate and every live bound but drift: at the end
+    of the shadow window the two drift Jobs find its inputs drifted against its own training
+    reference and the incumbent's not against its own, and the rollout is aborted with both shares."""
+    sb, ns, model = operated, namespace, model_name
+    data = load_breast_cancer(as_frame=True).frame
+    features = [c for c in data.columns if c != "target"]
+    data[features] = data[features] * 1.5
+    (tmp_path / "scaled.csv").write_text(data.to_csv(index=False))
+    before = sb.supervisor.operator_extra_env
+    # The operator's data URI policy reads local datasets from its data folders only.
+    sb.supervisor.restart_operator(env={**before, "MODELOPS_DATA_PATH_PREFIXES": str(tmp_path)})
+    try:
+        with _clients(_incumbent(sb, ns, model), model) as traffic:
+            analysis = {**ANALYSIS, "minRequests": 50, "minAgreement": 0, "maxDriftShareIncrease": 0.3}
+            rollout = {"strategy": "Shadow", "shadow": {"sampleRate": 1.0, "pauseSeconds": 10}, "analysis": analysis}
+            sb.create(modelversion("v4", model, "1.3.0", uri=str(tmp_path / "scaled.csv"), rollout=rollout), ns)
+            aborted = sb.wait_for_object("modelversions", "v4", ns, phase("v4", "RolloutAborted"), TIMEOUT)
+            rs = aborted["status"]["rollout"]
+            drift = rs["drift"]
+            assert drift["state"] == "Completed", drift
+            assert drift["candidateShare"] >= 0.9 and drift["incumbentShare"] <= 0.1, drift
+            assert "input drift share" in condition(aborted, "Rollout", "False")["message"]
+            assert validate(MV_STATUS_SCHEMA, aborted["status"], prefix="status") == []
+            # Both runs are in MLflow (the candidate's with Evidently's report), and the Jobs ran once each.
+            assert drift["candidateRun"] and drift["incumbentRun"] and len(drift["jobs"]) == 2
+            assert sorted(j["metadata"]["name"] for j in sb.list("jobs", ns) if "-drift-" in j["metadata"]["name"]) \
+                == sorted(drift["jobs"])
+            assert any(e["reason"] == "RolloutAborted" and "drift" in e.get("message", "") for e in events("v4"))
+            sb.wait_for(lambda: _served(sb, model, ns) == ("1.0.0", None), 90, message="router setting removed")
+        assert traffic.versions["1.3.0"] == 0 and traffic.sent > 0 and traffic.failures == []
+    finally:
+        sb.supervisor.restart_operator(env=before)
 
 
 def _wait_for_step(sb: Sandbox, name: str, ns: str, step: int) -> None:

@@ -433,16 +433,23 @@ class Supervisor:
         self.ensure_mlflow()
         self.start_operator(env=env)
 
-    def restart_operator(self, grace: float = 10.0) -> None:
+    def restart_operator(self, grace: float = 10.0, env: Mapping[str, str] | None = None) -> None:
         """Stop the operator (SIGTERM, then SIGKILL after ``grace`` s) and start it again with the
-        same settings, as a pod restart would. Raises SandboxError when it does not come back."""
+        same settings, as a pod restart would, or with ``env`` in place of the extra settings it was
+        started with (a redeploy with other settings; see :attr:`operator_extra_env`). Raises
+        SandboxError when it does not come back."""
         record = self.state.processes.get("operator")
         if record is not None:
             procs.stop_groups([record.pid], grace, self.marker)
             popen = self._popen.pop("operator", None)
             if popen is not None:
                 popen.poll()  # reap
-        self.start_operator(env=self._operator_extra_env)
+        self.start_operator(env=self._operator_extra_env if env is None else env)
+
+    @property
+    def operator_extra_env(self) -> dict[str, str]:
+        """The settings the operator was last started with on top of the sandbox's (a copy)."""
+        return dict(self._operator_extra_env)
 
     def start_operator(self, timeout: float = 60.0, env: Mapping[str, str] | None = None) -> None:
         """Start ``modelops operator run`` against the sandbox and wait for its /healthz.
