@@ -11,8 +11,17 @@ from modelops.api.modelversion import (
     RegistryStatus,
     RolloutStatus,
 )
-from modelops.reconcile.rollout import StageRollout, _record, aborted_blocks, plan, rollout_hash, summarise
-from modelops.reconcile.stages import Candidate, resolve
+from modelops.reconcile.rollout import (
+    Plan,
+    StageRollout,
+    _record,
+    aborted_blocks,
+    advance,
+    plan,
+    rollout_hash,
+    summarise,
+)
+from modelops.reconcile.stages import Candidate, Resolution, resolve
 from modelops.rollout.decision import Verdict, plan_steps
 
 CANARY = {"strategy": "Canary", "steps": [{"weight": 10, "pauseSeconds": 5}, {"weight": 50, "pauseSeconds": 5}]}
@@ -239,3 +248,23 @@ def test_abort_pause_and_promote_are_recorded_with_events_and_phases() -> None:
     assert st.rollout is not None and (st.rollout.phase, st.rollout.weight) == ("Promoted", 100)
     summarise(st, "Production", 1)
     assert next(c for c in st.conditions if c.type == "Rollout").status == "True"
+
+
+async def test_cancelled_and_replaced_rollouts_post_one_rollout_cancelled_each() -> None:
+    """GitOps changes mid-rollout: v2's stage moved away (cancelled: its rollout state goes), v3's
+    rollout moved to Staging (replaced: its new rollout stays). Each posts RolloutCancelled naming the
+    stage it left."""
+    events: list[tuple[str, str, str]] = []
+    ctx = SimpleNamespace(post_event=lambda body, kind, reason, message: events.append((body["n"], reason, message)))
+    statuses = {"v2": status("1.1.0", "2"), "v3": status("1.2.0", "3")}
+    statuses["v2"].rollout = RolloutStatus(phase="Shadow", stage="Production", spec_hash="h")
+    statuses["v3"].rollout = RolloutStatus(phase="Waiting", stage="Staging", spec_hash="h", reason="rollout to Staging")
+    the_plan = Plan(Resolution({}, {}), cancelled=["v2"], restarted=[("v3", "Production")])
+    bodies = [{"metadata": {"name": n}, "n": n} for n in statuses]
+    await advance(ctx, "ns", "m", the_plan, bodies, statuses, {})  # type: ignore[arg-type]
+    assert [(n, reason) for n, reason, _ in events] == [("v2", "RolloutCancelled"), ("v3", "RolloutCancelled")]
+    assert events[0][2].startswith("rollout to Production cancelled: the version no longer wins the stage")
+    assert events[1][2] == (
+        "rollout to Production cancelled: spec.stage, spec.rollout or the incumbent changed; rollout to Staging"
+    )
+    assert statuses["v2"].rollout is None and statuses["v3"].rollout is not None

@@ -365,26 +365,20 @@ async def advance(
 ) -> None:
     """Decide each rollout of this pass and record it in the candidate's ``status.rollout`` (see module)."""
     by_name = {b["metadata"]["name"]: b for b in bodies}
-    for name in the_plan.cancelled:
-        st = statuses[name]
-        if st.rollout is not None:
-            ctx.post_event(
-                by_name[name],
-                "Normal",
-                "RolloutCancelled",
-                f"rollout to {st.rollout.stage} cancelled: the version no longer wins the stage "
-                "(spec.stage changed, or another version won it); the incumbent keeps serving",
-            )
-            st.rollout = None
+    cancels = [
+        (name, rs.stage, "the version no longer wins the stage (spec.stage changed, or another version won "
+         "it); the incumbent keeps serving")
+        for name in the_plan.cancelled
+        if (rs := statuses[name].rollout) is not None
+    ]
     for name, old_stage in the_plan.restarted:
         new = statuses[name].rollout
         assert new is not None
-        ctx.post_event(
-            by_name[name],
-            "Normal",
-            "RolloutCancelled",
-            f"rollout to {old_stage} cancelled (spec.stage, spec.rollout or the incumbent changed); {new.reason}",
-        )
+        cancels.append((name, old_stage, f"spec.stage, spec.rollout or the incumbent changed; {new.reason}"))
+    for name, old_stage, why in cancels:
+        ctx.post_event(by_name[name], "Normal", "RolloutCancelled", f"rollout to {old_stage} cancelled: {why}")
+    for name in the_plan.cancelled:
+        statuses[name].rollout = None
     for stage, roll in the_plan.rollouts.items():
         st = statuses[roll.candidate]
         rs = st.rollout
