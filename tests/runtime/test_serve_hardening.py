@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import mlflow
+import orjson
 import pytest
 import uvicorn
 from mlflow.models import infer_signature
@@ -129,6 +130,25 @@ def test_an_integer_column_refuses_values_no_int64_holds(penguins: Running, stor
     for year in ("2007", 2007.0, "2.007e3", -(2**63)):
         response = penguins.client.post("/invocations", json={"dataframe_records": [{**row, "year": year}]})
         assert response.status_code == 200, (year, response.text)
+
+
+def test_an_integer_column_refuses_integers_a_float_cannot_hold_exactly(penguins: Running, store: Store) -> None:
+    """The JSON parser reads an integer beyond int64 as a float: -2**63 - 1 was taken as -2**63 and
+    predicted with. Integers beyond ±2**53 that went through float64 (that one, floats, strings, a
+    column with missing values) are 400; JSON integers in a complete column stay exact (int64)."""
+    row = records(store.penguins.X.iloc[:1])[0]
+    beyond = 2**53 + 1
+    for text in (f"{-(2**63) - 1}", f"{float(2**60)}", f'"{beyond}"'):
+        record = orjson.dumps({**row, "year": 0}).decode().replace('"year":0', f'"year":{text}')
+        body = '{"dataframe_records": [' + record + "]}"
+        response = penguins.client.post("/invocations", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400, (text, response.text)
+        assert "beyond ±2**53" in response.json()["message"], response.text
+    with_missing = [{**row, "year": beyond}, {**row, "year": None}]
+    response = penguins.client.post("/invocations", json={"dataframe_records": with_missing})
+    assert response.status_code == 400 and "beyond ±2**53" in response.json()["message"], response.text
+    response = penguins.client.post("/invocations", json={"dataframe_records": [{**row, "year": beyond}]})
+    assert response.status_code == 200, response.text
 
 
 # ------------------------------------------------------------------- odd tensors and ids

@@ -358,11 +358,15 @@ def _check_finite(spec: ColumnSpec, array: np.ndarray) -> None:
 
 #: The int64 range as float64 bounds: ``-2**63 <= v < 2**63`` (both exactly representable).
 _INT64_LOW, _INT64_HIGH = -(2.0**63), 2.0**63
+#: Integers a float64 holds with no neighbour rounding to them: ``|v| < 2**53`` (IEEE 754 binary64:
+#: a 53-bit significand).
+_FLOAT_EXACT = 2.0**53
 
 
 def _check_integral(spec: ColumnSpec, array: np.ndarray) -> None:
-    """Refuse non-integral values, and values no int64 holds (numpy's cast of ``1e300`` or of the string
-    ``"1e19"`` to int64 gives -2**63 silently, so the model would get a wrong number)."""
+    """Refuse non-integral values, values no int64 holds (numpy's cast of ``1e300`` or of the string
+    ``"1e19"`` to int64 gives -2**63 silently, so the model would get a wrong number), and integers
+    beyond ±2**53 on this float64 path (not exact: the model could get a neighbouring number)."""
     finite = array[~np.isnan(array)]
     if not finite.size:
         return
@@ -371,6 +375,15 @@ def _check_integral(spec: ColumnSpec, array: np.ndarray) -> None:
         raise DatatypeError(f"column '{spec.name}' expects {spec.kind} values; got the non-integral number {bad!r}")
     if finite.min() < _INT64_LOW or finite.max() >= _INT64_HIGH:
         raise DatatypeError(f"column '{spec.name}' has an integer out of the 64-bit range")
+    if np.abs(finite).max() >= _FLOAT_EXACT:  # 2**53 itself may be the rounding of 2**53 + 1
+        # Here the values went through float64: JSON numbers with a fraction or exponent, strings, a
+        # column with missing values, or a JSON integer beyond int64 that the JSON parser read as a
+        # float (-2**63 - 1 became -2**63). Beyond 2**53 that may have changed the number.
+        raise DatatypeError(
+            f"column '{spec.name}' has an integer beyond ±2**53 that is not exact as a 64-bit float "
+            "(sent as a float or a string, in a column with missing values, or beyond int64); "
+            "send it as a JSON integer in a column without missing values"
+        )
 
 
 def _raise_type(spec: ColumnSpec, values: Sequence[Any], allowed: set[type]) -> NoReturn:
