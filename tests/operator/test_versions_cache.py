@@ -239,6 +239,14 @@ def test_a_deployment_scaled_to_zero_does_not_serve() -> None:
         },
     }
     assert deployment_serving(ready)[:2] == ("True", "Available")
+    # Just updated (a new template): the counts are the old template's, so they neither say "done"
+    # nor "0 old replica(s) still serving"; the message says the update is not observed yet.
+    updated = {**ready, "metadata": {"generation": 2}}
+    status, reason, message, _ = deployment_serving(updated)
+    assert (status, reason) == ("Unknown", "RollingOut")
+    assert message == (
+        "the Deployment controller has not yet observed the update (generation 2, observed 1); 1/1 replicas ready"
+    )
 
 
 def test_a_failed_ready_is_a_warning_event_and_progress_is_normal() -> None:

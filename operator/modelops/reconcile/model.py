@@ -119,6 +119,15 @@ def deployment_serving(deployment: Mapping[str, Any] | None) -> tuple[ConditionS
     # pod is left, and all are available (old pods still serving mean the rollout is not done).
     if gen_seen and updated >= want and total <= updated and available >= want and ready >= want:
         return "True", "Available", f"{ready}/{want} replicas ready", ready
+    if not gen_seen:  # its counts are still those of the previous template: they would read as done
+        observed, generation = st.get("observedGeneration"), deployment["metadata"].get("generation")
+        return (
+            "Unknown",
+            "RollingOut",
+            f"the Deployment controller has not yet observed the update (generation {generation}, "
+            f"observed {observed}); {ready}/{want} replicas ready",
+            ready,
+        )
     old = max(0, total - updated)
     return (
         "Unknown",
