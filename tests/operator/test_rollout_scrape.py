@@ -16,6 +16,7 @@ from aiohttp import web
 
 from modelops.api.modelversion import ModelVersionStatus, RolloutStatus
 from modelops.builders.common import serving_name
+from modelops.builders.serving import candidate_name
 from modelops.clients.kube import DEPLOYMENTS, PODS
 from modelops.contract import SERVING_PORT_NAME, RouterConfig
 from modelops.reconcile.context import Context
@@ -53,7 +54,11 @@ class Pod:
 async def pods() -> AsyncIterator[tuple[dict[str, Pod], int]]:
     """Two incumbent pods on 127.0.0.2 and 127.0.0.3 at one port (their pod IPs 10.9.0.2, 10.9.0.3)."""
     port = _free_port()
-    served = {"127.0.0.2": Pod("1.0.0", router=True), "127.0.0.3": Pod("1.0.0", router=True)}
+    served = {
+        "127.0.0.2": Pod("1.0.0", router=True),
+        "127.0.0.3": Pod("1.0.0", router=True),
+        "127.0.0.5": Pod("1.1.0", router=False),  # the candidate's pod
+    }
     runners: dict[str, web.AppRunner] = {}
 
     async def start(address: str) -> None:
@@ -74,12 +79,14 @@ async def pods() -> AsyncIterator[tuple[dict[str, Pod], int]]:
         await runner.cleanup()
 
 
-def _objects(kube: FakeKube, port: int, names: dict[str, str]) -> None:
-    selector = {"app.kubernetes.io/component": "serving", "m": MODEL}
+def _objects(kube: FakeKube, port: int, names: dict[str, str], component: str = "serving") -> None:
+    """A Deployment (the stage's, or with ``component`` serving-candidate the candidate's) and its pods."""
+    selector = {"app.kubernetes.io/component": component, "m": MODEL}
+    name = serving_name(MODEL, STAGE) if component == "serving" else candidate_name(MODEL, STAGE)
     kube.put(
         DEPLOYMENTS,
         {
-            "metadata": {"name": serving_name(MODEL, STAGE), "namespace": NS},
+            "metadata": {"name": name, "namespace": NS},
             "spec": {"selector": {"matchLabels": selector}},
         },
     )
@@ -107,6 +114,7 @@ async def test_the_window_is_read_from_the_pods_metrics_without_the_prediction_l
     served, port = pods
     kube = FakeKube()
     _objects(kube, port, {"inc-a": "10.9.0.2", "inc-b": "10.9.0.3", "inc-c": "10.9.0.4"})  # c: nothing listens
+    _objects(kube, port, {"cand-a": "10.9.0.5"}, component="serving-candidate")
     settings = Settings(
         prediction_log_uri=str(tmp_path / "not-the-operators"), pod_network_map="10.9.0.0/24=127.0.0.0/24"
     )
@@ -123,6 +131,7 @@ async def test_the_window_is_read_from_the_pods_metrics_without_the_prediction_l
     assert len(problems) == 1 and problems[0].startswith("pod inc-c:")
     counters = candidate.rollout.counters
     assert counters is not None and set(counters.incumbent.pods) == {"inc-a", "inc-b"}
+    assert set(counters.candidate.pods) == {"cand-a"}
 
     for pod in (a, b):
         for _ in range(30):
@@ -133,6 +142,8 @@ async def test_the_window_is_read_from_the_pods_metrics_without_the_prediction_l
         pod.router.rows.labels("agree").inc(27)
         pod.router.rows.labels("disagree").inc(3)
     b.server.error("internal")
+    for _ in range(60):  # the copies as the candidate's own server timed them
+        served["127.0.0.5"].server.observe(np.array([1]), 0.008, classifier=True)
     # The status goes through the API (as the wire form) between passes, as after an operator restart.
     candidate = ModelVersionStatus.model_validate(candidate.model_dump(mode="json", by_alias=True, exclude_none=True))
     numbers, _ = await _analyse(ctx, NS, MODEL, STAGE, roll, candidate, incumbent, STARTED + timedelta(seconds=30))
@@ -140,6 +151,8 @@ async def test_the_window_is_read_from_the_pods_metrics_without_the_prediction_l
     assert (numbers.candidate.requests, numbers.candidate.errors) == (60, 0)
     assert (numbers.agreement, numbers.compared) == (pytest.approx(0.9), 60)
     assert numbers.incumbent.latency_p95_ms is not None and 1.0 < numbers.incumbent.latency_p95_ms <= 2.5
+    assert numbers.candidate.latency_p95_ms is not None and 5.0 < numbers.candidate.latency_p95_ms <= 10.0
+    assert numbers.candidate.round_trip_p95_ms is not None and 2.5 < numbers.candidate.round_trip_p95_ms <= 5.0
     assert numbers.candidate.accuracy is None  # no log read: no feedback accuracy
     assert not (tmp_path / "not-the-operators").exists()
 

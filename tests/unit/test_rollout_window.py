@@ -60,7 +60,10 @@ def test_series_keeps_what_the_server_and_its_router_expose() -> None:
     assert "shadow:dropped" not in kept and "canary:answered" not in kept  # zeros are omitted...
     assert kept["le:0.0025"] == 0 and kept["le:0.005"] == 1 and kept["le:+Inf"] == 2  # ...except buckets
     assert kept["shadow:le:0.005"] == 1 and "canary:le:0.005" not in kept
-    assert series(text, "candidate") == {"class:1": 3, "class:0": 1}
+    candidate = series(text, "candidate")  # its predicted classes and its server-side latency only
+    assert {k: v for k, v in candidate.items() if k.startswith("class:")} == {"class:1": 3, "class:0": 1}
+    assert {k for k in candidate if not k.startswith("class:")} == {k for k in kept if k.startswith("le:")}
+    assert candidate["le:0.005"] == 1 and candidate["le:+Inf"] == 2
     with pytest.raises(ValueError):
         series('ml_predictions_total{model_name="m" 1\n', "incumbent")
 
@@ -133,11 +136,15 @@ def _counters(incumbent: dict[str, float], candidate: dict[str, float] | None = 
 def test_shadow_numbers_come_from_the_router_on_the_incumbent_pods() -> None:
     inc = {"ok": 98, "err": 2, "le:0.01": 100, "le:+Inf": 100, "shadow:sent": 45, "shadow:failed": 5}
     inc |= {"shadow:le:0.02": 40, "shadow:le:+Inf": 45, "agree": 40, "disagree": 10}
-    n = window_numbers(_counters(inc), "shadow", classifier=True, window_start=T0, time=T0)
+    cand = {"le:0.005": 0, "le:0.01": 45, "le:+Inf": 45}  # the candidate's pods: its server-side latency
+    n = window_numbers(_counters(inc, cand), "shadow", classifier=True, window_start=T0, time=T0)
     assert (n.incumbent.requests, n.incumbent.errors, n.incumbent.error_rate) == (100, 2, 0.02)
     assert (n.candidate.requests, n.candidate.errors, n.candidate.error_rate) == (50, 5, 0.1)
     assert n.incumbent.latency_p95_ms == pytest.approx(9.5)
-    assert n.candidate.latency_p95_ms == pytest.approx(20.0)  # rank 42.75 of 45 is in +Inf: the bound below
+    # Server-side against server-side (rank 42.75 of 45 in the 5-10 ms bucket); the router's round
+    # trips apart (rank 42.75 of 45 is in +Inf: the bound below).
+    assert n.candidate.latency_p95_ms == pytest.approx(9.75)
+    assert n.candidate.round_trip_p95_ms == pytest.approx(20.0)
     assert (n.agreement, n.compared, n.agreement_p_value) == (0.8, 50, None)
     regression = window_numbers(_counters(inc), "shadow", classifier=False, window_start=T0, time=T0)
     assert regression.agreement is None and regression.compared == 0

@@ -204,7 +204,7 @@ class RolloutAnalysis(ApiModel):
         default=2.0, ge=1, le=100, description="Candidate p95 latency <= ratio x incumbent p95 + latencySlackMs."
     )
     latency_slack_ms: float = Field(
-        default=20.0, ge=0, le=60_000, description="Absolute slack of the latency bound, ms (the extra hop)."
+        default=20.0, ge=0, le=60_000, description="Absolute slack of the latency bound, ms (noise at low latencies)."
     )
     min_agreement: float | None = Field(
         default=0.9,
@@ -459,7 +459,12 @@ class WindowNumbers(ApiModel):
     requests: int = Field(default=0, ge=0, description="Requests in the window.")
     errors: int = Field(default=0, ge=0, description="Failed requests.")
     error_rate: float | None = Field(default=None, description="errors / requests.")
-    latency_p95_ms: float | None = Field(default=None, description="95th percentile of request latency, ms.")
+    latency_p95_ms: float | None = Field(
+        default=None, description="95th percentile of server-side request latency (its own pods' /metrics), ms."
+    )
+    round_trip_p95_ms: float | None = Field(
+        default=None, description="Candidate: 95th percentile of the router's round trips to it, ms (the extra hop)."
+    )
     labelled: int = Field(default=0, ge=0, description="Rows with a feedback label.")
     accuracy: float | None = Field(default=None, description="Share of labelled rows predicted right.")
 

@@ -465,12 +465,12 @@ async def _analyse(
         ctx, namespace, serving_name(model, stage), "incumbent", rs.step_started
     )
     counters.incumbent = accumulate(counters.incumbent, scraped, present, new)
-    if route == "canary":  # the candidate's own predicted classes; shadow numbers are all the router's
-        scraped, present, new, more = await _side_scrapes(
-            ctx, namespace, candidate_name(model, stage), "candidate", rs.step_started
-        )
-        counters.candidate = accumulate(counters.candidate, scraped, present, new)
-        problems += more
+    # The candidate's own pods: their server-side latency, and in canary their predicted classes.
+    scraped, present, new, more = await _side_scrapes(
+        ctx, namespace, candidate_name(model, stage), "candidate", rs.step_started
+    )
+    counters.candidate = accumulate(counters.candidate, scraped, present, new)
+    problems += more
     rs.counters = counters
     classifier = (st.model.task if st.model else None) != "regression"
     numbers = window_numbers(counters, route, classifier=classifier, window_start=rs.step_started, time=clock)

@@ -1,8 +1,8 @@
 """The numbers of a rollout window from the serving pods' own ``/metrics`` (pure; docs/rollout.md,
 "Where the numbers come from").
 
-Each pass the operator scrapes every pod of the incumbent's Deployment and, in canary steps, of the
-candidate's (:mod:`modelops.reconcile.rollout` does the I/O), keeps the few series the analysis needs
+Each pass the operator scrapes every pod of the incumbent's Deployment and of the candidate's
+(:mod:`modelops.reconcile.rollout` does the I/O), keeps the few series the analysis needs
 (:func:`series`), and folds the scrape into the window's counters (:func:`accumulate`): per pod and
 series the increase since the previous scrape, a value lower than before being a counter reset (the
 pod's server restarted) whose new value is the increase, as Prometheus' ``increase()`` treats resets.
@@ -17,7 +17,8 @@ Series kept (keys of the state; values of zero are omitted, except histogram buc
   (latency buckets), ``class:<label>`` (predicted rows by class); the router's ``<route>:<outcome>``
   (requests sent to the candidate), ``<route>:le:<bound>`` (the candidate's round-trip buckets),
   ``agree``/``disagree`` (shadowed rows);
-* candidate pods: ``class:<label>`` (its predicted rows by class, for canary agreement).
+* candidate pods: ``class:<label>`` (its predicted rows by class, for canary agreement) and ``le:<bound>``
+  (its server-side latency buckets, for the latency bound).
 """
 
 from __future__ import annotations
@@ -73,10 +74,10 @@ def series(text: str, side: Side) -> dict[str, float]:
             labels = s.labels
             if name == _family(PROM_PREDICTIONS) and s.name == PROM_PREDICTIONS:
                 add(f"class:{labels.get('prediction_class', '')}", s.value)
-            elif side == "candidate":
-                continue
             elif name == PROM_LATENCY and s.name == f"{PROM_LATENCY}_bucket":
                 add(f"le:{labels['le']}", s.value)
+            elif side == "candidate":
+                continue
             elif name == PROM_LATENCY and s.name == f"{PROM_LATENCY}_count":
                 add("ok", s.value)
             elif name == _family(PROM_ERRORS) and s.name == PROM_ERRORS:
@@ -213,9 +214,17 @@ def class_agreement(
     return 1.0 - distance, int(n_c), p_value
 
 
-def _side(requests: float, errors: float, p95_seconds: float | None) -> WindowNumbers:
+def _side(
+    requests: float, errors: float, p95_seconds: float | None, round_trip_p95_seconds: float | None = None
+) -> WindowNumbers:
     n, e = round(requests), round(errors)
-    return WindowNumbers(requests=n, errors=e, error_rate=e / n if n else None, latency_p95_ms=_ms(p95_seconds))
+    return WindowNumbers(
+        requests=n,
+        errors=e,
+        error_rate=e / n if n else None,
+        latency_p95_ms=_ms(p95_seconds),
+        round_trip_p95_ms=_ms(round_trip_p95_seconds),
+    )
 
 
 def window_numbers(
@@ -231,7 +240,9 @@ def window_numbers(
     * incumbent: requests = successful + server-failed requests of its own pods (those the candidate
       answered in canary are not its own), errors = server-failed, p95 of its server-side latency;
     * candidate: the router's view on the incumbent's pods for ``route``: requests = answered +
-      failed, errors = failed (no answer in time, non-2xx), p95 of the answered round trips;
+      failed, errors = failed (no answer in time, non-2xx); p95 of its own pods' server-side latency
+      (measured as the incumbent's, so the two compare the models, not the extra hop), and the p95 of
+      the router's round trips to it apart (``round_trip_p95_ms``: what a canary client waited for);
     * agreement (classifiers): shadow, ``agree / (agree + disagree)`` of the shadowed rows;
       canary, :func:`class_agreement` of the two sides' predicted-class counts.
     """
@@ -248,7 +259,12 @@ def window_numbers(
     return RolloutAnalysisStatus(
         window_start=window_start,
         time=time,
-        candidate=_side(ok + failed, failed, histogram_quantile(LATENCY_QUANTILE, _buckets(inc, f"{route}:"))),
+        candidate=_side(
+            ok + failed,
+            failed,
+            histogram_quantile(LATENCY_QUANTILE, _buckets(cand, "")),
+            histogram_quantile(LATENCY_QUANTILE, _buckets(inc, f"{route}:")),
+        ),
         incumbent=_side(
             inc.get("ok", 0.0) + inc.get("err", 0.0),
             inc.get("err", 0.0),
