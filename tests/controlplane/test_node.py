@@ -91,15 +91,41 @@ def test_cronjob_is_run_by_the_real_cronjob_controller(real: Sandbox, cluster_na
     assert cron["status"]["lastScheduleTime"]
 
 
+def test_pre_stop_sleep_runs_before_the_container_is_signalled(real: Sandbox, cluster_namespace: str,
+                                                              tmp_path: Any) -> None:
+    """A deleted pod's preStop sleep runs first (the process still serves while the endpoint goes),
+    then SIGTERM: the process records the signal only after the hook."""
+    ns, marker = cluster_namespace, tmp_path / "terminated"
+    code = ("import os, signal, sys, time\n"
+            "def done(*_):\n    open(os.environ['MARKER'], 'w').write('TERM'); sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, done)\nwhile True: time.sleep(0.1)\n")
+    container = python_container(code, env=[{"name": "MARKER", "value": str(marker)}],
+                                 lifecycle={"preStop": {"sleep": {"seconds": 4}}})
+    # A bare Pod needs its namespace's default ServiceAccount, which its controller creates shortly.
+    real.wait_for(lambda: real.find("serviceaccounts", "default", ns) is not None, timeout=60, message="default SA")
+    real.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stopper"},
+                 "spec": {"terminationGracePeriodSeconds": 10, "containers": [container]}}, ns)
+    real.wait_for_object("pods", "stopper", ns, lambda p: (p.get("status") or {}).get("phase") == "Running")
+    real.api.request("DELETE", f"/api/v1/namespaces/{ns}/pods/stopper")
+    real.wait_for_object("pods", "stopper", ns, lambda p: p["metadata"].get("deletionTimestamp"))
+    time.sleep(1)  # the kubelet has seen the deletion by now; without the hook it would have signalled
+    assert not marker.exists(), "SIGTERM before the preStop sleep ended"
+    real.wait_for(lambda: real.find("pods", "stopper", ns) is None, timeout=60, message="pod gone")
+    assert marker.read_text() == "TERM"  # then it was signalled, and stopped on it
+
+
 def _deployment(version: str) -> dict[str, Any]:
+    # The preStop sleep keeps a terminating pod serving while the EndpointSlice controller and the
+    # Service forwarder drop it, as a zero-downtime Deployment needs on any cluster.
     container = python_container(HTTP_SERVER, env=[{"name": "VERSION", "value": version}],
                                  ports=[{"name": "http", "containerPort": 8080}],
-                                 readinessProbe={"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1})
+                                 readinessProbe={"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+                                 lifecycle={"preStop": {"sleep": {"seconds": 2}}})
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
                      "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                      "template": {"metadata": {"labels": {"app": "web"}},
-                                  "spec": {"terminationGracePeriodSeconds": 2, "containers": [container]}}}}
+                                  "spec": {"terminationGracePeriodSeconds": 5, "containers": [container]}}}}
 
 
 def test_rolling_update_by_the_real_deployment_controller_drops_no_request(real: Sandbox,

@@ -21,8 +21,11 @@ does what a kubelet does:
   ContainersReady and Ready conditions, ``containerStatuses`` (waiting reasons, running, terminated
   with exit code, reason, signal and the termination message, ``lastState``, ``restartCount``),
   ``podIP`` and ``hostIP``;
-* on deletion (``deletionTimestamp``) stops the processes within the grace period, then deletes the
-  Pod with ``gracePeriodSeconds: 0``, which is how a real kubelet confirms a pod is gone.
+* on deletion (``deletionTimestamp``) runs the container's ``preStop`` ``sleep`` hook (the process
+  keeps serving while the EndpointSlice controller and the Service forwarders drop the pod), then
+  stops the processes within what is left of the grace period (at least
+  :data:`MIN_GRACE_AFTER_PRE_STOP`, as the real kubelet grants), then deletes the Pod with
+  ``gracePeriodSeconds: 0``, which is how a real kubelet confirms a pod is gone.
 """
 
 from __future__ import annotations
@@ -173,6 +176,11 @@ async def confirm_deletion(api: AsyncApi, namespace: str, name: str, uid: str) -
         await api.request("DELETE", PODS.path(namespace, name), json=body)
 
 
+#: Seconds a container always gets between SIGTERM and SIGKILL after its preStop hook, even when the
+#: hook used up the grace period (the real kubelet's minimum, kuberuntime_container.go).
+MIN_GRACE_AFTER_PRE_STOP = 2.0
+
+
 class PodWorker:
     """Runs one Pod bound to this node until it ends or is deleted; reports its status."""
 
@@ -291,8 +299,11 @@ class PodWorker:
             await self.publish()
             ran_from = time.monotonic()
             why = await self._supervise(launch.env)
+            grace = grace_seconds(self.spec, self.ctx.config.grace_max)
+            if why == "deleted":
+                grace = max(grace - await self._pre_stop(grace), MIN_GRACE_AFTER_PRE_STOP)
             self.ready = False
-            code = await self.handle.stop(grace_seconds(self.spec, self.ctx.config.grace_max))
+            code = await self.handle.stop(grace)
             finished = terminated_state(code, self.handle.started_iso, now_iso())
             message = termination_message(self.local, self.container, code)
             if message:  # terminationMessagePath (or the log tail with FallbackToLogsOnError)
@@ -316,6 +327,21 @@ class PodWorker:
                                       "message": f"back-off {delay:g}s restarting failed container ({why})"}}
             await self.publish()
             await self._sleep(delay)
+
+    async def _pre_stop(self, grace: float) -> float:
+        """Run the container's ``lifecycle.preStop`` hook before SIGTERM; returns the seconds it took.
+
+        The ``sleep`` action is honoured (at most ``grace``); ``exec`` and ``httpGet`` hooks are not
+        run here (logged), as a local process has no container to exec into.
+        """
+        hook = (self.container.get("lifecycle") or {}).get("preStop") or {}
+        if "sleep" in hook:
+            seconds = min(float(hook["sleep"].get("seconds") or 0), grace)
+            await asyncio.sleep(seconds)
+            return seconds
+        if hook:
+            log.info("pod %s/%s: preStop %s not run by the local node", self.namespace, self.name, sorted(hook))
+        return 0.0
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
