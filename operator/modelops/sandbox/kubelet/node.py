@@ -206,6 +206,7 @@ class PodWorker:
         self.initialized = False
         self.phase = "Pending"
         self.deleting = asyncio.Event()
+        self.pod_deleted = False  # the Pod was deleted (its preStop hook runs), not the kubelet stopping
         self.task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ status
@@ -300,7 +301,7 @@ class PodWorker:
             ran_from = time.monotonic()
             why = await self._supervise(launch.env)
             grace = grace_seconds(self.spec, self.ctx.config.grace_max)
-            if why == "deleted":
+            if why == "deleted" and self.pod_deleted:
                 grace = max(grace - await self._pre_stop(grace), MIN_GRACE_AFTER_PRE_STOP)
             self.ready = False
             code = await self.handle.stop(grace)
@@ -377,7 +378,9 @@ class PodWorker:
 
     async def terminate(self, confirm: bool) -> None:
         """Stop the processes (grace period); with ``confirm``, report the final status and delete the
-        Pod object with ``gracePeriodSeconds: 0`` (preconditioned on its uid)."""
+        Pod object with ``gracePeriodSeconds: 0`` (preconditioned on its uid). The preStop hook runs
+        only for a deleted Pod (``confirm``), not when the kubelet itself stops."""
+        self.pod_deleted = confirm
         self.deleting.set()
         if self.task is not None:
             with contextlib.suppress(asyncio.CancelledError):
