@@ -25,6 +25,9 @@ from .errors import MalformedBody, TooLarge, UnsupportedMediaType
 MIB = 1024 * 1024
 #: Requests with more rows than this are predicted in a worker thread (:mod:`.app` says why).
 INLINE_MAX_ROWS = 32
+#: Request bodies larger than this (bytes) are parsed and checked in a worker thread: 32 MiB of
+#: small JSON elements took the event loop ~2.7 s, during which health probes waited (:mod:`.app`).
+INLINE_PARSE_MAX_BYTES = MIB
 #: Content-Encoding values accepted on request bodies (``identity`` = none).
 CONTENT_ENCODINGS = ("gzip", "deflate", "identity")
 
