@@ -231,6 +231,17 @@ def cpu_seconds(pid: int) -> float:
     return 0.0
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Restrict ``pid``, every thread of it and of its descendants to the CPU cores ``cpus``
+    (``sched_setaffinity``; threads and processes started later inherit it). Called right after
+    a child starts (before it imports numpy and starts its threads), and again once it runs."""
+    for process in descendants(pid):
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{process}/task"):
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(int(task), cpus)
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of ``pid`` and its live descendants."""
     return sum(cpu_seconds(p) for p in descendants(pid))
@@ -281,10 +292,16 @@ class ChildResult:
 
 
 def run_child(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 600, cwd: Path | None = None
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600,
+    cwd: Path | None = None,
+    cpus: set[int] | None = None,
 ) -> ChildResult:
-    """Run ``argv`` to completion; peak RSS = the highest ``VmHWM`` sum of its process tree seen while
-    polling every 10 ms (see the module docstring), CPU seconds from ``wait4`` (child and reaped children).
+    """Run ``argv`` to completion (on the cores ``cpus`` when set, see :func:`pin`); peak RSS = the
+    highest ``VmHWM`` sum of its process tree seen while polling every 10 ms (see the module
+    docstring), CPU seconds from ``wait4`` (child and reaped children).
 
     Output goes through temporary files (no pipe deadlock). Kills the child after ``timeout``
     seconds and raises TimeoutError.
@@ -296,6 +313,8 @@ def run_child(
         process = subprocess.Popen(
             list(argv), stdout=out, stderr=err, env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True
         )
+        if cpus:
+            pin(process.pid, cpus)
         deadline = started + timeout
         peak = 0
         while True:
@@ -325,9 +344,15 @@ def run_child(
 
 @contextlib.contextmanager
 def background(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, log: Path, cwd: Path | None = None
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    log: Path,
+    cwd: Path | None = None,
+    cpus: set[int] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``argv`` in its own process group for the block, output to ``log``; SIGTERM then SIGKILL after."""
+    """Run ``argv`` in its own process group for the block (on the cores ``cpus`` when set, see
+    :func:`pin`), output to ``log``; SIGTERM then SIGKILL after."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as handle:
         process = subprocess.Popen(
@@ -339,6 +364,8 @@ def background(
             cwd=cwd,
             start_new_session=True,
         )
+    if cpus:
+        pin(process.pid, cpus)
     try:
         yield process
     finally:

@@ -4,6 +4,12 @@ Both send the same pre-encoded POST over keep-alive connections on loopback for 
 (closed loop: each connection sends its next request when the previous answer arrived) and report
 requests/s, latency percentiles (ms), error counts and the generator's own CPU seconds.
 
+The asyncio client also has an open-loop mode (``rate``, requests/s; ``wrk`` has none): request *i*
+is due at ``start + i / rate`` whatever the answers before it; the first free connection sends it
+at its due time (later when every connection is busy), and its latency is measured from the due
+time, not from the send. A server that stalls therefore counts the wait of every request that
+should have been sent meanwhile (no coordinated omission, as in wrk2).
+
 - ``wrk`` (Debian package ``wrk``; ``apt-get install -y wrk``): one thread, a Lua script sets the
   request and prints exact percentiles as JSON in ``done()``.
 - The asyncio client (``python -m benchmarks.loadgen load ...``, uvloop when importable) runs in
@@ -50,6 +56,10 @@ class LoadResult:
     p99_ms: float | None
     max_ms: float | None
     generator_cpu_s: float
+    #: open loop: the requests/s asked for (None: closed loop); ``late`` requests were sent more than
+    #: 1 ms after their due time (every connection busy, or the client itself late).
+    rate: float | None = None
+    late: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """As a plain dict."""
@@ -90,9 +100,15 @@ end
 
 
 def run_wrk(
-    url: str, body: bytes, content_type: str, connections: int, duration: float, timeout_s: float = 10.0
+    url: str,
+    body: bytes,
+    content_type: str,
+    connections: int,
+    duration: float,
+    timeout_s: float = 10.0,
+    cpus: set[int] | None = None,
 ) -> LoadResult:
-    """Run ``wrk -t1`` for ``duration`` seconds (rounded up to whole seconds, wrk's resolution)."""
+    """Run ``wrk -t1`` for ``duration`` seconds (rounded up to whole seconds, wrk's resolution), on ``cpus`` if set."""
     wrk = wrk_path()
     if wrk is None:
         raise RuntimeError("wrk is not installed")
@@ -101,7 +117,7 @@ def run_wrk(
         script.write(_WRK_SCRIPT.format(body=body.decode(), content_type=content_type))
     try:
         argv = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s:g}s", "-s", script.name, url]
-        child = run_child(argv, timeout=seconds + timeout_s + 30).check("wrk")
+        child = run_child(argv, timeout=seconds + timeout_s + 30, cpus=cpus).check("wrk")
     finally:
         os.unlink(script.name)
     line = next((x for x in child.stdout.splitlines() if x.startswith("WRKJSON ")), None)
@@ -126,9 +142,17 @@ def run_wrk(
 
 
 def run_python(
-    url: str, body: bytes, content_type: str, connections: int, duration: float, timeout_s: float = 10.0
+    url: str,
+    body: bytes,
+    content_type: str,
+    connections: int,
+    duration: float,
+    timeout_s: float = 10.0,
+    rate: float | None = None,
+    cpus: set[int] | None = None,
 ) -> LoadResult:
-    """Run the asyncio load generator in a child process."""
+    """Run the asyncio load generator in a child process (on ``cpus`` if set); open loop at ``rate``
+    requests/s when set (see the module docstring)."""
     with tempfile.NamedTemporaryFile("wb", suffix=".body", delete=False) as handle:
         handle.write(body)
     try:
@@ -149,8 +173,9 @@ def run_python(
             str(duration),
             "--timeout",
             str(timeout_s),
+            *(["--rate", str(rate)] if rate is not None else []),
         ]
-        child = run_child(argv, timeout=duration + timeout_s + 60, cwd=Path(__file__).resolve().parents[1])
+        child = run_child(argv, timeout=duration + timeout_s + 60, cwd=Path(__file__).resolve().parents[1], cpus=cpus)
         child.check("python load generator")
     finally:
         os.unlink(handle.name)
@@ -158,11 +183,25 @@ def run_python(
     return LoadResult(**data)
 
 
-def run_load(generator: str, url: str, body: bytes, content_type: str, connections: int, duration: float) -> LoadResult:
-    """Run ``generator`` (``wrk`` or ``python``) against ``url``."""
-    if generator == "wrk":
-        return run_wrk(url, body, content_type, connections, duration)
-    return run_python(url, body, content_type, connections, duration)
+def run_load(
+    generator: str,
+    url: str,
+    body: bytes,
+    content_type: str,
+    connections: int,
+    duration: float,
+    *,
+    rate: float | None = None,
+    cpus: set[int] | None = None,
+) -> LoadResult:
+    """Run ``generator`` (``wrk`` or ``python``) against ``url``, on ``cpus`` when set (all otherwise).
+
+    ``rate`` (requests/s) asks for the open loop, which only the asyncio client has: it is used
+    then whatever ``generator`` says.
+    """
+    if generator == "wrk" and rate is None:
+        return run_wrk(url, body, content_type, connections, duration, cpus=cpus)
+    return run_python(url, body, content_type, connections, duration, rate=rate, cpus=cpus)
 
 
 def ceiling(generator: str, body: bytes, content_type: str, connections: int, duration: float) -> LoadResult:
@@ -229,10 +268,73 @@ async def _connection(
         writer.close()
 
 
+class _Schedule:
+    """Due times of an open loop: request *i* is due at ``start + i / rate`` (s, ``perf_counter``)."""
+
+    def __init__(self, start: float, rate: float) -> None:
+        self.start = start
+        self.rate = rate
+        self.next = 0
+        self.late = 0
+
+    def take(self) -> float:
+        """The due time of the next request not yet taken by a connection."""
+        due = self.start + self.next / self.rate
+        self.next += 1
+        return due
+
+
+async def _paced_connection(
+    host: str,
+    port: int,
+    request: bytes,
+    deadline: float,
+    timeout: float,
+    schedule: _Schedule,
+    latencies: list[float],
+    errors: list[int],
+) -> None:
+    """One connection of the open loop: take the next due request, send it at its due time (at once
+    when late), record its latency from the due time."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while True:
+            due = schedule.take()
+            if due >= deadline:
+                break
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if time.perf_counter() - due > 0.001:
+                schedule.late += 1
+            writer.write(request)
+            try:
+                status = await asyncio.wait_for(_read_response(reader), timeout)
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                errors.append(1)
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+                continue
+            if 200 <= status < 300:
+                latencies.append(time.perf_counter() - due)
+            else:
+                errors.append(status)
+    finally:
+        writer.close()
+
+
 async def load(
-    url: str, body: bytes, content_type: str, connections: int, duration: float, timeout: float
+    url: str,
+    body: bytes,
+    content_type: str,
+    connections: int,
+    duration: float,
+    timeout: float,
+    rate: float | None = None,
 ) -> dict[str, Any]:
-    """Closed-loop load with ``connections`` keep-alive connections for ``duration`` seconds."""
+    """Load with ``connections`` keep-alive connections for ``duration`` seconds: closed loop, or
+    open loop at ``rate`` requests/s (every request due within ``duration`` is sent; see the module
+    docstring)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
@@ -246,9 +348,18 @@ async def load(
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     deadline = started + duration
-    await asyncio.gather(
-        *(_connection(host, port, request, deadline, timeout, latencies, errors) for _ in range(connections))
-    )
+    schedule = _Schedule(started, rate) if rate is not None else None
+    if schedule is None:
+        await asyncio.gather(
+            *(_connection(host, port, request, deadline, timeout, latencies, errors) for _ in range(connections))
+        )
+    else:
+        await asyncio.gather(
+            *(
+                _paced_connection(host, port, request, deadline, timeout, schedule, latencies, errors)
+                for _ in range(connections)
+            )
+        )
     elapsed = max(time.perf_counter() - started, 1e-9)
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
@@ -265,6 +376,8 @@ async def load(
         p99_ms=percentile(ms, 99),
         max_ms=max(ms) if ms else None,
         generator_cpu_s=cpu,
+        rate=rate,
+        late=schedule.late if schedule is not None else 0,
     ).to_dict()
 
 
@@ -317,13 +430,14 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.loadgen load|echo ...`` (used by :func:`run_python` and :func:`ceiling`)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.loadgen")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_load = sub.add_parser("load", help="closed-loop POST load; prints a LoadResult as JSON")
+    p_load = sub.add_parser("load", help="closed-loop (or --rate: open-loop) POST load; prints a LoadResult as JSON")
     p_load.add_argument("--url", required=True)
     p_load.add_argument("--body-file", required=True)
     p_load.add_argument("--content-type", default="application/json")
     p_load.add_argument("--connections", type=int, default=1)
     p_load.add_argument("--duration", type=float, default=5.0)
     p_load.add_argument("--timeout", type=float, default=10.0)
+    p_load.add_argument("--rate", type=float, help="open loop: requests/s due at fixed intervals")
     p_echo = sub.add_parser("echo", help="fixed-response HTTP server on 127.0.0.1")
     p_echo.add_argument("--port", type=int, required=True)
     ns = parser.parse_args(argv)
@@ -334,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         body = Path(ns.body_file).read_bytes()
         result: Mapping[str, Any] = loop.run_until_complete(
-            load(ns.url, body, ns.content_type, ns.connections, ns.duration, ns.timeout)
+            load(ns.url, body, ns.content_type, ns.connections, ns.duration, ns.timeout, ns.rate)
         )
     finally:
         loop.close()

@@ -1,24 +1,34 @@
 """Rollout benchmark: what shadowing costs the incumbent's clients, and the share that reaches the candidate.
 
-Three ``modelops-runtime serve`` processes load the same registered model (breast cancer,
+Three kinds of ``modelops-runtime serve`` processes load the same registered model (breast cancer,
 ``StandardScaler + LogisticRegression``) with the prediction log on, as in production: the
-**candidate**, the **incumbent without a router**, and the **incumbent with a shadow router**
-(``MODELOPS_ROUTER``, ``sample_rate`` from the parameters) copying to the candidate. The same load
-generator drives both incumbents with the same 1-row ``/invocations`` body on 1 connection,
-alternating which goes first in each repeat. Per server: requests/s and the client's p50/p99
-latency (medians over repeats). Then, per configured sample rate, the share of the requests the
-incumbent answered that reached the candidate (``modelops_router_requests_total{route="shadow",
-outcome="sent"}`` over the incumbent's ``ml_prediction_latency_seconds_count``), and the copies
-dropped or failed.
+**candidate**, the **incumbent without a router**, and one **incumbent with a shadow router** per
+configured sample rate (``MODELOPS_ROUTER``) copying to the candidate. Every incumbent is pinned to
+one core and the candidate to another (``sched_setaffinity``; in a cluster the candidate runs in its
+own pods, so its CPU is not the incumbent's cost); the load generator runs beside the candidate
+(a third core when there is one). The same 1-row ``/invocations`` body is sent to each incumbent,
+alternating which goes first in each repeat, in two modes:
 
-No target is set by the issue beyond "client latency must not change measurably": the result
-reports the p50 and p99 ratios (with router / without) and the repeats' spread.
+* **fixed rate** (open loop, the issue's case "client latency must not change measurably"): a
+  request rate well below the incumbent's capacity (``open_fraction`` of the closed loop's
+  requests/s without a router), latency measured from each request's due time (no coordinated
+  omission; :mod:`.loadgen`). Target: p99 with / without <= 1.1, the ratio taken per repeat (both
+  servers measured in the same minute) and reported as the median with its range over repeats.
+* **saturated** (closed loop, 1 connection): the capacity cost. Requests/s and the incumbent's CPU
+  ms per answered request (``/proc``, as :mod:`.serving` does) with and without the router: the
+  router's HTTP client, comparison and candidate log rows run in the incumbent's process, so at
+  saturation they take CPU the next request waits for. Reported, not a target.
+
+Then, per configured sample rate, the share of the requests the incumbent answered that reached the
+candidate (``modelops_router_requests_total{route="shadow", outcome="sent"}`` over the incumbent's
+``ml_prediction_latency_seconds_count``), and the copies dropped or failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from contextlib import ExitStack, contextmanager
@@ -38,7 +48,9 @@ from .common import (
     machine_info,
     median,
     mlflow_uris,
+    pin,
     ratio,
+    tree_cpu_seconds,
     wait_http,
     write_result,
 )
@@ -50,7 +62,12 @@ MODEL = "logistic_regression"
 
 @dataclass
 class Params:
-    """Sizes of one run."""
+    """Sizes of one run.
+
+    ``open_fraction``: the fixed rate as a share of the closed loop's requests/s without a router;
+    ``open_connections``: connections the fixed-rate client may use at once; ``pin``: pin the
+    servers to cores (:func:`cores`).
+    """
 
     duration: float = 5.0
     repeats: int = 5
@@ -58,6 +75,9 @@ class Params:
     warmup: float = 1.0
     start_timeout: float = 120.0
     loadgen: str = "auto"
+    open_fraction: float = 1 / 3
+    open_connections: int = 4
+    pin: bool = True
 
     @classmethod
     def quick(cls) -> Params:
@@ -68,9 +88,40 @@ class Params:
         return cls(duration=0.5, repeats=1, sample_rates=(0.5,), warmup=0.2)
 
 
+def cores(enabled: bool = True) -> dict[str, set[int] | None]:
+    """The cores of the incumbents, the candidate and the load generator.
+
+    The first usable core for the incumbents, the second for the candidate, the third (else the
+    candidate's) for the load generator; None each (no pinning) with fewer than 2 usable cores or
+    when ``enabled`` is False.
+    """
+    usable = sorted(os.sched_getaffinity(0))
+    if not enabled or len(usable) < 2:
+        return {"incumbent": None, "candidate": None, "loadgen": None}
+    loadgen_core = usable[2] if len(usable) > 2 else usable[1]
+    return {"incumbent": {usable[0]}, "candidate": {usable[1]}, "loadgen": {loadgen_core}}
+
+
+@dataclass
+class Server:
+    """A running server: its URL and process id."""
+
+    url: str
+    pid: int
+
+
 @contextmanager
-def server(tracking_uri: str, model: str, workdir: Path, tag: str, router: dict[str, Any] | None, timeout: float):
-    """One ``modelops-runtime serve`` for ``models:/<model>/1`` (log on); yields its URL."""
+def server(
+    tracking_uri: str,
+    model: str,
+    workdir: Path,
+    tag: str,
+    router: dict[str, Any] | None,
+    timeout: float,
+    cpus: set[int] | None = None,
+):
+    """One ``modelops-runtime serve`` for ``models:/<model>/1`` (log on), on ``cpus`` when set;
+    yields a :class:`Server`."""
     from modelops.contract import ENV_JOB_CONFIG, ENV_ROUTER, ServeConfig
 
     from .common import venv_bin
@@ -94,10 +145,12 @@ def server(tracking_uri: str, model: str, workdir: Path, tag: str, router: dict[
         env[ENV_ROUTER] = json.dumps(router)
     argv = [str(venv_bin() / "modelops-runtime"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     logfile = workdir / f"{tag}.log"
-    with background([*argv, "--log-level", "warning"], env=env, log=logfile, cwd=workdir) as process:
+    with background([*argv, "--log-level", "warning"], env=env, log=logfile, cwd=workdir, cpus=cpus) as process:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/v2/health/ready", process, timeout, logfile)
-        yield url
+        if cpus:
+            pin(process.pid, cpus)  # again: threads started while it loaded, in case one escaped the first call
+        yield Server(url, process.pid)
 
 
 def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -119,66 +172,150 @@ def shadow_counts(url: str) -> dict[str, float]:
     return out
 
 
+def _spread(values: list[float]) -> dict[str, float | None]:
+    """Median and range of ``values`` (None each when empty)."""
+    return {
+        "median": median(values),
+        "min": min(values) if values else None,
+        "max": max(values) if values else None,
+    }
+
+
+def _measure(
+    generator: str,
+    target: Server,
+    candidate: Server,
+    body: bytes,
+    params: Params,
+    where: dict[str, set[int] | None],
+    rate: float | None,
+) -> dict[str, Any]:
+    """One load run against ``target``: the load result, the target's CPU ms per answered request and
+    the candidate's CPU seconds meanwhile (``/proc``)."""
+    connections = 1 if rate is None else params.open_connections
+    own, other = tree_cpu_seconds(target.pid), tree_cpu_seconds(candidate.pid)
+    measured = loadgen.run_load(
+        generator,
+        f"{target.url}/invocations",
+        body,
+        CONTENT_TYPE,
+        connections,
+        params.duration,
+        rate=rate,
+        cpus=where["loadgen"],
+    )
+    out = measured.to_dict()
+    cpu = tree_cpu_seconds(target.pid) - own
+    out["server_cpu_ms_per_request"] = 1000 * cpu / measured.requests if measured.requests else None
+    out["candidate_cpu_s"] = tree_cpu_seconds(candidate.pid) - other
+    return out
+
+
+def _cells(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per incumbent: medians over repeats (and the p99 range) of one mode's runs."""
+    cells = {}
+    for label, done in runs.items():
+        p99 = [r["p99_ms"] for r in done if r["p99_ms"] is not None]
+        cells[label] = {
+            "rps": median([r["rps"] for r in done]),
+            "p50_ms": median([r["p50_ms"] for r in done if r["p50_ms"] is not None]),
+            "p99_ms": median(p99),
+            "p99_ms_range": [min(p99), max(p99)] if p99 else [None, None],
+            "max_ms": median([r["max_ms"] for r in done if r["max_ms"] is not None]),
+            "server_cpu_ms_per_request": median(
+                [r["server_cpu_ms_per_request"] for r in done if r["server_cpu_ms_per_request"] is not None]
+            ),
+            "late": sum(r.get("late", 0) for r in done),
+            "errors": sum(r["errors"] for r in done),
+        }
+    return cells
+
+
+def _ratios(runs: dict[str, list[dict[str, Any]]], labels: list[str]) -> dict[str, dict[str, Any]]:
+    """Per shadowed incumbent: p50 and p99 with / without, paired by repeat; median and range."""
+    out = {}
+    for label in labels:
+        pairs = list(zip(runs[label], runs["without"], strict=True))
+        out[label] = {
+            q: _spread([r for a, b in pairs if (r := ratio(a[f"{q}_ms"], b[f"{q}_ms"])) is not None])
+            for q in ("p50", "p99")
+        }
+    return out
+
+
 def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, Any]:
     """Run the benchmark; returns the result document (see the module docstring)."""
     params = params or Params()
     generator = loadgen.choose(params.loadgen)
+    where = cores(params.pin)
     body = request_body(feature_frame(), 1)
-    result: dict[str, Any] = {"name": NAME, "machine": machine_info(), "params": vars(params), "generator": generator}
+    result: dict[str, Any] = {
+        "name": NAME,
+        "machine": machine_info(),
+        "params": vars(params),
+        "generator": generator,
+        "cores": {k: sorted(v) if v else None for k, v in where.items()},
+    }
     with ExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-rollout-")))
         tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
         stack.enter_context(mlflow_uris(tracking_uri))
         model = register_models(root, (MODEL,))[MODEL]
-        candidate = stack.enter_context(server(tracking_uri, model, root, "candidate", None, params.start_timeout))
-        plain = stack.enter_context(server(tracking_uri, model, root, "plain", None, params.start_timeout))
+
+        def start(tag: str, router: dict[str, Any] | None, cpus: set[int] | None) -> Server:
+            return stack.enter_context(server(tracking_uri, model, root, tag, router, params.start_timeout, cpus))
+
+        candidate = start("candidate", None, where["candidate"])
+        targets = {"without": start("plain", None, where["incumbent"])}
         shadowed = {
-            rate: stack.enter_context(
-                server(
-                    tracking_uri,
-                    model,
-                    root,
-                    f"shadow-{rate:g}",
-                    {
-                        "mode": "shadow",
-                        "url": candidate,
-                        "version": "1.0.0",
-                        "registry_version": "1",
-                        "sample_rate": rate,
-                    },
-                    params.start_timeout,
-                )
+            rate: start(
+                f"shadow-{rate:g}",
+                {
+                    "mode": "shadow",
+                    "url": candidate.url,
+                    "version": "1.0.0",
+                    "registry_version": "1",
+                    "sample_rate": rate,
+                },
+                where["incumbent"],
             )
             for rate in params.sample_rates
         }
-        before = {rate: shadow_counts(url) for rate, url in shadowed.items()}
-        latency: dict[str, list[dict[str, Any]]] = {"without": [], **{f"shadow {r:g}": [] for r in shadowed}}
-        targets = {"without": plain, **{f"shadow {r:g}": u for r, u in shadowed.items()}}
-        for url in targets.values():
-            loadgen.run_load(generator, f"{url}/invocations", body, CONTENT_TYPE, 1, params.warmup)
-        for repeat in range(params.repeats):
-            order = list(targets.items())
-            if repeat % 2:
-                order.reverse()
-            for label, url in order:
-                measured = loadgen.run_load(generator, f"{url}/invocations", body, CONTENT_TYPE, 1, params.duration)
-                latency[label].append(measured.to_dict())
-                log(f"{NAME}: {label}: {measured.rps:.0f} req/s, p50 {measured.p50_ms} ms, p99 {measured.p99_ms} ms")
-        cells = {}
-        for label, runs in latency.items():
-            cells[label] = {
-                "rps": median([r["rps"] for r in runs]),
-                "p50_ms": median([r["p50_ms"] for r in runs if r["p50_ms"] is not None]),
-                "p99_ms": median([r["p99_ms"] for r in runs if r["p99_ms"] is not None]),
-                "p99_ms_range": [
-                    min(r["p99_ms"] for r in runs if r["p99_ms"] is not None),
-                    max(r["p99_ms"] for r in runs if r["p99_ms"] is not None),
-                ],
-                "errors": sum(r["errors"] for r in runs),
-            }
+        targets.update({f"shadow {r:g}": s for r, s in shadowed.items()})
+        labels = [label for label in targets if label != "without"]
+        before = {rate: shadow_counts(s.url) for rate, s in shadowed.items()}
+        for target in targets.values():
+            loadgen.run_load(
+                generator, f"{target.url}/invocations", body, CONTENT_TYPE, 1, params.warmup, cpus=where["loadgen"]
+            )
+
+        def rounds(mode: str, rate: float | None) -> dict[str, list[dict[str, Any]]]:
+            runs: dict[str, list[dict[str, Any]]] = {label: [] for label in targets}
+            for repeat in range(params.repeats):
+                order = list(targets.items())
+                if repeat % 2:
+                    order.reverse()
+                for label, target in order:
+                    counts = shadow_counts(target.url) if label != "without" else None
+                    measured = _measure(generator, target, candidate, body, params, where, rate)
+                    if counts is not None:
+                        sent = shadow_counts(target.url)["sent"] - counts["sent"]
+                        measured["copies_sent"] = sent
+                        per_copy = 1000 * measured["candidate_cpu_s"] / sent if sent else None
+                        measured["candidate_cpu_ms_per_copy"] = per_copy
+                    runs[label].append(measured)
+                    log(
+                        f"{NAME}: {mode}: {label}: {measured['rps']:.0f} req/s, p50 {measured['p50_ms']} ms, "
+                        f"p99 {measured['p99_ms']} ms, {measured['server_cpu_ms_per_request']} CPU ms/req"
+                    )
+            return runs
+
+        closed = rounds("saturated", None)
+        fixed_rate = params.open_fraction * (median([r["rps"] for r in closed["without"]]) or 0.0)
+        opened = rounds(f"fixed {fixed_rate:.0f}/s", max(fixed_rate, 1.0))
         shares = {}
-        for rate, url in shadowed.items():
-            after = shadow_counts(url)
+        for rate, s in shadowed.items():
+            after = shadow_counts(s.url)
             delta = {k: after[k] - before[rate][k] for k in after}
             shares[f"{rate:g}"] = {
                 "configured": rate,
@@ -189,12 +326,22 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
                 "reached": ratio(delta["sent"], delta["answered"]),
                 "copied": ratio(delta["sent"] + delta["dropped"] + delta["failed"], delta["answered"]),
             }
-    result["cells"] = cells
+    result["saturated"] = {"cells": _cells(closed), "ratios": _ratios(closed, labels), "runs": closed}
+    for label in labels:
+        per_copy = [r["candidate_cpu_ms_per_copy"] for r in closed[label] if r.get("candidate_cpu_ms_per_copy")]
+        result["saturated"]["cells"][label]["candidate_cpu_ms_per_copy"] = median(per_copy)
+    result["fixed_rate"] = {
+        "rate": fixed_rate,
+        "connections": params.open_connections,
+        "cells": _cells(opened),
+        "ratios": _ratios(opened, labels),
+        "runs": opened,
+    }
     result["shares"] = shares
     result["targets"] = [
         Target(
-            f"p99 with shadow {r:g} / without",
-            ratio(cells[f"shadow {r:g}"]["p99_ms"], cells["without"]["p99_ms"]),
+            f"p99 at a fixed {fixed_rate:.0f} req/s with shadow {r:g} / without (median of paired repeats)",
+            result["fixed_rate"]["ratios"][f"shadow {r:g}"]["p99"]["median"],
             "<=",
             1.1,
             "x",
@@ -205,18 +352,61 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
     return result
 
 
+def _f(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _ratio_cell(spread: dict[str, float | None]) -> str:
+    return f"{_f(spread['median'])}x ({_f(spread['min'])}-{_f(spread['max'])})"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The results section."""
+    where = result.get("cores") or {}
+    placed = (
+        f"incumbents on core {where['incumbent']}, candidate on core {where['candidate']}, "
+        f"load generator on core {where['loadgen']}"
+        if where.get("incumbent")
+        else "not pinned (fewer than 2 usable cores)"
+    )
+    fixed, saturated = result["fixed_rate"], result["saturated"]
     lines = [
         "## Rollout shadow",
         "",
-        "| incumbent | req/s | p50 ms | p99 ms (range over repeats) | errors |",
-        "|---|---|---|---|---|",
+        f"1-row `/invocations`, prediction log on; cores: {placed}. Ratios: with / without the router, "
+        "paired by repeat, median (range over repeats).",
+        "",
+        f"Fixed rate ({fixed['rate']:.0f} req/s, open loop on up to {fixed['connections']} connections, "
+        "latency from each request's due time): the client latency a user sees.",
+        "",
+        "| incumbent | p50 ms | p99 ms (range over repeats) | max ms | p50 ratio | p99 ratio "
+        "| server CPU ms/request | late sends | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for label, cell in result["cells"].items():
+    for label, cell in fixed["cells"].items():
         low, high = cell["p99_ms_range"]
+        rat = fixed["ratios"].get(label)
         lines.append(
-            f"| {label} | {cell['rps']:.0f} | {cell['p50_ms']:.2f} | {cell['p99_ms']:.2f} ({low:.2f}-{high:.2f}) "
+            f"| {label} | {_f(cell['p50_ms'])} | {_f(cell['p99_ms'])} ({_f(low)}-{_f(high)}) | {_f(cell['max_ms'])} "
+            f"| {_ratio_cell(rat['p50']) if rat else '-'} | {_ratio_cell(rat['p99']) if rat else '-'} "
+            f"| {_f(cell['server_cpu_ms_per_request'], 3)} | {cell['late']} | {cell['errors']} |"
+        )
+    lines += [
+        "",
+        "Saturated (closed loop, 1 connection): the capacity cost; the router's work runs in the incumbent's "
+        "process, so at saturation it takes CPU the next request waits for.",
+        "",
+        "| incumbent | req/s | p50 ms | p99 ms (range over repeats) | p50 ratio | p99 ratio "
+        "| server CPU ms/request | candidate CPU ms/copy | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, cell in saturated["cells"].items():
+        low, high = cell["p99_ms_range"]
+        rat = saturated["ratios"].get(label)
+        lines.append(
+            f"| {label} | {cell['rps']:.0f} | {_f(cell['p50_ms'])} | {_f(cell['p99_ms'])} ({_f(low)}-{_f(high)}) "
+            f"| {_ratio_cell(rat['p50']) if rat else '-'} | {_ratio_cell(rat['p99']) if rat else '-'} "
+            f"| {_f(cell['server_cpu_ms_per_request'], 3)} | {_f(cell.get('candidate_cpu_ms_per_copy'), 3)} "
             f"| {cell['errors']} |"
         )
     lines += [
@@ -234,12 +424,13 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.rollout_shadow [--quick] [--duration S] [--repeats N] [--no-write]``."""
+    """``python -m benchmarks.rollout_shadow [--quick] [--duration S] [--repeats N] [--no-pin] [--no-write]``."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.rollout_shadow", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--duration", type=float)
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the servers to cores")
     parser.add_argument("--no-write", action="store_true", help="print the JSON, do not write results/")
     ns = parser.parse_args(argv)
     params = Params.quick() if ns.quick else Params()
@@ -248,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.repeats:
         params.repeats = ns.repeats
     params.loadgen = ns.loadgen
+    params.pin = not ns.no_pin
     result = run(params)
     print(markdown(result))
     if ns.no_write:
