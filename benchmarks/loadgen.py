@@ -242,30 +242,58 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
+class _Connection:
+    """A keep-alive connection of the asyncio client; reopened after a failed exchange."""
+
+    def __init__(self, host: str, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.host, self.port, self.reader, self.writer = host, port, reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> _Connection:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(host, port, reader, writer)
+
+    async def exchange(self, request: bytes, timeout: float) -> int | None:
+        """Send ``request`` and read the answer: its status, None on a timeout or a broken connection."""
+        self.writer.write(request)
+        try:
+            return await asyncio.wait_for(_read_response(self.reader), timeout)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            self.writer.close()
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            return None
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _record(status: int | None, seconds: float, latencies: list[float], errors: list[int]) -> None:
+    """A 2xx answer's latency, or an error (1 for no answer, else the status)."""
+    if status is not None and 200 <= status < 300:
+        latencies.append(seconds)
+    else:
+        errors.append(1 if status is None else status)
+
+
 async def _connection(
-    host: str, port: int, request: bytes, deadline: float, timeout: float, latencies: list[float], errors: list[int]
+    connection: _Connection,
+    request: bytes,
+    deadline: float,
+    timeout: float,
+    latencies: list[float],
+    errors: list[int],
 ) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
+    """One connection of the closed loop: the next request as soon as the previous answer arrived."""
     try:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            writer.write(request)
-            try:
-                status = await asyncio.wait_for(_read_response(reader), timeout)
-            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-                errors.append(1)
-                writer.close()
-                reader, writer = await asyncio.open_connection(host, port)
-                continue
+            status = await connection.exchange(request, timeout)
             finished = time.perf_counter()
-            if finished > deadline:
+            if status is not None and finished > deadline:
                 break
-            if 200 <= status < 300:
-                latencies.append(finished - started)
-            else:
-                errors.append(status)
+            _record(status, finished - started, latencies, errors)
     finally:
-        writer.close()
+        connection.close()
 
 
 class _Schedule:
@@ -285,8 +313,7 @@ class _Schedule:
 
 
 async def _paced_connection(
-    host: str,
-    port: int,
+    connection: _Connection,
     request: bytes,
     deadline: float,
     timeout: float,
@@ -294,33 +321,19 @@ async def _paced_connection(
     latencies: list[float],
     errors: list[int],
 ) -> None:
-    """One connection of the open loop: take the next due request, send it at its due time (at once
-    when late), record its latency from the due time."""
-    reader, writer = await asyncio.open_connection(host, port)
+    """One connection of the open loop (opened before the schedule starts): take the next due
+    request, send it at its due time (at once when late), record its latency from the due time."""
     try:
-        while True:
-            due = schedule.take()
-            if due >= deadline:
-                break
+        while (due := schedule.take()) < deadline:
             wait = due - time.perf_counter()
             if wait > 0:
                 await asyncio.sleep(wait)
             if time.perf_counter() - due > 0.001:
                 schedule.late += 1
-            writer.write(request)
-            try:
-                status = await asyncio.wait_for(_read_response(reader), timeout)
-            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-                errors.append(1)
-                writer.close()
-                reader, writer = await asyncio.open_connection(host, port)
-                continue
-            if 200 <= status < 300:
-                latencies.append(time.perf_counter() - due)
-            else:
-                errors.append(status)
+            status = await connection.exchange(request, timeout)
+            _record(status, time.perf_counter() - due, latencies, errors)
     finally:
-        writer.close()
+        connection.close()
 
 
 async def load(
@@ -346,20 +359,18 @@ async def load(
     latencies: list[float] = []
     errors: list[int] = []
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    opened = await asyncio.gather(*(_Connection.open(host, port) for _ in range(connections)))
     started = time.perf_counter()
     deadline = started + duration
     schedule = _Schedule(started, rate) if rate is not None else None
-    if schedule is None:
-        await asyncio.gather(
-            *(_connection(host, port, request, deadline, timeout, latencies, errors) for _ in range(connections))
+    await asyncio.gather(
+        *(
+            _connection(c, request, deadline, timeout, latencies, errors)
+            if schedule is None
+            else _paced_connection(c, request, deadline, timeout, schedule, latencies, errors)
+            for c in opened
         )
-    else:
-        await asyncio.gather(
-            *(
-                _paced_connection(host, port, request, deadline, timeout, schedule, latencies, errors)
-                for _ in range(connections)
-            )
-        )
+    )
     elapsed = max(time.perf_counter() - started, 1e-9)
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)

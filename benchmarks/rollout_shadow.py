@@ -6,7 +6,9 @@ Three kinds of ``modelops-runtime serve`` processes load the same registered mod
 configured sample rate (``MODELOPS_ROUTER``) copying to the candidate. Every incumbent is pinned to
 one core and the candidate to another (``sched_setaffinity``; in a cluster the candidate runs in its
 own pods, so its CPU is not the incumbent's cost); the load generator runs beside the candidate
-(a third core when there is one). The same 1-row ``/invocations`` body is sent to each incumbent,
+(a third core when there is one), and the candidate runs at ``nice`` 10 so that the client is
+served first on their core (else the candidate's work on the copies would delay the client's sends
+and show up as the incumbent's latency). The same 1-row ``/invocations`` body is sent to each incumbent,
 alternating which goes first in each repeat, in two modes:
 
 * **fixed rate** (open loop, the issue's case "client latency must not change measurably"): a
@@ -66,7 +68,7 @@ class Params:
 
     ``open_fraction``: the fixed rate as a share of the closed loop's requests/s without a router;
     ``open_connections``: connections the fixed-rate client may use at once; ``pin``: pin the
-    servers to cores (:func:`cores`).
+    servers to cores (:func:`cores`); ``candidate_nice``: the candidate's niceness.
     """
 
     duration: float = 5.0
@@ -78,6 +80,7 @@ class Params:
     open_fraction: float = 1 / 3
     open_connections: int = 4
     pin: bool = True
+    candidate_nice: int = 10
 
     @classmethod
     def quick(cls) -> Params:
@@ -119,9 +122,10 @@ def server(
     router: dict[str, Any] | None,
     timeout: float,
     cpus: set[int] | None = None,
+    nice: int = 0,
 ):
-    """One ``modelops-runtime serve`` for ``models:/<model>/1`` (log on), on ``cpus`` when set;
-    yields a :class:`Server`."""
+    """One ``modelops-runtime serve`` for ``models:/<model>/1`` (log on), on ``cpus`` when set, at
+    niceness ``nice``; yields a :class:`Server`."""
     from modelops.contract import ENV_JOB_CONFIG, ENV_ROUTER, ServeConfig
 
     from .common import venv_bin
@@ -144,6 +148,8 @@ def server(
     if router is not None:
         env[ENV_ROUTER] = json.dumps(router)
     argv = [str(venv_bin() / "modelops-runtime"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if nice:
+        argv = ["nice", "-n", str(nice), *argv]  # nice execs the server: same process, every thread
     logfile = workdir / f"{tag}.log"
     with background([*argv, "--log-level", "warning"], env=env, log=logfile, cwd=workdir, cpus=cpus) as process:
         url = f"http://127.0.0.1:{port}"
@@ -262,10 +268,10 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
         stack.enter_context(mlflow_uris(tracking_uri))
         model = register_models(root, (MODEL,))[MODEL]
 
-        def start(tag: str, router: dict[str, Any] | None, cpus: set[int] | None) -> Server:
-            return stack.enter_context(server(tracking_uri, model, root, tag, router, params.start_timeout, cpus))
+        def start(tag: str, router: dict[str, Any] | None, cpus: set[int] | None, nice: int = 0) -> Server:
+            return stack.enter_context(server(tracking_uri, model, root, tag, router, params.start_timeout, cpus, nice))
 
-        candidate = start("candidate", None, where["candidate"])
+        candidate = start("candidate", None, where["candidate"], params.candidate_nice)
         targets = {"without": start("plain", None, where["incumbent"])}
         shadowed = {
             rate: start(
@@ -356,8 +362,21 @@ def _f(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _ratio_cell(spread: dict[str, float | None]) -> str:
-    return f"{_f(spread['median'])}x ({_f(spread['min'])}-{_f(spread['max'])})"
+def _ratio_cols(ratios: dict[str, dict[str, float | None]] | None) -> list[str]:
+    """p50 and p99 ratio cells: median (range); "-" for the incumbent without a router."""
+    if ratios is None:
+        return ["-", "-"]
+    return [f"{_f(r['median'])}x ({_f(r['min'])}-{_f(r['max'])})" for r in (ratios["p50"], ratios["p99"])]
+
+
+def _latency_cols(cell: dict[str, Any]) -> list[str]:
+    """p50 and p99 (range over repeats) cells, ms."""
+    low, high = cell["p99_ms_range"]
+    return [_f(cell["p50_ms"]), f"{_f(cell['p99_ms'])} ({_f(low)}-{_f(high)})"]
+
+
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -373,7 +392,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "## Rollout shadow",
         "",
-        f"1-row `/invocations`, prediction log on; cores: {placed}. Ratios: with / without the router, "
+        f"1-row `/invocations`, prediction log on; cores: {placed}; candidate at nice "
+        f"{result['params'].get('candidate_nice', 0)}. Ratios: with / without the router, "
         "paired by repeat, median (range over repeats).",
         "",
         f"Fixed rate ({fixed['rate']:.0f} req/s, open loop on up to {fixed['connections']} connections, "
@@ -384,13 +404,9 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, cell in fixed["cells"].items():
-        low, high = cell["p99_ms_range"]
-        rat = fixed["ratios"].get(label)
-        lines.append(
-            f"| {label} | {_f(cell['p50_ms'])} | {_f(cell['p99_ms'])} ({_f(low)}-{_f(high)}) | {_f(cell['max_ms'])} "
-            f"| {_ratio_cell(rat['p50']) if rat else '-'} | {_ratio_cell(rat['p99']) if rat else '-'} "
-            f"| {_f(cell['server_cpu_ms_per_request'], 3)} | {cell['late']} | {cell['errors']} |"
-        )
+        cols = [_f(cell["max_ms"]), *_ratio_cols(fixed["ratios"].get(label))]
+        cols += [_f(cell["server_cpu_ms_per_request"], 3), str(cell["late"]), str(cell["errors"])]
+        lines.append(_row(label, *_latency_cols(cell), *cols))
     lines += [
         "",
         "Saturated (closed loop, 1 connection): the capacity cost; the router's work runs in the incumbent's "
@@ -401,14 +417,9 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, cell in saturated["cells"].items():
-        low, high = cell["p99_ms_range"]
-        rat = saturated["ratios"].get(label)
-        lines.append(
-            f"| {label} | {cell['rps']:.0f} | {_f(cell['p50_ms'])} | {_f(cell['p99_ms'])} ({_f(low)}-{_f(high)}) "
-            f"| {_ratio_cell(rat['p50']) if rat else '-'} | {_ratio_cell(rat['p99']) if rat else '-'} "
-            f"| {_f(cell['server_cpu_ms_per_request'], 3)} | {_f(cell.get('candidate_cpu_ms_per_copy'), 3)} "
-            f"| {cell['errors']} |"
-        )
+        cols = [*_latency_cols(cell), *_ratio_cols(saturated["ratios"].get(label))]
+        cols += [_f(cell["server_cpu_ms_per_request"], 3), _f(cell.get("candidate_cpu_ms_per_copy"), 3)]
+        lines.append(_row(label, f"{cell['rps']:.0f}", *cols, str(cell["errors"])))
     lines += [
         "",
         "| configured rate | answered | sent | dropped | failed | reached the candidate |",
