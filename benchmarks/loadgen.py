@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import background, free_port, percentile, run_child
+from .common import Placement, background, free_port, percentile, run_child
 
 WRK_ENV = "BENCH_WRK"
 
@@ -106,9 +106,10 @@ def run_wrk(
     connections: int,
     duration: float,
     timeout_s: float = 10.0,
-    cpus: set[int] | None = None,
+    placement: Placement | None = None,
 ) -> LoadResult:
-    """Run ``wrk -t1`` for ``duration`` seconds (rounded up to whole seconds, wrk's resolution), on ``cpus`` if set."""
+    """Run ``wrk -t1`` for ``duration`` seconds (rounded up to whole seconds, wrk's resolution), where
+    ``placement`` says."""
     wrk = wrk_path()
     if wrk is None:
         raise RuntimeError("wrk is not installed")
@@ -117,7 +118,7 @@ def run_wrk(
         script.write(_WRK_SCRIPT.format(body=body.decode(), content_type=content_type))
     try:
         argv = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s:g}s", "-s", script.name, url]
-        child = run_child(argv, timeout=seconds + timeout_s + 30, cpus=cpus).check("wrk")
+        child = run_child(argv, timeout=seconds + timeout_s + 30, placement=placement).check("wrk")
     finally:
         os.unlink(script.name)
     line = next((x for x in child.stdout.splitlines() if x.startswith("WRKJSON ")), None)
@@ -149,9 +150,9 @@ def run_python(
     duration: float,
     timeout_s: float = 10.0,
     rate: float | None = None,
-    cpus: set[int] | None = None,
+    placement: Placement | None = None,
 ) -> LoadResult:
-    """Run the asyncio load generator in a child process (on ``cpus`` if set); open loop at ``rate``
+    """Run the asyncio load generator in a child process (where ``placement`` says); open loop at ``rate``
     requests/s when set (see the module docstring)."""
     with tempfile.NamedTemporaryFile("wb", suffix=".body", delete=False) as handle:
         handle.write(body)
@@ -175,7 +176,8 @@ def run_python(
             str(timeout_s),
             *(["--rate", str(rate)] if rate is not None else []),
         ]
-        child = run_child(argv, timeout=duration + timeout_s + 60, cwd=Path(__file__).resolve().parents[1], cpus=cpus)
+        here = Path(__file__).resolve().parents[1]
+        child = run_child(argv, timeout=duration + timeout_s + 60, cwd=here, placement=placement)
         child.check("python load generator")
     finally:
         os.unlink(handle.name)
@@ -192,16 +194,16 @@ def run_load(
     duration: float,
     *,
     rate: float | None = None,
-    cpus: set[int] | None = None,
+    placement: Placement | None = None,
 ) -> LoadResult:
-    """Run ``generator`` (``wrk`` or ``python``) against ``url``, on ``cpus`` when set (all otherwise).
+    """Run ``generator`` (``wrk`` or ``python``) against ``url``, where ``placement`` says.
 
     ``rate`` (requests/s) asks for the open loop, which only the asyncio client has: it is used
     then whatever ``generator`` says.
     """
     if generator == "wrk" and rate is None:
-        return run_wrk(url, body, content_type, connections, duration, cpus=cpus)
-    return run_python(url, body, content_type, connections, duration, rate=rate, cpus=cpus)
+        return run_wrk(url, body, content_type, connections, duration, placement=placement)
+    return run_python(url, body, content_type, connections, duration, rate=rate, placement=placement)
 
 
 def ceiling(generator: str, body: bytes, content_type: str, connections: int, duration: float) -> LoadResult:

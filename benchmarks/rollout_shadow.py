@@ -3,13 +3,15 @@
 Three kinds of ``modelops-runtime serve`` processes load the same registered model (breast cancer,
 ``StandardScaler + LogisticRegression``) with the prediction log on, as in production: the
 **candidate**, the **incumbent without a router**, and one **incumbent with a shadow router** per
-configured sample rate (``MODELOPS_ROUTER``) copying to the candidate. Every incumbent is pinned to
-one core and the candidate to another (``sched_setaffinity``; in a cluster the candidate runs in its
-own pods, so its CPU is not the incumbent's cost); the load generator runs beside the candidate
-(a third core when there is one), and the candidate runs at ``nice`` 10 so that the client is
-served first on their core (else the candidate's work on the copies would delay the client's sends
-and show up as the incumbent's latency). The same 1-row ``/invocations`` body is sent to each incumbent,
-alternating which goes first in each repeat, in two modes:
+configured sample rate (``MODELOPS_ROUTER``) copying to the candidate. Placement
+(:func:`placements`): every incumbent is pinned to one core and the candidate to another
+(``sched_setaffinity``; in a cluster the candidate runs in its own pods, so its CPU is not the
+incumbent's cost); the load generator runs beside the candidate (on a third core when there is
+one). The candidate runs at niceness 10, so that the client is served first on their shared core
+(else the candidate's work on the copies would delay the client's sends and count as the
+incumbent's latency); run as root, the incumbents and the load generator run at niceness -5, so
+the other work of a shared machine disturbs them less. The same 1-row ``/invocations`` body is
+sent to each incumbent, alternating which goes first in each repeat, in two modes:
 
 * **fixed rate** (open loop, the issue's case "client latency must not change measurably"): a
   request rate well below the incumbent's capacity (``open_fraction`` of the closed loop's
@@ -43,6 +45,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from . import loadgen
 from .common import (
+    Placement,
     Target,
     background,
     free_port,
@@ -50,7 +53,7 @@ from .common import (
     machine_info,
     median,
     mlflow_uris,
-    pin,
+    place,
     ratio,
     tree_cpu_seconds,
     wait_http,
@@ -68,11 +71,11 @@ class Params:
 
     ``open_fraction``: the fixed rate as a share of the closed loop's requests/s without a router;
     ``open_connections``: connections the fixed-rate client may use at once; ``pin``: pin the
-    servers to cores (:func:`cores`); ``candidate_nice``: the candidate's niceness.
+    servers to cores, ``candidate_nice`` and ``priority``: niceness (:func:`placements`).
     """
 
-    duration: float = 5.0
-    repeats: int = 5
+    duration: float = 4.0
+    repeats: int = 7
     sample_rates: tuple[float, ...] = (1.0, 0.1)
     warmup: float = 1.0
     start_timeout: float = 120.0
@@ -81,6 +84,7 @@ class Params:
     open_connections: int = 4
     pin: bool = True
     candidate_nice: int = 10
+    priority: int = -5
 
     @classmethod
     def quick(cls) -> Params:
@@ -91,18 +95,23 @@ class Params:
         return cls(duration=0.5, repeats=1, sample_rates=(0.5,), warmup=0.2)
 
 
-def cores(enabled: bool = True) -> dict[str, set[int] | None]:
-    """The cores of the incumbents, the candidate and the load generator.
+def placements(params: Params) -> dict[str, Placement]:
+    """Where the incumbents, the candidate and the load generator run.
 
-    The first usable core for the incumbents, the second for the candidate, the third (else the
-    candidate's) for the load generator; None each (no pinning) with fewer than 2 usable cores or
-    when ``enabled`` is False.
+    Cores (``params.pin``, at least 2 usable): the first usable core for the incumbents, the second
+    for the candidate, the third (else the candidate's) for the load generator. Niceness: the
+    candidate at ``candidate_nice``; the incumbents and the load generator at ``priority`` when
+    run as root (a negative niceness needs it), so the other work of a shared machine disturbs the
+    measured processes less.
     """
     usable = sorted(os.sched_getaffinity(0))
-    if not enabled or len(usable) < 2:
-        return {"incumbent": None, "candidate": None, "loadgen": None}
-    loadgen_core = usable[2] if len(usable) > 2 else usable[1]
-    return {"incumbent": {usable[0]}, "candidate": {usable[1]}, "loadgen": {loadgen_core}}
+    pinned = params.pin and len(usable) >= 2
+    ours = params.priority if os.geteuid() == 0 else None
+
+    def at(index: int, nice: int | None) -> Placement:
+        return Placement(frozenset({usable[min(index, len(usable) - 1)]}) if pinned else None, nice)
+
+    return {"incumbent": at(0, ours), "candidate": at(1, params.candidate_nice), "loadgen": at(2, ours)}
 
 
 @dataclass
@@ -121,11 +130,10 @@ def server(
     tag: str,
     router: dict[str, Any] | None,
     timeout: float,
-    cpus: set[int] | None = None,
-    nice: int = 0,
+    placement: Placement | None = None,
 ):
-    """One ``modelops-runtime serve`` for ``models:/<model>/1`` (log on), on ``cpus`` when set, at
-    niceness ``nice``; yields a :class:`Server`."""
+    """One ``modelops-runtime serve`` for ``models:/<model>/1`` (log on), where ``placement`` says;
+    yields a :class:`Server`."""
     from modelops.contract import ENV_JOB_CONFIG, ENV_ROUTER, ServeConfig
 
     from .common import venv_bin
@@ -148,14 +156,12 @@ def server(
     if router is not None:
         env[ENV_ROUTER] = json.dumps(router)
     argv = [str(venv_bin() / "modelops-runtime"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    if nice:
-        argv = ["nice", "-n", str(nice), *argv]  # nice execs the server: same process, every thread
     logfile = workdir / f"{tag}.log"
-    with background([*argv, "--log-level", "warning"], env=env, log=logfile, cwd=workdir, cpus=cpus) as process:
+    argv += ["--log-level", "warning"]
+    with background(argv, env=env, log=logfile, cwd=workdir, placement=placement) as process:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/v2/health/ready", process, timeout, logfile)
-        if cpus:
-            pin(process.pid, cpus)  # again: threads started while it loaded, in case one escaped the first call
+        place(process.pid, placement)  # again: threads started while it loaded, in case one escaped the first call
         yield Server(url, process.pid)
 
 
@@ -193,7 +199,7 @@ def _measure(
     candidate: Server,
     body: bytes,
     params: Params,
-    where: dict[str, set[int] | None],
+    where: dict[str, Placement],
     rate: float | None,
 ) -> dict[str, Any]:
     """One load run against ``target``: the load result, the target's CPU ms per answered request and
@@ -208,7 +214,7 @@ def _measure(
         connections,
         params.duration,
         rate=rate,
-        cpus=where["loadgen"],
+        placement=where["loadgen"],
     )
     out = measured.to_dict()
     cpu = tree_cpu_seconds(target.pid) - own
@@ -253,14 +259,14 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
     """Run the benchmark; returns the result document (see the module docstring)."""
     params = params or Params()
     generator = loadgen.choose(params.loadgen)
-    where = cores(params.pin)
+    where = placements(params)
     body = request_body(feature_frame(), 1)
     result: dict[str, Any] = {
         "name": NAME,
         "machine": machine_info(),
         "params": vars(params),
         "generator": generator,
-        "cores": {k: sorted(v) if v else None for k, v in where.items()},
+        "placement": {k: {"cpus": sorted(v.cpus) if v.cpus else None, "nice": v.nice} for k, v in where.items()},
     }
     with ExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-rollout-")))
@@ -268,10 +274,10 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
         stack.enter_context(mlflow_uris(tracking_uri))
         model = register_models(root, (MODEL,))[MODEL]
 
-        def start(tag: str, router: dict[str, Any] | None, cpus: set[int] | None, nice: int = 0) -> Server:
-            return stack.enter_context(server(tracking_uri, model, root, tag, router, params.start_timeout, cpus, nice))
+        def start(tag: str, router: dict[str, Any] | None, placement: Placement) -> Server:
+            return stack.enter_context(server(tracking_uri, model, root, tag, router, params.start_timeout, placement))
 
-        candidate = start("candidate", None, where["candidate"], params.candidate_nice)
+        candidate = start("candidate", None, where["candidate"])
         targets = {"without": start("plain", None, where["incumbent"])}
         shadowed = {
             rate: start(
@@ -292,7 +298,7 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
         before = {rate: shadow_counts(s.url) for rate, s in shadowed.items()}
         for target in targets.values():
             loadgen.run_load(
-                generator, f"{target.url}/invocations", body, CONTENT_TYPE, 1, params.warmup, cpus=where["loadgen"]
+                generator, f"{target.url}/invocations", body, CONTENT_TYPE, 1, params.warmup, placement=where["loadgen"]
             )
 
         def rounds(mode: str, rate: float | None) -> dict[str, list[dict[str, Any]]]:
@@ -381,19 +387,16 @@ def _row(*cells: str) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     """The results section."""
-    where = result.get("cores") or {}
-    placed = (
-        f"incumbents on core {where['incumbent']}, candidate on core {where['candidate']}, "
-        f"load generator on core {where['loadgen']}"
-        if where.get("incumbent")
-        else "not pinned (fewer than 2 usable cores)"
+    placed = "; ".join(
+        f"{who} on core {','.join(map(str, p['cpus'])) if p['cpus'] else 'any'}"
+        + (f" at nice {p['nice']}" if p["nice"] is not None else "")
+        for who, p in result["placement"].items()
     )
     fixed, saturated = result["fixed_rate"], result["saturated"]
     lines = [
         "## Rollout shadow",
         "",
-        f"1-row `/invocations`, prediction log on; cores: {placed}; candidate at nice "
-        f"{result['params'].get('candidate_nice', 0)}. Ratios: with / without the router, "
+        f"1-row `/invocations`, prediction log on; {placed}. Ratios: with / without the router, "
         "paired by repeat, median (range over repeats).",
         "",
         f"Fixed rate ({fixed['rate']:.0f} req/s, open loop on up to {fixed['connections']} connections, "
@@ -442,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the servers to cores")
+    parser.add_argument("--priority", type=int, help="niceness of the incumbents and the load generator (root)")
     parser.add_argument("--no-write", action="store_true", help="print the JSON, do not write results/")
     ns = parser.parse_args(argv)
     params = Params.quick() if ns.quick else Params()
@@ -451,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         params.repeats = ns.repeats
     params.loadgen = ns.loadgen
     params.pin = not ns.no_pin
+    if ns.priority is not None:
+        params.priority = ns.priority
     result = run(params)
     print(markdown(result))
     if ns.no_write:

@@ -82,13 +82,24 @@ def test_open_loop_counts_the_wait_of_requests_due_while_the_server_stalls() -> 
 
 
 def test_rollout_shadow_places_incumbent_and_candidate_on_different_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.common import Placement
+
+    params = rollout_shadow.Params(candidate_nice=10, priority=-5)
+
+    def cpus(where: dict[str, Placement]) -> dict[str, frozenset[int] | None]:
+        return {who: p.cpus for who, p in where.items()}
+
+    monkeypatch.setattr(rollout_shadow.os, "geteuid", lambda: 0)
     monkeypatch.setattr(rollout_shadow.os, "sched_getaffinity", lambda pid: {0, 1})
-    assert rollout_shadow.cores() == {"incumbent": {0}, "candidate": {1}, "loadgen": {1}}
+    where = rollout_shadow.placements(params)
+    assert cpus(where) == {"incumbent": {0}, "candidate": {1}, "loadgen": {1}}
+    assert {who: p.nice for who, p in where.items()} == {"incumbent": -5, "candidate": 10, "loadgen": -5}
     monkeypatch.setattr(rollout_shadow.os, "sched_getaffinity", lambda pid: {2, 5, 7, 9})
-    assert rollout_shadow.cores() == {"incumbent": {2}, "candidate": {5}, "loadgen": {7}}
+    assert cpus(rollout_shadow.placements(params)) == {"incumbent": {2}, "candidate": {5}, "loadgen": {7}}
     monkeypatch.setattr(rollout_shadow.os, "sched_getaffinity", lambda pid: {3})
-    assert rollout_shadow.cores() == {"incumbent": None, "candidate": None, "loadgen": None}
-    assert rollout_shadow.cores(enabled=False)["candidate"] is None
+    assert set(cpus(rollout_shadow.placements(params)).values()) == {None}
+    monkeypatch.setattr(rollout_shadow.os, "geteuid", lambda: 1000)  # no negative niceness without root
+    assert rollout_shadow.placements(params)["incumbent"].nice is None
 
 
 def test_scipy_baseline_computes_the_same_tests_as_the_library() -> None:
