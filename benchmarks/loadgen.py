@@ -60,6 +60,8 @@ class LoadResult:
     #: 1 ms after their due time (every connection busy, or the client itself late).
     rate: float | None = None
     late: int = 0
+    #: every answered request's latency (ms), when asked for (``raw``)
+    latencies_ms: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """As a plain dict."""
@@ -151,9 +153,10 @@ def run_python(
     timeout_s: float = 10.0,
     rate: float | None = None,
     placement: Placement | None = None,
+    raw: bool = False,
 ) -> LoadResult:
     """Run the asyncio load generator in a child process (where ``placement`` says); open loop at ``rate``
-    requests/s when set (see the module docstring)."""
+    requests/s when set (see the module docstring); ``raw``: with every latency (``latencies_ms``)."""
     with tempfile.NamedTemporaryFile("wb", suffix=".body", delete=False) as handle:
         handle.write(body)
     try:
@@ -175,6 +178,7 @@ def run_python(
             "--timeout",
             str(timeout_s),
             *(["--rate", str(rate)] if rate is not None else []),
+            *(["--raw"] if raw else []),
         ]
         here = Path(__file__).resolve().parents[1]
         child = run_child(argv, timeout=duration + timeout_s + 60, cwd=here, placement=placement)
@@ -195,15 +199,16 @@ def run_load(
     *,
     rate: float | None = None,
     placement: Placement | None = None,
+    raw: bool = False,
 ) -> LoadResult:
     """Run ``generator`` (``wrk`` or ``python``) against ``url``, where ``placement`` says.
 
-    ``rate`` (requests/s) asks for the open loop, which only the asyncio client has: it is used
-    then whatever ``generator`` says.
+    ``rate`` (requests/s) asks for the open loop and ``raw`` for every latency, which only the
+    asyncio client has: it is used then whatever ``generator`` says.
     """
-    if generator == "wrk" and rate is None:
+    if generator == "wrk" and rate is None and not raw:
         return run_wrk(url, body, content_type, connections, duration, placement=placement)
-    return run_python(url, body, content_type, connections, duration, rate=rate, placement=placement)
+    return run_python(url, body, content_type, connections, duration, rate=rate, placement=placement, raw=raw)
 
 
 def ceiling(generator: str, body: bytes, content_type: str, connections: int, duration: float) -> LoadResult:
@@ -346,6 +351,7 @@ async def load(
     duration: float,
     timeout: float,
     rate: float | None = None,
+    raw: bool = False,
 ) -> dict[str, Any]:
     """Load with ``connections`` keep-alive connections for ``duration`` seconds: closed loop, or
     open loop at ``rate`` requests/s (every request due within ``duration`` is sent; see the module
@@ -391,6 +397,7 @@ async def load(
         generator_cpu_s=cpu,
         rate=rate,
         late=schedule.late if schedule is not None else 0,
+        latencies_ms=ms if raw else None,
     ).to_dict()
 
 
@@ -451,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     p_load.add_argument("--duration", type=float, default=5.0)
     p_load.add_argument("--timeout", type=float, default=10.0)
     p_load.add_argument("--rate", type=float, help="open loop: requests/s due at fixed intervals")
+    p_load.add_argument("--raw", action="store_true", help="print every latency too (latencies_ms)")
     p_echo = sub.add_parser("echo", help="fixed-response HTTP server on 127.0.0.1")
     p_echo.add_argument("--port", type=int, required=True)
     ns = parser.parse_args(argv)
@@ -461,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         body = Path(ns.body_file).read_bytes()
         result: Mapping[str, Any] = loop.run_until_complete(
-            load(ns.url, body, ns.content_type, ns.connections, ns.duration, ns.timeout, ns.rate)
+            load(ns.url, body, ns.content_type, ns.connections, ns.duration, ns.timeout, ns.rate, ns.raw)
         )
     finally:
         loop.close()

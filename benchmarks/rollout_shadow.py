@@ -53,6 +53,7 @@ from .common import (
     machine_info,
     median,
     mlflow_uris,
+    percentile,
     place,
     ratio,
     tree_cpu_seconds,
@@ -70,7 +71,8 @@ class Params:
     """Sizes of one run.
 
     ``open_fraction``: the fixed rate as a share of the closed loop's requests/s without a router;
-    ``open_connections``: connections the fixed-rate client may use at once; ``pin``: pin the
+    ``open_connections``: connections the fixed-rate client may use at once; ``slices``: pieces of
+    each fixed-rate repeat (the incumbents take turns every ``duration / slices`` s); ``pin``: pin the
     servers to cores, ``candidate_nice`` and ``priority``: niceness (:func:`placements`).
     """
 
@@ -82,6 +84,7 @@ class Params:
     loadgen: str = "auto"
     open_fraction: float = 1 / 3
     open_connections: int = 4
+    slices: int = 4
     pin: bool = True
     candidate_nice: int = 10
     priority: int = -5
@@ -92,7 +95,7 @@ class Params:
 
     @classmethod
     def tiny(cls) -> Params:
-        return cls(duration=0.5, repeats=1, sample_rates=(0.5,), warmup=0.2)
+        return cls(duration=0.5, repeats=1, sample_rates=(0.5,), warmup=0.2, slices=2)
 
 
 def placements(params: Params) -> dict[str, Placement]:
@@ -201,9 +204,10 @@ def _measure(
     params: Params,
     where: dict[str, Placement],
     rate: float | None,
+    seconds: float,
 ) -> dict[str, Any]:
-    """One load run against ``target``: the load result, the target's CPU ms per answered request and
-    the candidate's CPU seconds meanwhile (``/proc``)."""
+    """One load run of ``seconds`` against ``target`` (open loop at ``rate`` with every latency, else
+    closed): the load result, the target's CPU seconds and the candidate's meanwhile (``/proc``)."""
     connections = 1 if rate is None else params.open_connections
     own, other = tree_cpu_seconds(target.pid), tree_cpu_seconds(candidate.pid)
     measured = loadgen.run_load(
@@ -212,14 +216,44 @@ def _measure(
         body,
         CONTENT_TYPE,
         connections,
-        params.duration,
+        seconds,
         rate=rate,
         placement=where["loadgen"],
+        raw=rate is not None,
     )
     out = measured.to_dict()
-    cpu = tree_cpu_seconds(target.pid) - own
-    out["server_cpu_ms_per_request"] = 1000 * cpu / measured.requests if measured.requests else None
+    out["server_cpu_s"] = tree_cpu_seconds(target.pid) - own
     out["candidate_cpu_s"] = tree_cpu_seconds(candidate.pid) - other
+    return out
+
+
+def _pool(pieces: list[dict[str, Any]]) -> dict[str, Any]:
+    """One repeat of one incumbent from its slices: percentiles over all their latencies (one slice
+    of a closed loop: its own), sums of counts and CPU; CPU ms per answered request and the
+    candidate's CPU ms per copy sent."""
+    if len(pieces) == 1 and pieces[0].get("latencies_ms") is None:
+        out = dict(pieces[0])
+    else:
+        ms = [x for p in pieces for x in p["latencies_ms"]]
+        elapsed = sum(p["duration_s"] for p in pieces)
+        out = {
+            "slices": len(pieces),
+            "rate": pieces[0]["rate"],
+            "duration_s": elapsed,
+            "rps": len(ms) / elapsed if elapsed else 0.0,
+            "p50_ms": percentile(ms, 50),
+            "p90_ms": percentile(ms, 90),
+            "p99_ms": percentile(ms, 99),
+            "max_ms": max(ms) if ms else None,
+        }
+        for key in ("requests", "errors", "late", "server_cpu_s", "candidate_cpu_s", "generator_cpu_s"):
+            out[key] = sum(p[key] for p in pieces)
+        if pieces[0].get("copies_sent") is not None:
+            out["copies_sent"] = sum(p["copies_sent"] for p in pieces)
+    out.pop("latencies_ms", None)
+    out["server_cpu_ms_per_request"] = 1000 * out["server_cpu_s"] / out["requests"] if out["requests"] else None
+    sent = out.get("copies_sent")
+    out["candidate_cpu_ms_per_copy"] = 1000 * out["candidate_cpu_s"] / sent if sent else None
     return out
 
 
@@ -236,6 +270,9 @@ def _cells(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
             "max_ms": median([r["max_ms"] for r in done if r["max_ms"] is not None]),
             "server_cpu_ms_per_request": median(
                 [r["server_cpu_ms_per_request"] for r in done if r["server_cpu_ms_per_request"] is not None]
+            ),
+            "candidate_cpu_ms_per_copy": median(
+                [r["candidate_cpu_ms_per_copy"] for r in done if r["candidate_cpu_ms_per_copy"] is not None]
             ),
             "late": sum(r.get("late", 0) for r in done),
             "errors": sum(r["errors"] for r in done),
@@ -301,30 +338,35 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
                 generator, f"{target.url}/invocations", body, CONTENT_TYPE, 1, params.warmup, placement=where["loadgen"]
             )
 
-        def rounds(mode: str, rate: float | None) -> dict[str, list[dict[str, Any]]]:
+        def rounds(mode: str, rate: float | None, slices: int) -> dict[str, list[dict[str, Any]]]:
+            """``repeats`` of each incumbent; within a repeat they take turns ``slices`` times,
+            alternating which goes first, so a burst of other work on the machine hits them alike."""
             runs: dict[str, list[dict[str, Any]]] = {label: [] for label in targets}
             for repeat in range(params.repeats):
-                order = list(targets.items())
-                if repeat % 2:
-                    order.reverse()
-                for label, target in order:
-                    counts = shadow_counts(target.url) if label != "without" else None
-                    measured = _measure(generator, target, candidate, body, params, where, rate)
-                    if counts is not None:
-                        sent = shadow_counts(target.url)["sent"] - counts["sent"]
-                        measured["copies_sent"] = sent
-                        per_copy = 1000 * measured["candidate_cpu_s"] / sent if sent else None
-                        measured["candidate_cpu_ms_per_copy"] = per_copy
-                    runs[label].append(measured)
+                pieces: dict[str, list[dict[str, Any]]] = {label: [] for label in targets}
+                for piece in range(slices):
+                    order = list(targets.items())
+                    if (repeat * slices + piece) % 2:
+                        order.reverse()
+                    for label, target in order:
+                        counts = shadow_counts(target.url) if label != "without" else None
+                        seconds = params.duration / slices
+                        measured = _measure(generator, target, candidate, body, params, where, rate, seconds)
+                        if counts is not None:
+                            measured["copies_sent"] = shadow_counts(target.url)["sent"] - counts["sent"]
+                        pieces[label].append(measured)
+                for label in targets:
+                    done = _pool(pieces[label])
+                    runs[label].append(done)
                     log(
-                        f"{NAME}: {mode}: {label}: {measured['rps']:.0f} req/s, p50 {measured['p50_ms']} ms, "
-                        f"p99 {measured['p99_ms']} ms, {measured['server_cpu_ms_per_request']} CPU ms/req"
+                        f"{NAME}: {mode}: {label}: {done['rps']:.0f} req/s, p50 {done['p50_ms']:.2f} ms, "
+                        f"p99 {done['p99_ms']:.2f} ms, {done['server_cpu_ms_per_request']:.3f} CPU ms/req"
                     )
             return runs
 
-        closed = rounds("saturated", None)
+        closed = rounds("saturated", None, 1)
         fixed_rate = params.open_fraction * (median([r["rps"] for r in closed["without"]]) or 0.0)
-        opened = rounds(f"fixed {fixed_rate:.0f}/s", max(fixed_rate, 1.0))
+        opened = rounds(f"fixed {fixed_rate:.0f}/s", max(fixed_rate, 1.0), params.slices)
         shares = {}
         for rate, s in shadowed.items():
             after = shadow_counts(s.url)
@@ -339,12 +381,10 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
                 "copied": ratio(delta["sent"] + delta["dropped"] + delta["failed"], delta["answered"]),
             }
     result["saturated"] = {"cells": _cells(closed), "ratios": _ratios(closed, labels), "runs": closed}
-    for label in labels:
-        per_copy = [r["candidate_cpu_ms_per_copy"] for r in closed[label] if r.get("candidate_cpu_ms_per_copy")]
-        result["saturated"]["cells"][label]["candidate_cpu_ms_per_copy"] = median(per_copy)
     result["fixed_rate"] = {
         "rate": fixed_rate,
         "connections": params.open_connections,
+        "slices": params.slices,
         "cells": _cells(opened),
         "ratios": _ratios(opened, labels),
         "runs": opened,
@@ -400,7 +440,8 @@ def markdown(result: dict[str, Any]) -> str:
         "paired by repeat, median (range over repeats).",
         "",
         f"Fixed rate ({fixed['rate']:.0f} req/s, open loop on up to {fixed['connections']} connections, "
-        "latency from each request's due time): the client latency a user sees.",
+        "latency from each request's due time; in each repeat the incumbents take turns "
+        f"{fixed.get('slices', 1)} times): the client latency a user sees.",
         "",
         "| incumbent | p50 ms | p99 ms (range over repeats) | max ms | p50 ratio | p99 ratio "
         "| server CPU ms/request | late sends | errors |",

@@ -272,7 +272,9 @@ def test_rollout_shadow_benchmark_runs_on_tiny_sizes() -> None:
         assert all(c["errors"] == 0 and c["rps"] > 0 and c["server_cpu_ms_per_request"] for c in cells.values())
         assert result[mode]["ratios"]["shadow 0.5"]["p99"]["median"] is not None
     assert result["fixed_rate"]["rate"] > 0
+    # each fixed-rate repeat pools its slices (the incumbents took turns twice)
     assert all(r["rate"] == result["fixed_rate"]["rate"] for r in result["fixed_rate"]["runs"]["without"])
+    assert all(r["slices"] == 2 and "latencies_ms" not in r for r in result["fixed_rate"]["runs"]["shadow 0.5"])
     share = result["shares"]["0.5"]
     assert share["answered"] > 0 and share["sent"] + share["dropped"] + share["failed"] > 0
     _complete_targets(result)
