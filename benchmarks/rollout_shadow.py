@@ -9,9 +9,12 @@ configured sample rate (``MODELOPS_ROUTER``) copying to the candidate. Placement
 incumbent's cost); the load generator runs beside the candidate (on a third core when there is
 one). The candidate runs at niceness 10, so that the client is served first on their shared core
 (else the candidate's work on the copies would delay the client's sends and count as the
-incumbent's latency); run as root, the incumbents and the load generator run at niceness -5, so
-the other work of a shared machine disturbs them less. The same 1-row ``/invocations`` body is
-sent to each incumbent, alternating which goes first in each repeat, in two modes:
+incumbent's latency); run as root, the incumbents and the load generator run at niceness -20 in
+the fixed-rate phase (-5 in the saturated one), so the other work of a shared machine disturbs them
+less. ``--baseline REV`` adds shadow incumbents running the runtime of git revision ``REV``, measured
+in the same rounds: a before/after comparison that the machine's load cannot tilt. The same 1-row
+``/invocations`` body is sent to each incumbent, alternating which goes first in each repeat, in
+two modes:
 
 * **fixed rate** (open loop, the issue's case "client latency must not change measurably"): a
   request rate well below the incumbent's capacity (``open_fraction`` of the closed loop's
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from contextlib import ExitStack, contextmanager
@@ -45,6 +49,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from . import loadgen
 from .common import (
+    ROOT,
     Placement,
     Target,
     background,
@@ -73,7 +78,9 @@ class Params:
     ``open_fraction``: the fixed rate as a share of the closed loop's requests/s without a router;
     ``open_connections``: connections the fixed-rate client may use at once; ``slices``: pieces of
     each fixed-rate repeat (the incumbents take turns every ``duration / slices`` s); ``pin``: pin the
-    servers to cores, ``candidate_nice`` and ``priority``: niceness (:func:`placements`).
+    servers to cores, ``candidate_nice``, ``priority`` (the fixed-rate phase) and
+    ``saturated_priority``: niceness (:func:`placements`); ``baseline``: a git revision whose
+    runtime also runs shadow incumbents, in the same rounds (labels ``shadow <rate> @<revision>``).
     """
 
     duration: float = 4.0
@@ -87,7 +94,9 @@ class Params:
     slices: int = 4
     pin: bool = True
     candidate_nice: int = 10
-    priority: int = -5
+    priority: int = -20
+    saturated_priority: int = -5
+    baseline: str | None = None
 
     @classmethod
     def quick(cls) -> Params:
@@ -105,7 +114,8 @@ def placements(params: Params) -> dict[str, Placement]:
     for the candidate, the third (else the candidate's) for the load generator. Niceness: the
     candidate at ``candidate_nice``; the incumbents and the load generator at ``priority`` when
     run as root (a negative niceness needs it), so the other work of a shared machine disturbs the
-    measured processes less.
+    measured processes less (the saturated phase lowers it to ``saturated_priority``: a busy core
+    at -20 would starve the machine's other work for the whole phase).
     """
     usable = sorted(os.sched_getaffinity(0))
     pinned = params.pin and len(usable) >= 2
@@ -134,8 +144,10 @@ def server(
     router: dict[str, Any] | None,
     timeout: float,
     placement: Placement | None = None,
+    runtime: Path | None = None,
 ):
-    """One ``modelops-runtime serve`` for ``models:/<model>/1`` (log on), where ``placement`` says;
+    """One ``modelops-runtime serve`` for ``models:/<model>/1`` (log on), where ``placement`` says,
+    with the ``modelops_runtime`` package under ``runtime`` when set (else the installed one);
     yields a :class:`Server`."""
     from modelops.contract import ENV_JOB_CONFIG, ENV_ROUTER, ServeConfig
 
@@ -158,6 +170,8 @@ def server(
     }
     if router is not None:
         env[ENV_ROUTER] = json.dumps(router)
+    if runtime is not None:
+        env["PYTHONPATH"] = str(runtime)  # ahead of the editable install's path
     argv = [str(venv_bin() / "modelops-runtime"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     logfile = workdir / f"{tag}.log"
     argv += ["--log-level", "warning"]
@@ -202,7 +216,7 @@ def _measure(
     candidate: Server,
     body: bytes,
     params: Params,
-    where: dict[str, Placement],
+    client: Placement,
     rate: float | None,
     seconds: float,
 ) -> dict[str, Any]:
@@ -218,7 +232,7 @@ def _measure(
         connections,
         seconds,
         rate=rate,
-        placement=where["loadgen"],
+        placement=client,
         raw=rate is not None,
     )
     out = measured.to_dict()
@@ -292,6 +306,19 @@ def _ratios(runs: dict[str, list[dict[str, Any]]], labels: list[str]) -> dict[st
     return out
 
 
+def export_runtime(revision: str, into: Path) -> Path:
+    """``serving_image/`` of git ``revision`` extracted under ``into``; returns the directory that
+    holds its ``modelops_runtime`` package. Raises RuntimeError when git cannot export it."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", revision, "serving_image"], capture_output=True
+    )
+    if archive.returncode != 0:
+        raise RuntimeError(f"git archive {revision}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into / "serving_image"
+
+
 def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, Any]:
     """Run the benchmark; returns the result document (see the module docstring)."""
     params = params or Params()
@@ -304,6 +331,7 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
         "params": vars(params),
         "generator": generator,
         "placement": {k: {"cpus": sorted(v.cpus) if v.cpus else None, "nice": v.nice} for k, v in where.items()},
+        "baseline": params.baseline,
     }
     with ExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-rollout-")))
@@ -311,36 +339,44 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
         stack.enter_context(mlflow_uris(tracking_uri))
         model = register_models(root, (MODEL,))[MODEL]
 
-        def start(tag: str, router: dict[str, Any] | None, placement: Placement) -> Server:
-            return stack.enter_context(server(tracking_uri, model, root, tag, router, params.start_timeout, placement))
+        def start(tag: str, router: dict[str, Any] | None, placement: Placement, runtime: Path | None = None) -> Server:
+            return stack.enter_context(
+                server(tracking_uri, model, root, tag, router, params.start_timeout, placement, runtime)
+            )
 
         candidate = start("candidate", None, where["candidate"])
         targets = {"without": start("plain", None, where["incumbent"])}
-        shadowed = {
-            rate: start(
-                f"shadow-{rate:g}",
-                {
+        runtimes: dict[str, Path | None] = {"": None}
+        if params.baseline:
+            runtimes[f" @{params.baseline}"] = export_runtime(params.baseline, root / "baseline")
+        shadowed: dict[str, tuple[float, Server]] = {}
+        for suffix, runtime in runtimes.items():
+            for rate in params.sample_rates:
+                router = {
                     "mode": "shadow",
                     "url": candidate.url,
                     "version": "1.0.0",
                     "registry_version": "1",
                     "sample_rate": rate,
-                },
-                where["incumbent"],
-            )
-            for rate in params.sample_rates
-        }
-        targets.update({f"shadow {r:g}": s for r, s in shadowed.items()})
+                }
+                tag = f"shadow-{rate:g}{suffix.replace(' @', '-')}"
+                shadowed[f"{rate:g}{suffix}"] = (rate, start(tag, router, where["incumbent"], runtime))
+        targets.update({f"shadow {key}": s for key, (_, s) in shadowed.items()})
         labels = [label for label in targets if label != "without"]
-        before = {rate: shadow_counts(s.url) for rate, s in shadowed.items()}
+        before = {key: shadow_counts(s.url) for key, (_, s) in shadowed.items()}
         for target in targets.values():
             loadgen.run_load(
                 generator, f"{target.url}/invocations", body, CONTENT_TYPE, 1, params.warmup, placement=where["loadgen"]
             )
 
-        def rounds(mode: str, rate: float | None, slices: int) -> dict[str, list[dict[str, Any]]]:
+        def rounds(mode: str, rate: float | None, slices: int, nice: int | None) -> dict[str, list[dict[str, Any]]]:
             """``repeats`` of each incumbent; within a repeat they take turns ``slices`` times,
-            alternating which goes first, so a burst of other work on the machine hits them alike."""
+            alternating which goes first, so a burst of other work on the machine hits them alike.
+            The incumbents and the load generator run at niceness ``nice`` (None: as placed)."""
+            if nice is not None:
+                for target in targets.values():
+                    place(target.pid, Placement(nice=nice))
+            client = where["loadgen"] if nice is None else Placement(where["loadgen"].cpus, nice)
             runs: dict[str, list[dict[str, Any]]] = {label: [] for label in targets}
             for repeat in range(params.repeats):
                 pieces: dict[str, list[dict[str, Any]]] = {label: [] for label in targets}
@@ -351,7 +387,7 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
                     for label, target in order:
                         counts = shadow_counts(target.url) if label != "without" else None
                         seconds = params.duration / slices
-                        measured = _measure(generator, target, candidate, body, params, where, rate, seconds)
+                        measured = _measure(generator, target, candidate, body, params, client, rate, seconds)
                         if counts is not None:
                             measured["copies_sent"] = shadow_counts(target.url)["sent"] - counts["sent"]
                         pieces[label].append(measured)
@@ -364,14 +400,16 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
                     )
             return runs
 
-        closed = rounds("saturated", None, 1)
+        ours = where["incumbent"].nice is not None  # run as root: the phases set their own niceness
+        closed = rounds("saturated", None, 1, params.saturated_priority if ours else None)
         fixed_rate = params.open_fraction * (median([r["rps"] for r in closed["without"]]) or 0.0)
-        opened = rounds(f"fixed {fixed_rate:.0f}/s", max(fixed_rate, 1.0), params.slices)
+        fixed_nice = params.priority if ours else None
+        opened = rounds(f"fixed {fixed_rate:.0f}/s", max(fixed_rate, 1.0), params.slices, fixed_nice)
         shares = {}
-        for rate, s in shadowed.items():
+        for key, (rate, s) in shadowed.items():
             after = shadow_counts(s.url)
-            delta = {k: after[k] - before[rate][k] for k in after}
-            shares[f"{rate:g}"] = {
+            delta = {k: after[k] - before[key][k] for k in after}
+            shares[key] = {
                 "configured": rate,
                 "answered": delta["answered"],
                 "sent": delta["sent"],
@@ -433,11 +471,22 @@ def markdown(result: dict[str, Any]) -> str:
         for who, p in result["placement"].items()
     )
     fixed, saturated = result["fixed_rate"], result["saturated"]
+    params = result["params"]
+    at_saturation = (
+        f"; incumbents and load generator at nice {params['saturated_priority']}"
+        if result["placement"]["incumbent"]["nice"] is not None
+        else ""
+    )
+    baseline = (
+        f" Rows `@{result['baseline']}`: the runtime of that revision, measured in the same rounds (before/after)."
+        if result.get("baseline")
+        else ""
+    )
     lines = [
         "## Rollout shadow",
         "",
         f"1-row `/invocations`, prediction log on; {placed}. Ratios: with / without the router, "
-        "paired by repeat, median (range over repeats).",
+        f"paired by repeat, median (range over repeats).{baseline}",
         "",
         f"Fixed rate ({fixed['rate']:.0f} req/s, open loop on up to {fixed['connections']} connections, "
         "latency from each request's due time; in each repeat the incumbents take turns "
@@ -453,8 +502,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(_row(label, *_latency_cols(cell), *cols))
     lines += [
         "",
-        "Saturated (closed loop, 1 connection): the capacity cost; the router's work runs in the incumbent's "
-        "process, so at saturation it takes CPU the next request waits for.",
+        f"Saturated (closed loop, 1 connection{at_saturation}): the capacity cost; the router's work runs in "
+        "the incumbent's process, so at saturation it takes CPU the next request waits for.",
         "",
         "| incumbent | req/s | p50 ms | p99 ms (range over repeats) | p50 ratio | p99 ratio "
         "| server CPU ms/request | candidate CPU ms/copy | errors |",
@@ -469,10 +518,10 @@ def markdown(result: dict[str, Any]) -> str:
         "| configured rate | answered | sent | dropped | failed | reached the candidate |",
         "|---|---|---|---|---|---|",
     ]
-    for share in result["shares"].values():
+    for key, share in result["shares"].items():
         reached = share["reached"]
         lines.append(
-            f"| {share['configured']:g} | {share['answered']:.0f} | {share['sent']:.0f} | {share['dropped']:.0f} "
+            f"| {key} | {share['answered']:.0f} | {share['sent']:.0f} | {share['dropped']:.0f} "
             f"| {share['failed']:.0f} | {'n/a' if reached is None else f'{reached:.4f}'} |"
         )
     return "\n".join(lines) + "\n"
@@ -487,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the servers to cores")
     parser.add_argument("--priority", type=int, help="niceness of the incumbents and the load generator (root)")
+    parser.add_argument("--baseline", help="git revision whose runtime also runs shadow incumbents (before/after)")
     parser.add_argument("--no-write", action="store_true", help="print the JSON, do not write results/")
     ns = parser.parse_args(argv)
     params = Params.quick() if ns.quick else Params()
@@ -498,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     params.pin = not ns.no_pin
     if ns.priority is not None:
         params.priority = ns.priority
+    params.baseline = ns.baseline
     result = run(params)
     print(markdown(result))
     if ns.no_write:

@@ -102,6 +102,13 @@ def test_rollout_shadow_places_incumbent_and_candidate_on_different_cores(monkey
     assert rollout_shadow.placements(params)["incumbent"].nice is None
 
 
+def test_rollout_shadow_exports_the_runtime_of_a_baseline_revision(tmp_path: Path) -> None:
+    runtime = rollout_shadow.export_runtime("HEAD", tmp_path / "baseline")
+    assert (runtime / "modelops_runtime" / "serve" / "router.py").is_file()
+    with pytest.raises(RuntimeError, match="no-such-revision"):
+        rollout_shadow.export_runtime("no-such-revision", tmp_path / "missing")
+
+
 def test_scipy_baseline_computes_the_same_tests_as_the_library() -> None:
     from modelops.monitoring.drift import detect_drift
 
