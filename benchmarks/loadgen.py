@@ -57,9 +57,11 @@ class LoadResult:
     max_ms: float | None
     generator_cpu_s: float
     #: open loop: the requests/s asked for (None: closed loop); ``late`` requests were sent more than
-    #: 1 ms after their due time (every connection busy, or the client itself late).
+    #: 1 ms after their due time (every connection busy, or the client itself late); ``lag_p99_ms``:
+    #: the 99th percentile of send time minus due time (the client's own delay is part of the latency).
     rate: float | None = None
     late: int = 0
+    lag_p99_ms: float | None = None
     #: every answered request's latency (ms), when asked for (``raw``)
     latencies_ms: list[float] | None = None
 
@@ -311,6 +313,7 @@ class _Schedule:
         self.rate = rate
         self.next = 0
         self.late = 0
+        self.lags: list[float] = []
 
     def take(self) -> float:
         """The due time of the next request not yet taken by a connection."""
@@ -332,10 +335,11 @@ async def _paced_connection(
     request, send it at its due time (at once when late), record its latency from the due time."""
     try:
         while (due := schedule.take()) < deadline:
-            wait = due - time.perf_counter()
-            if wait > 0:
+            while (wait := due - time.perf_counter()) > 0:  # never early: a loop's timers may round to 1 ms
                 await asyncio.sleep(wait)
-            if time.perf_counter() - due > 0.001:
+            lag = time.perf_counter() - due
+            schedule.lags.append(lag)
+            if lag > 0.001:
                 schedule.late += 1
             status = await connection.exchange(request, timeout)
             _record(status, time.perf_counter() - due, latencies, errors)
@@ -397,6 +401,7 @@ async def load(
         generator_cpu_s=cpu,
         rate=rate,
         late=schedule.late if schedule is not None else 0,
+        lag_p99_ms=percentile([x * 1000 for x in schedule.lags], 99) if schedule is not None else None,
         latencies_ms=ms if raw else None,
     ).to_dict()
 

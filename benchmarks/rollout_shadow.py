@@ -18,7 +18,7 @@ two modes:
 
 * **fixed rate** (open loop, the issue's case "client latency must not change measurably"): a
   request rate well below the incumbent's capacity (``open_fraction`` of the closed loop's
-  requests/s without a router), latency measured from each request's due time (no coordinated
+  requests/s without a router in its best repeat), latency measured from each request's due time (no coordinated
   omission; :mod:`.loadgen`). Target: p99 with / without <= 1.1, the ratio taken per repeat (both
   servers measured in the same minute) and reported as the median with its range over repeats.
 * **saturated** (closed loop, 1 connection): the capacity cost. Requests/s and the incumbent's CPU
@@ -75,7 +75,8 @@ MODEL = "logistic_regression"
 class Params:
     """Sizes of one run.
 
-    ``open_fraction``: the fixed rate as a share of the closed loop's requests/s without a router;
+    ``open_fraction``: the fixed rate as a share of the closed loop's requests/s without a router
+    (its best repeat);
     ``open_connections``: connections the fixed-rate client may use at once; ``slices``: pieces of
     each fixed-rate repeat (the incumbents take turns every ``duration / slices`` s); ``pin``: pin the
     servers to cores, ``candidate_nice``, ``priority`` (the fixed-rate phase) and
@@ -262,6 +263,7 @@ def _pool(pieces: list[dict[str, Any]]) -> dict[str, Any]:
         }
         for key in ("requests", "errors", "late", "server_cpu_s", "candidate_cpu_s", "generator_cpu_s"):
             out[key] = sum(p[key] for p in pieces)
+        out["lag_p99_ms"] = max(p["lag_p99_ms"] or 0.0 for p in pieces)  # the client's worst slice
         if pieces[0].get("copies_sent") is not None:
             out["copies_sent"] = sum(p["copies_sent"] for p in pieces)
     out.pop("latencies_ms", None)
@@ -288,20 +290,26 @@ def _cells(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
             "candidate_cpu_ms_per_copy": median(
                 [r["candidate_cpu_ms_per_copy"] for r in done if r["candidate_cpu_ms_per_copy"] is not None]
             ),
+            "lag_p99_ms": median([r["lag_p99_ms"] for r in done if r.get("lag_p99_ms") is not None]),
             "late": sum(r.get("late", 0) for r in done),
             "errors": sum(r["errors"] for r in done),
         }
     return cells
 
 
+#: Ratios reported per shadowed incumbent (name → the run's key).
+RATIOS = {"p50": "p50_ms", "p99": "p99_ms", "rps": "rps", "cpu": "server_cpu_ms_per_request"}
+
+
 def _ratios(runs: dict[str, list[dict[str, Any]]], labels: list[str]) -> dict[str, dict[str, Any]]:
-    """Per shadowed incumbent: p50 and p99 with / without, paired by repeat; median and range."""
+    """Per shadowed incumbent: p50, p99, requests/s and CPU per request with / without, paired by
+    repeat; median and range."""
     out = {}
     for label in labels:
         pairs = list(zip(runs[label], runs["without"], strict=True))
         out[label] = {
-            q: _spread([r for a, b in pairs if (r := ratio(a[f"{q}_ms"], b[f"{q}_ms"])) is not None])
-            for q in ("p50", "p99")
+            name: _spread([r for a, b in pairs if (r := ratio(a[key], b[key])) is not None])
+            for name, key in RATIOS.items()
         }
     return out
 
@@ -402,7 +410,8 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
 
         ours = where["incumbent"].nice is not None  # run as root: the phases set their own niceness
         closed = rounds("saturated", None, 1, params.saturated_priority if ours else None)
-        fixed_rate = params.open_fraction * (median([r["rps"] for r in closed["without"]]) or 0.0)
+        # from the best repeat: the incumbent's capacity when the machine's other work left it alone
+        fixed_rate = params.open_fraction * max(r["rps"] for r in closed["without"])
         fixed_nice = params.priority if ours else None
         opened = rounds(f"fixed {fixed_rate:.0f}/s", max(fixed_rate, 1.0), params.slices, fixed_nice)
         shares = {}
@@ -446,11 +455,11 @@ def _f(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _ratio_cols(ratios: dict[str, dict[str, float | None]] | None) -> list[str]:
-    """p50 and p99 ratio cells: median (range); "-" for the incumbent without a router."""
+def _ratio_cols(ratios: dict[str, dict[str, float | None]] | None, *names: str) -> list[str]:
+    """Ratio cells (:data:`RATIOS` ``names``): median (range); "-" for the incumbent without a router."""
     if ratios is None:
-        return ["-", "-"]
-    return [f"{_f(r['median'])}x ({_f(r['min'])}-{_f(r['max'])})" for r in (ratios["p50"], ratios["p99"])]
+        return ["-"] * len(names)
+    return [f"{_f(ratios[n]['median'])}x ({_f(ratios[n]['min'])}-{_f(ratios[n]['max'])})" for n in names]
 
 
 def _latency_cols(cell: dict[str, Any]) -> list[str]:
@@ -493,26 +502,28 @@ def markdown(result: dict[str, Any]) -> str:
         f"{fixed.get('slices', 1)} times): the client latency a user sees.",
         "",
         "| incumbent | p50 ms | p99 ms (range over repeats) | max ms | p50 ratio | p99 ratio "
-        "| server CPU ms/request | late sends | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server CPU ms/request | CPU ratio | client lag p99 ms | late sends | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, cell in fixed["cells"].items():
-        cols = [_f(cell["max_ms"]), *_ratio_cols(fixed["ratios"].get(label))]
-        cols += [_f(cell["server_cpu_ms_per_request"], 3), str(cell["late"]), str(cell["errors"])]
+        rat = fixed["ratios"].get(label)
+        cols = [_f(cell["max_ms"]), *_ratio_cols(rat, "p50", "p99"), _f(cell["server_cpu_ms_per_request"], 3)]
+        cols += [*_ratio_cols(rat, "cpu"), _f(cell["lag_p99_ms"]), str(cell["late"]), str(cell["errors"])]
         lines.append(_row(label, *_latency_cols(cell), *cols))
     lines += [
         "",
         f"Saturated (closed loop, 1 connection{at_saturation}): the capacity cost; the router's work runs in "
         "the incumbent's process, so at saturation it takes CPU the next request waits for.",
         "",
-        "| incumbent | req/s | p50 ms | p99 ms (range over repeats) | p50 ratio | p99 ratio "
-        "| server CPU ms/request | candidate CPU ms/copy | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| incumbent | req/s | req/s ratio | p50 ms | p99 ms (range over repeats) | p50 ratio | p99 ratio "
+        "| server CPU ms/request | CPU ratio | candidate CPU ms/copy | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, cell in saturated["cells"].items():
-        cols = [*_latency_cols(cell), *_ratio_cols(saturated["ratios"].get(label))]
-        cols += [_f(cell["server_cpu_ms_per_request"], 3), _f(cell.get("candidate_cpu_ms_per_copy"), 3)]
-        lines.append(_row(label, f"{cell['rps']:.0f}", *cols, str(cell["errors"])))
+        rat = saturated["ratios"].get(label)
+        cols = [f"{cell['rps']:.0f}", *_ratio_cols(rat, "rps"), *_latency_cols(cell), *_ratio_cols(rat, "p50", "p99")]
+        cols += [_f(cell["server_cpu_ms_per_request"], 3), *_ratio_cols(rat, "cpu")]
+        lines.append(_row(label, *cols, _f(cell["candidate_cpu_ms_per_copy"], 3), str(cell["errors"])))
     lines += [
         "",
         "| configured rate | answered | sent | dropped | failed | reached the candidate |",

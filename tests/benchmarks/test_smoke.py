@@ -79,6 +79,7 @@ def test_open_loop_counts_the_wait_of_requests_due_while_the_server_stalls() -> 
     assert (result["requests"], result["errors"], result["rate"]) == (5, 0, 10.0)
     assert result["late"] >= 4  # requests 1-4 (request 0 too if the client itself woke up late)
     assert result["max_ms"] >= 500 and result["p50_ms"] >= 300
+    assert result["lag_p99_ms"] >= 300  # request 4 went out 0.1 s late or more, request 1 0.4 s
 
 
 def test_rollout_shadow_places_incumbent_and_candidate_on_different_cores(monkeypatch: pytest.MonkeyPatch) -> None:
