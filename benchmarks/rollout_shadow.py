@@ -515,7 +515,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"Saturated (closed loop, 1 connection{at_saturation}): the capacity cost; the router's work runs in "
-        "the incumbent's process, so at saturation it takes CPU the next request waits for.",
+        "the incumbent's process, so at saturation it takes CPU the next request waits for. The candidate's "
+        "CPU per copy includes its own background work (timers, log writer), spread over fewer copies at "
+        "low rates.",
         "",
         "| incumbent | req/s | req/s ratio | p50 ms | p99 ms (range over repeats) | p50 ratio | p99 ratio "
         "| server CPU ms/request | CPU ratio | candidate CPU ms/copy | errors |",
