@@ -231,6 +231,32 @@ def cpu_seconds(pid: int) -> float:
     return 0.0
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a child process runs: the CPU cores ``cpus`` (None: any) and its niceness ``nice``
+    (None: inherited; below 0 only as root)."""
+
+    cpus: frozenset[int] | None = None
+    nice: int | None = None
+
+
+def place(pid: int, placement: Placement | None) -> None:
+    """Apply ``placement`` to ``pid``, every thread of it and of its descendants (``sched_setaffinity``
+    and ``setpriority``, both per thread on Linux; threads and processes started later inherit them).
+    Called right after a child starts (before it imports numpy and starts its threads), and again
+    once it runs."""
+    if placement is None or (placement.cpus is None and placement.nice is None):
+        return
+    for process in descendants(pid):
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{process}/task"):
+                with contextlib.suppress(OSError):
+                    if placement.cpus is not None:
+                        os.sched_setaffinity(int(task), placement.cpus)
+                    if placement.nice is not None:
+                        os.setpriority(os.PRIO_PROCESS, int(task), placement.nice)
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of ``pid`` and its live descendants."""
     return sum(cpu_seconds(p) for p in descendants(pid))
@@ -281,10 +307,16 @@ class ChildResult:
 
 
 def run_child(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 600, cwd: Path | None = None
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600,
+    cwd: Path | None = None,
+    placement: Placement | None = None,
 ) -> ChildResult:
-    """Run ``argv`` to completion; peak RSS = the highest ``VmHWM`` sum of its process tree seen while
-    polling every 10 ms (see the module docstring), CPU seconds from ``wait4`` (child and reaped children).
+    """Run ``argv`` to completion (where ``placement`` says, see :func:`place`); peak RSS = the
+    highest ``VmHWM`` sum of its process tree seen while polling every 10 ms (see the module
+    docstring), CPU seconds from ``wait4`` (child and reaped children).
 
     Output goes through temporary files (no pipe deadlock). Kills the child after ``timeout``
     seconds and raises TimeoutError.
@@ -296,6 +328,7 @@ def run_child(
         process = subprocess.Popen(
             list(argv), stdout=out, stderr=err, env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True
         )
+        place(process.pid, placement)
         deadline = started + timeout
         peak = 0
         while True:
@@ -325,9 +358,15 @@ def run_child(
 
 @contextlib.contextmanager
 def background(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, log: Path, cwd: Path | None = None
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    log: Path,
+    cwd: Path | None = None,
+    placement: Placement | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``argv`` in its own process group for the block, output to ``log``; SIGTERM then SIGKILL after."""
+    """Run ``argv`` in its own process group for the block (where ``placement`` says, see
+    :func:`place`), output to ``log``; SIGTERM then SIGKILL after."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as handle:
         process = subprocess.Popen(
@@ -339,6 +378,7 @@ def background(
             cwd=cwd,
             start_new_session=True,
         )
+    place(process.pid, placement)
     try:
         yield process
     finally:

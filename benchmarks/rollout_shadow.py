@@ -1,24 +1,42 @@
 """Rollout benchmark: what shadowing costs the incumbent's clients, and the share that reaches the candidate.
 
-Three ``modelops-runtime serve`` processes load the same registered model (breast cancer,
+Three kinds of ``modelops-runtime serve`` processes load the same registered model (breast cancer,
 ``StandardScaler + LogisticRegression``) with the prediction log on, as in production: the
-**candidate**, the **incumbent without a router**, and the **incumbent with a shadow router**
-(``MODELOPS_ROUTER``, ``sample_rate`` from the parameters) copying to the candidate. The same load
-generator drives both incumbents with the same 1-row ``/invocations`` body on 1 connection,
-alternating which goes first in each repeat. Per server: requests/s and the client's p50/p99
-latency (medians over repeats). Then, per configured sample rate, the share of the requests the
-incumbent answered that reached the candidate (``modelops_router_requests_total{route="shadow",
-outcome="sent"}`` over the incumbent's ``ml_prediction_latency_seconds_count``), and the copies
-dropped or failed.
+**candidate**, the **incumbent without a router**, and one **incumbent with a shadow router** per
+configured sample rate (``MODELOPS_ROUTER``) copying to the candidate. Placement
+(:func:`placements`): every incumbent is pinned to one core and the candidate to another
+(``sched_setaffinity``; in a cluster the candidate runs in its own pods, so its CPU is not the
+incumbent's cost); the load generator runs beside the candidate (on a third core when there is
+one). The candidate runs at niceness 10, so that the client is served first on their shared core
+(else the candidate's work on the copies would delay the client's sends and count as the
+incumbent's latency); run as root, the incumbents and the load generator run at niceness -20 in
+the fixed-rate phase (-5 in the saturated one), so the other work of a shared machine disturbs them
+less. ``--baseline REV`` adds shadow incumbents running the runtime of git revision ``REV``, measured
+in the same rounds: a before/after comparison that the machine's load cannot tilt. The same 1-row
+``/invocations`` body is sent to each incumbent, alternating which goes first in each repeat, in
+two modes:
 
-No target is set by the issue beyond "client latency must not change measurably": the result
-reports the p50 and p99 ratios (with router / without) and the repeats' spread.
+* **fixed rate** (open loop, the issue's case "client latency must not change measurably"): a
+  request rate well below the incumbent's capacity (``open_fraction`` of the closed loop's
+  requests/s without a router, median over repeats), latency measured from each request's due time (no coordinated
+  omission; :mod:`.loadgen`). Target: p99 with / without <= 1.1, the ratio taken per repeat (both
+  servers measured in the same minute) and reported as the median with its range over repeats.
+* **saturated** (closed loop, 1 connection): the capacity cost. Requests/s and the incumbent's CPU
+  ms per answered request (``/proc``, as :mod:`.serving` does) with and without the router: the
+  router's HTTP client, comparison and candidate log rows run in the incumbent's process, so at
+  saturation they take CPU the next request waits for. Reported, not a target.
+
+Then, per configured sample rate, the share of the requests the incumbent answered that reached the
+candidate (``modelops_router_requests_total{route="shadow", outcome="sent"}`` over the incumbent's
+``ml_prediction_latency_seconds_count``), and the copies dropped or failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 from contextlib import ExitStack, contextmanager
@@ -31,6 +49,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from . import loadgen
 from .common import (
+    ROOT,
+    Placement,
     Target,
     background,
     free_port,
@@ -38,7 +58,10 @@ from .common import (
     machine_info,
     median,
     mlflow_uris,
+    percentile,
+    place,
     ratio,
+    tree_cpu_seconds,
     wait_http,
     write_result,
 )
@@ -50,14 +73,31 @@ MODEL = "logistic_regression"
 
 @dataclass
 class Params:
-    """Sizes of one run."""
+    """Sizes of one run.
 
-    duration: float = 5.0
-    repeats: int = 5
+    ``open_fraction``: the fixed rate as a share of the closed loop's requests/s without a router
+    (median over repeats);
+    ``open_connections``: connections the fixed-rate client may use at once; ``slices``: pieces of
+    each fixed-rate repeat (the incumbents take turns every ``duration / slices`` s); ``pin``: pin the
+    servers to cores, ``candidate_nice``, ``priority`` (the fixed-rate phase) and
+    ``saturated_priority``: niceness (:func:`placements`); ``baseline``: a git revision whose
+    runtime also runs shadow incumbents, in the same rounds (labels ``shadow <rate> @<revision>``).
+    """
+
+    duration: float = 4.0
+    repeats: int = 7
     sample_rates: tuple[float, ...] = (1.0, 0.1)
     warmup: float = 1.0
     start_timeout: float = 120.0
     loadgen: str = "auto"
+    open_fraction: float = 1 / 3
+    open_connections: int = 4
+    slices: int = 4
+    pin: bool = True
+    candidate_nice: int = 10
+    priority: int = -20
+    saturated_priority: int = -5
+    baseline: str | None = None
 
     @classmethod
     def quick(cls) -> Params:
@@ -65,12 +105,51 @@ class Params:
 
     @classmethod
     def tiny(cls) -> Params:
-        return cls(duration=0.5, repeats=1, sample_rates=(0.5,), warmup=0.2)
+        return cls(duration=0.5, repeats=1, sample_rates=(0.5,), warmup=0.2, slices=2)
+
+
+def placements(params: Params) -> dict[str, Placement]:
+    """Where the incumbents, the candidate and the load generator run.
+
+    Cores (``params.pin``, at least 2 usable): the first usable core for the incumbents, the second
+    for the candidate, the third (else the candidate's) for the load generator. Niceness: the
+    candidate at ``candidate_nice``; the incumbents and the load generator at ``priority`` when
+    run as root (a negative niceness needs it), so the other work of a shared machine disturbs the
+    measured processes less (the saturated phase lowers it to ``saturated_priority``: a busy core
+    at -20 would starve the machine's other work for the whole phase).
+    """
+    usable = sorted(os.sched_getaffinity(0))
+    pinned = params.pin and len(usable) >= 2
+    ours = params.priority if os.geteuid() == 0 else None
+
+    def at(index: int, nice: int | None) -> Placement:
+        return Placement(frozenset({usable[min(index, len(usable) - 1)]}) if pinned else None, nice)
+
+    return {"incumbent": at(0, ours), "candidate": at(1, params.candidate_nice), "loadgen": at(2, ours)}
+
+
+@dataclass
+class Server:
+    """A running server: its URL and process id."""
+
+    url: str
+    pid: int
 
 
 @contextmanager
-def server(tracking_uri: str, model: str, workdir: Path, tag: str, router: dict[str, Any] | None, timeout: float):
-    """One ``modelops-runtime serve`` for ``models:/<model>/1`` (log on); yields its URL."""
+def server(
+    tracking_uri: str,
+    model: str,
+    workdir: Path,
+    tag: str,
+    router: dict[str, Any] | None,
+    timeout: float,
+    placement: Placement | None = None,
+    runtime: Path | None = None,
+):
+    """One ``modelops-runtime serve`` for ``models:/<model>/1`` (log on), where ``placement`` says,
+    with the ``modelops_runtime`` package under ``runtime`` when set (else the installed one);
+    yields a :class:`Server`."""
     from modelops.contract import ENV_JOB_CONFIG, ENV_ROUTER, ServeConfig
 
     from .common import venv_bin
@@ -92,12 +171,16 @@ def server(tracking_uri: str, model: str, workdir: Path, tag: str, router: dict[
     }
     if router is not None:
         env[ENV_ROUTER] = json.dumps(router)
+    if runtime is not None:
+        env["PYTHONPATH"] = str(runtime)  # ahead of the editable install's path
     argv = [str(venv_bin() / "modelops-runtime"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     logfile = workdir / f"{tag}.log"
-    with background([*argv, "--log-level", "warning"], env=env, log=logfile, cwd=workdir) as process:
+    argv += ["--log-level", "warning"]
+    with background(argv, env=env, log=logfile, cwd=workdir, placement=placement) as process:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/v2/health/ready", process, timeout, logfile)
-        yield url
+        place(process.pid, placement)  # again: threads started while it loaded, in case one escaped the first call
+        yield Server(url, process.pid)
 
 
 def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -119,68 +202,222 @@ def shadow_counts(url: str) -> dict[str, float]:
     return out
 
 
+def _spread(values: list[float]) -> dict[str, float | None]:
+    """Median and range of ``values`` (None each when empty)."""
+    return {
+        "median": median(values),
+        "min": min(values) if values else None,
+        "max": max(values) if values else None,
+    }
+
+
+def _measure(
+    generator: str,
+    target: Server,
+    candidate: Server,
+    body: bytes,
+    params: Params,
+    client: Placement,
+    rate: float | None,
+    seconds: float,
+) -> dict[str, Any]:
+    """One load run of ``seconds`` against ``target`` (open loop at ``rate`` with every latency, else
+    closed): the load result, the target's CPU seconds and the candidate's meanwhile (``/proc``)."""
+    connections = 1 if rate is None else params.open_connections
+    own, other = tree_cpu_seconds(target.pid), tree_cpu_seconds(candidate.pid)
+    measured = loadgen.run_load(
+        generator,
+        f"{target.url}/invocations",
+        body,
+        CONTENT_TYPE,
+        connections,
+        seconds,
+        rate=rate,
+        placement=client,
+        raw=rate is not None,
+    )
+    out = measured.to_dict()
+    out["server_cpu_s"] = tree_cpu_seconds(target.pid) - own
+    out["candidate_cpu_s"] = tree_cpu_seconds(candidate.pid) - other
+    return out
+
+
+def _pool(pieces: list[dict[str, Any]]) -> dict[str, Any]:
+    """One repeat of one incumbent from its slices: percentiles over all their latencies (one slice
+    of a closed loop: its own), sums of counts and CPU; CPU ms per answered request and the
+    candidate's CPU ms per copy sent."""
+    if len(pieces) == 1 and pieces[0].get("latencies_ms") is None:
+        out = dict(pieces[0])
+    else:
+        ms = [x for p in pieces for x in p["latencies_ms"]]
+        elapsed = sum(p["duration_s"] for p in pieces)
+        out = {
+            "slices": len(pieces),
+            "rate": pieces[0]["rate"],
+            "duration_s": elapsed,
+            "rps": len(ms) / elapsed if elapsed else 0.0,
+            "p50_ms": percentile(ms, 50),
+            "p90_ms": percentile(ms, 90),
+            "p99_ms": percentile(ms, 99),
+            "max_ms": max(ms) if ms else None,
+        }
+        for key in ("requests", "errors", "late", "server_cpu_s", "candidate_cpu_s", "generator_cpu_s"):
+            out[key] = sum(p[key] for p in pieces)
+        out["lag_p99_ms"] = max(p["lag_p99_ms"] or 0.0 for p in pieces)  # the client's worst slice
+        if pieces[0].get("copies_sent") is not None:
+            out["copies_sent"] = sum(p["copies_sent"] for p in pieces)
+    out.pop("latencies_ms", None)
+    out["server_cpu_ms_per_request"] = 1000 * out["server_cpu_s"] / out["requests"] if out["requests"] else None
+    sent = out.get("copies_sent")
+    out["candidate_cpu_ms_per_copy"] = 1000 * out["candidate_cpu_s"] / sent if sent else None
+    return out
+
+
+def _cells(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per incumbent: medians over repeats (and the p99 range) of one mode's runs."""
+    cells = {}
+    for label, done in runs.items():
+        p99 = [r["p99_ms"] for r in done if r["p99_ms"] is not None]
+        cells[label] = {
+            "rps": median([r["rps"] for r in done]),
+            "p50_ms": median([r["p50_ms"] for r in done if r["p50_ms"] is not None]),
+            "p99_ms": median(p99),
+            "p99_ms_range": [min(p99), max(p99)] if p99 else [None, None],
+            "max_ms": median([r["max_ms"] for r in done if r["max_ms"] is not None]),
+            "server_cpu_ms_per_request": median(
+                [r["server_cpu_ms_per_request"] for r in done if r["server_cpu_ms_per_request"] is not None]
+            ),
+            "candidate_cpu_ms_per_copy": median(
+                [r["candidate_cpu_ms_per_copy"] for r in done if r["candidate_cpu_ms_per_copy"] is not None]
+            ),
+            "lag_p99_ms": median([r["lag_p99_ms"] for r in done if r.get("lag_p99_ms") is not None]),
+            "late": sum(r.get("late", 0) for r in done),
+            "errors": sum(r["errors"] for r in done),
+        }
+    return cells
+
+
+#: Ratios reported per shadowed incumbent (name → the run's key).
+RATIOS = {"p50": "p50_ms", "p99": "p99_ms", "rps": "rps", "cpu": "server_cpu_ms_per_request"}
+
+
+def _ratios(runs: dict[str, list[dict[str, Any]]], labels: list[str]) -> dict[str, dict[str, Any]]:
+    """Per shadowed incumbent: p50, p99, requests/s and CPU per request with / without, paired by
+    repeat; median and range."""
+    out = {}
+    for label in labels:
+        pairs = list(zip(runs[label], runs["without"], strict=True))
+        out[label] = {
+            name: _spread([r for a, b in pairs if (r := ratio(a[key], b[key])) is not None])
+            for name, key in RATIOS.items()
+        }
+    return out
+
+
+def export_runtime(revision: str, into: Path) -> Path:
+    """``serving_image/`` of git ``revision`` extracted under ``into``; returns the directory that
+    holds its ``modelops_runtime`` package. Raises RuntimeError when git cannot export it."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", revision, "serving_image"], capture_output=True
+    )
+    if archive.returncode != 0:
+        raise RuntimeError(f"git archive {revision}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into / "serving_image"
+
+
 def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, Any]:
     """Run the benchmark; returns the result document (see the module docstring)."""
     params = params or Params()
     generator = loadgen.choose(params.loadgen)
+    where = placements(params)
     body = request_body(feature_frame(), 1)
-    result: dict[str, Any] = {"name": NAME, "machine": machine_info(), "params": vars(params), "generator": generator}
+    result: dict[str, Any] = {
+        "name": NAME,
+        "machine": machine_info(),
+        "params": vars(params),
+        "generator": generator,
+        "placement": {k: {"cpus": sorted(v.cpus) if v.cpus else None, "nice": v.nice} for k, v in where.items()},
+        "baseline": params.baseline,
+    }
     with ExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-rollout-")))
         tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
         stack.enter_context(mlflow_uris(tracking_uri))
         model = register_models(root, (MODEL,))[MODEL]
-        candidate = stack.enter_context(server(tracking_uri, model, root, "candidate", None, params.start_timeout))
-        plain = stack.enter_context(server(tracking_uri, model, root, "plain", None, params.start_timeout))
-        shadowed = {
-            rate: stack.enter_context(
-                server(
-                    tracking_uri,
-                    model,
-                    root,
-                    f"shadow-{rate:g}",
-                    {
-                        "mode": "shadow",
-                        "url": candidate,
-                        "version": "1.0.0",
-                        "registry_version": "1",
-                        "sample_rate": rate,
-                    },
-                    params.start_timeout,
-                )
+
+        def start(tag: str, router: dict[str, Any] | None, placement: Placement, runtime: Path | None = None) -> Server:
+            return stack.enter_context(
+                server(tracking_uri, model, root, tag, router, params.start_timeout, placement, runtime)
             )
-            for rate in params.sample_rates
-        }
-        before = {rate: shadow_counts(url) for rate, url in shadowed.items()}
-        latency: dict[str, list[dict[str, Any]]] = {"without": [], **{f"shadow {r:g}": [] for r in shadowed}}
-        targets = {"without": plain, **{f"shadow {r:g}": u for r, u in shadowed.items()}}
-        for url in targets.values():
-            loadgen.run_load(generator, f"{url}/invocations", body, CONTENT_TYPE, 1, params.warmup)
-        for repeat in range(params.repeats):
-            order = list(targets.items())
-            if repeat % 2:
-                order.reverse()
-            for label, url in order:
-                measured = loadgen.run_load(generator, f"{url}/invocations", body, CONTENT_TYPE, 1, params.duration)
-                latency[label].append(measured.to_dict())
-                log(f"{NAME}: {label}: {measured.rps:.0f} req/s, p50 {measured.p50_ms} ms, p99 {measured.p99_ms} ms")
-        cells = {}
-        for label, runs in latency.items():
-            cells[label] = {
-                "rps": median([r["rps"] for r in runs]),
-                "p50_ms": median([r["p50_ms"] for r in runs if r["p50_ms"] is not None]),
-                "p99_ms": median([r["p99_ms"] for r in runs if r["p99_ms"] is not None]),
-                "p99_ms_range": [
-                    min(r["p99_ms"] for r in runs if r["p99_ms"] is not None),
-                    max(r["p99_ms"] for r in runs if r["p99_ms"] is not None),
-                ],
-                "errors": sum(r["errors"] for r in runs),
-            }
+
+        candidate = start("candidate", None, where["candidate"])
+        targets = {"without": start("plain", None, where["incumbent"])}
+        runtimes: dict[str, Path | None] = {"": None}
+        if params.baseline:
+            runtimes[f" @{params.baseline}"] = export_runtime(params.baseline, root / "baseline")
+        shadowed: dict[str, tuple[float, Server]] = {}
+        for suffix, runtime in runtimes.items():
+            for rate in params.sample_rates:
+                router = {
+                    "mode": "shadow",
+                    "url": candidate.url,
+                    "version": "1.0.0",
+                    "registry_version": "1",
+                    "sample_rate": rate,
+                }
+                tag = f"shadow-{rate:g}{suffix.replace(' @', '-')}"
+                shadowed[f"{rate:g}{suffix}"] = (rate, start(tag, router, where["incumbent"], runtime))
+        targets.update({f"shadow {key}": s for key, (_, s) in shadowed.items()})
+        labels = [label for label in targets if label != "without"]
+        before = {key: shadow_counts(s.url) for key, (_, s) in shadowed.items()}
+        for target in targets.values():
+            loadgen.run_load(
+                generator, f"{target.url}/invocations", body, CONTENT_TYPE, 1, params.warmup, placement=where["loadgen"]
+            )
+
+        def rounds(mode: str, rate: float | None, slices: int, nice: int | None) -> dict[str, list[dict[str, Any]]]:
+            """``repeats`` of each incumbent; within a repeat they take turns ``slices`` times,
+            alternating which goes first, so a burst of other work on the machine hits them alike.
+            The incumbents and the load generator run at niceness ``nice`` (None: as placed)."""
+            if nice is not None:
+                for target in targets.values():
+                    place(target.pid, Placement(nice=nice))
+            client = where["loadgen"] if nice is None else Placement(where["loadgen"].cpus, nice)
+            runs: dict[str, list[dict[str, Any]]] = {label: [] for label in targets}
+            for repeat in range(params.repeats):
+                pieces: dict[str, list[dict[str, Any]]] = {label: [] for label in targets}
+                for piece in range(slices):
+                    order = list(targets.items())
+                    if (repeat * slices + piece) % 2:
+                        order.reverse()
+                    for label, target in order:
+                        counts = shadow_counts(target.url) if label != "without" else None
+                        seconds = params.duration / slices
+                        measured = _measure(generator, target, candidate, body, params, client, rate, seconds)
+                        if counts is not None:
+                            measured["copies_sent"] = shadow_counts(target.url)["sent"] - counts["sent"]
+                        pieces[label].append(measured)
+                for label in targets:
+                    done = _pool(pieces[label])
+                    runs[label].append(done)
+                    log(
+                        f"{NAME}: {mode}: {label}: {done['rps']:.0f} req/s, p50 {done['p50_ms']:.2f} ms, "
+                        f"p99 {done['p99_ms']:.2f} ms, {done['server_cpu_ms_per_request']:.3f} CPU ms/req"
+                    )
+            return runs
+
+        ours = where["incumbent"].nice is not None  # run as root: the phases set their own niceness
+        closed = rounds("saturated", None, 1, params.saturated_priority if ours else None)
+        fixed_rate = params.open_fraction * (median([r["rps"] for r in closed["without"]]) or 0.0)
+        fixed_nice = params.priority if ours else None
+        opened = rounds(f"fixed {fixed_rate:.0f}/s", max(fixed_rate, 1.0), params.slices, fixed_nice)
         shares = {}
-        for rate, url in shadowed.items():
-            after = shadow_counts(url)
-            delta = {k: after[k] - before[rate][k] for k in after}
-            shares[f"{rate:g}"] = {
+        for key, (rate, s) in shadowed.items():
+            after = shadow_counts(s.url)
+            delta = {k: after[k] - before[key][k] for k in after}
+            shares[key] = {
                 "configured": rate,
                 "answered": delta["answered"],
                 "sent": delta["sent"],
@@ -189,12 +426,20 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
                 "reached": ratio(delta["sent"], delta["answered"]),
                 "copied": ratio(delta["sent"] + delta["dropped"] + delta["failed"], delta["answered"]),
             }
-    result["cells"] = cells
+    result["saturated"] = {"cells": _cells(closed), "ratios": _ratios(closed, labels), "runs": closed}
+    result["fixed_rate"] = {
+        "rate": fixed_rate,
+        "connections": params.open_connections,
+        "slices": params.slices,
+        "cells": _cells(opened),
+        "ratios": _ratios(opened, labels),
+        "runs": opened,
+    }
     result["shares"] = shares
     result["targets"] = [
         Target(
-            f"p99 with shadow {r:g} / without",
-            ratio(cells[f"shadow {r:g}"]["p99_ms"], cells["without"]["p99_ms"]),
+            f"p99 at a fixed {fixed_rate:.0f} req/s with shadow {r:g} / without (median of paired repeats)",
+            result["fixed_rate"]["ratios"][f"shadow {r:g}"]["p99"]["median"],
             "<=",
             1.1,
             "x",
@@ -205,41 +450,108 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
     return result
 
 
+def _f(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _ratio_cols(ratios: dict[str, dict[str, float | None]] | None, *names: str) -> list[str]:
+    """Ratio cells (:data:`RATIOS` ``names``): median (range); "-" for the incumbent without a router."""
+    if ratios is None:
+        return ["-"] * len(names)
+    return [f"{_f(ratios[n]['median'])}x ({_f(ratios[n]['min'])}-{_f(ratios[n]['max'])})" for n in names]
+
+
+def _latency_cols(cell: dict[str, Any]) -> list[str]:
+    """p50 and p99 (range over repeats) cells, ms."""
+    low, high = cell["p99_ms_range"]
+    return [_f(cell["p50_ms"]), f"{_f(cell['p99_ms'])} ({_f(low)}-{_f(high)})"]
+
+
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The results section."""
+    placed = "; ".join(
+        f"{who} on core {','.join(map(str, p['cpus'])) if p['cpus'] else 'any'}"
+        + (f" at nice {p['nice']}" if p["nice"] is not None else "")
+        for who, p in result["placement"].items()
+    )
+    fixed, saturated = result["fixed_rate"], result["saturated"]
+    params = result["params"]
+    at_saturation = (
+        f"; incumbents and load generator at nice {params['saturated_priority']}"
+        if result["placement"]["incumbent"]["nice"] is not None
+        else ""
+    )
+    baseline = (
+        f" Rows `@{result['baseline']}`: the runtime of that revision, measured in the same rounds (before/after)."
+        if result.get("baseline")
+        else ""
+    )
     lines = [
         "## Rollout shadow",
         "",
-        "| incumbent | req/s | p50 ms | p99 ms (range over repeats) | errors |",
-        "|---|---|---|---|---|",
+        f"1-row `/invocations`, prediction log on; {placed}. Ratios: with / without the router, "
+        f"paired by repeat, median (range over repeats).{baseline}",
+        "",
+        f"Fixed rate ({fixed['rate']:.0f} req/s, open loop on up to {fixed['connections']} connections, "
+        "latency from each request's due time; in each repeat the incumbents take turns "
+        f"{fixed.get('slices', 1)} times): the client latency a user sees. Send lag: how late the client "
+        "sent (its own delay, or all its connections waiting for answers).",
+        "",
+        "| incumbent | p50 ms | p99 ms (range over repeats) | max ms | p50 ratio | p99 ratio "
+        "| server CPU ms/request | CPU ratio | incumbent's core busy | send lag p99 ms | late sends | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for label, cell in result["cells"].items():
-        low, high = cell["p99_ms_range"]
-        lines.append(
-            f"| {label} | {cell['rps']:.0f} | {cell['p50_ms']:.2f} | {cell['p99_ms']:.2f} ({low:.2f}-{high:.2f}) "
-            f"| {cell['errors']} |"
-        )
+    for label, cell in fixed["cells"].items():
+        rat = fixed["ratios"].get(label)
+        cpu = cell["server_cpu_ms_per_request"]
+        busy = f"{cell['rps'] * cpu / 10:.0f} %" if cpu is not None else "n/a"
+        cols = [_f(cell["max_ms"]), *_ratio_cols(rat, "p50", "p99"), _f(cpu, 3), *_ratio_cols(rat, "cpu"), busy]
+        cols += [_f(cell["lag_p99_ms"]), str(cell["late"]), str(cell["errors"])]
+        lines.append(_row(label, *_latency_cols(cell), *cols))
+    lines += [
+        "",
+        f"Saturated (closed loop, 1 connection{at_saturation}): the capacity cost; the router's work runs in "
+        "the incumbent's process, so at saturation it takes CPU the next request waits for. The candidate's "
+        "CPU per copy includes its own background work (timers, log writer), spread over fewer copies at "
+        "low rates.",
+        "",
+        "| incumbent | req/s | req/s ratio | p50 ms | p99 ms (range over repeats) | p50 ratio | p99 ratio "
+        "| server CPU ms/request | CPU ratio | candidate CPU ms/copy | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, cell in saturated["cells"].items():
+        rat = saturated["ratios"].get(label)
+        cols = [f"{cell['rps']:.0f}", *_ratio_cols(rat, "rps"), *_latency_cols(cell), *_ratio_cols(rat, "p50", "p99")]
+        cols += [_f(cell["server_cpu_ms_per_request"], 3), *_ratio_cols(rat, "cpu")]
+        lines.append(_row(label, *cols, _f(cell["candidate_cpu_ms_per_copy"], 3), str(cell["errors"])))
     lines += [
         "",
         "| configured rate | answered | sent | dropped | failed | reached the candidate |",
         "|---|---|---|---|---|---|",
     ]
-    for share in result["shares"].values():
+    for key, share in result["shares"].items():
         reached = share["reached"]
         lines.append(
-            f"| {share['configured']:g} | {share['answered']:.0f} | {share['sent']:.0f} | {share['dropped']:.0f} "
+            f"| {key} | {share['answered']:.0f} | {share['sent']:.0f} | {share['dropped']:.0f} "
             f"| {share['failed']:.0f} | {'n/a' if reached is None else f'{reached:.4f}'} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.rollout_shadow [--quick] [--duration S] [--repeats N] [--no-write]``."""
+    """``python -m benchmarks.rollout_shadow [--quick] [--duration S] [--repeats N] [--no-pin] [--no-write]``."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.rollout_shadow", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--duration", type=float)
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the servers to cores")
+    parser.add_argument("--priority", type=int, help="niceness of the incumbents and the load generator (root)")
+    parser.add_argument("--baseline", help="git revision whose runtime also runs shadow incumbents (before/after)")
     parser.add_argument("--no-write", action="store_true", help="print the JSON, do not write results/")
     ns = parser.parse_args(argv)
     params = Params.quick() if ns.quick else Params()
@@ -248,6 +560,10 @@ def main(argv: list[str] | None = None) -> int:
     if ns.repeats:
         params.repeats = ns.repeats
     params.loadgen = ns.loadgen
+    params.pin = not ns.no_pin
+    if ns.priority is not None:
+        params.priority = ns.priority
+    params.baseline = ns.baseline
     result = run(params)
     print(markdown(result))
     if ns.no_write:

@@ -14,7 +14,8 @@ repeats and durations, runs the operator at 500 ModelVersions with shorter bound
 and runs the drift job on 1,000,000 rows (up to about 40 minutes). ``--control-plane real`` runs the
 operator benchmark on the real control plane instead of the API emulator; ``controlplane``
 compares the two (start times and the operator latency phases, both in the same run; about 15
-minutes; the real one only where its binaries are built).
+minutes; the real one only where its binaries are built). ``--baseline REV`` makes
+``rollout_shadow`` also measure the runtime of git revision ``REV`` in the same rounds (before/after).
 """
 
 from __future__ import annotations
@@ -41,16 +42,21 @@ def _module(name: str) -> Any:
     return {**modules, "controlplane": controlplane, "rollout_shadow": rollout_shadow}[name]
 
 
-def run_one(name: str, quick: bool, out_dir: Path, control_plane: str | None = None) -> bool:
+def run_one(
+    name: str, quick: bool, out_dir: Path, control_plane: str | None = None, baseline: str | None = None
+) -> bool:
     """Run benchmark ``name`` and write its JSON; returns False when it failed.
 
     ``control_plane`` (``real`` or ``emulator``) is the sandbox's API server for the benchmarks that
-    run one sandbox (the operator's); None keeps each benchmark's default.
+    run one sandbox (the operator's); None keeps each benchmark's default. ``baseline``: a git
+    revision for the benchmarks that compare with one (``rollout_shadow``).
     """
     module = _module(name)
     params = module.Params.quick() if quick else module.Params()
     if control_plane is not None and hasattr(params, "control_plane"):
         params.control_plane = control_plane
+    if baseline is not None and hasattr(params, "baseline"):
+        params.baseline = baseline
     began = time.monotonic()
     log(f"=== {name} ({'quick' if quick else 'full'}) ===")
     ok = True
@@ -78,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--control-plane", choices=("real", "emulator"), help="the operator benchmark's sandbox API server (emulator)"
     )
+    parser.add_argument("--baseline", help="rollout_shadow: also measure the runtime of this git revision")
     ns = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    results = [run_one(name, ns.quick, ns.out, ns.control_plane) for name in (ns.only or NAMES)]
+    results = [run_one(name, ns.quick, ns.out, ns.control_plane, ns.baseline) for name in (ns.only or NAMES)]
     if not ns.no_report:
         target = report.RESULTS_MD if ns.out.resolve() == RESULTS_DIR.resolve() else ns.out / "RESULTS.md"
         log(f"report: {report.write(ns.out, target)}")

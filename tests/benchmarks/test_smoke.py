@@ -42,6 +42,74 @@ def test_python_load_generator_against_the_fixed_response_server() -> None:
     assert result.p50_ms is not None and result.p99_ms is not None
 
 
+def test_open_loop_counts_the_wait_of_requests_due_while_the_server_stalls() -> None:
+    """At 10 req/s for 0.5 s, 5 requests are due (at 0, 0.1, ... 0.4 s). The server holds its first
+    answer for 0.5 s, so on one connection requests 1-4 are sent late and each latency runs from its
+    due time: at least 0.5, 0.4, 0.3, 0.2 and 0.1 s (a closed loop would report them as fast)."""
+    import asyncio
+
+    async def scenario() -> dict[str, Any]:
+        answered = 0
+
+        async def stall_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal answered
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = next(
+                        int(x.split(b":")[1]) for x in head.split(b"\r\n") if x.lower().startswith(b"content-length")
+                    )
+                    await reader.readexactly(length)
+                    if answered == 0:
+                        await asyncio.sleep(0.5)
+                    answered += 1
+                    writer.write(loadgen._ECHO_RESPONSE)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(stall_first, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            url = f"http://127.0.0.1:{port}/invocations"
+            return await loadgen.load(url, b"{}", "application/json", 1, 0.5, 10.0, rate=10.0)
+
+    result = asyncio.run(scenario())
+    assert (result["requests"], result["errors"], result["rate"]) == (5, 0, 10.0)
+    assert result["late"] >= 4  # requests 1-4 (request 0 too if the client itself woke up late)
+    assert result["max_ms"] >= 500 and result["p50_ms"] >= 300
+    assert result["lag_p99_ms"] >= 300  # request 4 went out 0.1 s late or more, request 1 0.4 s
+
+
+def test_rollout_shadow_places_incumbent_and_candidate_on_different_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.common import Placement
+
+    params = rollout_shadow.Params(candidate_nice=10, priority=-5)
+
+    def cpus(where: dict[str, Placement]) -> dict[str, frozenset[int] | None]:
+        return {who: p.cpus for who, p in where.items()}
+
+    monkeypatch.setattr(rollout_shadow.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(rollout_shadow.os, "sched_getaffinity", lambda pid: {0, 1})
+    where = rollout_shadow.placements(params)
+    assert cpus(where) == {"incumbent": {0}, "candidate": {1}, "loadgen": {1}}
+    assert {who: p.nice for who, p in where.items()} == {"incumbent": -5, "candidate": 10, "loadgen": -5}
+    monkeypatch.setattr(rollout_shadow.os, "sched_getaffinity", lambda pid: {2, 5, 7, 9})
+    assert cpus(rollout_shadow.placements(params)) == {"incumbent": {2}, "candidate": {5}, "loadgen": {7}}
+    monkeypatch.setattr(rollout_shadow.os, "sched_getaffinity", lambda pid: {3})
+    assert set(cpus(rollout_shadow.placements(params)).values()) == {None}
+    monkeypatch.setattr(rollout_shadow.os, "geteuid", lambda: 1000)  # no negative niceness without root
+    assert rollout_shadow.placements(params)["incumbent"].nice is None
+
+
+def test_rollout_shadow_exports_the_runtime_of_a_baseline_revision(tmp_path: Path) -> None:
+    runtime = rollout_shadow.export_runtime("HEAD", tmp_path / "baseline")
+    assert (runtime / "modelops_runtime" / "serve" / "router.py").is_file()
+    with pytest.raises(RuntimeError, match="no-such-revision"):
+        rollout_shadow.export_runtime("no-such-revision", tmp_path / "missing")
+
+
 def test_scipy_baseline_computes_the_same_tests_as_the_library() -> None:
     from modelops.monitoring.drift import detect_drift
 
@@ -132,8 +200,10 @@ def test_serving_benchmark_runs_on_tiny_sizes() -> None:
 @pytest.mark.e2e
 def test_serving_scale_benchmark_runs_on_tiny_sizes() -> None:
     result = serving_scale.run(serving_scale.Params.tiny())
-    for part, labels in (("workers", {serving_scale.ONE, serving_scale.TWO}),
-                         ("batching", {serving_scale.UNBATCHED, serving_scale.BATCHED})):
+    for part, labels in (
+        ("workers", {serving_scale.ONE, serving_scale.TWO}),
+        ("batching", {serving_scale.UNBATCHED, serving_scale.BATCHED}),
+    ):
         assert set(result[part]) == labels
         assert all(s["errors"] == 0 and s["rps"] > 0 for s in result[part].values())
     assert result["batching"][serving_scale.BATCHED]["mean_batch_rows"] >= 1
@@ -204,8 +274,15 @@ def test_controlplane_benchmark_runs_on_tiny_sizes() -> None:
 @pytest.mark.e2e
 def test_rollout_shadow_benchmark_runs_on_tiny_sizes() -> None:
     result = rollout_shadow.run(rollout_shadow.Params.tiny())
-    assert set(result["cells"]) == {"without", "shadow 0.5"}
-    assert all(c["errors"] == 0 and c["rps"] > 0 for c in result["cells"].values())
+    for mode in ("saturated", "fixed_rate"):
+        cells = result[mode]["cells"]
+        assert set(cells) == {"without", "shadow 0.5"}
+        assert all(c["errors"] == 0 and c["rps"] > 0 and c["server_cpu_ms_per_request"] for c in cells.values())
+        assert result[mode]["ratios"]["shadow 0.5"]["p99"]["median"] is not None
+    assert result["fixed_rate"]["rate"] > 0
+    # each fixed-rate repeat pools its slices (the incumbents took turns twice)
+    assert all(r["rate"] == result["fixed_rate"]["rate"] for r in result["fixed_rate"]["runs"]["without"])
+    assert all(r["slices"] == 2 and "latencies_ms" not in r for r in result["fixed_rate"]["runs"]["shadow 0.5"])
     share = result["shares"]["0.5"]
     assert share["answered"] > 0 and share["sent"] + share["dropped"] + share["failed"] > 0
     _complete_targets(result)

@@ -4,6 +4,7 @@ path, canary answers from the candidate with the incumbent as fallback, candidat
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -13,9 +14,10 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from modelops.contract import RouterConfig, candidate_log_stage
+from modelops.contract import HEADER_ROUTED, RouterConfig, candidate_log_stage
 from modelops.monitoring.prediction_log import read_prediction_log
 from modelops_runtime.serve.router import Share
+from modelops_runtime.serve.service import REQUEST_ID_HEADER
 
 from .serve_support import (
     Registered,
@@ -167,31 +169,113 @@ def test_invalid_requests_never_reach_the_candidate(store: Store, shuffled: Regi
         assert metric(incumbent, "modelops_router_requests_total", route="canary", outcome="answered") == 0
 
 
+@contextmanager
+def answering(answers: list[bytes]) -> Iterator[tuple[str, list[Any]]]:
+    """A candidate on loopback (aiohttp.web, in a thread) that answers each POST with the next of
+    ``answers`` (200); yields its URL and the headers of the requests it received (case-insensitive)."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    pending, received = iter(answers), []
+    ready, stop = threading.Event(), threading.Event()
+    found: dict[str, str] = {}
+
+    async def answer(request: web.Request) -> web.Response:
+        received.append(request.headers.copy())
+        return web.Response(body=next(pending), content_type="application/json")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", answer)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        found["url"] = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.02)
+        await runner.cleanup()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(10), "the candidate did not start"
+    try:
+        yield found["url"], received
+    finally:
+        stop.set()
+        thread.join(10)
+
+
 async def test_shadow_rows_without_readable_predictions_are_neither_agreement_nor_disagreement() -> None:
     """A candidate answering rows it gives no readable prediction for (binary tensor data, a null) is
     counted as answered, but those rows are not compared: they must not count as disagreement."""
     from types import SimpleNamespace
 
-    import httpx
     from prometheus_client import CollectorRegistry
 
     from modelops_runtime.serve.router import Router, _Copy
 
-    answers = iter([{"outputs": [{"name": "predict", "data": [1, None, 0]}]}, None])
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        body = next(answers)
-        return httpx.Response(200, json=body) if body is not None else httpx.Response(200, content=b"\x00\x01")
-
-    config = RouterConfig(mode="shadow", url="http://candidate", version="2.0.0", registry_version="2")
-    router = Router(config, CollectorRegistry(), None, transport=httpx.MockTransport(answer))
-    await router.start()
-    try:
-        for request_id in ("a", "b"):
-            job = SimpleNamespace(request_id=request_id, batch=SimpleNamespace(n_rows=3))
-            await router._shadow_one(_Copy(job, b"{}", "/invocations", {}, np.array([1, 1, 1])))  # type: ignore[arg-type]
-    finally:
-        await router.stop()
+    answers = [b'{"outputs": [{"name": "predict", "data": [1, null, 0]}]}', b"\x00\x01"]
+    with answering(answers) as (url, received):
+        config = RouterConfig(mode="shadow", url=url, version="2.0.0", registry_version="2")
+        router = Router(config, CollectorRegistry(), None)
+        await router.start()
+        try:
+            for request_id in ("a", "b"):
+                job = SimpleNamespace(request_id=request_id, batch=SimpleNamespace(n_rows=3))
+                copy = _Copy(job, b"{}", "/invocations", {"content-type": "application/json"}, np.array([1, 1, 1]))  # type: ignore[arg-type]
+                await router._shadow_one(copy)
+        finally:
+            await router.stop()
     assert router.requests.labels("shadow", "sent")._value.get() == 2
     assert router.rows.labels("agree")._value.get() == 1  # row 0 of "a"
     assert router.rows.labels("disagree")._value.get() == 1  # row 2 of "a"; its null row and all of "b": not compared
+    # The candidate saw the incumbent's request id, the route and the client's content type.
+    assert [(h[REQUEST_ID_HEADER], h[HEADER_ROUTED], h["content-type"]) for h in received] == [
+        ("a", "shadow", "application/json"),
+        ("b", "shadow", "application/json"),
+    ]
+
+
+def test_the_copy_is_queued_only_after_the_response_was_sent(
+    store: Store, shuffled: Registered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing of the shadow copy (sampling, queueing, and so the sender's HTTP work) runs before the
+    client's response has been handed to the server: the router is called after the last body message."""
+    from starlette.testclient import TestClient
+
+    from modelops_runtime.serve.main import build_server
+    from modelops_runtime.serve.router import Router
+
+    events: list[str] = []
+    shadow = Router.shadow
+
+    async def recorded_shadow(self: Router, *args: Any) -> None:
+        events.append("copy queued")
+        await shadow(self, *args)
+
+    monkeypatch.setattr(Router, "shadow", recorded_shadow)
+    use_store(store)
+    router = router_for(f"http://127.0.0.1:{closed_port()}", shuffled, mode="shadow", sample_rate=1.0)
+    app = build_server(config_for(store.bc), router=router).app
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        async def sent(message: Any) -> None:
+            await send(message)
+            if scope["type"] == "http" and scope["path"].endswith("/infer"):
+                events.append(message["type"])
+
+        await app(scope, receive, sent)
+
+    with TestClient(recording) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/v2/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the model did not load"
+            time.sleep(0.05)
+        body = {"id": "req-0", "inputs": v2_columns(store.bc.X.iloc[[0]])}
+        response = client.post(f"/v2/models/{store.bc.name}/infer", json=body)
+        assert response.status_code == 200
+    assert events == ["http.response.start", "http.response.body", "copy queued"]

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -104,7 +105,10 @@ def create_app(
         """Wrap an infer handler: map errors to responses and count them in ml_prediction_errors_total.
 
         A request is counted (and logged) as predicted only once its response is built, so metrics
-        and the prediction log agree with what the client receives.
+        and the prediction log agree with what the client receives. A shadow router gets the
+        request in a background task of the response, which Starlette runs after the response's
+        last byte was handed to the server: nothing of the copy runs before the client's answer
+        is written.
         """
 
         async def endpoint(request: Request) -> Response:
@@ -126,8 +130,10 @@ def create_app(
             assert slot.job is not None
             if not result.forwarded:
                 service.commit(slot.job, result)
-            if router is not None:
-                router.shadow(slot.job, slot.body, request.url.path, request.headers, result)
+            if router is not None and router.shadows():
+                response.background = BackgroundTask(
+                    router.shadow, slot.job, slot.body, request.url.path, request.headers, result
+                )
             return response
 
         return endpoint
