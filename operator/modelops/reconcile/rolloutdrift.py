@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlflow.entities import Run
@@ -128,6 +128,15 @@ def window_runs(client: MlflowClient, experiment: str, uid: str, window: str) ->
     return out
 
 
+def _end_of_rows() -> datetime:
+    """The end of a window's rows: now (after the pass scraped the counters the window was judged
+    on), rounded up to a whole second, the precision of status timestamps. The pass's clock is
+    truncated to its second: as the end, it left out the rows of the requests answered after it and
+    counted by the scrape (12 of a window's 55)."""
+    stamp = datetime.now(UTC)
+    return stamp.replace(microsecond=0) + timedelta(seconds=1) if stamp.microsecond else stamp
+
+
 def _job_finished(job: Mapping[str, Any] | None) -> tuple[bool, str | None]:
     """``(finished, failure message)`` of a Job from its conditions."""
     for cond in ((job or {}).get("status") or {}).get("conditions") or []:
@@ -171,7 +180,7 @@ async def check(
     drift = rs.drift
     if drift is None or drift.window_end is None:
         names = [job_name(candidate, window, side) for side in SIDES]
-        drift = RolloutDriftStatus(state="Running", window_end=clock, jobs=names)
+        drift = RolloutDriftStatus(state="Running", window_end=_end_of_rows(), jobs=names)
     if drift.state != "Running":
         return drift
     owner = ObjectRef.from_body(body)
