@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 
@@ -35,6 +36,7 @@ from modelops.contract import (
     TAG_SEMVER,
     TrainingResult,
     candidate_log_stage,
+    prediction_log_partition,
 )
 from modelops.reconcile import rolloutdrift
 from modelops.reconcile.context import Context
@@ -136,6 +138,11 @@ def _numbers() -> RolloutAnalysisStatus:
     return RolloutAnalysisStatus(candidate=WindowNumbers(requests=300), incumbent=WindowNumbers(requests=300))
 
 
+def _settled(now: datetime) -> datetime:
+    """A pass once the rows of a window that ended at ``now`` are in the log: its Jobs start then."""
+    return now + timedelta(seconds=rolloutdrift.LOG_SETTLE_SECONDS + 1)
+
+
 async def test_a_candidate_trained_on_other_data_is_aborted_on_input_drift(
     mlflow_store: MlflowStore,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
@@ -149,7 +156,11 @@ async def test_a_candidate_trained_on_other_data_is_aborted_on_input_drift(
     verdict = decide(spec, STEPS, 0, 120.0, _numbers(), None, rs.drift)
     assert verdict.action == "Wait" and verdict.drift_check
     rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
-    assert rs.drift.state == "Running" and len(rs.drift.jobs) == 2
+    assert rs.drift.state == "Running" and len(rs.drift.jobs) == 2 and kube.count("jobs") == 0
+    assert "once the window's last rows are in the prediction log" in (rs.drift.message or "")
+    now = _settled(now)  # the window's rows are written: the Jobs start
+    rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
+    assert rs.drift.state == "Running" and rs.drift.message is None
     assert sorted(n for (p, _, n) in kube.objects if p == "jobs") == sorted(rs.drift.jobs)
     job = kube.objects[("jobs", NS, rs.drift.jobs[0])]
     assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-candidate"  # collected with the candidate
@@ -179,6 +190,8 @@ async def test_a_candidate_trained_on_the_same_data_passes_and_a_failed_job_paus
     rs = candidate.rollout
     assert rs is not None
     rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
+    now = _settled(now)
+    rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
     _run_pods(kube, monkeypatch, mlflow_store)
     rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
     assert rs.drift.state == "Completed" and rs.drift.candidate_share == rs.drift.incumbent_share == 0.0
@@ -189,9 +202,77 @@ async def test_a_candidate_trained_on_the_same_data_passes_and_a_failed_job_paus
     rs.step_started = now - timedelta(minutes=30)
     rs.drift = None
     rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
+    now = _settled(now)
+    rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
     failing = rs.drift.jobs[1]
     _run_pods(kube, monkeypatch, mlflow_store, fail=failing)
     rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
     assert rs.drift.state == "Failed" and failing in rs.drift.message and "BackoffLimitExceeded" in rs.drift.message
     verdict = decide(spec, STEPS, 0, 140.0, _numbers(), None, rs.drift)
     assert verdict.action == "Pause" and "the drift check failed" in verdict.reason
+
+
+async def test_the_drift_jobs_read_the_rows_the_serving_pods_still_buffer_at_the_end_of_the_window(
+    mlflow_store: MlflowStore,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A serving pod writes its log rows up to ``log_flush_seconds`` after answering. In the sandbox a
+    Job started at the window's end read 30 of the candidate's 55 rows (fewer than ``minRequests``): the
+    bound was not applied and a candidate trained on other data was promoted. The Jobs start once the
+    window's rows are written, and the drifted candidate is aborted."""
+    ctx, kube, body, candidate, incumbent, now = _setup(mlflow_store, candidate_shift=3.0)
+    spec = RolloutSpec(strategy="Shadow", analysis=RolloutAnalysis(min_requests=50, max_drift_share_increase=0.2))
+    rs = candidate.rollout
+    assert rs is not None
+    # The candidate's rows of the window are still in the router's buffer when the window ends.
+    (written,) = Path(
+        prediction_log_partition(str(ctx.settings.prediction_log_uri), MODEL, candidate_log_stage(STAGE), now.date())
+    ).glob("*.parquet")
+    buffered = written.with_suffix(".buffered")
+    written.rename(buffered)
+
+    rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
+    _run_pods(kube, monkeypatch, mlflow_store)  # the kubelet starts a Job's pod as soon as it exists
+    assert rs.drift.state == "Running" and rs.drift.window_end is not None and rs.drift.window_end >= now
+    buffered.rename(written)  # the pod's writer flushes them, within log_flush_seconds
+
+    for seconds in (1, 60, 61):  # passes of the operator; the last finds both Jobs finished
+        rs.drift = await rolloutdrift.check(
+            ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now + timedelta(seconds=seconds)
+        )
+        _run_pods(kube, monkeypatch, mlflow_store)
+    assert rs.drift.state == "Completed", rs.drift
+    assert rs.drift.candidate_share == pytest.approx(len(SHIFTED) / len(FEATURES))
+    assert rs.drift.window_end >= now  # the rows checked are still the window's
+    verdict = decide(spec, STEPS, 0, 140.0, _numbers(), None, rs.drift)
+    assert verdict.action == "Abort" and "input drift share 66.7%" in verdict.reason
+
+
+async def test_the_drift_check_reads_the_rows_answered_in_the_second_its_pass_began(
+    mlflow_store: MlflowStore,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pass's clock is truncated to its second (status timestamps), and the pass scrapes the counters
+    after it: as the end of the window's rows it left out the requests answered meanwhile (12 of a
+    window's 55 in the sandbox, and the bound was not applied). Here every row of the window was
+    answered in that second."""
+    ctx, kube, body, candidate, incumbent, now = _setup(mlflow_store, candidate_shift=3.0)
+    spec = RolloutSpec(strategy="Shadow", analysis=RolloutAnalysis(min_requests=50, max_drift_share_increase=0.2))
+    rs = candidate.rollout
+    assert rs is not None
+    clock = now.replace(microsecond=0)  # the pass's clock (api.common.now)
+    for stage in (STAGE, candidate_log_stage(STAGE)):
+        partition = Path(prediction_log_partition(str(ctx.settings.prediction_log_uri), MODEL, stage, now.date()))
+        for path in partition.glob("*.parquet"):
+            rows = pd.read_parquet(path)
+            rows["timestamp"] = [pd.Timestamp(clock) + pd.Timedelta(microseconds=i) for i in range(len(rows))]
+            rows.to_parquet(path, index=False)
+
+    rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, clock)
+    for seconds in (60, 61):
+        later = clock + timedelta(seconds=seconds)
+        rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, later)
+        _run_pods(kube, monkeypatch, mlflow_store)
+    assert rs.drift.state == "Completed", rs.drift
+    verdict = decide(spec, STEPS, 0, 140.0, _numbers(), None, rs.drift)
+    assert verdict.action == "Abort" and "input drift share 66.7% vs incumbent 0.0%" in verdict.reason

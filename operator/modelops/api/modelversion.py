@@ -512,7 +512,7 @@ class RolloutDriftStatus(ApiModel):
         description="Running; Completed (shares read); NotChecked (too few rows, no reference sample: the bound "
         "is not applied); Failed (a Job failed: the window waits, see message)."
     )
-    window_end: datetime | None = Field(default=None, description="End of the rows checked (when the Jobs started).")
+    window_end: datetime | None = Field(default=None, description="End of the rows checked (when the check began; its Jobs start once those rows are written).")
     jobs: list[str] = Field(default_factory=list, max_length=2, description="The drift Jobs (candidate, incumbent).")
     candidate_share: float | None = Field(
         default=None, ge=0, le=1, description="Share of features drifted between the candidate's rows and reference."

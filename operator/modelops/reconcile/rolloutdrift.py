@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlflow.entities import Run
@@ -38,6 +38,7 @@ from ..contract import (
     TAG_ROLLOUT_WINDOW,
     TAG_UID,
     DriftJobConfig,
+    ServeConfig,
     candidate_log_stage,
 )
 from ..registry.errors import RegistryUnavailable, translate_errors
@@ -48,6 +49,11 @@ from .modelmonitor import load_summary
 log = logging.getLogger(__name__)
 
 SIDES = ("candidate", "incumbent")
+#: A serving pod writes its log rows (its own and, as router, the candidate's) up to
+#: ``ServeConfig.log_flush_seconds`` after answering, plus the write itself: the Jobs start that long
+#: after the window's end, so they read every row of it. (Started at once, a candidate's Job read 30 of
+#: the window's 55 rows, found fewer than ``minRequests`` and the bound was not applied.)
+LOG_SETTLE_SECONDS = float(ServeConfig.model_fields["log_flush_seconds"].default) + 5.0
 
 
 def window_id(spec_hash: str, step: int, started: datetime) -> str:
@@ -122,6 +128,15 @@ def window_runs(client: MlflowClient, experiment: str, uid: str, window: str) ->
     return out
 
 
+def _end_of_rows() -> datetime:
+    """The end of a window's rows: now (after the pass scraped the counters the window was judged
+    on), rounded up to a whole second, the precision of status timestamps. The pass's clock is
+    truncated to its second: as the end, it left out the rows of the requests answered after it and
+    counted by the scrape (12 of a window's 55)."""
+    stamp = datetime.now(UTC)
+    return stamp.replace(microsecond=0) + timedelta(seconds=1) if stamp.microsecond else stamp
+
+
 def _job_finished(job: Mapping[str, Any] | None) -> tuple[bool, str | None]:
     """``(finished, failure message)`` of a Job from its conditions."""
     for cond in ((job or {}).get("status") or {}).get("conditions") or []:
@@ -152,9 +167,10 @@ async def check(
 ) -> RolloutDriftStatus:
     """Start or read the drift check of the candidate's current window (see the module docstring).
 
-    Returns the check's new state: ``Running`` (Jobs created or still running, or MLflow not
-    readable yet), ``Completed`` with both sides' drift shares, ``NotChecked`` when a side had no
-    data to compare (too few rows, no reference sample), ``Failed`` when a Job failed.
+    Returns the check's new state: ``Running`` (Jobs not created yet: the window's last rows reach
+    the log up to :data:`LOG_SETTLE_SECONDS` after ``windowEnd``; Jobs running; MLflow not readable
+    yet), ``Completed`` with both sides' drift shares, ``NotChecked`` when a side had no data to
+    compare (too few rows, no reference sample), ``Failed`` when a Job failed.
     """
     rs = st.rollout
     assert rs is not None and rs.step_started is not None
@@ -164,7 +180,7 @@ async def check(
     drift = rs.drift
     if drift is None or drift.window_end is None:
         names = [job_name(candidate, window, side) for side in SIDES]
-        drift = RolloutDriftStatus(state="Running", window_end=clock, jobs=names)
+        drift = RolloutDriftStatus(state="Running", window_end=_end_of_rows(), jobs=names)
     if drift.state != "Running":
         return drift
     owner = ObjectRef.from_body(body)
@@ -172,10 +188,16 @@ async def check(
     configs = drift_configs(
         owner, model, stage, st, incumbent, analysis, window, rs.step_started, drift.window_end, ctx.settings
     )
+    settled = drift.window_end + timedelta(seconds=LOG_SETTLE_SECONDS)
     failures, finished = [], 0
     for side, name in zip(SIDES, drift.jobs, strict=True):
         job = await ctx.kube.get(JOBS, namespace, name)
+        if job is None and clock < settled:
+            why = f"the Jobs start at {settled:%H:%M:%S}, once the window's last rows are in the prediction log"
+            drift = drift.model_copy(update={"message": why})
+            continue
         if job is None:
+            drift = drift.model_copy(update={"message": None})
             labels = standard_labels(component=COMPONENT_MONITORING, instance=name, model=model, stage=stage)
             manifest = build_rollout_drift_job(owner, name, configs[side], ctx.settings, labels)
             try:
