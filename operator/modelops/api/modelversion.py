@@ -510,9 +510,12 @@ class RolloutDriftStatus(ApiModel):
 
     state: DriftCheckState = Field(
         description="Running; Completed (shares read); NotChecked (too few rows, no reference sample: the bound "
-        "is not applied); Failed (a Job failed: the window waits, see message)."
+        "is not applied); Failed (a Job failed: the rollout pauses, see message)."
     )
-    window_end: datetime | None = Field(default=None, description="End of the rows checked (when the check began; its Jobs start once those rows are written).")
+    window_end: datetime | None = Field(
+        default=None,
+        description="End of the rows checked (when the check began; its Jobs start once those rows are written).",
+    )
     jobs: list[str] = Field(default_factory=list, max_length=2, description="The drift Jobs (candidate, incumbent).")
     candidate_share: float | None = Field(
         default=None, ge=0, le=1, description="Share of features drifted between the candidate's rows and reference."
