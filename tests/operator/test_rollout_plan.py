@@ -268,3 +268,28 @@ async def test_cancelled_and_replaced_rollouts_post_one_rollout_cancelled_each()
         "rollout to Production cancelled: spec.stage, spec.rollout or the incumbent changed; rollout to Staging"
     )
     assert statuses["v2"].rollout is None and statuses["v3"].rollout is not None
+
+
+def test_the_window_starts_when_no_pod_answers_without_the_router() -> None:
+    """The incumbent's Deployment rolled out with the router setting, but an old pod still answers on
+    its keep-alive connections during its preStop wait (terminating, old template): the window does not
+    start until it is gone, so the window's numbers are all with the router."""
+    from modelops.contract import ENV_ROUTER, RouterConfig
+    from modelops.reconcile.rollout import _router_in_effect
+
+    router = RouterConfig(mode="shadow", url="http://c", version="1.1.0", registry_version="2")
+
+    def spec(env: str | None) -> dict:
+        return {"containers": [{"name": "server", "env": [{"name": ENV_ROUTER, "value": env}] if env else []}]}
+
+    deployment = {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 1, "template": {"spec": spec(router.to_env())}},
+        "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1,
+                   "readyReplicas": 1},
+    }
+    new = {"metadata": {"name": "new"}, "spec": spec(router.to_env())}
+    old = {"metadata": {"name": "old", "deletionTimestamp": "2026-01-01T00:00:00Z"}, "spec": spec(None)}
+    assert not _router_in_effect(deployment, [new, old], router)
+    assert _router_in_effect(deployment, [new], router)
+    assert not _router_in_effect(deployment, [new], router.model_copy(update={"sample_rate": 0.5}))

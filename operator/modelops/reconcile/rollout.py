@@ -344,14 +344,24 @@ def _url(ctx: Context, model: str, stage: str, namespace: str, service: Mapping[
     return str(found) if found else service_url(model, stage, namespace, ctx.settings, candidate=True)
 
 
-def _router_in_effect(deployment: Mapping[str, Any] | None, router: RouterConfig) -> bool:
-    """Whether every pod of the incumbent's Deployment runs with ``router`` (rollout complete)."""
+def _runs_router(spec: Mapping[str, Any], router: RouterConfig) -> bool:
+    """Whether a pod spec (or a pod template's) sets ``router`` in its containers' env."""
+    env = {e.get("name"): e.get("value") for c in spec.get("containers") or [] for e in c.get("env") or []}
+    return env.get(ENV_ROUTER) == router.to_env()
+
+
+def _router_in_effect(
+    deployment: Mapping[str, Any] | None, pods: list[dict[str, Any]], router: RouterConfig
+) -> bool:
+    """Whether the incumbent's Deployment rolled out with ``router`` and every pod it selects runs it:
+    an old pod stays on its keep-alive connections through its preStop wait after the rollout is
+    complete, answering without the router (a window started then counted ~5 s of its requests)."""
     if not _ready(deployment):
         return False
     assert deployment is not None
-    containers = deployment["spec"]["template"]["spec"]["containers"]
-    env = {e.get("name"): e.get("value") for c in containers for e in c.get("env") or []}
-    return env.get(ENV_ROUTER) == router.to_env()
+    return _runs_router(deployment["spec"]["template"]["spec"], router) and all(
+        _runs_router(pod.get("spec") or {}, router) and not pod["metadata"].get("deletionTimestamp") for pod in pods
+    )
 
 
 async def advance(
@@ -391,7 +401,9 @@ async def advance(
         unreadable = ""
         if rs.step_started is None and roll.router is not None:
             incumbent = await ctx.kube.get(DEPLOYMENTS, namespace, serving_name(model, stage))
-            if _router_in_effect(incumbent, roll.router):
+            selector = incumbent["spec"]["selector"]["matchLabels"] if incumbent else None
+            pods = await ctx.kube.list(PODS, namespace, selector) if selector else []
+            if _router_in_effect(incumbent, pods, roll.router):
                 rs.step_started = clock
                 step = roll.steps[rs.step]
                 rs.phase = "Shadow" if step.kind == "shadow" else "Canary"
