@@ -292,4 +292,6 @@ def test_the_window_starts_when_no_pod_answers_without_the_router() -> None:
     old = {"metadata": {"name": "old", "deletionTimestamp": "2026-01-01T00:00:00Z"}, "spec": spec(None)}
     assert not _router_in_effect(deployment, [new, old], router)
     assert _router_in_effect(deployment, [new], router)
+    evicted = {"metadata": {"name": "evicted"}, "spec": spec(None), "status": {"phase": "Failed"}}
+    assert _router_in_effect(deployment, [new, evicted], router)  # a pod that runs nothing answers nothing
     assert not _router_in_effect(deployment, [new], router.model_copy(update={"sample_rate": 0.5}))

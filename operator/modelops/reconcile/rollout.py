@@ -359,8 +359,9 @@ def _router_in_effect(
     if not _ready(deployment):
         return False
     assert deployment is not None
+    running = [p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]  # evicted
     return _runs_router(deployment["spec"]["template"]["spec"], router) and all(
-        _runs_router(pod.get("spec") or {}, router) and not pod["metadata"].get("deletionTimestamp") for pod in pods
+        _runs_router(pod.get("spec") or {}, router) and not pod["metadata"].get("deletionTimestamp") for pod in running
     )
 
 
