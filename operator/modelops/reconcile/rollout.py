@@ -90,6 +90,8 @@ class StageRollout:
     router: RouterConfig | None = None
     candidate_ready: bool = False
     crash: str | None = None
+    #: The candidate's pods as listed by :func:`apply_candidates` this pass (the analysis scrapes them).
+    candidate_pods: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -327,7 +329,7 @@ async def apply_candidates(
             roll.crash = str(exc)
             continue
         observed = await ctx.kube.get(DEPLOYMENTS, namespace, name) or deployment
-        pods = await ctx.kube.list(PODS, namespace, observed["spec"]["selector"]["matchLabels"])
+        pods = roll.candidate_pods = await ctx.kube.list(PODS, namespace, observed["spec"]["selector"]["matchLabels"])
         roll.crash = _candidate_crash(observed, pods, await find_refusal(ctx, pods))
         roll.candidate_ready = roll.crash is None and _ready(observed)
         router = _step_router(roll, st, _url(ctx, model, stage, namespace, service))
@@ -400,6 +402,7 @@ async def advance(
         numbers = None
         elapsed: float | None = None
         unreadable = ""
+        pods: list[dict[str, Any]] | None = None  # the incumbent's, when listed to start the window
         if rs.step_started is None and roll.router is not None:
             incumbent = await ctx.kube.get(DEPLOYMENTS, namespace, serving_name(model, stage))
             selector = incumbent["spec"]["selector"]["matchLabels"] if incumbent else None
@@ -411,7 +414,9 @@ async def advance(
                 rs.weight, rs.sample_rate = step.weight, step.sample_rate
         if rs.step_started is not None:
             elapsed = (clock - rs.step_started).total_seconds()
-            numbers, problems = await _analyse(ctx, namespace, model, stage, roll, st, statuses[roll.incumbent], clock)
+            numbers, problems = await _analyse(
+                ctx, namespace, model, stage, roll, st, statuses[roll.incumbent], clock, pods
+            )
             unreadable = "; ".join(problems)
         spec = specs[roll.candidate].rollout
         verdict = decide(spec, roll.steps, rs.step, elapsed, numbers, roll.crash, rs.drift)
@@ -426,14 +431,21 @@ async def advance(
 
 
 async def _side_scrapes(
-    ctx: Context, namespace: str, deployment: str, side: Side, since: datetime
+    ctx: Context,
+    namespace: str,
+    deployment: str,
+    side: Side,
+    since: datetime,
+    pods: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, dict[str, float]], set[str], set[str], list[str]]:
-    """Scrape the pods of one side's Deployment: ``(series per pod scraped, pods present, pods created
-    after ``since``, problems)``. A pod without an IP yet is present but not scraped."""
-    found = await ctx.kube.get(DEPLOYMENTS, namespace, deployment)
-    if found is None:
-        return {}, set(), set(), [f"Deployment {deployment} not found"]
-    pods = await ctx.kube.list(PODS, namespace, found["spec"]["selector"]["matchLabels"])
+    """Scrape the pods of one side's Deployment (``pods`` when this pass listed them already):
+    ``(series per pod scraped, pods present, pods created after ``since``, problems)``. A pod
+    without an IP yet is present but not scraped."""
+    if pods is None:
+        found = await ctx.kube.get(DEPLOYMENTS, namespace, deployment)
+        if found is None:
+            return {}, set(), set(), [f"Deployment {deployment} not found"]
+        pods = await ctx.kube.list(PODS, namespace, found["spec"]["selector"]["matchLabels"])
     present, new, urls = set(), set(), {}
     for pod in pods:
         meta = pod["metadata"]
@@ -466,8 +478,10 @@ async def _analyse(
     st: ModelVersionStatus,
     incumbent: ModelVersionStatus,
     clock: datetime,
+    incumbent_pods: list[dict[str, Any]] | None = None,
 ) -> tuple[RolloutAnalysisStatus, list[str]]:
-    """The window's numbers: scrape both sides' pods, fold the scrapes into ``status.rollout.counters``
+    """The window's numbers: scrape both sides' pods (``incumbent_pods`` and ``roll.candidate_pods``
+    when this pass listed them already), fold the scrapes into ``status.rollout.counters``
     (:mod:`modelops.rollout.window`), and, with ``rollout_feedback_from_log``, read feedback accuracy
     from the prediction log. Returns the numbers and what could not be read."""
     rs = st.rollout
@@ -475,12 +489,12 @@ async def _analyse(
     route = roll.steps[rs.step].kind
     counters = rs.counters or WindowCounters()
     scraped, present, new, problems = await _side_scrapes(
-        ctx, namespace, serving_name(model, stage), "incumbent", rs.step_started
+        ctx, namespace, serving_name(model, stage), "incumbent", rs.step_started, incumbent_pods
     )
     counters.incumbent = accumulate(counters.incumbent, scraped, present, new)
     # The candidate's own pods: their server-side latency, and in canary their predicted classes.
     scraped, present, new, more = await _side_scrapes(
-        ctx, namespace, candidate_name(model, stage), "candidate", rs.step_started
+        ctx, namespace, candidate_name(model, stage), "candidate", rs.step_started, roll.candidate_pods
     )
     counters.candidate = accumulate(counters.candidate, scraped, present, new)
     problems += more

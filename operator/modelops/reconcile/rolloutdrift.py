@@ -197,7 +197,7 @@ async def check(
             drift = drift.model_copy(update={"message": why})
             continue
         if job is None:
-            drift = drift.model_copy(update={"message": None})
+            drift = drift.model_copy(update={"message": ""})
             labels = standard_labels(component=COMPONENT_MONITORING, instance=name, model=model, stage=stage)
             manifest = build_rollout_drift_job(owner, name, configs[side], ctx.settings, labels)
             try:
