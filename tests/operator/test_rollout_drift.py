@@ -160,7 +160,7 @@ async def test_a_candidate_trained_on_other_data_is_aborted_on_input_drift(
     assert "once the window's last rows are in the prediction log" in (rs.drift.message or "")
     now = _settled(now)  # the window's rows are written: the Jobs start
     rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
-    assert rs.drift.state == "Running" and rs.drift.message is None
+    assert rs.drift.state == "Running" and rs.drift.message == ""
     assert sorted(n for (p, _, n) in kube.objects if p == "jobs") == sorted(rs.drift.jobs)
     job = kube.objects[("jobs", NS, rs.drift.jobs[0])]
     assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-candidate"  # collected with the candidate
