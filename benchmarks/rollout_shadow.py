@@ -34,6 +34,7 @@ candidate (``modelops_router_requests_total{route="shadow", outcome="sent"}`` ov
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -53,6 +54,7 @@ from .common import (
     Placement,
     Target,
     background,
+    descendants,
     free_port,
     log,
     machine_info,
@@ -80,7 +82,8 @@ class Params:
     ``open_connections``: connections the fixed-rate client may use at once; ``slices``: pieces of
     each fixed-rate repeat (the incumbents take turns every ``duration / slices`` s); ``pin``: pin the
     servers to cores, ``candidate_nice``, ``priority`` (the fixed-rate phase) and
-    ``saturated_priority``: niceness (:func:`placements`); ``baseline``: a git revision whose
+    ``saturated_priority``: niceness, ``sender_apart``: the shadow senders on another core than the
+    incumbents (:func:`placements`); ``baseline``: a git revision whose
     runtime also runs shadow incumbents, in the same rounds (labels ``shadow <rate> @<revision>``).
     """
 
@@ -98,6 +101,7 @@ class Params:
     priority: int = -20
     saturated_priority: int = -5
     baseline: str | None = None
+    sender_apart: bool = True
 
     @classmethod
     def quick(cls) -> Params:
@@ -112,7 +116,10 @@ def placements(params: Params) -> dict[str, Placement]:
     """Where the incumbents, the candidate and the load generator run.
 
     Cores (``params.pin``, at least 2 usable): the first usable core for the incumbents, the second
-    for the candidate, the third (else the candidate's) for the load generator. Niceness: the
+    for the candidate, the third (else the candidate's) for the load generator; the shadow sender
+    processes of the incumbents (:mod:`modelops_runtime.serve.shadow`) on the fourth (else the last)
+    when ``sender_apart`` (a pod without a CPU limit, the default, has the node's other cores for
+    it), else on the incumbents' core (a pod limited to one core). Niceness: the
     candidate at ``candidate_nice``; the incumbents and the load generator at ``priority`` when
     run as root (a negative niceness needs it), so the other work of a shared machine disturbs the
     measured processes less (the saturated phase lowers it to ``saturated_priority``: a busy core
@@ -125,7 +132,12 @@ def placements(params: Params) -> dict[str, Placement]:
     def at(index: int, nice: int | None) -> Placement:
         return Placement(frozenset({usable[min(index, len(usable) - 1)]}) if pinned else None, nice)
 
-    return {"incumbent": at(0, ours), "candidate": at(1, params.candidate_nice), "loadgen": at(2, ours)}
+    return {
+        "incumbent": at(0, ours),
+        "candidate": at(1, params.candidate_nice),
+        "loadgen": at(2, ours),
+        "sender": at(3 if params.sender_apart else 0, ours),
+    }
 
 
 @dataclass
@@ -146,10 +158,11 @@ def server(
     timeout: float,
     placement: Placement | None = None,
     runtime: Path | None = None,
+    sender: Placement | None = None,
 ):
     """One ``modelops-runtime serve`` for ``models:/<model>/1`` (log on), where ``placement`` says,
-    with the ``modelops_runtime`` package under ``runtime`` when set (else the installed one);
-    yields a :class:`Server`."""
+    with the ``modelops_runtime`` package under ``runtime`` when set (else the installed one), its
+    shadow sender process (if any) where ``sender`` says; yields a :class:`Server`."""
     from modelops.contract import ENV_JOB_CONFIG, ENV_ROUTER, ServeConfig
 
     from .common import venv_bin
@@ -180,6 +193,10 @@ def server(
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/v2/health/ready", process, timeout, logfile)
         place(process.pid, placement)  # again: threads started while it loaded, in case one escaped the first call
+        for pid in descendants(process.pid):
+            with contextlib.suppress(OSError):
+                if b"modelops_runtime.serve.shadow" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    place(pid, sender)
         yield Server(url, process.pid)
 
 
@@ -348,8 +365,9 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
         model = register_models(root, (MODEL,))[MODEL]
 
         def start(tag: str, router: dict[str, Any] | None, placement: Placement, runtime: Path | None = None) -> Server:
+            timeout = params.start_timeout
             return stack.enter_context(
-                server(tracking_uri, model, root, tag, router, params.start_timeout, placement, runtime)
+                server(tracking_uri, model, root, tag, router, timeout, placement, runtime, where["sender"])
             )
 
         candidate = start("candidate", None, where["candidate"])
@@ -543,7 +561,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.rollout_shadow [--quick] [--duration S] [--repeats N] [--no-pin] [--no-write]``."""
+    """``python -m benchmarks.rollout_shadow [--quick] [--duration S] [--repeats N] [--no-pin]
+    [--baseline REV] [--sender-with-incumbent] [--no-write]``."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.rollout_shadow", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--duration", type=float)
@@ -552,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin the servers to cores")
     parser.add_argument("--priority", type=int, help="niceness of the incumbents and the load generator (root)")
     parser.add_argument("--baseline", help="git revision whose runtime also runs shadow incumbents (before/after)")
+    parser.add_argument(
+        "--sender-with-incumbent", action="store_true", help="the shadow senders on the incumbents' core (a 1-CPU pod)"
+    )
     parser.add_argument("--no-write", action="store_true", help="print the JSON, do not write results/")
     ns = parser.parse_args(argv)
     params = Params.quick() if ns.quick else Params()
@@ -564,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.priority is not None:
         params.priority = ns.priority
     params.baseline = ns.baseline
+    params.sender_apart = not ns.sender_with_incumbent
     result = run(params)
     print(markdown(result))
     if ns.no_write:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -170,9 +171,10 @@ def test_invalid_requests_never_reach_the_candidate(store: Store, shuffled: Regi
 
 
 @contextmanager
-def answering(answers: list[bytes]) -> Iterator[tuple[str, list[Any]]]:
+def answering(answers: list[bytes], delay: float = 0.0) -> Iterator[tuple[str, list[Any]]]:
     """A candidate on loopback (aiohttp.web, in a thread) that answers each POST with the next of
-    ``answers`` (200); yields its URL and the headers of the requests it received (case-insensitive)."""
+    ``answers`` (200) after ``delay`` s; yields its URL and the headers of the requests it received
+    (case-insensitive), appended when each request arrives."""
     import asyncio
     import threading
 
@@ -184,6 +186,7 @@ def answering(answers: list[bytes]) -> Iterator[tuple[str, list[Any]]]:
 
     async def answer(request: web.Request) -> web.Response:
         received.append(request.headers.copy())
+        await asyncio.sleep(delay)
         return web.Response(body=next(pending), content_type="application/json")
 
     async def main() -> None:
@@ -209,28 +212,54 @@ def answering(answers: list[bytes]) -> Iterator[tuple[str, list[Any]]]:
         thread.join(10)
 
 
-async def test_shadow_rows_without_readable_predictions_are_neither_agreement_nor_disagreement() -> None:
-    """A candidate answering rows it gives no readable prediction for (binary tensor data, a null) is
-    counted as answered, but those rows are not compared: they must not count as disagreement."""
-    from types import SimpleNamespace
-
+@asynccontextmanager
+async def shadowing(answers: list[bytes], delay: float = 0.0, **kwargs: Any) -> AsyncIterator[tuple[Any, list[Any]]]:
+    """A shadow router (no log) started against :func:`answering`'s candidate; yields it and the
+    candidate's received headers; stops it on exit."""
     from prometheus_client import CollectorRegistry
 
-    from modelops_runtime.serve.router import Router, _Copy
+    from modelops_runtime.serve.router import Router
 
-    answers = [b'{"outputs": [{"name": "predict", "data": [1, null, 0]}]}', b"\x00\x01"]
-    with answering(answers) as (url, received):
-        config = RouterConfig(mode="shadow", url=url, version="2.0.0", registry_version="2")
+    with answering(answers, delay) as (url, received):
+        config = RouterConfig(mode="shadow", url=url, version="2.0.0", registry_version="2", **kwargs)
         router = Router(config, CollectorRegistry(), None)
         await router.start()
         try:
-            for request_id in ("a", "b"):
-                job = SimpleNamespace(request_id=request_id, batch=SimpleNamespace(n_rows=3))
-                copy = _Copy(job, b"{}", "/invocations", {"content-type": "application/json"}, np.array([1, 1, 1]))  # type: ignore[arg-type]
-                await router._shadow_one(copy)
+            yield router, received
         finally:
             await router.stop()
-    assert router.requests.labels("shadow", "sent")._value.get() == 2
+
+
+async def _shadow(router: Any, request_id: str, incumbent: tuple[Any, ...] = (1, 1, 1)) -> None:
+    """Hand the router an answered request of ``len(incumbent)`` rows, as the server's background task does."""
+    from types import SimpleNamespace
+
+    job = SimpleNamespace(request_id=request_id, batch=SimpleNamespace(n_rows=len(incumbent)))
+    result = SimpleNamespace(forwarded=False, prediction=SimpleNamespace(predict=np.array(incumbent)))
+    await router.shadow(job, b"{}", "/invocations", {"content-type": "application/json"}, result)
+
+
+def _count(router: Any, outcome: str) -> float:
+    return float(router.requests.labels("shadow", outcome)._value.get())
+
+
+async def _until(check: Any, what: str, seconds: float = 60.0) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_shadow_rows_without_readable_predictions_are_neither_agreement_nor_disagreement() -> None:
+    """A candidate answering rows it gives no readable prediction for (binary tensor data, a null) is
+    counted as answered, but those rows are not compared: they must not count as disagreement."""
+    answers = [b'{"outputs": [{"name": "predict", "data": [1, null, 0]}]}', b"\x00\x01"]
+    async with shadowing(answers, concurrency=1) as (router, received):
+        for request_id in ("a", "b"):
+            await _shadow(router, request_id)
+        await _until(lambda: _count(router, "sent") == 2, "both copies answered")
     assert router.rows.labels("agree")._value.get() == 1  # row 0 of "a"
     assert router.rows.labels("disagree")._value.get() == 1  # row 2 of "a"; its null row and all of "b": not compared
     # The candidate saw the incumbent's request id, the route and the client's content type.
@@ -238,6 +267,103 @@ async def test_shadow_rows_without_readable_predictions_are_neither_agreement_no
         ("a", "shadow", "application/json"),
         ("b", "shadow", "application/json"),
     ]
+
+
+async def test_copies_are_sent_while_the_serving_event_loop_is_busy() -> None:
+    """The copy's exchange runs in the sender process: copies handed over reach the candidate while
+    the serving process's event loop is held (here by a blocking sleep; in production by requests)."""
+    answer = b'{"predictions": [1, 1, 1]}'
+    async with shadowing([answer] * 4) as (router, received):
+        await _shadow(router, "warm-up")
+        await _until(lambda: _count(router, "sent") == 1, "the sender answered its first copy")
+        for request_id in ("x", "y", "z"):
+            await _shadow(router, request_id)
+        time.sleep(3.0)  # the event loop of this process does nothing meanwhile
+        assert len(received) == 4
+        await _until(lambda: _count(router, "sent") == 4, "the outcomes counted")
+    assert router.rows.labels("agree")._value.get() == 12
+
+
+async def test_stopping_waits_for_the_copies_in_flight() -> None:
+    """A stopping server (SIGTERM, lifespan shutdown) counts and logs the copies the candidate is
+    answering, instead of losing them."""
+    answer = b'{"predictions": [1, 0, 1]}'
+    async with shadowing([answer] * 2, delay=1.0) as (router, received):
+        for request_id in ("a", "b"):
+            await _shadow(router, request_id)
+        await _until(lambda: len(received) == 2, "both copies in flight")
+    assert (_count(router, "sent"), _count(router, "dropped")) == (2, 0)
+    assert (router.rows.labels("agree")._value.get(), router.rows.labels("disagree")._value.get()) == (4, 2)
+
+
+async def test_a_sender_that_dies_is_started_again_and_copies_reach_the_candidate() -> None:
+    import os
+    import signal
+
+    answer = b'{"predictions": [1, 1, 1]}'
+    async with shadowing([answer] * 2) as (router, received):
+        await _shadow(router, "before")
+        await _until(lambda: _count(router, "sent") == 1, "the first copy answered")
+        sender = router._sender
+        first = sender._process.pid
+        os.kill(first, signal.SIGKILL)
+        await _until(lambda: sender.restarts == 1, "the sender started again")
+        assert sender._process.pid != first
+        await _shadow(router, "after")
+        await _until(lambda: _count(router, "sent") == 2, "a copy answered by the new sender")
+    assert [h[REQUEST_ID_HEADER] for h in received] == ["before", "after"]
+
+
+def test_the_sender_ends_with_its_serving_process_and_ignores_signals_meant_for_the_group() -> None:
+    """SIGTERM or SIGINT sent to the process group (a terminal's Ctrl-C, a group kill) do not stop
+    the sender before its serving process has drained; when the serving process is gone (even
+    killed), the sender's input closes and it exits."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    config = RouterConfig(mode="shadow", url="http://127.0.0.1:9", version="2.0.0", registry_version="2")
+    parent = (
+        "import subprocess, sys, os, signal\n"
+        "p = subprocess.Popen([sys.executable, '-m', 'modelops_runtime.serve.shadow', sys.argv[1]],"
+        " stdin=subprocess.PIPE, stdout=subprocess.PIPE)\n"
+        "print(p.pid, flush=True)\n"
+        "sys.stdin.readline()\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    serving_process = subprocess.Popen(
+        [sys.executable, "-c", parent, config.model_dump_json()], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert serving_process.stdout is not None and serving_process.stdin is not None
+    sender = int(serving_process.stdout.readline())
+
+    def running() -> bool:  # neither gone nor a zombie (reparented, it may not be reaped at once)
+        try:
+            stat = Path(f"/proc/{sender}/stat").read_text()
+        except FileNotFoundError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+    def ignored() -> int:  # the signals the sender ignores (/proc's SigIgn mask)
+        status = Path(f"/proc/{sender}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)
+
+    deadline = time.monotonic() + 30
+    while not ignored() & (1 << (signal.SIGTERM - 1)):  # until its imports are done
+        assert time.monotonic() < deadline, "the sender did not start"
+        time.sleep(0.05)
+    os.kill(sender, signal.SIGTERM)
+    os.kill(sender, signal.SIGINT)
+    time.sleep(0.5)
+    assert running()
+    serving_process.stdin.write(b"\n")
+    serving_process.stdin.flush()
+    assert serving_process.wait(10) == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while running():
+        assert time.monotonic() < deadline, "the sender outlived its serving process"
+        time.sleep(0.05)
 
 
 def test_the_copy_is_queued_only_after_the_response_was_sent(

@@ -30,6 +30,7 @@ import orjson
 
 from .errors import DatatypeError, InputError, MalformedBody, ShapeError, UnsupportedMediaType
 from .schema import Batch, InputSchema, json_type_name
+from .wire import OUTPUT_PREDICT
 
 _NONE = type(None)
 _INT = frozenset({int, _NONE})
@@ -42,7 +43,6 @@ V2_ALLOWED_TYPES: dict[str, frozenset[type]] = {
 }
 #: Open Inference Protocol extensions this server implements (``GET /v2``).
 V2_EXTENSIONS = ("binary_tensor_data",)
-OUTPUT_PREDICT = "predict"
 OUTPUT_PROBA = "predict_proba"
 
 #: MLflow scoring formats (exactly one per request).

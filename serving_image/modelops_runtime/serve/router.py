@@ -7,9 +7,12 @@ candidate, and the candidate sees the request id the incumbent assigned (``X-Req
 
 * **shadow**: once the incumbent's response has been sent to the client (a background task of the
   response, :mod:`.app`), a share of the requests (exactly every ``1/sample_rate``-th per pod,
-  :class:`Share`) is put on a bounded queue; a few sender tasks send them to the candidate. The
-  client's request never waits for the candidate, nor for the sender's work on the event loop: a
-  full queue drops the copy (counted), a failing candidate is only counted and logged.
+  :class:`Share`) is handed to the shadow sender, a process of its own (:mod:`.shadow`) that sends
+  the copies to the candidate and compares its predictions with the incumbent's. The client's
+  request never waits for the candidate, and the copy's work runs outside the serving process's
+  event loop: handing a copy over is a write to a pipe. Copies beyond what the sender holds
+  (``queue_size`` waiting, ``concurrency`` in flight) are dropped (counted); a failing candidate is
+  only counted and logged.
 * **canary**: ``weight`` percent of the requests (exactly, :class:`Share`) are sent to the
   candidate on the request path and its answer is returned. When the candidate fails (transport
   error, timeout, any non-2xx status) the incumbent answers instead, so clients never see a
@@ -28,24 +31,19 @@ joins it with the incumbent's rows by request id. Metrics (same registry as the 
 
 The operator's rollout analysis reads these from each pod's ``/metrics`` (docs/rollout.md).
 
-The client to the candidate is aiohttp: its CPU per 1-row request is about a quarter of httpx's
-(measured here: 0.25 vs 0.9-1.1 ms), and a whole copy (exchange, parsing, counters, log rows) costs
-the incumbent's process 0.5-0.65 ms against 1.3-1.45 ms with httpx (docs/rollout.md, "Cost of
-shadowing"); at ``sampleRate: 1`` that CPU is spent once per request the incumbent answers.
+The client to the candidate is aiohttp (:mod:`.candidate`); a shadow copy's exchange, reading and
+comparison (0.5-0.65 ms of CPU per 1-row copy) run in the sender process, while this process only
+writes the copy to a pipe, then counts and logs its outcome (docs/rollout.md, "Cost of shadowing").
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
+import itertools
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import numpy as np
-import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from modelops.contract import (
@@ -58,22 +56,13 @@ from modelops.contract import (
 )
 from modelops.monitoring.prediction_log import PredictionLogger
 
+from . import candidate
 from .metrics import LATENCY_BUCKETS, base_name
-from .protocol import OUTPUT_PREDICT, Prediction
+from .protocol import Prediction
 from .service import BINARY_HEADER_LENGTH, JSON, LOG_STATUS_ERROR, REQUEST_ID_HEADER, InferJob, InferResult, log_rows
+from .shadow import Outcome, ShadowSender
 
-log = logging.getLogger(__name__)
-
-#: Headers copied from the client's request to the candidate (the body is sent decompressed).
-FORWARDED_HEADERS = ("content-type", BINARY_HEADER_LENGTH)
 PER_MILLION = 1_000_000
-#: Idle connections to the candidate are closed after this (s): below the model server's own
-#: keep-alive (``keep_alive_seconds``, 5 s by default), so a copy is never sent on a connection the
-#: candidate is closing at that moment.
-KEEPALIVE_SECONDS = 4.0
-#: Connections to the candidate at most (copies in flight are at most ``concurrency``; canary
-#: requests are as many as the clients' concurrent requests in the share).
-MAX_CONNECTIONS = 100
 
 
 class Share:
@@ -94,28 +83,6 @@ class Share:
         return (self.calls * self.per_million) // PER_MILLION > ((self.calls - 1) * self.per_million) // PER_MILLION
 
 
-@dataclass
-class _Reply:
-    """A candidate's answer: status, headers (case-insensitive) and body."""
-
-    status: int
-    headers: Any
-    content: bytes
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-
-@dataclass
-class _Copy:
-    job: InferJob
-    body: bytes
-    path: str
-    headers: dict[str, str]
-    incumbent: np.ndarray
-
-
 class Router:
     """Routes a share of the infer requests of one serving pod to a rollout candidate.
 
@@ -131,9 +98,11 @@ class Router:
         self._base = config.url.rstrip("/")
         rate = config.sample_rate if config.mode == "shadow" else config.weight / 100
         self._share = Share(rate)
-        self._queue: asyncio.Queue[_Copy] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self._client: aiohttp.ClientSession | None = None
+        self._sender: ShadowSender | None = None
+        #: Shadow copies handed to the sender and not yet answered, by key.
+        self._copies: dict[int, InferJob] = {}
+        self._keys = itertools.count()
         self.requests = Counter(
             base_name(PROM_ROUTER_REQUESTS),
             "Requests the rollout router sent to the candidate, by route and outcome.",
@@ -163,24 +132,18 @@ class Router:
     # ----------------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Open the HTTP client and start the shadow senders (on the server's event loop)."""
-        self._client = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_SECONDS),
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds),
-            skip_auto_headers=("Content-Type",),  # forwarded from the client, or absent as the client sent it
-        )
+        """Start the shadow sender process (shadow mode) or open the HTTP client (canary mode)."""
         if self.config.mode == "shadow":
-            self._queue = asyncio.Queue(self.config.queue_size)
-            self._tasks = [asyncio.create_task(self._sender()) for _ in range(self.config.concurrency)]
+            self._sender = ShadowSender(self.config, self._on_outcome)
+            await self._sender.start()
+        else:
+            self._client = candidate.client_session(self.config.timeout_seconds)
 
     async def stop(self) -> None:
-        """Stop the senders (copies still queued are dropped) and close the client."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        """Stop the shadow sender (copies in flight are answered and logged, queued ones dropped) or
+        close the client."""
+        if self._sender is not None:
+            await self._sender.stop()
         if self._client is not None:
             await self._client.close()
 
@@ -191,10 +154,11 @@ class Router:
         (not in the share, not in canary mode, or the candidate failed: then logged as its error)."""
         if self.config.mode != "canary" or not self._share.take():
             return None
+        assert self._client is not None, "Router.start() was not awaited"
         sent = time.perf_counter()
-        response = await self._send(job, body, path, headers, "canary")
+        response = await candidate.post(self._client, self._base + path, body, self._headers(job, headers, "canary"))
         seconds = time.perf_counter() - sent
-        predictions = _answer(response, job.batch.n_rows)
+        predictions = candidate.answer(response, job.batch.n_rows)
         if predictions is None:
             self.requests.labels("canary", "fallback").inc()
             self._log(job, None, seconds, LOG_STATUS_ERROR)
@@ -216,61 +180,42 @@ class Router:
         return self.config.mode == "shadow"
 
     async def shadow(self, job: InferJob, body: bytes, path: str, headers: Any, result: InferResult) -> None:
-        """Queue a copy of an answered request for the candidate when it is in the shadow share.
+        """Hand a copy of an answered request to the shadow sender when it is in the shadow share.
 
         Called once the response was sent (a Starlette background task, :mod:`.app`). Never
-        blocks and never raises: a full queue drops the copy (``outcome="dropped"``).
+        blocks and never raises: a copy the sender cannot take is dropped (``outcome="dropped"``).
         """
-        if self._queue is None or result.forwarded or not self._share.take():
+        if self._sender is None or result.forwarded or not self._share.take():
             return
-        copy = _Copy(job, body, path, _forwarded(headers), result.prediction.predict)
-        try:
-            self._queue.put_nowait(copy)
-        except asyncio.QueueFull:
+        key = next(self._keys)
+        headers = self._headers(job, headers, "shadow")
+        if self._sender.send(key, path, headers, body, result.prediction.predict):
+            self._copies[key] = job
+        else:
             self.requests.labels("shadow", "dropped").inc()
 
-    async def _sender(self) -> None:
-        assert self._queue is not None
-        while True:
-            copy = await self._queue.get()
-            try:
-                await self._shadow_one(copy)
-            except Exception:  # a sender task must survive any one copy; the copy is counted as failed
-                log.exception("shadow copy of request %s failed", copy.job.request_id)
-                self.requests.labels("shadow", "failed").inc()
-
-    async def _shadow_one(self, copy: _Copy) -> None:
-        sent = time.perf_counter()
-        response = await self._send(copy.job, copy.body, copy.path, copy.headers, "shadow")
-        seconds = time.perf_counter() - sent
-        predictions = _answer(response, copy.job.batch.n_rows)
-        if predictions is None:
-            self.requests.labels("shadow", "failed").inc()
-            self._log(copy.job, None, seconds, LOG_STATUS_ERROR)
+    def _on_outcome(self, outcome: Outcome) -> None:
+        """Count and log what became of a shadow copy (the sender's report, :mod:`.shadow`)."""
+        job = self._copies.pop(outcome.key, None)
+        if outcome.dropped:
+            self.requests.labels("shadow", "dropped").inc()
             return
-        self.requests.labels("shadow", "sent").inc()
-        self.latency.labels("shadow").observe(seconds)
-        # Rows the candidate answered without readable predictions (binary tensor data) are not compared.
-        readable = np.array([v is not None for v in predictions.tolist()], dtype=bool)
-        agree = int(np.sum(_as_text(predictions[readable]) == _as_text(copy.incumbent[readable])))
-        self.rows.labels("agree").inc(agree)
-        self.rows.labels("disagree").inc(int(readable.sum()) - agree)
-        self._log(copy.job, predictions, seconds, LOG_STATUS_OK)
+        if outcome.predictions is None:
+            self.requests.labels("shadow", "failed").inc()
+        else:
+            self.requests.labels("shadow", "sent").inc()
+            self.latency.labels("shadow").observe(outcome.seconds)
+            self.rows.labels("agree").inc(outcome.agree)
+            self.rows.labels("disagree").inc(outcome.disagree)
+        if job is not None:
+            status = LOG_STATUS_ERROR if outcome.predictions is None else LOG_STATUS_OK
+            self._log(job, outcome.predictions, outcome.seconds, status)
 
     # --------------------------------------------------------------------------------- common
 
-    async def _send(self, job: InferJob, body: bytes, path: str, headers: Any, route: str) -> _Reply | None:
-        """POST the request to the candidate; None on a transport error or timeout (``timeout_seconds``
-        for the whole exchange)."""
-        assert self._client is not None, "Router.start() was not awaited"
-        sent_headers = {**_forwarded(headers), REQUEST_ID_HEADER: job.request_id, HEADER_ROUTED: route}
-        try:
-            async with self._client.post(self._base + path, data=body, headers=sent_headers) as response:
-                return _Reply(response.status, response.headers, await response.read())
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            reason = str(exc) or type(exc).__name__  # a timeout has no message
-            log.warning("candidate %s did not answer request %s: %s", self.config.url, job.request_id, reason)
-            return None
+    def _headers(self, job: InferJob, headers: Any, route: str) -> dict[str, str]:
+        """The headers sent to the candidate: the client's forwarded ones, the request id, the route."""
+        return {**candidate.forwarded(headers), REQUEST_ID_HEADER: job.request_id, HEADER_ROUTED: route}
 
     def _log(self, job: InferJob, predictions: np.ndarray | None, seconds: float, status: str) -> None:
         if self.logger is None:
@@ -286,48 +231,3 @@ class Router:
             seconds * 1000.0,
             status,
         )
-
-
-def _forwarded(headers: Any) -> dict[str, str]:
-    return {k: v for k in FORWARDED_HEADERS if (v := headers.get(k)) is not None}
-
-
-def _as_text(values: np.ndarray) -> np.ndarray:
-    """Predictions as strings, so that 1, 1.0 and "1" from JSON compare equal to numpy's labels."""
-    return np.array([_label(v) for v in values.tolist()], dtype=object)
-
-
-def _label(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _answer(response: _Reply | None, n_rows: int) -> np.ndarray | None:
-    """The ``(n_rows,)`` predictions of a candidate's answer, None when it failed (no answer, a
-    non-2xx status). A 2xx answer without readable predictions (binary tensor data, no ``predict``
-    output) gives ``None`` values: answered, but not comparable."""
-    if response is None or not response.ok:
-        return None
-    values = _predictions(response.content, n_rows)
-    return np.full(n_rows, None, dtype=object) if values is None else values
-
-
-def _predictions(content: bytes, n_rows: int) -> np.ndarray | None:
-    """The predictions of a V2 (``predict`` output) or MLflow (``predictions``) JSON answer."""
-    try:
-        body = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return None
-    values: Any = None
-    if isinstance(body, dict) and isinstance(body.get("outputs"), list):
-        values = next((o.get("data") for o in body["outputs"] if o.get("name") == OUTPUT_PREDICT), None)
-    elif isinstance(body, dict):
-        values = body.get("predictions")
-    elif isinstance(body, list):
-        values = body
-    if not isinstance(values, list) or len(values) != n_rows:
-        return None
-    if values and isinstance(values[0], dict):  # MLflow records of a multi-output model
-        return None
-    return np.array(values, dtype=object)

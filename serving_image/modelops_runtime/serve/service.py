@@ -45,15 +45,12 @@ from .protocol import (
     v2_model_metadata,
 )
 from .schema import Batch
+from .wire import BINARY_HEADER_LENGTH, JSON, REQUEST_ID_HEADER
 
 #: ``status`` of prediction-log rows whose prediction failed with a server fault.
 LOG_STATUS_ERROR = "error"
 SERVER_NAME = "modelops"
-JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
-REQUEST_ID_HEADER = "x-request-id"
-#: Length of the JSON part of a V2 body carrying binary tensor data (binary tensor data extension).
-BINARY_HEADER_LENGTH = "inference-header-content-length"
 
 
 @dataclass

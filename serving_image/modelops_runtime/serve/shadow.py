@@ -1,0 +1,291 @@
+"""The shadow sender: a process of its own per serving process, which sends the shadow copies.
+
+A copy's HTTP exchange with the candidate, reading its answer and comparing its predictions with the
+incumbent's cost about 0.5 ms of CPU per 1-row copy with aiohttp (docs/rollout.md, "Cost of
+shadowing"). Run on the serving process's event loop, that work delays the next clients' requests
+whenever it runs; in a process of its own it runs on another core when the pod has one, and the
+serving process only writes each copy to a pipe and reads back its outcome.
+
+**Serving process** (:class:`ShadowSender`): starts ``python -m modelops_runtime.serve.shadow`` with
+the router setting as its argument, writes copies to its stdin and reads outcomes from its stdout.
+Never blocks: copies beyond ``queue_size + concurrency`` not yet answered are refused (the router
+counts them as dropped). A sender that exits by itself is started again (after 1 s, doubling to 30 s
+while it keeps dying young); its copies in flight are reported dropped.
+
+**Sender process** (:func:`main`): reads copies, queues at most ``queue_size`` (more are reported
+dropped), sends them with ``concurrency`` tasks, and writes one outcome per copy. Ends when its stdin
+closes (the serving process stops, or died): copies in flight are finished and reported, queued ones
+reported dropped. It ignores SIGINT and SIGTERM, which a terminal or a process-group kill also sends
+to it: the serving process, which drains first, closes its stdin when done.
+
+Wire format. To the sender, per copy: ``!II`` (lengths of meta and body), then the meta
+(JSON: ``k`` the copy's key, ``path``, ``headers``, ``incumbent`` the incumbent's predictions) and
+the request body as the client sent it (decompressed). From the sender, per copy, a JSON line:
+``{"k", "dropped": true}``, or ``{"k", "s": round-trip seconds, "p": the candidate's predictions or
+null when it failed, "a": agreeing rows, "d": disagreeing rows}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import struct
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelops.contract import RouterConfig
+
+from . import candidate
+
+log = logging.getLogger(__name__)
+
+_FRAME = struct.Struct("!II")
+#: Restart back-off of a sender that exits by itself (s): first, and at most.
+RESTART_FIRST_SECONDS = 1.0
+RESTART_MAX_SECONDS = 30.0
+#: A sender that ran this long (s) before exiting is restarted after the first back-off again.
+RESTART_RESET_SECONDS = 60.0
+#: Longest outcome line read (bytes): room for the predictions of the largest request the server
+#: accepts (``max_rows``, 100,000 by default: a few MiB of JSON).
+LINE_LIMIT = 2**26
+
+
+@dataclass
+class Outcome:
+    """What became of one copy: ``dropped`` (never sent), else the round trip ``seconds`` and the
+    candidate's ``predictions`` (``(n_rows,)`` objects; None when it failed), ``agree``/``disagree`` rows."""
+
+    key: int
+    dropped: bool = False
+    seconds: float = 0.0
+    predictions: np.ndarray | None = None
+    agree: int = 0
+    disagree: int = 0
+
+    @classmethod
+    def from_line(cls, line: bytes) -> Outcome:
+        """Read one of the sender's lines. Raises orjson.JSONDecodeError or KeyError on a bad line."""
+        raw = orjson.loads(line)
+        if raw.get("dropped"):
+            return cls(raw["k"], dropped=True)
+        values = raw["p"]
+        predictions = None if values is None else np.array(values, dtype=object)
+        return cls(raw["k"], seconds=raw["s"], predictions=predictions, agree=raw["a"], disagree=raw["d"])
+
+
+class ShadowSender:
+    """The serving process's side: hands copies to the sender process, gives back their outcomes.
+
+    Args:
+        config: the router setting (shadow mode).
+        on_outcome: called on the event loop with each copy's :class:`Outcome` (also for the copies
+            in flight when a sender exits: dropped).
+        command: the sender's command line without its arguments (the setting, the log level).
+    """
+
+    def __init__(
+        self,
+        config: RouterConfig,
+        on_outcome: Callable[[Outcome], None],
+        command: tuple[str, ...] = (sys.executable, "-m", __name__),
+    ) -> None:
+        self.config = config
+        self.on_outcome = on_outcome
+        self.command = command
+        self.limit = config.queue_size + config.concurrency
+        self.restarts = 0
+        self._pending: set[int] = set()
+        self._process: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop_requested = asyncio.Event()
+
+    async def start(self) -> None:
+        """Start the sender process and the task that reads its outcomes (and restarts it)."""
+        self._stop_requested.clear()
+        await self._spawn()
+        self._task = asyncio.create_task(self._run())
+
+    def send(self, key: int, path: str, headers: dict[str, str], body: bytes, incumbent: np.ndarray) -> bool:
+        """Hand one copy to the sender; False when it was not taken (too many not yet answered, no
+        sender running). Does not block: the bytes go to the pipe, or to the transport's buffer."""
+        process = self._process
+        if process is None or process.stdin is None or process.stdin.is_closing() or len(self._pending) >= self.limit:
+            return False
+        meta = orjson.dumps(
+            {"k": key, "path": path, "headers": headers, "incumbent": incumbent.tolist()}, default=_plain
+        )
+        process.stdin.write(_FRAME.pack(len(meta), len(body)) + meta + body)
+        self._pending.add(key)
+        return True
+
+    async def stop(self) -> None:
+        """Close the sender's input and wait for the outcomes of the copies in flight (at most the
+        router's ``timeout_seconds`` and 5 s more; then the sender is killed, its copies dropped)."""
+        self._stop_requested.set()
+        process = self._process
+        if process is not None and process.stdin is not None and not process.stdin.is_closing():
+            process.stdin.close()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self.config.timeout_seconds + 5.0)
+            except TimeoutError:
+                log.warning("shadow sender did not finish its copies in time; killing it")
+                if (current := self._process) is not None and current.returncode is None:
+                    current.kill()
+                await self._task
+            self._task = None
+
+    async def _spawn(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            *self.command,
+            self.config.model_dump_json(),
+            logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=LINE_LIMIT,
+        )
+
+    async def _run(self) -> None:
+        delay = RESTART_FIRST_SECONDS
+        while True:
+            started = time.monotonic()
+            await self._read_outcomes()
+            assert self._process is not None
+            code = await self._process.wait()
+            self._process = None  # copies are refused (dropped) until a sender runs again
+            for key in sorted(self._pending):
+                self.on_outcome(Outcome(key, dropped=True))
+            self._pending.clear()
+            if self._stop_requested.is_set():
+                return
+            if time.monotonic() - started >= RESTART_RESET_SECONDS:
+                delay = RESTART_FIRST_SECONDS
+            log.error("shadow sender exited with code %s; starting it again in %.0f s", code, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), delay)
+            delay = min(delay * 2, RESTART_MAX_SECONDS)
+            if self._stop_requested.is_set():
+                return
+            await self._spawn()
+            self.restarts += 1
+            if self._stop_requested.is_set():  # stop() came while it started: nothing to send
+                assert self._process is not None and self._process.stdin is not None
+                self._process.stdin.close()
+
+    async def _read_outcomes(self) -> None:
+        """Read outcomes until the sender's output ends (it exited, or was killed here)."""
+        process = self._process
+        assert process is not None and process.stdout is not None
+        while True:
+            try:
+                line = await process.stdout.readline()
+            except ValueError:  # a line beyond LINE_LIMIT: the sender is broken, start another
+                log.error("shadow sender wrote a line longer than %d bytes; killing it", LINE_LIMIT)
+                process.kill()
+                return
+            if not line:
+                return
+            try:
+                outcome = Outcome.from_line(line)
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                log.error("shadow sender wrote an unreadable line: %r", line[:200])
+                continue
+            if outcome.key in self._pending:
+                self._pending.discard(outcome.key)
+                self.on_outcome(outcome)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars in predictions as Python values (orjson's ``default``)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+# ------------------------------------------------------------------------------- sender process
+
+
+async def _send_copies(config: RouterConfig) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**26)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    out = sys.stdout.buffer
+    queue: asyncio.Queue[tuple[dict[str, Any], bytes] | None] = asyncio.Queue(config.queue_size)
+    base = config.url.rstrip("/")
+
+    def emit(record: dict[str, Any]) -> None:
+        out.write(orjson.dumps(record, default=_plain) + b"\n")
+        out.flush()
+
+    async def sender(client: Any) -> None:
+        while (item := await queue.get()) is not None:
+            meta, body = item
+            try:
+                emit(await _exchange(client, base, meta, body))
+            except Exception:  # a sender task must survive any one copy: report it failed
+                log.exception("shadow copy %s failed", meta.get("k"))
+                emit({"k": meta["k"], "s": 0.0, "p": None, "a": 0, "d": 0})
+
+    async with candidate.client_session(config.timeout_seconds) as client:
+        tasks = [asyncio.create_task(sender(client)) for _ in range(config.concurrency)]
+        while True:
+            try:
+                sizes = await reader.readexactly(_FRAME.size)
+                meta_size, body_size = _FRAME.unpack(sizes)
+                meta = orjson.loads(await reader.readexactly(meta_size))
+                body = await reader.readexactly(body_size)
+            except asyncio.IncompleteReadError:
+                break  # stdin closed: the serving process is stopping (or gone)
+            try:
+                queue.put_nowait((meta, body))
+            except asyncio.QueueFull:
+                emit({"k": meta["k"], "dropped": True})
+        while not queue.empty():
+            item = queue.get_nowait()
+            if item is not None:
+                emit({"k": item[0]["k"], "dropped": True})
+        for _ in tasks:
+            await queue.put(None)
+        await asyncio.gather(*tasks)
+
+
+async def _exchange(client: Any, base: str, meta: dict[str, Any], body: bytes) -> dict[str, Any]:
+    """Send one copy; its outcome record."""
+    headers = meta["headers"]
+    incumbent = np.array(meta["incumbent"], dtype=object)
+    sent = time.perf_counter()
+    reply = await candidate.post(client, base + meta["path"], body, headers)
+    seconds = time.perf_counter() - sent
+    predictions = candidate.answer(reply, len(incumbent))
+    if predictions is None:
+        return {"k": meta["k"], "s": seconds, "p": None, "a": 0, "d": 0}
+    agree, disagree = candidate.agreement(predictions, incumbent)
+    return {"k": meta["k"], "s": seconds, "p": predictions.tolist(), "a": agree, "d": disagree}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The sender process: ``python -m modelops_runtime.serve.shadow '<RouterConfig JSON>' [LEVEL]``
+    (the serving process's log level, INFO by default)."""
+    args = sys.argv[1:] if argv is None else argv
+    config = RouterConfig.model_validate_json(args[0])
+    level = args[1] if len(args) > 1 else "INFO"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s [shadow sender] %(name)s: %(message)s", stream=sys.stderr
+    )
+    with contextlib.suppress(BrokenPipeError):  # the serving process is gone: nobody reads outcomes
+        asyncio.run(_send_copies(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
