@@ -119,7 +119,8 @@ def placements(params: Params) -> dict[str, Placement]:
     for the candidate, the third (else the candidate's) for the load generator; the shadow sender
     processes of the incumbents (:mod:`modelops_runtime.serve.shadow`) on the fourth (else the last)
     when ``sender_apart`` (a pod without a CPU limit, the default, has the node's other cores for
-    it), else on the incumbents' core (a pod limited to one core). Niceness: the
+    it; at the candidate's niceness, so that on a machine with fewer cores it does not delay the load
+    generator's sends), else on the incumbents' core (a pod limited to one core). Niceness: the
     candidate at ``candidate_nice``; the incumbents and the load generator at ``priority`` when
     run as root (a negative niceness needs it), so the other work of a shared machine disturbs the
     measured processes less (the saturated phase lowers it to ``saturated_priority``: a busy core
@@ -136,7 +137,7 @@ def placements(params: Params) -> dict[str, Placement]:
         "incumbent": at(0, ours),
         "candidate": at(1, params.candidate_nice),
         "loadgen": at(2, ours),
-        "sender": at(3 if params.sender_apart else 0, ours),
+        "sender": at(3, params.candidate_nice) if params.sender_apart else at(0, ours),
     }
 
 
@@ -192,12 +193,18 @@ def server(
     with background(argv, env=env, log=logfile, cwd=workdir, placement=placement) as process:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/v2/health/ready", process, timeout, logfile)
-        place(process.pid, placement)  # again: threads started while it loaded, in case one escaped the first call
-        for pid in descendants(process.pid):
-            with contextlib.suppress(OSError):
-                if b"modelops_runtime.serve.shadow" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    place(pid, sender)
+        place_server(process.pid, placement, sender)  # again: threads started while it loaded
         yield Server(url, process.pid)
+
+
+def place_server(pid: int, placement: Placement | None, sender: Placement | None) -> None:
+    """Apply ``placement`` to a server's processes and threads, then ``sender`` to its shadow sender
+    process (:mod:`modelops_runtime.serve.shadow`), if it has one."""
+    place(pid, placement)
+    for process in descendants(pid):
+        with contextlib.suppress(OSError):
+            if b"modelops_runtime.serve.shadow" in Path(f"/proc/{process}/cmdline").read_bytes():
+                place(process, sender)
 
 
 def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -400,8 +407,9 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
             alternating which goes first, so a burst of other work on the machine hits them alike.
             The incumbents and the load generator run at niceness ``nice`` (None: as placed)."""
             if nice is not None:
+                sender = where["sender"] if params.sender_apart else Placement(nice=nice)
                 for target in targets.values():
-                    place(target.pid, Placement(nice=nice))
+                    place_server(target.pid, Placement(nice=nice), sender)
             client = where["loadgen"] if nice is None else Placement(where["loadgen"].cpus, nice)
             runs: dict[str, list[dict[str, Any]]] = {label: [] for label in targets}
             for repeat in range(params.repeats):

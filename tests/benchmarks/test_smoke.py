@@ -94,7 +94,7 @@ def test_rollout_shadow_places_incumbent_and_candidate_on_different_cores(monkey
     monkeypatch.setattr(rollout_shadow.os, "sched_getaffinity", lambda pid: {0, 1})
     where = rollout_shadow.placements(params)
     assert cpus(where) == {"incumbent": {0}, "candidate": {1}, "loadgen": {1}, "sender": {1}}
-    assert {who: p.nice for who, p in where.items()} == {"incumbent": -5, "candidate": 10, "loadgen": -5, "sender": -5}
+    assert {who: p.nice for who, p in where.items()} == {"incumbent": -5, "candidate": 10, "loadgen": -5, "sender": 10}
     monkeypatch.setattr(rollout_shadow.os, "sched_getaffinity", lambda pid: {2, 5, 7, 9})
     expected = {"incumbent": {2}, "candidate": {5}, "loadgen": {7}, "sender": {9}}
     assert cpus(rollout_shadow.placements(params)) == expected
