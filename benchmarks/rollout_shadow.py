@@ -101,7 +101,7 @@ class Params:
     priority: int = -20
     saturated_priority: int = -5
     baseline: str | None = None
-    sender_apart: bool = True
+    sender_apart: bool = False
 
     @classmethod
     def quick(cls) -> Params:
@@ -117,10 +117,10 @@ def placements(params: Params) -> dict[str, Placement]:
 
     Cores (``params.pin``, at least 2 usable): the first usable core for the incumbents, the second
     for the candidate, the third (else the candidate's) for the load generator; the shadow sender
-    processes of the incumbents (:mod:`modelops_runtime.serve.shadow`) on the fourth (else the last)
-    when ``sender_apart`` (a pod without a CPU limit, the default, has the node's other cores for
-    it; at the candidate's niceness, so that on a machine with fewer cores it does not delay the load
-    generator's sends), else on the incumbents' core (a pod limited to one core). Niceness: the
+    processes of the incumbents (:mod:`modelops_runtime.serve.shadow`, at ``SCHED_IDLE``) on the
+    incumbents' core by default (a pod limited to one CPU: the strictest case), or with
+    ``sender_apart`` on the fourth core, else the last (at the candidate's niceness, so that on a
+    machine with fewer cores it does not delay the load generator's sends). Niceness: the
     candidate at ``candidate_nice``; the incumbents and the load generator at ``priority`` when
     run as root (a negative niceness needs it), so the other work of a shared machine disturbs the
     measured processes less (the saturated phase lowers it to ``saturated_priority``: a busy core
@@ -570,7 +570,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.rollout_shadow [--quick] [--duration S] [--repeats N] [--no-pin]
-    [--baseline REV] [--sender-with-incumbent] [--no-write]``."""
+    [--baseline REV] [--sender-apart] [--no-write]``."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.rollout_shadow", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--duration", type=float)
@@ -580,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--priority", type=int, help="niceness of the incumbents and the load generator (root)")
     parser.add_argument("--baseline", help="git revision whose runtime also runs shadow incumbents (before/after)")
     parser.add_argument(
-        "--sender-with-incumbent", action="store_true", help="the shadow senders on the incumbents' core (a 1-CPU pod)"
+        "--sender-apart", action="store_true", help="the shadow senders on another core than the incumbents'"
     )
     parser.add_argument("--no-write", action="store_true", help="print the JSON, do not write results/")
     ns = parser.parse_args(argv)
@@ -594,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.priority is not None:
         params.priority = ns.priority
     params.baseline = ns.baseline
-    params.sender_apart = not ns.sender_with_incumbent
+    params.sender_apart = ns.sender_apart
     result = run(params)
     print(markdown(result))
     if ns.no_write:

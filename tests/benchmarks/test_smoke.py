@@ -93,13 +93,14 @@ def test_rollout_shadow_places_incumbent_and_candidate_on_different_cores(monkey
     monkeypatch.setattr(rollout_shadow.os, "geteuid", lambda: 0)
     monkeypatch.setattr(rollout_shadow.os, "sched_getaffinity", lambda pid: {0, 1})
     where = rollout_shadow.placements(params)
-    assert cpus(where) == {"incumbent": {0}, "candidate": {1}, "loadgen": {1}, "sender": {1}}
-    assert {who: p.nice for who, p in where.items()} == {"incumbent": -5, "candidate": 10, "loadgen": -5, "sender": 10}
+    assert cpus(where) == {"incumbent": {0}, "candidate": {1}, "loadgen": {1}, "sender": {0}}
+    assert {who: p.nice for who, p in where.items()} == {"incumbent": -5, "candidate": 10, "loadgen": -5, "sender": -5}
     monkeypatch.setattr(rollout_shadow.os, "sched_getaffinity", lambda pid: {2, 5, 7, 9})
-    expected = {"incumbent": {2}, "candidate": {5}, "loadgen": {7}, "sender": {9}}
+    expected = {"incumbent": {2}, "candidate": {5}, "loadgen": {7}, "sender": {2}}
     assert cpus(rollout_shadow.placements(params)) == expected
-    params.sender_apart = False  # a pod limited to one core: the sender beside its serving process
-    assert cpus(rollout_shadow.placements(params))["sender"] == {2}
+    params.sender_apart = True  # a pod with CPU to spare: the sender on a core of its own
+    assert cpus(rollout_shadow.placements(params))["sender"] == {9}
+    assert rollout_shadow.placements(params)["sender"].nice == 10
     monkeypatch.setattr(rollout_shadow.os, "sched_getaffinity", lambda pid: {3})
     assert set(cpus(rollout_shadow.placements(params)).values()) == {None}
     monkeypatch.setattr(rollout_shadow.os, "geteuid", lambda: 1000)  # no negative niceness without root

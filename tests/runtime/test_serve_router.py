@@ -314,7 +314,7 @@ async def test_a_sender_that_dies_is_started_again_and_copies_reach_the_candidat
     assert [h[REQUEST_ID_HEADER] for h in received] == ["before", "after"]
 
 
-def test_the_sender_ends_with_its_serving_process_and_ignores_signals_meant_for_the_group() -> None:
+def test_the_sender_runs_at_idle_priority_ignores_group_signals_and_ends_with_its_serving_process() -> None:
     """SIGTERM or SIGINT sent to the process group (a terminal's Ctrl-C, a group kill) do not stop
     the sender before its serving process has drained; when the serving process is gone (even
     killed), the sender's input closes and it exits."""
@@ -353,6 +353,9 @@ def test_the_sender_ends_with_its_serving_process_and_ignores_signals_meant_for_
     while not ignored() & (1 << (signal.SIGTERM - 1)):  # until its imports are done
         assert time.monotonic() < deadline, "the sender did not start"
         time.sleep(0.05)
+    # It runs at the lowest CPU priority, so it never takes the CPU from its serving process.
+    policy = int(Path(f"/proc/{sender}/stat").read_text().rsplit(")", 1)[1].split()[38])  # field 41, sched(7)
+    assert policy == os.SCHED_IDLE
     os.kill(sender, signal.SIGTERM)
     os.kill(sender, signal.SIGINT)
     time.sleep(0.5)

@@ -13,7 +13,10 @@ counts them as dropped). A sender that exits by itself is started again (after 1
 while it keeps dying young); its copies in flight are reported dropped.
 
 **Sender process** (:func:`main`): reads copies, queues at most ``queue_size`` (more are reported
-dropped), sends them with ``concurrency`` tasks, and writes one outcome per copy. Ends when its stdin
+dropped), sends them with ``concurrency`` tasks, and writes one outcome per copy. It runs at the
+lowest CPU priority (``SCHED_IDLE``, :func:`yield_cpu`): where it shares a CPU with its serving
+process (a pod limited to one CPU), it takes only the time the serving process leaves, and copies it
+cannot send in time are dropped rather than clients delayed. Ends when its stdin
 closes (the serving process stops, or died): copies in flight are finished and reported, queued ones
 reported dropped. It ignores SIGINT and SIGTERM, which a terminal or a process-group kill also sends
 to it: the serving process, which drains first, closes its stdin when done.
@@ -30,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import struct
 import sys
@@ -271,17 +275,34 @@ async def _exchange(client: Any, base: str, meta: dict[str, Any], body: bytes) -
     return {"k": meta["k"], "s": seconds, "p": predictions.tolist(), "a": agree, "d": disagree}
 
 
+def yield_cpu() -> str:
+    """Put this process at the lowest CPU priority: ``SCHED_IDLE`` (Linux; it runs only when no other
+    process of the pod wants the CPU), else niceness 19. Returns which, for the log.
+
+    So a pod short of CPU drops shadow copies (``outcome="dropped"``) instead of delaying its clients.
+    Lowering one's own priority needs no privilege (sched(7)).
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return "SCHED_IDLE"
+    with contextlib.suppress(OSError):
+        os.nice(19 - os.nice(0))
+    return f"niceness {os.nice(0)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """The sender process: ``python -m modelops_runtime.serve.shadow '<RouterConfig JSON>' [LEVEL]``
     (the serving process's log level, INFO by default)."""
     args = sys.argv[1:] if argv is None else argv
     config = RouterConfig.model_validate_json(args[0])
     level = args[1] if len(args) > 1 else "INFO"
+    priority = yield_cpu()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s [shadow sender] %(name)s: %(message)s", stream=sys.stderr
     )
+    log.info("sending shadow copies to %s at %s CPU priority", config.url, priority)
     with contextlib.suppress(BrokenPipeError):  # the serving process is gone: nobody reads outcomes
         asyncio.run(_send_copies(config))
     return 0
