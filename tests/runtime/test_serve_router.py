@@ -170,6 +170,20 @@ def test_invalid_requests_never_reach_the_candidate(store: Store, shuffled: Regi
         assert metric(incumbent, "modelops_router_requests_total", route="canary", outcome="answered") == 0
 
 
+def test_a_request_id_with_control_characters_reaches_the_candidate_percent_encoded(
+    store: Store, shuffled: Registered, candidate: Running
+) -> None:
+    """A V2 body's ``id`` may hold any character, CR/LF included; an HTTP client refuses such a header
+    value. The candidate gets it percent-encoded as the incumbent's own response header does, so the
+    canary request is answered by the candidate (not a 500) with the id the incumbent would send."""
+    with routed(store, router_for(candidate.url, shuffled, mode="canary", weight=100)) as incumbent:
+        body = {"id": "a\r\nb", "inputs": v2_columns(store.bc.X.iloc[[0]])}
+        response = incumbent.client.post(f"/v2/models/{store.bc.name}/infer", json=body)
+        assert response.status_code == 200 and response.json()["model_version"] == "2.0.0"
+        assert response.headers["x-request-id"] == "a%0D%0Ab"
+        assert metric(incumbent, "modelops_router_requests_total", route="canary", outcome="answered") == 1
+
+
 @contextmanager
 def answering(answers: list[bytes], delay: float = 0.0) -> Iterator[tuple[str, list[Any]]]:
     """A candidate on loopback (aiohttp.web, in a thread) that answers each POST with the next of
@@ -267,6 +281,16 @@ async def test_shadow_rows_without_readable_predictions_are_neither_agreement_no
         ("a", "shadow", "application/json"),
         ("b", "shadow", "application/json"),
     ]
+
+
+async def test_a_shadow_copy_with_control_characters_in_its_request_id_is_sent() -> None:
+    """A request id the HTTP client cannot send as a header (a V2 body's ``id`` with a newline) is
+    sent percent-encoded; the copy is not counted as the candidate's failure."""
+    async with shadowing([b'{"predictions": [1, 1, 1]}']) as (router, received):
+        await _shadow(router, "a\nb")
+        await _until(lambda: _count(router, "sent") + _count(router, "failed") == 1, "the copy's outcome")
+    assert (_count(router, "sent"), _count(router, "failed")) == (1, 0)
+    assert [h[REQUEST_ID_HEADER] for h in received] == ["a%0Ab"]
 
 
 async def test_copies_are_sent_while_the_serving_event_loop_is_busy() -> None:
