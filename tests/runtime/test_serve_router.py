@@ -338,6 +338,31 @@ async def test_a_sender_that_dies_is_started_again_and_copies_reach_the_candidat
     assert [h[REQUEST_ID_HEADER] for h in received] == ["before", "after"]
 
 
+async def test_a_sender_that_stops_reading_holds_a_bounded_amount_of_the_serving_process_memory() -> None:
+    """A sender that does not read its input (starved of CPU at idle priority, or hung): the copies
+    written to its pipe wait in the serving process; once more than WRITE_BUFFER_LIMIT bytes wait,
+    copies are refused (dropped) rather than buffered, whatever their number."""
+    import os
+    import signal
+    import sys
+
+    from modelops_runtime.serve.shadow import WRITE_BUFFER_LIMIT, Outcome, ShadowSender
+
+    outcomes: list[Outcome] = []
+    config = RouterConfig(mode="shadow", url="http://127.0.0.1:9", version="2.0.0", registry_version="2")
+    sender = ShadowSender(config, outcomes.append, command=(sys.executable, "-c", "import time; time.sleep(600)"))
+    await sender.start()
+    body = b"x" * 2**18  # 256 KiB: the copies the sender may hold (260) would be 65 MiB
+    taken = [sender.send(i, "/invocations", {}, body, np.array([1])) for i in range(config.queue_size)]
+    assert sender._process is not None and sender._process.stdin is not None
+    waiting = sender._process.stdin.transport.get_write_buffer_size()
+    os.kill(sender._process.pid, signal.SIGKILL)
+    await sender.stop()
+    assert waiting <= WRITE_BUFFER_LIMIT + len(body) + 1024
+    assert 0 < sum(taken) < config.queue_size and taken.index(False) == sum(taken)
+    assert len(outcomes) == sum(taken) and all(o.dropped for o in outcomes)
+
+
 def test_the_sender_runs_at_idle_priority_ignores_group_signals_and_ends_with_its_serving_process() -> None:
     """SIGTERM or SIGINT sent to the process group (a terminal's Ctrl-C, a group kill) do not stop
     the sender before its serving process has drained; when the serving process is gone (even

@@ -8,9 +8,10 @@ serving process only writes each copy to a pipe and reads back its outcome.
 
 **Serving process** (:class:`ShadowSender`): starts ``python -m modelops_runtime.serve.shadow`` with
 the router setting as its argument, writes copies to its stdin and reads outcomes from its stdout.
-Never blocks: copies beyond ``queue_size + concurrency`` not yet answered are refused (the router
-counts them as dropped). A sender that exits by itself is started again (after 1 s, doubling to 30 s
-while it keeps dying young); its copies in flight are reported dropped.
+Never blocks: copies beyond ``queue_size + concurrency`` not yet answered, or while more than
+:data:`WRITE_BUFFER_LIMIT` bytes wait in the pipe, are refused (the router counts them as dropped).
+A sender that exits by itself is started again (after 1 s, doubling to 30 s while it keeps dying
+young); its copies in flight are reported dropped.
 
 **Sender process** (:func:`main`): reads copies, queues at most ``queue_size`` (more are reported
 dropped), sends them with ``concurrency`` tasks, and writes one outcome per copy. It runs at the
@@ -60,6 +61,10 @@ RESTART_RESET_SECONDS = 60.0
 #: Longest outcome line read (bytes): room for the predictions of the largest request the server
 #: accepts (``max_rows``, 100,000 by default: a few MiB of JSON).
 LINE_LIMIT = 2**26
+#: Copies are refused while more bytes than this wait in the sender's pipe (a sender that does not keep
+#: up reading: starved of CPU, or hung), so they never hold more of the serving process's memory than
+#: this and one copy (a request body is at most ``max_body_bytes``, 32 MiB by default).
+WRITE_BUFFER_LIMIT = 2**24
 
 
 @dataclass
@@ -118,10 +123,13 @@ class ShadowSender:
         self._task = asyncio.create_task(self._run())
 
     def send(self, key: int, path: str, headers: dict[str, str], body: bytes, incumbent: np.ndarray) -> bool:
-        """Hand one copy to the sender; False when it was not taken (too many not yet answered, no
-        sender running). Does not block: the bytes go to the pipe, or to the transport's buffer."""
+        """Hand one copy to the sender; False when it was not taken (too many not yet answered, more
+        than :data:`WRITE_BUFFER_LIMIT` bytes waiting in the pipe, no sender running). Does not block:
+        the bytes go to the pipe, or to the transport's buffer."""
         process = self._process
         if process is None or process.stdin is None or process.stdin.is_closing() or len(self._pending) >= self.limit:
+            return False
+        if process.stdin.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
             return False
         meta = orjson.dumps(
             {"k": key, "path": path, "headers": headers, "incumbent": incumbent.tolist()}, default=_plain
