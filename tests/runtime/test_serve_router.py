@@ -418,6 +418,41 @@ def test_the_sender_runs_at_idle_priority_ignores_group_signals_and_ends_with_it
         time.sleep(0.05)
 
 
+def test_a_ctrl_c_while_the_sender_starts_does_not_kill_it() -> None:
+    """A terminal's Ctrl-C goes to the whole foreground process group, also in the second a sender
+    takes to start (imports) before it could ignore SIGINT: it must not die of it (a KeyboardInterrupt
+    traceback, a restart) while its serving process drains."""
+    import subprocess
+    import sys
+
+    config = RouterConfig(mode="shadow", url="http://127.0.0.1:9", version="2.0.0", registry_version="2")
+    serving_process = (
+        "import asyncio, os, signal, sys\n"
+        "from modelops.contract import RouterConfig\n"
+        "from modelops_runtime.serve.shadow import ShadowSender\n"
+        "signal.signal(signal.SIGINT, lambda *_: None)  # the serving process drains on SIGINT\n"
+        "async def main():\n"
+        "    sender = ShadowSender(RouterConfig.model_validate_json(sys.argv[1]), print)\n"
+        "    await sender.start()\n"
+        "    process = sender._process\n"
+        "    os.killpg(os.getpgrp(), signal.SIGINT)  # Ctrl-C, while the sender imports its modules\n"
+        "    sender.send(0, '/invocations', {}, b'{}', __import__('numpy').array([1]))\n"
+        "    await sender.stop()  # the sender reports the copy (the candidate is down) and exits\n"
+        "    print('restarts', sender.restarts, 'exit', process.returncode, flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", serving_process, config.model_dump_json()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    assert done.returncode == 0, done.stderr
+    assert "KeyboardInterrupt" not in done.stderr and "exited with code" not in done.stderr
+    assert "restarts 0 exit 0" in done.stdout and "dropped=True" not in done.stdout
+
+
 def test_the_copy_is_queued_only_after_the_response_was_sent(
     store: Store, shuffled: Registered, monkeypatch: pytest.MonkeyPatch
 ) -> None:
