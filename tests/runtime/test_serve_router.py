@@ -33,6 +33,9 @@ from .serve_support import (
     wait_for_log,
 )
 
+#: A shadow setting whose candidate never answers (loopback's discard port, closed).
+DOWN = RouterConfig(mode="shadow", url="http://127.0.0.1:9", version="2.0.0", registry_version="2")
+
 
 @pytest.mark.parametrize("rate", [0.01, 0.1, 0.25, 0.333, 0.5, 0.9, 1.0])
 def test_share_is_exact_in_every_hundred_calls(rate: float) -> None:
@@ -349,7 +352,7 @@ async def test_a_sender_that_stops_reading_holds_a_bounded_amount_of_the_serving
     from modelops_runtime.serve.shadow import WRITE_BUFFER_LIMIT, Outcome, ShadowSender
 
     outcomes: list[Outcome] = []
-    config = RouterConfig(mode="shadow", url="http://127.0.0.1:9", version="2.0.0", registry_version="2")
+    config = DOWN
     sender = ShadowSender(config, outcomes.append, command=(sys.executable, "-c", "import time; time.sleep(600)"))
     await sender.start()
     body = b"x" * 2**18  # 256 KiB: the copies the sender may hold (260) would be 65 MiB
@@ -372,7 +375,7 @@ def test_the_sender_runs_at_idle_priority_ignores_group_signals_and_ends_with_it
     import subprocess
     import sys
 
-    config = RouterConfig(mode="shadow", url="http://127.0.0.1:9", version="2.0.0", registry_version="2")
+    config = DOWN
     parent = (
         "import subprocess, sys, os, signal\n"
         "p = subprocess.Popen([sys.executable, '-m', 'modelops_runtime.serve.shadow', sys.argv[1]],"
@@ -425,7 +428,7 @@ def test_a_ctrl_c_while_the_sender_starts_does_not_kill_it() -> None:
     import subprocess
     import sys
 
-    config = RouterConfig(mode="shadow", url="http://127.0.0.1:9", version="2.0.0", registry_version="2")
+    config = DOWN
     serving_process = (
         "import asyncio, os, signal, sys\n"
         "from modelops.contract import RouterConfig\n"
