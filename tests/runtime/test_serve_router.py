@@ -366,6 +366,34 @@ async def test_a_sender_that_stops_reading_holds_a_bounded_amount_of_the_serving
     assert len(outcomes) == sum(taken) and all(o.dropped for o in outcomes)
 
 
+async def test_a_sender_that_cannot_be_started_again_is_tried_again(caplog: pytest.LogCaptureFixture) -> None:
+    """Starting a sender again can fail (no process: a pids or memory limit); it is tried again after
+    the back-off, instead of ending the restarts (every later copy dropped) and failing the server's
+    shutdown, which then skips the prediction log's last flush."""
+    import os
+    import signal
+
+    from modelops_runtime.serve.shadow import Outcome, ShadowSender
+
+    outcomes: list[Outcome] = []
+    sender = ShadowSender(DOWN, outcomes.append)
+    await sender.start()
+    command, sender.command = sender.command, ("/nonexistent/python",)
+    assert sender._process is not None and sender._task is not None
+    os.kill(sender._process.pid, signal.SIGKILL)
+
+    def refused() -> bool:
+        return any("could not start the shadow sender" in r.getMessage() for r in caplog.records)
+
+    await _until(lambda: sender._task.done() or refused(), "a start refused")
+    assert not sender._task.done()
+    sender.command = command
+    await _until(lambda: sender.restarts == 1, "the sender started again")
+    assert sender.send(0, "/invocations", {}, b"{}", np.array([1]))
+    await sender.stop()  # returns: the copy is reported (failed: the candidate is down)
+    assert [(o.key, o.dropped, o.predictions) for o in outcomes] == [(0, False, None)]
+
+
 def test_the_sender_runs_at_idle_priority_ignores_group_signals_and_ends_with_its_serving_process() -> None:
     """SIGTERM or SIGINT sent to the process group (a terminal's Ctrl-C, a group kill) do not stop
     the sender before its serving process has drained; when the serving process is gone (even

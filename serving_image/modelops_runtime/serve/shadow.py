@@ -118,7 +118,8 @@ class ShadowSender:
         self._stop_requested = asyncio.Event()
 
     async def start(self) -> None:
-        """Start the sender process and the task that reads its outcomes (and restarts it)."""
+        """Start the sender process and the task that reads its outcomes (and restarts it). A sender
+        the system refuses to start is tried again after the restart back-off (copies dropped meanwhile)."""
         self._stop_requested.clear()
         await self._spawn()
         self._task = asyncio.create_task(self._run())
@@ -156,41 +157,49 @@ class ShadowSender:
                 await self._task
             self._task = None
 
-    async def _spawn(self) -> None:
-        self._process = await asyncio.create_subprocess_exec(
-            *self.command,
-            self.config.model_dump_json(),
-            logging.getLevelName(logging.getLogger().getEffectiveLevel()),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=LINE_LIMIT,
-            # A group of its own: a terminal's Ctrl-C (sent to the foreground group) would kill it while
-            # it imports, before it can ignore SIGINT; it ends when its input closes instead.
-            process_group=0,
-        )
+    async def _spawn(self) -> bool:
+        """Start a sender process; False when none could be started (logged; tried again after the
+        restart back-off): the system refused the process (a pids or memory limit)."""
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *self.command,
+                self.config.model_dump_json(),
+                logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=LINE_LIMIT,
+                # A group of its own: a terminal's Ctrl-C (sent to the foreground group) would kill it
+                # while it imports, before it can ignore SIGINT; it ends when its input closes instead.
+                process_group=0,
+            )
+        except OSError as exc:
+            log.error("could not start the shadow sender (copies are dropped until it runs): %s", exc)
+            return False
+        return True
 
     async def _run(self) -> None:
         delay = RESTART_FIRST_SECONDS
         while True:
             started = time.monotonic()
-            await self._read_outcomes()
-            assert self._process is not None
-            code = await self._process.wait()
-            self._process = None  # copies are refused (dropped) until a sender runs again
-            for key in sorted(self._pending):
-                self.on_outcome(Outcome(key, dropped=True))
-            self._pending.clear()
-            if self._stop_requested.is_set():
-                return
-            if time.monotonic() - started >= RESTART_RESET_SECONDS:
-                delay = RESTART_FIRST_SECONDS
-            log.error("shadow sender exited with code %s; starting it again in %.0f s", code, delay)
+            if self._process is not None:  # else it could not be started: try again after the back-off
+                await self._read_outcomes()
+                code = await self._process.wait()
+                self._process = None  # copies are refused (dropped) until a sender runs again
+                for key in sorted(self._pending):
+                    self.on_outcome(Outcome(key, dropped=True))
+                self._pending.clear()
+                if self._stop_requested.is_set():
+                    return
+                if time.monotonic() - started >= RESTART_RESET_SECONDS:
+                    delay = RESTART_FIRST_SECONDS
+                log.error("shadow sender exited with code %s; starting it again in %.0f s", code, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_requested.wait(), delay)
             delay = min(delay * 2, RESTART_MAX_SECONDS)
             if self._stop_requested.is_set():
                 return
-            await self._spawn()
+            if not await self._spawn():
+                continue
             self.restarts += 1
             if self._stop_requested.is_set():  # stop() came while it started: nothing to send
                 assert self._process is not None and self._process.stdin is not None
