@@ -366,6 +366,41 @@ async def test_a_sender_that_stops_reading_holds_a_bounded_amount_of_the_serving
     assert len(outcomes) == sum(taken) and all(o.dropped for o in outcomes)
 
 
+async def test_the_sender_queues_a_bounded_amount_of_request_bodies() -> None:
+    """A candidate that does not answer (overloaded, timing out) while the clients send large
+    requests: the sender queues copies up to QUEUE_BYTES_LIMIT of bodies, not ``queue_size`` of
+    them (256 of 32 MiB: 8 GiB, where the pod's memory limit kills it); the later ones are dropped."""
+    import os
+    import signal
+
+    from modelops_runtime.serve.shadow import QUEUE_BYTES_LIMIT, Outcome, ShadowSender
+
+    outcomes: list[Outcome] = []
+    body = b"x" * 2**23  # 8 MiB
+    copies = QUEUE_BYTES_LIMIT // len(body) + 4
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        config = DOWN.model_copy(update={"url": url, "concurrency": 1, "timeout_seconds": 60})
+        sender = ShadowSender(config, outcomes.append)
+        await sender.start()
+        assert sender._process is not None and sender._process.stdin is not None
+        process = sender._process
+        try:
+            for key in range(copies):
+                assert sender.send(key, "/invocations", {}, body, np.array([1]))
+                await _until(lambda: process.stdin.transport.get_write_buffer_size() == 0, "the copy written")
+            await _until(lambda: any(o.key == copies - 1 for o in outcomes), "the last copy reported", 30)
+            dropped = sorted(o.key for o in outcomes)
+        finally:
+            os.kill(process.pid, signal.SIGKILL)
+            await sender.stop()
+    # One copy in flight, QUEUE_BYTES_LIMIT of them queued (one more if the first was not yet taken).
+    assert all(o.dropped for o in outcomes) and len(dropped) in (3, 4) and dropped[-1] == copies - 1
+    assert dropped == list(range(copies - len(dropped), copies))
+
+
 async def test_a_sender_that_cannot_be_started_again_is_tried_again(caplog: pytest.LogCaptureFixture) -> None:
     """Starting a sender again can fail (no process: a pids or memory limit); it is tried again after
     the back-off, instead of ending the restarts (every later copy dropped) and failing the server's

@@ -13,15 +13,16 @@ Never blocks: copies beyond ``queue_size + concurrency`` not yet answered, or wh
 A sender that exits by itself is started again (after 1 s, doubling to 30 s while it keeps dying
 young); its copies in flight are reported dropped.
 
-**Sender process** (:func:`main`): reads copies, queues at most ``queue_size`` (more are reported
-dropped), sends them with ``concurrency`` tasks, and writes one outcome per copy. It runs at the
-lowest CPU priority (``SCHED_IDLE``, :func:`yield_cpu`): where it shares a CPU with its serving
-process (a pod limited to one CPU), it takes only the time the serving process leaves, and copies it
-cannot send in time are dropped rather than clients delayed. Ends when its stdin
-closes (the serving process stops, or died): copies in flight are finished and reported, queued ones
-reported dropped. It runs in a process group of its own, so a terminal's Ctrl-C or a kill of the
-serving process's group does not reach it (not even in the second it takes to start), and it ignores
-SIGINT and SIGTERM sent to it: the serving process, which drains first, closes its stdin when done.
+**Sender process** (:func:`main`): reads copies, queues at most ``queue_size`` and
+:data:`QUEUE_BYTES_LIMIT` of bodies (more are reported dropped), sends them with ``concurrency``
+tasks, and writes one outcome per copy. It runs at the lowest CPU priority (``SCHED_IDLE``,
+:func:`yield_cpu`): where it shares a CPU with its serving process (a pod limited to one CPU), it
+takes only the time the serving process leaves, and copies it cannot send in time are dropped rather
+than clients delayed. Ends when its stdin closes (the serving process stops, or died): copies in
+flight are finished and reported, queued ones reported dropped. It runs in a process group of its
+own, so a terminal's Ctrl-C or a kill of the serving process's group does not reach it (not even in
+the second it takes to start), and it ignores SIGINT and SIGTERM sent to it: the serving process,
+which drains first, closes its stdin when done.
 
 Wire format. To the sender, per copy: ``!II`` (lengths of meta and body), then the meta
 (JSON: ``k`` the copy's key, ``path``, ``headers``, ``incumbent`` the incumbent's predictions) and
@@ -62,6 +63,8 @@ RESTART_RESET_SECONDS = 60.0
 #: Longest outcome line read (bytes): room for the predictions of the largest request the server
 #: accepts (``max_rows``, 100,000 by default: a few MiB of JSON).
 LINE_LIMIT = 2**26
+#: The sender queues request bodies of at most this many bytes in all (more are reported dropped).
+QUEUE_BYTES_LIMIT = 2**26
 #: Copies are refused while more bytes than this wait in the sender's pipe (a sender that does not keep
 #: up reading: starved of CPU, or hung), so they never hold more of the serving process's memory than
 #: this and one copy (a request body is at most ``max_body_bytes``, 32 MiB by default).
@@ -244,6 +247,7 @@ async def _send_copies(config: RouterConfig) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
     out = sys.stdout.buffer
     queue: asyncio.Queue[tuple[dict[str, Any], bytes] | None] = asyncio.Queue(config.queue_size)
+    queued = 0  # bytes of the bodies in the queue
     base = config.url.rstrip("/")
 
     def emit(record: dict[str, Any]) -> None:
@@ -251,8 +255,10 @@ async def _send_copies(config: RouterConfig) -> None:
         out.flush()
 
     async def sender(client: Any) -> None:
+        nonlocal queued
         while (item := await queue.get()) is not None:
             meta, body = item
+            queued -= len(body)
             try:
                 emit(await _exchange(client, base, meta, body))
             except Exception:  # a sender task must survive any one copy: report it failed
@@ -269,10 +275,11 @@ async def _send_copies(config: RouterConfig) -> None:
                 body = await reader.readexactly(body_size)
             except asyncio.IncompleteReadError:
                 break  # stdin closed: the serving process is stopping (or gone)
-            try:
-                queue.put_nowait((meta, body))
-            except asyncio.QueueFull:
+            if queue.full() or (queued and queued + len(body) > QUEUE_BYTES_LIMIT):
                 emit({"k": meta["k"], "dropped": True})
+            else:
+                queue.put_nowait((meta, body))
+                queued += len(body)
         while not queue.empty():
             item = queue.get_nowait()
             if item is not None:
