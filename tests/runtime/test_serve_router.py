@@ -493,7 +493,7 @@ def test_a_ctrl_c_while_the_sender_starts_does_not_kill_it() -> None:
 
     config = DOWN
     serving_process = (
-        "import asyncio, os, signal, sys\n"
+        "import asyncio, os, signal, sys, uvloop\n"
         "from modelops.contract import RouterConfig\n"
         "from modelops_runtime.serve.shadow import ShadowSender\n"
         "signal.signal(signal.SIGINT, lambda *_: None)  # the serving process drains on SIGINT\n"
@@ -505,7 +505,7 @@ def test_a_ctrl_c_while_the_sender_starts_does_not_kill_it() -> None:
         "    sender.send(0, '/invocations', {}, b'{}', __import__('numpy').array([1]))\n"
         "    await sender.stop()  # the sender reports the copy (the candidate is down) and exits\n"
         "    print('restarts', sender.restarts, 'exit', process.returncode, flush=True)\n"
-        "asyncio.run(main())\n"
+        "uvloop.run(main())  # the server's event loop\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", serving_process, config.model_dump_json()],

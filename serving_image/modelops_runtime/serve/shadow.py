@@ -19,10 +19,10 @@ tasks, and writes one outcome per copy. It runs at the lowest CPU priority (``SC
 :func:`yield_cpu`): where it shares a CPU with its serving process (a pod limited to one CPU), it
 takes only the time the serving process leaves, and copies it cannot send in time are dropped rather
 than clients delayed. Ends when its stdin closes (the serving process stops, or died): copies in
-flight are finished and reported, queued ones reported dropped. It runs in a process group of its
-own, so a terminal's Ctrl-C or a kill of the serving process's group does not reach it (not even in
-the second it takes to start), and it ignores SIGINT and SIGTERM sent to it: the serving process,
-which drains first, closes its stdin when done.
+flight are finished and reported, queued ones reported dropped. It runs in a session (so a process
+group) of its own: a terminal's Ctrl-C or a kill of the serving process's group does not reach it
+(not even in the second it takes to start), and it ignores SIGINT and SIGTERM sent to it: the
+serving process, which drains first, closes its stdin when done.
 
 Wire format. To the sender, per copy: ``!II`` (lengths of meta and body), then the meta
 (JSON: ``k`` the copy's key, ``path``, ``headers``, ``incumbent`` the incumbent's predictions) and
@@ -171,9 +171,10 @@ class ShadowSender:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 limit=LINE_LIMIT,
-                # A group of its own: a terminal's Ctrl-C (sent to the foreground group) would kill it
-                # while it imports, before it can ignore SIGINT; it ends when its input closes instead.
-                process_group=0,
+                # A session (so a process group) of its own: a terminal's Ctrl-C, sent to the foreground
+                # group, would kill it while it imports, before it can ignore SIGINT; it ends when its
+                # input closes instead. (uvloop, the server's event loop, has no ``process_group``.)
+                start_new_session=True,
             )
         except OSError as exc:
             log.error("could not start the shadow sender (copies are dropped until it runs): %s", exc)
