@@ -519,6 +519,41 @@ def test_a_ctrl_c_while_the_sender_starts_does_not_kill_it() -> None:
     assert "restarts 0 exit 0" in done.stdout and "dropped=True" not in done.stdout
 
 
+def test_a_sender_whose_serving_process_is_gone_ends_quietly() -> None:
+    """The serving process ends without stopping its sender (a second Ctrl-C forces uvicorn out
+    without its shutdown; a worker killed): the sender finishes the copy in flight, finds nobody to
+    report to, and exits without tracebacks on the terminal or in the pod's log."""
+    import subprocess
+    import sys
+
+    serving_process = (
+        "import sys, numpy, uvloop\n"
+        "from modelops.contract import RouterConfig\n"
+        "from modelops_runtime.serve.shadow import ShadowSender\n"
+        "async def main():\n"
+        "    sender = ShadowSender(RouterConfig.model_validate_json(sys.argv[1]), print)\n"
+        "    await sender.start()\n"
+        "    sender.send(0, '/invocations', {}, b'{}', numpy.array([1]))\n"
+        "    await __import__('asyncio').sleep(600)\n"
+        "uvloop.run(main())\n"
+    )
+    with answering([b'{"predictions": [1]}'], delay=1.0) as (url, received):
+        config = DOWN.model_copy(update={"url": url})
+        process = subprocess.Popen(
+            [sys.executable, "-c", serving_process, config.model_dump_json()],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not received:  # the copy is in flight
+            assert time.monotonic() < deadline and process.poll() is None, "the copy did not reach the candidate"
+            time.sleep(0.02)
+        process.kill()
+        _, stderr = process.communicate(timeout=30)  # until the sender, which shares stderr, has exited
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
 def test_the_copy_is_queued_only_after_the_response_was_sent(
     store: Store, shuffled: Registered, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,10 +19,11 @@ tasks, and writes one outcome per copy. It runs at the lowest CPU priority (``SC
 :func:`yield_cpu`): where it shares a CPU with its serving process (a pod limited to one CPU), it
 takes only the time the serving process leaves, and copies it cannot send in time are dropped rather
 than clients delayed. Ends when its stdin closes (the serving process stops, or died): copies in
-flight are finished and reported, queued ones reported dropped. It runs in a session (so a process
-group) of its own: a terminal's Ctrl-C or a kill of the serving process's group does not reach it
-(not even in the second it takes to start), and it ignores SIGINT and SIGTERM sent to it: the
-serving process, which drains first, closes its stdin when done.
+flight are finished and reported (to nobody, quietly, when the serving process is gone), queued ones
+reported dropped. It runs in a session (so a process group) of its own: a terminal's Ctrl-C or a
+kill of the serving process's group does not reach it (not even in the second it takes to start),
+and it ignores SIGINT and SIGTERM sent to it: the serving process, which drains first, closes its
+stdin when done.
 
 Wire format. To the sender, per copy: ``!II`` (lengths of meta and body), then the meta
 (JSON: ``k`` the copy's key, ``path``, ``headers``, ``incumbent`` the incumbent's predictions) and
@@ -252,8 +253,11 @@ async def _send_copies(config: RouterConfig) -> None:
     base = config.url.rstrip("/")
 
     def emit(record: dict[str, Any]) -> None:
-        out.write(orjson.dumps(record, default=_plain) + b"\n")
-        out.flush()
+        try:
+            out.write(orjson.dumps(record, default=_plain) + b"\n")
+            out.flush()
+        except BrokenPipeError:  # the serving process is gone: nobody reads outcomes; finish quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
 
     async def sender(client: Any) -> None:
         nonlocal queued
@@ -332,8 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         level=level, format="%(asctime)s %(levelname)s [shadow sender] %(name)s: %(message)s", stream=sys.stderr
     )
     log.info("sending shadow copies to %s at %s CPU priority", config.url, priority)
-    with contextlib.suppress(BrokenPipeError):  # the serving process is gone: nobody reads outcomes
-        asyncio.run(_send_copies(config))
+    asyncio.run(_send_copies(config))
     return 0
 
 
