@@ -247,7 +247,7 @@ async def shadowing(answers: list[bytes], delay: float = 0.0, **kwargs: Any) -> 
             await router.stop()
 
 
-async def _shadow(router: Any, request_id: str, incumbent: tuple[Any, ...] = (1, 1, 1)) -> None:
+async def _shadow(router: Any, request_id: str, incumbent: tuple[Any, ...] | np.ndarray = (1, 1, 1)) -> None:
     """Hand the router an answered request of ``len(incumbent)`` rows, as the server's background task does."""
     from types import SimpleNamespace
 
@@ -294,6 +294,21 @@ async def test_a_shadow_copy_with_control_characters_in_its_request_id_is_sent()
         await _until(lambda: _count(router, "sent") + _count(router, "failed") == 1, "the copy's outcome")
     assert (_count(router, "sent"), _count(router, "failed")) == (1, 0)
     assert [h[REQUEST_ID_HEADER] for h in received] == ["a%0Ab"]
+
+
+async def test_incumbent_predictions_of_any_type_its_response_encodes_are_compared() -> None:
+    """The incumbent's predictions go to the sender encoded as its own response encodes them (numpy
+    values in object arrays: datetimes as ISO text, arrays as lists), so they compare with the
+    candidate's answer of the same model, and handing the copy over never raises."""
+    dates = np.array([np.datetime64("2026-01-01T00:00:00"), np.datetime64("2026-01-02T00:00:00")], dtype=object)
+    lists = np.empty(2, dtype=object)
+    lists[0], lists[1] = np.array([1, 2]), np.array([3])
+    answers = [b'{"predictions": ["2026-01-01T00:00:00", "2026-01-02T00:00:00"]}', b'{"predictions": [[1, 2], [3]]}']
+    async with shadowing(answers, concurrency=1) as (router, _):
+        await _shadow(router, "dates", dates)
+        await _shadow(router, "lists", lists)
+        await _until(lambda: _count(router, "sent") == 2, "both copies answered")
+    assert (router.rows.labels("agree")._value.get(), router.rows.labels("disagree")._value.get()) == (4, 0)
 
 
 async def test_copies_are_sent_while_the_serving_event_loop_is_busy() -> None:

@@ -137,8 +137,10 @@ class ShadowSender:
             return False
         if process.stdin.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
             return False
-        meta = orjson.dumps(
-            {"k": key, "path": path, "headers": headers, "incumbent": incumbent.tolist()}, default=_plain
+        meta = orjson.dumps(  # the predictions as the incumbent's response encodes them (protocol.py)
+            {"k": key, "path": path, "headers": headers, "incumbent": incumbent.tolist()},
+            default=_plain,
+            option=orjson.OPT_SERIALIZE_NUMPY,
         )
         process.stdin.write(_FRAME.pack(len(meta), len(body)) + meta + body)
         self._pending.add(key)
