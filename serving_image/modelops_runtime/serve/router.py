@@ -11,8 +11,8 @@ candidate, and the candidate sees the request id the incumbent assigned (``X-Req
   the copies to the candidate and compares its predictions with the incumbent's. The client's
   request never waits for the candidate, and the copy's work runs outside the serving process's
   event loop: handing a copy over is a write to a pipe. Copies beyond what the sender holds
-  (``queue_size`` waiting, ``concurrency`` in flight) are dropped (counted); a failing candidate is
-  only counted and logged.
+  (``queue_size`` waiting with at most 64 MiB of bodies, ``concurrency`` in flight, 16 MiB in its
+  pipe) are dropped (counted); a failing candidate is only counted and logged.
 * **canary**: ``weight`` percent of the requests (exactly, :class:`Share`) are sent to the
   candidate on the request path and its answer is returned. When the candidate fails (transport
   error, timeout, any non-2xx status) the incumbent answers instead, so clients never see a
