@@ -33,6 +33,9 @@ from .serve_support import (
     wait_for_log,
 )
 
+#: A shadow setting whose candidate never answers (loopback's discard port, closed).
+DOWN = RouterConfig(mode="shadow", url="http://127.0.0.1:9", version="2.0.0", registry_version="2")
+
 
 @pytest.mark.parametrize("rate", [0.01, 0.1, 0.25, 0.333, 0.5, 0.9, 1.0])
 def test_share_is_exact_in_every_hundred_calls(rate: float) -> None:
@@ -170,6 +173,20 @@ def test_invalid_requests_never_reach_the_candidate(store: Store, shuffled: Regi
         assert metric(incumbent, "modelops_router_requests_total", route="canary", outcome="answered") == 0
 
 
+def test_a_request_id_with_control_characters_reaches_the_candidate_percent_encoded(
+    store: Store, shuffled: Registered, candidate: Running
+) -> None:
+    """A V2 body's ``id`` may hold any character, CR/LF included; an HTTP client refuses such a header
+    value. The candidate gets it percent-encoded as the incumbent's own response header does, so the
+    canary request is answered by the candidate (not a 500) with the id the incumbent would send."""
+    with routed(store, router_for(candidate.url, shuffled, mode="canary", weight=100)) as incumbent:
+        body = {"id": "a\r\nb", "inputs": v2_columns(store.bc.X.iloc[[0]])}
+        response = incumbent.client.post(f"/v2/models/{store.bc.name}/infer", json=body)
+        assert response.status_code == 200 and response.json()["model_version"] == "2.0.0"
+        assert response.headers["x-request-id"] == "a%0D%0Ab"
+        assert metric(incumbent, "modelops_router_requests_total", route="canary", outcome="answered") == 1
+
+
 @contextmanager
 def answering(answers: list[bytes], delay: float = 0.0) -> Iterator[tuple[str, list[Any]]]:
     """A candidate on loopback (aiohttp.web, in a thread) that answers each POST with the next of
@@ -230,7 +247,7 @@ async def shadowing(answers: list[bytes], delay: float = 0.0, **kwargs: Any) -> 
             await router.stop()
 
 
-async def _shadow(router: Any, request_id: str, incumbent: tuple[Any, ...] = (1, 1, 1)) -> None:
+async def _shadow(router: Any, request_id: str, incumbent: tuple[Any, ...] | np.ndarray = (1, 1, 1)) -> None:
     """Hand the router an answered request of ``len(incumbent)`` rows, as the server's background task does."""
     from types import SimpleNamespace
 
@@ -267,6 +284,31 @@ async def test_shadow_rows_without_readable_predictions_are_neither_agreement_no
         ("a", "shadow", "application/json"),
         ("b", "shadow", "application/json"),
     ]
+
+
+async def test_a_shadow_copy_with_control_characters_in_its_request_id_is_sent() -> None:
+    """A request id the HTTP client cannot send as a header (a V2 body's ``id`` with a newline) is
+    sent percent-encoded; the copy is not counted as the candidate's failure."""
+    async with shadowing([b'{"predictions": [1, 1, 1]}']) as (router, received):
+        await _shadow(router, "a\nb")
+        await _until(lambda: _count(router, "sent") + _count(router, "failed") == 1, "the copy's outcome")
+    assert (_count(router, "sent"), _count(router, "failed")) == (1, 0)
+    assert [h[REQUEST_ID_HEADER] for h in received] == ["a%0Ab"]
+
+
+async def test_incumbent_predictions_of_any_type_its_response_encodes_are_compared() -> None:
+    """The incumbent's predictions go to the sender encoded as its own response encodes them (numpy
+    values in object arrays: datetimes as ISO text, arrays as lists), so they compare with the
+    candidate's answer of the same model, and handing the copy over never raises."""
+    dates = np.array([np.datetime64("2026-01-01T00:00:00"), np.datetime64("2026-01-02T00:00:00")], dtype=object)
+    lists = np.empty(2, dtype=object)
+    lists[0], lists[1] = np.array([1, 2]), np.array([3])
+    answers = [b'{"predictions": ["2026-01-01T00:00:00", "2026-01-02T00:00:00"]}', b'{"predictions": [[1, 2], [3]]}']
+    async with shadowing(answers, concurrency=1) as (router, _):
+        await _shadow(router, "dates", dates)
+        await _shadow(router, "lists", lists)
+        await _until(lambda: _count(router, "sent") == 2, "both copies answered")
+    assert (router.rows.labels("agree")._value.get(), router.rows.labels("disagree")._value.get()) == (4, 0)
 
 
 async def test_copies_are_sent_while_the_serving_event_loop_is_busy() -> None:
@@ -314,6 +356,94 @@ async def test_a_sender_that_dies_is_started_again_and_copies_reach_the_candidat
     assert [h[REQUEST_ID_HEADER] for h in received] == ["before", "after"]
 
 
+async def test_a_sender_that_stops_reading_holds_a_bounded_amount_of_the_serving_process_memory() -> None:
+    """A sender that does not read its input (starved of CPU at idle priority, or hung): the copies
+    written to its pipe wait in the serving process; once more than WRITE_BUFFER_LIMIT bytes wait,
+    copies are refused (dropped) rather than buffered, whatever their number."""
+    import os
+    import signal
+    import sys
+
+    from modelops_runtime.serve.shadow import WRITE_BUFFER_LIMIT, Outcome, ShadowSender
+
+    outcomes: list[Outcome] = []
+    config = DOWN
+    sender = ShadowSender(config, outcomes.append, command=(sys.executable, "-c", "import time; time.sleep(600)"))
+    await sender.start()
+    body = b"x" * 2**18  # 256 KiB: the copies the sender may hold (260) would be 65 MiB
+    taken = [sender.send(i, "/invocations", {}, body, np.array([1])) for i in range(config.queue_size)]
+    assert sender._process is not None and sender._process.stdin is not None
+    waiting = sender._process.stdin.transport.get_write_buffer_size()
+    os.kill(sender._process.pid, signal.SIGKILL)
+    await sender.stop()
+    assert waiting <= WRITE_BUFFER_LIMIT + len(body) + 1024
+    assert 0 < sum(taken) < config.queue_size and taken.index(False) == sum(taken)
+    assert len(outcomes) == sum(taken) and all(o.dropped for o in outcomes)
+
+
+async def test_the_sender_queues_a_bounded_amount_of_request_bodies() -> None:
+    """A candidate that does not answer (overloaded, timing out) while the clients send large
+    requests: the sender queues copies up to QUEUE_BYTES_LIMIT of bodies, not ``queue_size`` of
+    them (256 of 32 MiB: 8 GiB, where the pod's memory limit kills it); the later ones are dropped."""
+    import os
+    import signal
+
+    from modelops_runtime.serve.shadow import QUEUE_BYTES_LIMIT, Outcome, ShadowSender
+
+    outcomes: list[Outcome] = []
+    body = b"x" * 2**23  # 8 MiB
+    copies = QUEUE_BYTES_LIMIT // len(body) + 4
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        config = DOWN.model_copy(update={"url": url, "concurrency": 1, "timeout_seconds": 60})
+        sender = ShadowSender(config, outcomes.append)
+        await sender.start()
+        assert sender._process is not None and sender._process.stdin is not None
+        process = sender._process
+        try:
+            for key in range(copies):
+                assert sender.send(key, "/invocations", {}, body, np.array([1]))
+                await _until(lambda: process.stdin.transport.get_write_buffer_size() == 0, "the copy written")
+            await _until(lambda: any(o.key == copies - 1 for o in outcomes), "the last copy reported", 30)
+            dropped = sorted(o.key for o in outcomes)
+        finally:
+            os.kill(process.pid, signal.SIGKILL)
+            await sender.stop()
+    # One copy in flight, QUEUE_BYTES_LIMIT of them queued (one more if the first was not yet taken).
+    assert all(o.dropped for o in outcomes) and len(dropped) in (3, 4) and dropped[-1] == copies - 1
+    assert dropped == list(range(copies - len(dropped), copies))
+
+
+async def test_a_sender_that_cannot_be_started_again_is_tried_again(caplog: pytest.LogCaptureFixture) -> None:
+    """Starting a sender again can fail (no process: a pids or memory limit); it is tried again after
+    the back-off, instead of ending the restarts (every later copy dropped) and failing the server's
+    shutdown, which then skips the prediction log's last flush."""
+    import os
+    import signal
+
+    from modelops_runtime.serve.shadow import Outcome, ShadowSender
+
+    outcomes: list[Outcome] = []
+    sender = ShadowSender(DOWN, outcomes.append)
+    await sender.start()
+    command, sender.command = sender.command, ("/nonexistent/python",)
+    assert sender._process is not None and sender._task is not None
+    os.kill(sender._process.pid, signal.SIGKILL)
+
+    def refused() -> bool:
+        return any("could not start the shadow sender" in r.getMessage() for r in caplog.records)
+
+    await _until(lambda: sender._task.done() or refused(), "a start refused")
+    assert not sender._task.done()
+    sender.command = command
+    await _until(lambda: sender.restarts == 1, "the sender started again")
+    assert sender.send(0, "/invocations", {}, b"{}", np.array([1]))
+    await sender.stop()  # returns: the copy is reported (failed: the candidate is down)
+    assert [(o.key, o.dropped, o.predictions) for o in outcomes] == [(0, False, None)]
+
+
 def test_the_sender_runs_at_idle_priority_ignores_group_signals_and_ends_with_its_serving_process() -> None:
     """SIGTERM or SIGINT sent to the process group (a terminal's Ctrl-C, a group kill) do not stop
     the sender before its serving process has drained; when the serving process is gone (even
@@ -323,7 +453,7 @@ def test_the_sender_runs_at_idle_priority_ignores_group_signals_and_ends_with_it
     import subprocess
     import sys
 
-    config = RouterConfig(mode="shadow", url="http://127.0.0.1:9", version="2.0.0", registry_version="2")
+    config = DOWN
     parent = (
         "import subprocess, sys, os, signal\n"
         "p = subprocess.Popen([sys.executable, '-m', 'modelops_runtime.serve.shadow', sys.argv[1]],"
@@ -367,6 +497,76 @@ def test_the_sender_runs_at_idle_priority_ignores_group_signals_and_ends_with_it
     while running():
         assert time.monotonic() < deadline, "the sender outlived its serving process"
         time.sleep(0.05)
+
+
+def test_a_ctrl_c_while_the_sender_starts_does_not_kill_it() -> None:
+    """A terminal's Ctrl-C goes to the whole foreground process group, also in the second a sender
+    takes to start (imports) before it could ignore SIGINT: it must not die of it (a KeyboardInterrupt
+    traceback, a restart) while its serving process drains."""
+    import subprocess
+    import sys
+
+    config = DOWN
+    serving_process = (
+        "import asyncio, os, signal, sys, uvloop\n"
+        "from modelops.contract import RouterConfig\n"
+        "from modelops_runtime.serve.shadow import ShadowSender\n"
+        "signal.signal(signal.SIGINT, lambda *_: None)  # the serving process drains on SIGINT\n"
+        "async def main():\n"
+        "    sender = ShadowSender(RouterConfig.model_validate_json(sys.argv[1]), print)\n"
+        "    await sender.start()\n"
+        "    process = sender._process\n"
+        "    os.killpg(os.getpgrp(), signal.SIGINT)  # Ctrl-C, while the sender imports its modules\n"
+        "    sender.send(0, '/invocations', {}, b'{}', __import__('numpy').array([1]))\n"
+        "    await sender.stop()  # the sender reports the copy (the candidate is down) and exits\n"
+        "    print('restarts', sender.restarts, 'exit', process.returncode, flush=True)\n"
+        "uvloop.run(main())  # the server's event loop\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", serving_process, config.model_dump_json()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    assert done.returncode == 0, done.stderr
+    assert "KeyboardInterrupt" not in done.stderr and "exited with code" not in done.stderr
+    assert "restarts 0 exit 0" in done.stdout and "dropped=True" not in done.stdout
+
+
+def test_a_sender_whose_serving_process_is_gone_ends_quietly() -> None:
+    """The serving process ends without stopping its sender (a second Ctrl-C forces uvicorn out
+    without its shutdown; a worker killed): the sender finishes the copy in flight, finds nobody to
+    report to, and exits without tracebacks on the terminal or in the pod's log."""
+    import subprocess
+    import sys
+
+    serving_process = (
+        "import sys, numpy, uvloop\n"
+        "from modelops.contract import RouterConfig\n"
+        "from modelops_runtime.serve.shadow import ShadowSender\n"
+        "async def main():\n"
+        "    sender = ShadowSender(RouterConfig.model_validate_json(sys.argv[1]), print)\n"
+        "    await sender.start()\n"
+        "    sender.send(0, '/invocations', {}, b'{}', numpy.array([1]))\n"
+        "    await __import__('asyncio').sleep(600)\n"
+        "uvloop.run(main())\n"
+    )
+    with answering([b'{"predictions": [1]}'], delay=1.0) as (url, received):
+        config = DOWN.model_copy(update={"url": url})
+        process = subprocess.Popen(
+            [sys.executable, "-c", serving_process, config.model_dump_json()],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not received:  # the copy is in flight
+            assert time.monotonic() < deadline and process.poll() is None, "the copy did not reach the candidate"
+            time.sleep(0.02)
+        process.kill()
+        _, stderr = process.communicate(timeout=30)  # until the sender, which shares stderr, has exited
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
 
 
 def test_the_copy_is_queued_only_after_the_response_was_sent(

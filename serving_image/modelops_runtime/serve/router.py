@@ -11,8 +11,8 @@ candidate, and the candidate sees the request id the incumbent assigned (``X-Req
   the copies to the candidate and compares its predictions with the incumbent's. The client's
   request never waits for the candidate, and the copy's work runs outside the serving process's
   event loop: handing a copy over is a write to a pipe. Copies beyond what the sender holds
-  (``queue_size`` waiting, ``concurrency`` in flight) are dropped (counted); a failing candidate is
-  only counted and logged.
+  (``queue_size`` waiting with at most 64 MiB of bodies, ``concurrency`` in flight, 16 MiB in its
+  pipe) are dropped (counted); a failing candidate is only counted and logged.
 * **canary**: ``weight`` percent of the requests (exactly, :class:`Share`) are sent to the
   candidate on the request path and its answer is returned. When the candidate fails (transport
   error, timeout, any non-2xx status) the incumbent answers instead, so clients never see a
@@ -58,7 +58,7 @@ from modelops.monitoring.prediction_log import PredictionLogger
 
 from . import candidate
 from .metrics import LATENCY_BUCKETS, base_name
-from .protocol import Prediction
+from .protocol import Prediction, header_safe
 from .service import BINARY_HEADER_LENGTH, JSON, LOG_STATUS_ERROR, REQUEST_ID_HEADER, InferJob, InferResult, log_rows
 from .shadow import Outcome, ShadowSender
 
@@ -167,7 +167,7 @@ class Router:
         self.requests.labels("canary", "answered").inc()
         self.latency.labels("canary").observe(seconds)
         self._log(job, predictions, seconds, LOG_STATUS_OK)
-        out_headers = {REQUEST_ID_HEADER: response.headers.get(REQUEST_ID_HEADER, "")}
+        out_headers = {REQUEST_ID_HEADER: header_safe(job.request_id)}  # the incumbent's id, encoded as its own
         if BINARY_HEADER_LENGTH in response.headers:
             out_headers[BINARY_HEADER_LENGTH] = response.headers[BINARY_HEADER_LENGTH]
         media_type = response.headers.get("content-type", JSON)
@@ -214,8 +214,9 @@ class Router:
     # --------------------------------------------------------------------------------- common
 
     def _headers(self, job: InferJob, headers: Any, route: str) -> dict[str, str]:
-        """The headers sent to the candidate: the client's forwarded ones, the request id, the route."""
-        return {**candidate.forwarded(headers), REQUEST_ID_HEADER: job.request_id, HEADER_ROUTED: route}
+        """The headers sent to the candidate: the client's forwarded ones, the request id (percent-encoded
+        as in the incumbent's response when it is no header value, :func:`.protocol.header_safe`), the route."""
+        return {**candidate.forwarded(headers), REQUEST_ID_HEADER: header_safe(job.request_id), HEADER_ROUTED: route}
 
     def _log(self, job: InferJob, predictions: np.ndarray | None, seconds: float, status: str) -> None:
         if self.logger is None:

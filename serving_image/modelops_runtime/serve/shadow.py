@@ -8,18 +8,22 @@ serving process only writes each copy to a pipe and reads back its outcome.
 
 **Serving process** (:class:`ShadowSender`): starts ``python -m modelops_runtime.serve.shadow`` with
 the router setting as its argument, writes copies to its stdin and reads outcomes from its stdout.
-Never blocks: copies beyond ``queue_size + concurrency`` not yet answered are refused (the router
-counts them as dropped). A sender that exits by itself is started again (after 1 s, doubling to 30 s
-while it keeps dying young); its copies in flight are reported dropped.
+Never blocks: copies beyond ``queue_size + concurrency`` not yet answered, or while more than
+:data:`WRITE_BUFFER_LIMIT` bytes wait in the pipe, are refused (the router counts them as dropped).
+A sender that exits by itself is started again (after 1 s, doubling to 30 s while it keeps dying
+young); its copies in flight are reported dropped.
 
-**Sender process** (:func:`main`): reads copies, queues at most ``queue_size`` (more are reported
-dropped), sends them with ``concurrency`` tasks, and writes one outcome per copy. It runs at the
-lowest CPU priority (``SCHED_IDLE``, :func:`yield_cpu`): where it shares a CPU with its serving
-process (a pod limited to one CPU), it takes only the time the serving process leaves, and copies it
-cannot send in time are dropped rather than clients delayed. Ends when its stdin
-closes (the serving process stops, or died): copies in flight are finished and reported, queued ones
-reported dropped. It ignores SIGINT and SIGTERM, which a terminal or a process-group kill also sends
-to it: the serving process, which drains first, closes its stdin when done.
+**Sender process** (:func:`main`): reads copies, queues at most ``queue_size`` and
+:data:`QUEUE_BYTES_LIMIT` of bodies (more are reported dropped), sends them with ``concurrency``
+tasks, and writes one outcome per copy. It runs at the lowest CPU priority (``SCHED_IDLE``,
+:func:`yield_cpu`): where it shares a CPU with its serving process (a pod limited to one CPU), it
+takes only the time the serving process leaves, and copies it cannot send in time are dropped rather
+than clients delayed. Ends when its stdin closes (the serving process stops, or died): copies in
+flight are finished and reported (to nobody, quietly, when the serving process is gone), queued ones
+reported dropped. It runs in a session (so a process group) of its own: a terminal's Ctrl-C or a
+kill of the serving process's group does not reach it (not even in the second it takes to start),
+and it ignores SIGINT and SIGTERM sent to it: the serving process, which drains first, closes its
+stdin when done.
 
 Wire format. To the sender, per copy: ``!II`` (lengths of meta and body), then the meta
 (JSON: ``k`` the copy's key, ``path``, ``headers``, ``incumbent`` the incumbent's predictions) and
@@ -60,6 +64,12 @@ RESTART_RESET_SECONDS = 60.0
 #: Longest outcome line read (bytes): room for the predictions of the largest request the server
 #: accepts (``max_rows``, 100,000 by default: a few MiB of JSON).
 LINE_LIMIT = 2**26
+#: The sender queues request bodies of at most this many bytes in all (more are reported dropped).
+QUEUE_BYTES_LIMIT = 2**26
+#: Copies are refused while more bytes than this wait in the sender's pipe (a sender that does not keep
+#: up reading: starved of CPU, or hung), so they never hold more of the serving process's memory than
+#: this and one copy (a request body is at most ``max_body_bytes``, 32 MiB by default).
+WRITE_BUFFER_LIMIT = 2**24
 
 
 @dataclass
@@ -112,19 +122,25 @@ class ShadowSender:
         self._stop_requested = asyncio.Event()
 
     async def start(self) -> None:
-        """Start the sender process and the task that reads its outcomes (and restarts it)."""
+        """Start the sender process and the task that reads its outcomes (and restarts it). A sender
+        the system refuses to start is tried again after the restart back-off (copies dropped meanwhile)."""
         self._stop_requested.clear()
         await self._spawn()
         self._task = asyncio.create_task(self._run())
 
     def send(self, key: int, path: str, headers: dict[str, str], body: bytes, incumbent: np.ndarray) -> bool:
-        """Hand one copy to the sender; False when it was not taken (too many not yet answered, no
-        sender running). Does not block: the bytes go to the pipe, or to the transport's buffer."""
+        """Hand one copy to the sender; False when it was not taken (too many not yet answered, more
+        than :data:`WRITE_BUFFER_LIMIT` bytes waiting in the pipe, no sender running). Does not block:
+        the bytes go to the pipe, or to the transport's buffer."""
         process = self._process
         if process is None or process.stdin is None or process.stdin.is_closing() or len(self._pending) >= self.limit:
             return False
-        meta = orjson.dumps(
-            {"k": key, "path": path, "headers": headers, "incumbent": incumbent.tolist()}, default=_plain
+        if process.stdin.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+            return False
+        meta = orjson.dumps(  # the predictions as the incumbent's response encodes them (protocol.py)
+            {"k": key, "path": path, "headers": headers, "incumbent": incumbent.tolist()},
+            default=_plain,
+            option=orjson.OPT_SERIALIZE_NUMPY,
         )
         process.stdin.write(_FRAME.pack(len(meta), len(body)) + meta + body)
         self._pending.add(key)
@@ -147,38 +163,50 @@ class ShadowSender:
                 await self._task
             self._task = None
 
-    async def _spawn(self) -> None:
-        self._process = await asyncio.create_subprocess_exec(
-            *self.command,
-            self.config.model_dump_json(),
-            logging.getLevelName(logging.getLogger().getEffectiveLevel()),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=LINE_LIMIT,
-        )
+    async def _spawn(self) -> bool:
+        """Start a sender process; False when none could be started (logged; tried again after the
+        restart back-off): the system refused the process (a pids or memory limit)."""
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *self.command,
+                self.config.model_dump_json(),
+                logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=LINE_LIMIT,
+                # A session (so a process group) of its own: a terminal's Ctrl-C, sent to the foreground
+                # group, would kill it while it imports, before it can ignore SIGINT; it ends when its
+                # input closes instead. (uvloop, the server's event loop, has no ``process_group``.)
+                start_new_session=True,
+            )
+        except OSError as exc:
+            log.error("could not start the shadow sender (copies are dropped until it runs): %s", exc)
+            return False
+        return True
 
     async def _run(self) -> None:
         delay = RESTART_FIRST_SECONDS
         while True:
             started = time.monotonic()
-            await self._read_outcomes()
-            assert self._process is not None
-            code = await self._process.wait()
-            self._process = None  # copies are refused (dropped) until a sender runs again
-            for key in sorted(self._pending):
-                self.on_outcome(Outcome(key, dropped=True))
-            self._pending.clear()
-            if self._stop_requested.is_set():
-                return
-            if time.monotonic() - started >= RESTART_RESET_SECONDS:
-                delay = RESTART_FIRST_SECONDS
-            log.error("shadow sender exited with code %s; starting it again in %.0f s", code, delay)
+            if self._process is not None:  # else it could not be started: try again after the back-off
+                await self._read_outcomes()
+                code = await self._process.wait()
+                self._process = None  # copies are refused (dropped) until a sender runs again
+                for key in sorted(self._pending):
+                    self.on_outcome(Outcome(key, dropped=True))
+                self._pending.clear()
+                if self._stop_requested.is_set():
+                    return
+                if time.monotonic() - started >= RESTART_RESET_SECONDS:
+                    delay = RESTART_FIRST_SECONDS
+                log.error("shadow sender exited with code %s; starting it again in %.0f s", code, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_requested.wait(), delay)
             delay = min(delay * 2, RESTART_MAX_SECONDS)
             if self._stop_requested.is_set():
                 return
-            await self._spawn()
+            if not await self._spawn():
+                continue
             self.restarts += 1
             if self._stop_requested.is_set():  # stop() came while it started: nothing to send
                 assert self._process is not None and self._process.stdin is not None
@@ -223,15 +251,21 @@ async def _send_copies(config: RouterConfig) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
     out = sys.stdout.buffer
     queue: asyncio.Queue[tuple[dict[str, Any], bytes] | None] = asyncio.Queue(config.queue_size)
+    queued = 0  # bytes of the bodies in the queue
     base = config.url.rstrip("/")
 
     def emit(record: dict[str, Any]) -> None:
-        out.write(orjson.dumps(record, default=_plain) + b"\n")
-        out.flush()
+        try:
+            out.write(orjson.dumps(record, default=_plain) + b"\n")
+            out.flush()
+        except BrokenPipeError:  # the serving process is gone: nobody reads outcomes; finish quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
 
     async def sender(client: Any) -> None:
+        nonlocal queued
         while (item := await queue.get()) is not None:
             meta, body = item
+            queued -= len(body)
             try:
                 emit(await _exchange(client, base, meta, body))
             except Exception:  # a sender task must survive any one copy: report it failed
@@ -248,10 +282,11 @@ async def _send_copies(config: RouterConfig) -> None:
                 body = await reader.readexactly(body_size)
             except asyncio.IncompleteReadError:
                 break  # stdin closed: the serving process is stopping (or gone)
-            try:
-                queue.put_nowait((meta, body))
-            except asyncio.QueueFull:
+            if queue.full() or (queued and queued + len(body) > QUEUE_BYTES_LIMIT):
                 emit({"k": meta["k"], "dropped": True})
+            else:
+                queue.put_nowait((meta, body))
+                queued += len(body)
         while not queue.empty():
             item = queue.get_nowait()
             if item is not None:
@@ -303,8 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         level=level, format="%(asctime)s %(levelname)s [shadow sender] %(name)s: %(message)s", stream=sys.stderr
     )
     log.info("sending shadow copies to %s at %s CPU priority", config.url, priority)
-    with contextlib.suppress(BrokenPipeError):  # the serving process is gone: nobody reads outcomes
-        asyncio.run(_send_copies(config))
+    asyncio.run(_send_copies(config))
     return 0
 
 
