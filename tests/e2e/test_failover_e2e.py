@@ -97,9 +97,10 @@ def test_the_standby_takes_over_without_duplicates(ha_sandbox: Sandbox, tmp_path
         for name in names[1:]:  # versionBump: resolved against each other's claims
             box.create(modelversion(name, model, stage="Development", versionBump="minor"), ns)
         box.wait_for(lambda: box.list("jobs", ns), 60, message="a training Job")
-        # The second operator refused to act: it stands by and never started its handlers.
-        standby_said = log_of[standby].read_text()
-        assert "standing by" in standby_said and "modelops operator started" not in standby_said
+        # The second operator refused to act: it stands by and never started its handlers (it may
+        # still be importing when the leader already works: wait for it to say so).
+        box.wait_for(lambda: "standing by" in log_of[standby].read_text(), 60, message="the standby stands by")
+        assert "modelops operator started" not in log_of[standby].read_text()
 
         operators[leader].send_signal(signal.SIGKILL)  # mid-work: Jobs running, versions unregistered
         killed = time.monotonic()
