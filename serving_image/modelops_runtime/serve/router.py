@@ -100,8 +100,6 @@ class Router:
         self._share = Share(rate)
         self._client: aiohttp.ClientSession | None = None
         self._sender: ShadowSender | None = None
-        #: Shadow copies handed to the sender and not yet answered, by key.
-        self._copies: dict[int, InferJob] = {}
         self._keys = itertools.count()
         self.requests = Counter(
             base_name(PROM_ROUTER_REQUESTS),
@@ -189,14 +187,11 @@ class Router:
             return
         key = next(self._keys)
         headers = self._headers(job, headers, "shadow")
-        if self._sender.send(key, path, headers, body, result.prediction.predict):
-            self._copies[key] = job
-        else:
+        if not self._sender.send(key, path, headers, body, result.prediction.predict, context=job):
             self.requests.labels("shadow", "dropped").inc()
 
     def _on_outcome(self, outcome: Outcome) -> None:
         """Count and log what became of a shadow copy (the sender's report, :mod:`.shadow`)."""
-        job = self._copies.pop(outcome.key, None)
         if outcome.dropped:
             self.requests.labels("shadow", "dropped").inc()
             return
@@ -207,9 +202,8 @@ class Router:
             self.latency.labels("shadow").observe(outcome.seconds)
             self.rows.labels("agree").inc(outcome.agree)
             self.rows.labels("disagree").inc(outcome.disagree)
-        if job is not None:
-            status = LOG_STATUS_ERROR if outcome.predictions is None else LOG_STATUS_OK
-            self._log(job, outcome.predictions, outcome.seconds, status)
+        status = LOG_STATUS_ERROR if outcome.predictions is None else LOG_STATUS_OK
+        self._log(outcome.context, outcome.predictions, outcome.seconds, status)
 
     # --------------------------------------------------------------------------------- common
 

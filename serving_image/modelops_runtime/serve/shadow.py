@@ -75,7 +75,8 @@ WRITE_BUFFER_LIMIT = 2**24
 @dataclass
 class Outcome:
     """What became of one copy: ``dropped`` (never sent), else the round trip ``seconds`` and the
-    candidate's ``predictions`` (``(n_rows,)`` objects; None when it failed), ``agree``/``disagree`` rows."""
+    candidate's ``predictions`` (``(n_rows,)`` objects; None when it failed), ``agree``/``disagree`` rows;
+    ``context``: what :meth:`ShadowSender.send` was given with the copy."""
 
     key: int
     dropped: bool = False
@@ -83,6 +84,7 @@ class Outcome:
     predictions: np.ndarray | None = None
     agree: int = 0
     disagree: int = 0
+    context: Any = None
 
     @classmethod
     def from_line(cls, line: bytes) -> Outcome:
@@ -116,7 +118,8 @@ class ShadowSender:
         self.command = command
         self.limit = config.queue_size + config.concurrency
         self.restarts = 0
-        self._pending: set[int] = set()
+        #: Copies handed over and not yet answered: key → the caller's context.
+        self._pending: dict[int, Any] = {}
         self._process: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop_requested = asyncio.Event()
@@ -128,10 +131,13 @@ class ShadowSender:
         await self._spawn()
         self._task = asyncio.create_task(self._run())
 
-    def send(self, key: int, path: str, headers: dict[str, str], body: bytes, incumbent: np.ndarray) -> bool:
-        """Hand one copy to the sender; False when it was not taken (too many not yet answered, more
-        than :data:`WRITE_BUFFER_LIMIT` bytes waiting in the pipe, no sender running). Does not block:
-        the bytes go to the pipe, or to the transport's buffer."""
+    def send(
+        self, key: int, path: str, headers: dict[str, str], body: bytes, incumbent: np.ndarray, context: Any = None
+    ) -> bool:
+        """Hand one copy to the sender (``context`` comes back in its :class:`Outcome`); False when it
+        was not taken (too many not yet answered, more than :data:`WRITE_BUFFER_LIMIT` bytes waiting in
+        the pipe, no sender running). Does not block: the bytes go to the pipe, or to the transport's
+        buffer."""
         process = self._process
         if process is None or process.stdin is None or process.stdin.is_closing() or len(self._pending) >= self.limit:
             return False
@@ -143,7 +149,7 @@ class ShadowSender:
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
         process.stdin.write(_FRAME.pack(len(meta), len(body)) + meta + body)
-        self._pending.add(key)
+        self._pending[key] = context
         return True
 
     async def stop(self) -> None:
@@ -192,8 +198,8 @@ class ShadowSender:
                 await self._read_outcomes()
                 code = await self._process.wait()
                 self._process = None  # copies are refused (dropped) until a sender runs again
-                for key in sorted(self._pending):
-                    self.on_outcome(Outcome(key, dropped=True))
+                for key, context in sorted(self._pending.items()):
+                    self.on_outcome(Outcome(key, dropped=True, context=context))
                 self._pending.clear()
                 if self._stop_requested.is_set():
                     return
@@ -231,7 +237,7 @@ class ShadowSender:
                 log.error("shadow sender wrote an unreadable line: %r", line[:200])
                 continue
             if outcome.key in self._pending:
-                self._pending.discard(outcome.key)
+                outcome.context = self._pending.pop(outcome.key)
                 self.on_outcome(outcome)
 
 
