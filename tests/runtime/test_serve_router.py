@@ -517,6 +517,9 @@ def test_a_ctrl_c_while_the_sender_starts_does_not_kill_it() -> None:
         "    await sender.start()\n"
         "    process = sender._process\n"
         "    os.killpg(os.getpgrp(), signal.SIGINT)  # Ctrl-C, while the sender imports its modules\n"
+        "    group = os.getpgid(process.pid) == process.pid\n"
+        "    ours = lambda pid: (os.getsid(pid), open(f'/proc/{pid}/autogroup').read().split()[0])\n"
+        "    print('own group', group, 'same session and autogroup', ours(process.pid) == ours(os.getpid()), flush=True)\n"
         "    sender.send(0, '/invocations', {}, b'{}', __import__('numpy').array([1]))\n"
         "    await sender.stop()  # the sender reports the copy (the candidate is down) and exits\n"
         "    print('restarts', sender.restarts, 'exit', process.returncode, flush=True)\n"
@@ -532,6 +535,9 @@ def test_a_ctrl_c_while_the_sender_starts_does_not_kill_it() -> None:
     assert done.returncode == 0, done.stderr
     assert "KeyboardInterrupt" not in done.stderr and "exited with code" not in done.stderr
     assert "restarts 0 exit 0" in done.stdout and "dropped=True" not in done.stdout
+    # Outside the foreground group, but in its serving process's session: a session is an autogroup
+    # (sched(7)) with a weight of its own, which made SCHED_IDLE moot on a machine without a cgroup.
+    assert "own group True same session and autogroup True" in done.stdout
 
 
 def test_a_sender_whose_serving_process_is_gone_ends_quietly() -> None:

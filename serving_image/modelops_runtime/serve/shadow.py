@@ -180,10 +180,12 @@ class ShadowSender:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 limit=LINE_LIMIT,
-                # A session (so a process group) of its own: a terminal's Ctrl-C, sent to the foreground
-                # group, would kill it while it imports, before it can ignore SIGINT; it ends when its
-                # input closes instead. (uvloop, the server's event loop, has no ``process_group``.)
-                start_new_session=True,
+                # A process group of its own: a terminal's Ctrl-C, sent to the foreground group, would
+                # kill it while it imports, before it can ignore SIGINT; it ends when its input closes
+                # instead. Not a session of its own: outside a container cgroup a session is an
+                # autogroup (sched(7)) that competes with the server's at equal weight, whatever the
+                # sender's SCHED_IDLE. (uvloop, the server's event loop, has no ``process_group``.)
+                preexec_fn=_own_process_group,
             )
         except OSError as exc:
             log.error("could not start the shadow sender (copies are dropped until it runs): %s", exc)
@@ -314,6 +316,11 @@ async def _exchange(client: Any, base: str, meta: dict[str, Any], body: bytes) -
         return {"k": meta["k"], "s": seconds, "p": None, "a": 0, "d": 0}
     agree, disagree = candidate.agreement(predictions, incumbent)
     return {"k": meta["k"], "s": seconds, "p": predictions.tolist(), "a": agree, "d": disagree}
+
+
+def _own_process_group() -> None:
+    """In the forked child before exec: make it the leader of a new process group (setpgid(2))."""
+    os.setpgid(0, 0)
 
 
 def yield_cpu() -> str:
