@@ -6,11 +6,12 @@ Three kinds of ``modelops-runtime serve`` processes load the same registered mod
 configured sample rate (``MODELOPS_ROUTER``) copying to the candidate. Placement
 (:func:`placements`): every incumbent is pinned to one core and the candidate to another
 (``sched_setaffinity``; in a cluster the candidate runs in its own pods, so its CPU is not the
-incumbent's cost); the load generator runs beside the candidate (on a third core when there is
-one). The candidate runs at niceness 10, so that the client is served first on their shared core
-(else the candidate's work on the copies would delay the client's sends and count as the
-incumbent's latency); run as root, the incumbents and the load generator run at niceness -20 in
-the fixed-rate phase (-5 in the saturated one), so the other work of a shared machine disturbs them
+incumbent's cost); the load generator runs on a third core when there is one, else beside the
+incumbents: the candidate's work on the copies must not delay the client (a run with the client
+beside the candidate, ``--client-with-candidate``, and no router at all but the candidate loaded
+from outside, ``--control-load``, showed a p99 1.3-1.4x that of the candidate idle: the layout, not
+the router). Run as root, the incumbents and the load generator run at niceness -20 in the
+fixed-rate phase (-5 in the saturated one), so the other work of a shared machine disturbs them
 less. ``--baseline REV`` adds shadow incumbents running the runtime of git revision ``REV``, measured
 in the same rounds: a before/after comparison that the machine's load cannot tilt. The same 1-row
 ``/invocations`` body is sent to each incumbent, alternating which goes first in each repeat, in
@@ -26,9 +27,14 @@ two modes:
   router's HTTP client, comparison and candidate log rows run in the incumbent's process, so at
   saturation they take CPU the next request waits for. Reported, not a target.
 
-Then, per configured sample rate, the share of the requests the incumbent answered that reached the
-candidate (``modelops_router_requests_total{route="shadow", outcome="sent"}`` over the incumbent's
-``ml_prediction_latency_seconds_count``), and the copies dropped or failed.
+Then, per mode and configured sample rate, the share of the requests the incumbent answered that
+reached the candidate (``modelops_router_requests_total{route="shadow", outcome="sent"}`` over the
+incumbent's ``ml_prediction_latency_seconds_count``), and the copies dropped or failed.
+
+``control_load`` adds the incumbent without a router once more (``without, candidate loaded``), while
+an outside client on the candidate's core sends the candidate the copies a rate-1 router would (fixed
+rate only): the machine's load of a shadowed run without the router, to tell the router's cost from
+the layout's.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +78,8 @@ from .serving import CONTENT_TYPE, feature_frame, register_models, request_body
 
 NAME = "rollout_shadow"
 MODEL = "logistic_regression"
+#: The label of the control incumbent of ``Params.control_load``.
+CONTROL = "without, candidate loaded"
 
 
 @dataclass
@@ -83,7 +92,8 @@ class Params:
     each fixed-rate repeat (the incumbents take turns every ``duration / slices`` s); ``pin``: pin the
     servers to cores, ``candidate_nice``, ``priority`` (the fixed-rate phase) and
     ``saturated_priority``: niceness, ``sender_apart``: the shadow senders on another core than the
-    incumbents (:func:`placements`); ``baseline``: a git revision whose
+    incumbents, ``client_with_candidate``: the load generator on the candidate's core
+    (:func:`placements`); ``control_load``: the control incumbent (module docstring); ``baseline``: a git revision whose
     runtime also runs shadow incumbents, in the same rounds (labels ``shadow <rate> @<revision>``).
     """
 
@@ -102,6 +112,8 @@ class Params:
     saturated_priority: int = -5
     baseline: str | None = None
     sender_apart: bool = False
+    client_with_candidate: bool = False
+    control_load: bool = False
 
     @classmethod
     def quick(cls) -> Params:
@@ -109,18 +121,18 @@ class Params:
 
     @classmethod
     def tiny(cls) -> Params:
-        return cls(duration=0.5, repeats=1, sample_rates=(0.5,), warmup=0.2, slices=2)
+        return cls(duration=0.5, repeats=1, sample_rates=(0.5,), warmup=0.2, slices=2, control_load=True)
 
 
 def placements(params: Params) -> dict[str, Placement]:
     """Where the incumbents, the candidate and the load generator run.
 
     Cores (``params.pin``, at least 2 usable): the first usable core for the incumbents, the second
-    for the candidate, the third (else the candidate's) for the load generator; the shadow sender
-    processes of the incumbents (:mod:`modelops_runtime.serve.shadow`, at ``SCHED_IDLE``) on the
-    incumbents' core by default (a pod limited to one CPU: the strictest case), or with
-    ``sender_apart`` on the fourth core, else the last (at the candidate's niceness, so that on a
-    machine with fewer cores it does not delay the load generator's sends). Niceness: the
+    for the candidate (alone, as on a node of its own), the third (else the incumbents') for the load
+    generator (``client_with_candidate``: the candidate's); the shadow sender processes of the
+    incumbents (:mod:`modelops_runtime.serve.shadow`, at ``SCHED_IDLE``) on the incumbents' core by
+    default (a pod limited to one CPU: the strictest case), or with ``sender_apart`` on the fourth
+    core, else the last (at the candidate's niceness). Niceness: the
     candidate at ``candidate_nice``; the incumbents and the load generator at ``priority`` when
     run as root (a negative niceness needs it), so the other work of a shared machine disturbs the
     measured processes less (the saturated phase lowers it to ``saturated_priority``: a busy core
@@ -133,10 +145,11 @@ def placements(params: Params) -> dict[str, Placement]:
     def at(index: int, nice: int | None) -> Placement:
         return Placement(frozenset({usable[min(index, len(usable) - 1)]}) if pinned else None, nice)
 
+    client = 1 if params.client_with_candidate else 2 if len(usable) > 2 else 0
     return {
         "incumbent": at(0, ours),
         "candidate": at(1, params.candidate_nice),
-        "loadgen": at(2, ours),
+        "loadgen": at(client, ours),
         "sender": at(3, params.candidate_nice) if params.sender_apart else at(0, ours),
     }
 
@@ -226,6 +239,19 @@ def shadow_counts(url: str) -> dict[str, float]:
     return out
 
 
+def _share(rate: float, counts: dict[str, float]) -> dict[str, float | None]:
+    """What became of the copies of one shadowed incumbent in one mode: ``counts`` (requests answered,
+    copies sent, dropped, failed) with the share of answered requests that reached the candidate and
+    the share copied at all."""
+    copied = counts["sent"] + counts["dropped"] + counts["failed"]
+    return {
+        "configured": rate,
+        **counts,
+        "reached": ratio(counts["sent"], counts["answered"]),
+        "copied": ratio(copied, counts["answered"]),
+    }
+
+
 def _spread(values: list[float]) -> dict[str, float | None]:
     """Median and range of ``values`` (None each when empty)."""
     return {
@@ -244,23 +270,36 @@ def _measure(
     client: Placement,
     rate: float | None,
     seconds: float,
+    outside: Placement | None = None,
 ) -> dict[str, Any]:
     """One load run of ``seconds`` against ``target`` (open loop at ``rate`` with every latency, else
-    closed): the load result, the target's CPU seconds and the candidate's meanwhile (``/proc``)."""
+    closed): the load result, the target's CPU seconds and the candidate's meanwhile (``/proc``).
+    ``outside``: meanwhile an outside client placed there sends the candidate ``rate`` requests/s
+    (the control incumbent of ``control_load``; its requests and errors in the result)."""
     connections = 1 if rate is None else params.open_connections
     own, other = tree_cpu_seconds(target.pid), tree_cpu_seconds(candidate.pid)
-    measured = loadgen.run_load(
-        generator,
-        f"{target.url}/invocations",
-        body,
-        CONTENT_TYPE,
-        connections,
-        seconds,
-        rate=rate,
-        placement=client,
-        raw=rate is not None,
-    )
+    with ThreadPoolExecutor(1) as pool:
+        copies = None
+        if outside is not None and rate is not None:
+            url = f"{candidate.url}/invocations"
+            copies = pool.submit(
+                loadgen.run_load, "python", url, body, CONTENT_TYPE, connections, seconds, rate=rate, placement=outside
+            )
+        measured = loadgen.run_load(
+            generator,
+            f"{target.url}/invocations",
+            body,
+            CONTENT_TYPE,
+            connections,
+            seconds,
+            rate=rate,
+            placement=client,
+            raw=rate is not None,
+        )
     out = measured.to_dict()
+    if copies is not None:
+        outside_load = copies.result()  # raises what the outside client raised
+        out["outside_requests"], out["outside_errors"] = outside_load.requests, outside_load.errors
     out["server_cpu_s"] = tree_cpu_seconds(target.pid) - own
     out["candidate_cpu_s"] = tree_cpu_seconds(candidate.pid) - other
     return out
@@ -287,6 +326,9 @@ def _pool(pieces: list[dict[str, Any]]) -> dict[str, Any]:
         }
         for key in ("requests", "errors", "late", "server_cpu_s", "candidate_cpu_s", "generator_cpu_s"):
             out[key] = sum(p[key] for p in pieces)
+        for key in ("outside_requests", "outside_errors"):
+            if key in pieces[0]:
+                out[key] = sum(p[key] for p in pieces)
         out["lag_p99_ms"] = max(p["lag_p99_ms"] or 0.0 for p in pieces)  # the client's worst slice
         if pieces[0].get("copies_sent") is not None:
             out["copies_sent"] = sum(p["copies_sent"] for p in pieces)
@@ -379,6 +421,8 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
 
         candidate = start("candidate", None, where["candidate"])
         targets = {"without": start("plain", None, where["incumbent"])}
+        if params.control_load:
+            targets[CONTROL] = targets["without"]
         runtimes: dict[str, Path | None] = {"": None}
         if params.baseline:
             runtimes[f" @{params.baseline}"] = export_runtime(params.baseline, root / "baseline")
@@ -396,7 +440,6 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
                 shadowed[f"{rate:g}{suffix}"] = (rate, start(tag, router, where["incumbent"], runtime))
         targets.update({f"shadow {key}": s for key, (_, s) in shadowed.items()})
         labels = [label for label in targets if label != "without"]
-        before = {key: shadow_counts(s.url) for key, (_, s) in shadowed.items()}
         for target in targets.values():
             loadgen.run_load(
                 generator, f"{target.url}/invocations", body, CONTENT_TYPE, 1, params.warmup, placement=where["loadgen"]
@@ -412,6 +455,7 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
                     place_server(target.pid, Placement(nice=nice), sender)
             client = where["loadgen"] if nice is None else Placement(where["loadgen"].cpus, nice)
             runs: dict[str, list[dict[str, Any]]] = {label: [] for label in targets}
+            copied[mode] = {key: dict.fromkeys(("answered", "sent", "dropped", "failed"), 0.0) for key in shadowed}
             for repeat in range(params.repeats):
                 pieces: dict[str, list[dict[str, Any]]] = {label: [] for label in targets}
                 for piece in range(slices):
@@ -419,11 +463,16 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
                     if (repeat * slices + piece) % 2:
                         order.reverse()
                     for label, target in order:
-                        counts = shadow_counts(target.url) if label != "without" else None
+                        key = label.removeprefix("shadow ")
+                        counts = shadow_counts(target.url) if key in shadowed else None
                         seconds = params.duration / slices
-                        measured = _measure(generator, target, candidate, body, params, client, rate, seconds)
+                        outside = where["candidate"] if label == CONTROL else None
+                        measured = _measure(generator, target, candidate, body, params, client, rate, seconds, outside)
                         if counts is not None:
-                            measured["copies_sent"] = shadow_counts(target.url)["sent"] - counts["sent"]
+                            after = shadow_counts(target.url)
+                            for outcome, total in copied[mode][key].items():
+                                copied[mode][key][outcome] = total + after[outcome] - counts[outcome]
+                            measured["copies_sent"] = after["sent"] - counts["sent"]
                         pieces[label].append(measured)
                 for label in targets:
                     done = _pool(pieces[label])
@@ -434,24 +483,16 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
                     )
             return runs
 
+        copied: dict[str, dict[str, dict[str, float]]] = {}  # mode -> sample rate -> outcome -> count
         ours = where["incumbent"].nice is not None  # run as root: the phases set their own niceness
         closed = rounds("saturated", None, 1, params.saturated_priority if ours else None)
         fixed_rate = params.open_fraction * (median([r["rps"] for r in closed["without"]]) or 0.0)
         fixed_nice = params.priority if ours else None
-        opened = rounds(f"fixed {fixed_rate:.0f}/s", max(fixed_rate, 1.0), params.slices, fixed_nice)
-        shares = {}
-        for key, (rate, s) in shadowed.items():
-            after = shadow_counts(s.url)
-            delta = {k: after[k] - before[key][k] for k in after}
-            shares[key] = {
-                "configured": rate,
-                "answered": delta["answered"],
-                "sent": delta["sent"],
-                "dropped": delta["dropped"],
-                "failed": delta["failed"],
-                "reached": ratio(delta["sent"], delta["answered"]),
-                "copied": ratio(delta["sent"] + delta["dropped"] + delta["failed"], delta["answered"]),
-            }
+        opened = rounds("fixed_rate", max(fixed_rate, 1.0), params.slices, fixed_nice)
+        shares = {
+            mode: {key: _share(shadowed[key][0], counts) for key, counts in by_rate.items()}
+            for mode, by_rate in copied.items()
+        }
     result["saturated"] = {"cells": _cells(closed), "ratios": _ratios(closed, labels), "runs": closed}
     result["fixed_rate"] = {
         "rate": fixed_rate,
@@ -554,23 +595,34 @@ def markdown(result: dict[str, Any]) -> str:
         cols = [f"{cell['rps']:.0f}", *_ratio_cols(rat, "rps"), *_latency_cols(cell), *_ratio_cols(rat, "p50", "p99")]
         cols += [_f(cell["server_cpu_ms_per_request"], 3), *_ratio_cols(rat, "cpu")]
         lines.append(_row(label, *cols, _f(cell["candidate_cpu_ms_per_copy"], 3), str(cell["errors"])))
+    if CONTROL in fixed["cells"]:
+        lines += [
+            "",
+            f"`{CONTROL}`: no router, while an outside client on the candidate's core sends it the fixed "
+            "rate (the machine's load of a rate-1 shadow without the router; saturated: no outside load).",
+        ]
     lines += [
         "",
-        "| configured rate | answered | sent | dropped | failed | reached the candidate |",
-        "|---|---|---|---|---|---|",
+        "Copies: what became of them, per mode (sent = answered by the candidate; dropped = no CPU or "
+        "queue room in the incumbent's pod).",
+        "",
+        "| mode | configured rate | answered | sent | dropped | failed | reached the candidate |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for key, share in result["shares"].items():
-        reached = share["reached"]
-        lines.append(
-            f"| {key} | {share['answered']:.0f} | {share['sent']:.0f} | {share['dropped']:.0f} "
-            f"| {share['failed']:.0f} | {'n/a' if reached is None else f'{reached:.4f}'} |"
-        )
+    for mode, by_rate in result["shares"].items():
+        for key, share in by_rate.items():
+            reached = share["reached"]
+            lines.append(
+                f"| {mode.replace('_', ' ')} | {key} | {share['answered']:.0f} | {share['sent']:.0f} "
+                f"| {share['dropped']:.0f} | {share['failed']:.0f} | {'n/a' if reached is None else f'{reached:.4f}'} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.rollout_shadow [--quick] [--duration S] [--repeats N] [--no-pin]
-    [--baseline REV] [--sender-apart] [--no-write]``."""
+    [--baseline REV] [--sender-apart] [--client-with-candidate] [--control-load] [--rates R ...]
+    [--no-write]``."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.rollout_shadow", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--duration", type=float)
@@ -582,6 +634,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sender-apart", action="store_true", help="the shadow senders on another core than the incumbents'"
     )
+    parser.add_argument(
+        "--client-with-candidate", action="store_true", help="the load generator on the candidate's core"
+    )
+    parser.add_argument(
+        "--control-load", action="store_true", help="also the incumbent without a router, the candidate loaded"
+    )
+    parser.add_argument("--rates", type=float, nargs="+", help="shadow sample rates (default 1 0.1)")
     parser.add_argument("--no-write", action="store_true", help="print the JSON, do not write results/")
     ns = parser.parse_args(argv)
     params = Params.quick() if ns.quick else Params()
@@ -595,6 +654,10 @@ def main(argv: list[str] | None = None) -> int:
         params.priority = ns.priority
     params.baseline = ns.baseline
     params.sender_apart = ns.sender_apart
+    params.client_with_candidate = ns.client_with_candidate
+    params.control_load = ns.control_load
+    if ns.rates:
+        params.sample_rates = tuple(ns.rates)
     result = run(params)
     print(markdown(result))
     if ns.no_write:

@@ -93,7 +93,9 @@ def test_rollout_shadow_places_incumbent_and_candidate_on_different_cores(monkey
     monkeypatch.setattr(rollout_shadow.os, "geteuid", lambda: 0)
     monkeypatch.setattr(rollout_shadow.os, "sched_getaffinity", lambda pid: {0, 1})
     where = rollout_shadow.placements(params)
-    assert cpus(where) == {"incumbent": {0}, "candidate": {1}, "loadgen": {1}, "sender": {0}}
+    # The candidate alone on its core (its work must not delay the client's sends); the client beside
+    # the incumbents on a machine without a third core.
+    assert cpus(where) == {"incumbent": {0}, "candidate": {1}, "loadgen": {0}, "sender": {0}}
     assert {who: p.nice for who, p in where.items()} == {"incumbent": -5, "candidate": 10, "loadgen": -5, "sender": -5}
     monkeypatch.setattr(rollout_shadow.os, "sched_getaffinity", lambda pid: {2, 5, 7, 9})
     expected = {"incumbent": {2}, "candidate": {5}, "loadgen": {7}, "sender": {2}}
@@ -101,6 +103,8 @@ def test_rollout_shadow_places_incumbent_and_candidate_on_different_cores(monkey
     params.sender_apart = True  # a pod with CPU to spare: the sender on a core of its own
     assert cpus(rollout_shadow.placements(params))["sender"] == {9}
     assert rollout_shadow.placements(params)["sender"].nice == 10
+    params.client_with_candidate = True
+    assert cpus(rollout_shadow.placements(params))["loadgen"] == {5}
     monkeypatch.setattr(rollout_shadow.os, "sched_getaffinity", lambda pid: {3})
     assert set(cpus(rollout_shadow.placements(params)).values()) == {None}
     monkeypatch.setattr(rollout_shadow.os, "geteuid", lambda: 1000)  # no negative niceness without root
@@ -280,14 +284,18 @@ def test_rollout_shadow_benchmark_runs_on_tiny_sizes() -> None:
     result = rollout_shadow.run(rollout_shadow.Params.tiny())
     for mode in ("saturated", "fixed_rate"):
         cells = result[mode]["cells"]
-        assert set(cells) == {"without", "shadow 0.5"}
+        assert set(cells) == {"without", rollout_shadow.CONTROL, "shadow 0.5"}
         assert all(c["errors"] == 0 and c["rps"] > 0 and c["server_cpu_ms_per_request"] for c in cells.values())
         assert result[mode]["ratios"]["shadow 0.5"]["p99"]["median"] is not None
     assert result["fixed_rate"]["rate"] > 0
     # each fixed-rate repeat pools its slices (the incumbents took turns twice)
     assert all(r["rate"] == result["fixed_rate"]["rate"] for r in result["fixed_rate"]["runs"]["without"])
     assert all(r["slices"] == 2 and "latencies_ms" not in r for r in result["fixed_rate"]["runs"]["shadow 0.5"])
-    share = result["shares"]["0.5"]
-    assert share["answered"] > 0 and share["sent"] + share["dropped"] + share["failed"] > 0
+    # The control incumbent's candidate got the outside client's requests (fixed rate only).
+    (control,) = result["fixed_rate"]["runs"][rollout_shadow.CONTROL]
+    assert control["outside_requests"] > 0 and control["outside_errors"] == 0
+    for mode in ("saturated", "fixed_rate"):
+        share = result["shares"][mode]["0.5"]
+        assert share["answered"] > 0 and share["sent"] + share["dropped"] + share["failed"] > 0
     _complete_targets(result)
     assert "## Rollout shadow" in rollout_shadow.markdown(json.loads(json.dumps(result, default=vars)))

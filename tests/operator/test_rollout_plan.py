@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from modelops.api.modelversion import (
@@ -9,7 +10,9 @@ from modelops.api.modelversion import (
     ModelVersionStatus,
     PromotionStatus,
     RegistryStatus,
+    RolloutAnalysisStatus,
     RolloutStatus,
+    WindowNumbers,
 )
 from modelops.reconcile.rollout import (
     Plan,
@@ -232,6 +235,28 @@ def test_next_step_moves_to_the_next_window() -> None:
     assert st.rollout is not None
     assert (st.rollout.phase, st.rollout.step, st.rollout.weight, st.rollout.step_started) == ("Canary", 1, 10, None)
     assert events == [("Normal", "RolloutStep", "NextStep because; next: canary 10%")]
+
+
+def test_a_window_dropping_many_shadow_copies_posts_one_warning() -> None:
+    """Passes of one shadow window, the status going through the API in between (as after an operator
+    restart): the warning is posted when the share of dropped copies first exceeds 10 %, once."""
+    events: list[tuple[str, str, str]] = []
+    ctx = SimpleNamespace(post_event=lambda body, kind, reason, message: events.append((kind, reason, message)))
+    ctx.metrics = None
+    steps = plan_steps(spec(rollout={**CANARY, "shadow": {"sampleRate": 1.0, "pauseSeconds": 600}}).rollout)
+    roll = StageRollout("Production", "v2", "v1", steps)
+    st = status("1.1.0", "2")
+    st.rollout = RolloutStatus(phase="Shadow", stage="Production", spec_hash="h", incumbent="1.0.0", steps=3)
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    for sent, dropped in ((95, 5), (150, 50), (300, 100), (400, 100)):
+        numbers = RolloutAnalysisStatus(
+            window_start=started, candidate=WindowNumbers(requests=sent), shadow_dropped=dropped
+        )
+        _record(ctx, {}, "ns", "m", roll, st, Verdict("Wait", "waiting"), numbers)  # type: ignore[arg-type]
+        st = ModelVersionStatus.model_validate(st.model_dump(mode="json", by_alias=True, exclude_none=True))
+    assert [e[:2] for e in events] == [("Warning", "ShadowCopiesDropped")]
+    assert events[0][2].startswith("50 of 200 shadow copies in this window dropped (25.0%)")
+    assert st.rollout is not None and st.rollout.analysis is not None and st.rollout.analysis.shadow_dropped == 100
 
 
 def test_abort_pause_and_promote_are_recorded_with_events_and_phases() -> None:

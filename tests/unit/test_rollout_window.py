@@ -4,7 +4,7 @@ agreement, and the state surviving a round trip through status (an operator rest
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from modelops.api.modelversion import RolloutSpec, RolloutStatus, SideCounters, WindowCounters
 from modelops.contract import RouterConfig
-from modelops.rollout.decision import decide, plan_steps
+from modelops.rollout.decision import decide, dropped_copies_warning, plan_steps
 from modelops.rollout.window import (
     accumulate,
     class_agreement,
@@ -170,6 +170,33 @@ def test_fewer_requests_than_min_requests_waits_and_never_decides() -> None:
     inc |= {"shadow:sent": 20, "disagree": 20}
     n = window_numbers(_counters(inc), "shadow", classifier=True, window_start=T0, time=T0)
     assert decide(spec, plan_steps(spec), 0, 3600.0, n).action == "Abort"
+
+
+def test_dropped_shadow_copies_are_counted_named_while_waiting_and_warned_once_per_window() -> None:
+    spec = RolloutSpec.model_validate(
+        {"strategy": "Shadow", "shadow": {"pauseSeconds": 10}, "analysis": {"minRequests": 200}}
+    )
+    inc = {"ok": 500, "shadow:sent": 90, "shadow:dropped": 10, "agree": 90}
+    first = window_numbers(_counters(inc), "shadow", classifier=True, window_start=T0, time=T0)
+    assert first.shadow_dropped == 10
+    # 10 of 100 copies: not more than 10 %, so no warning; the wait says how many were dropped.
+    assert dropped_copies_warning(None, first) is None
+    verdict = decide(spec, plan_steps(spec), 0, 3600.0, first)
+    assert verdict.action == "Wait" and "10 of 100 shadow copies dropped (10.0%" in verdict.reason
+    inc |= {"shadow:sent": 150, "shadow:dropped": 50}
+    second = window_numbers(_counters(inc), "shadow", classifier=True, window_start=T0, time=T0)
+    warning = dropped_copies_warning(first, second)
+    assert warning is not None and warning.startswith("50 of 200 shadow copies in this window dropped (25.0%)")
+    inc |= {"shadow:sent": 300, "shadow:dropped": 90}
+    third = window_numbers(_counters(inc), "shadow", classifier=True, window_start=T0, time=T0)
+    assert dropped_copies_warning(second, third) is None  # warned already in this window
+    later = window_numbers(_counters(inc), "shadow", classifier=True, window_start=T0 + timedelta(hours=1), time=T0)
+    assert dropped_copies_warning(third, later) is not None  # a new window (next step, restart of the rollout)
+    few = {"ok": 50, "shadow:sent": 5, "shadow:dropped": 45}
+    few_numbers = window_numbers(_counters(few), "shadow", classifier=True, window_start=T0, time=T0)
+    assert dropped_copies_warning(None, few_numbers) is None  # 50 copies: too few to call it a share
+    canary = window_numbers(_counters(few), "canary", classifier=True, window_start=T0, time=T0)
+    assert canary.shadow_dropped == 0
 
 
 def test_counters_survive_a_round_trip_through_status() -> None:

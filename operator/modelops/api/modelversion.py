@@ -477,6 +477,12 @@ class RolloutAnalysisStatus(ApiModel):
     candidate: WindowNumbers = Field(default_factory=WindowNumbers, description="The candidate's numbers.")
     incumbent: WindowNumbers = Field(default_factory=WindowNumbers, description="The incumbent's numbers.")
     compared: int = Field(default=0, ge=0, description="Rows compared for agreement.")
+    shadow_dropped: int = Field(
+        default=0,
+        ge=0,
+        description="Shadow: copies the incumbent's pods dropped in the window (no CPU or queue room to send "
+        "them); they count for neither side, so the window waits longer for minRequests.",
+    )
     agreement: float | None = Field(default=None, description="Prediction agreement (see analysis.minAgreement).")
     agreement_p_value: float | None = Field(
         default=None, description="Canary: chi-square p-value that both sides predict classes alike (noise check)."

@@ -52,7 +52,7 @@ from ..builders.serving import (
 from ..clients.kube import DEPLOYMENTS, PODS
 from ..clients.scrape import ScrapeError, scrape
 from ..contract import ENV_ROUTER, RouterConfig
-from ..rollout.decision import Step, Verdict, decide, plan_steps
+from ..rollout.decision import Step, Verdict, decide, dropped_copies_warning, plan_steps
 from ..rollout.window import Side, accumulate, series, window_numbers
 from . import children, rolloutdrift
 from . import model as model_flow
@@ -541,6 +541,8 @@ def _record(
     assert rs is not None
     if numbers is not None:
         numbers.failed = verdict.failed
+        if (dropped := dropped_copies_warning(rs.analysis, numbers)) is not None:
+            ctx.post_event(body, "Warning", "ShadowCopiesDropped", dropped)
         rs.analysis = numbers
     rs.action = verdict.action
     rs.reason = verdict.reason

@@ -38,6 +38,10 @@ SIGNIFICANCE = 0.05
 #: strict level for interim looks and the nominal one for the final look is the Haybittle-Peto boundary
 #: of group-sequential tests (Haybittle 1971, Peto et al. 1976).
 INTERIM_SIGNIFICANCE = 0.001
+#: A ``ShadowCopiesDropped`` warning when more than this share of a window's shadow copies were dropped ...
+DROPPED_WARNING_SHARE = 0.1
+#: ... out of at least this many copies (a share of a handful is noise).
+DROPPED_WARNING_MIN_COPIES = 100
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,43 @@ def summary(numbers: RolloutAnalysisStatus) -> str:
         parts.append(f"agreement {_pct(numbers.agreement)} ({numbers.compared} rows)")
     if cand.accuracy is not None or inc.accuracy is not None:
         parts.append(f"accuracy {_pct(cand.accuracy)} vs {_pct(inc.accuracy)}")
-    return "candidate vs incumbent: " + ", ".join(parts)
+    return "candidate vs incumbent: " + ", ".join(parts) + _dropped(numbers)
+
+
+def _dropped(numbers: RolloutAnalysisStatus) -> str:
+    """``; N of M shadow copies dropped (...)`` when the window has dropped copies, else empty."""
+    dropped = numbers.shadow_dropped
+    if not dropped:
+        return ""
+    copies = dropped + numbers.candidate.requests
+    return (
+        f"; {dropped} of {copies} shadow copies dropped ({_pct(dropped / copies)}: the incumbent's pods "
+        "had no CPU or queue room to send them)"
+    )
+
+
+def dropped_copies_warning(previous: RolloutAnalysisStatus | None, current: RolloutAnalysisStatus) -> str | None:
+    """The message of a ``ShadowCopiesDropped`` warning when the window's share of dropped shadow
+    copies has just crossed :data:`DROPPED_WARNING_SHARE` (of at least
+    :data:`DROPPED_WARNING_MIN_COPIES` copies): once per window, since ``previous`` (the last
+    analysis in the status, None at a window's start) is compared. None otherwise.
+    """
+
+    def over(numbers: RolloutAnalysisStatus | None) -> bool:
+        if numbers is None or numbers.window_start != current.window_start:
+            return False
+        copies = numbers.shadow_dropped + numbers.candidate.requests
+        return copies >= DROPPED_WARNING_MIN_COPIES and numbers.shadow_dropped > DROPPED_WARNING_SHARE * copies
+
+    if not over(current) or over(previous):
+        return None
+    dropped = current.shadow_dropped
+    copies = dropped + current.candidate.requests
+    return (
+        f"{dropped} of {copies} shadow copies in this window dropped ({_pct(dropped / copies)}): the "
+        "incumbent's pods have no CPU or queue room to send them, so the analysis waits longer for "
+        "minRequests; give the pods CPU to spare or lower shadow.sampleRate"
+    )
 
 
 def decide(
@@ -210,7 +250,7 @@ def decide(
         return Verdict(
             "Wait",
             f"{where}: {cand.requests} candidate and {inc.requests} incumbent requests, "
-            f"{analysis.min_requests} needed on each side before deciding",
+            f"{analysis.min_requests} needed on each side before deciding{_dropped(numbers)}",
         )
     passed = f"{where} passed: {summary(numbers)}"
     if analysis.max_drift_share_increase is not None:

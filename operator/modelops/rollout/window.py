@@ -244,7 +244,8 @@ def window_numbers(
       (measured as the incumbent's, so the two compare the models, not the extra hop), and the p95 of
       the router's round trips to it apart (``round_trip_p95_ms``: what a canary client waited for);
     * agreement (classifiers): shadow, ``agree / (agree + disagree)`` of the shadowed rows;
-      canary, :func:`class_agreement` of the two sides' predicted-class counts.
+      canary, :func:`class_agreement` of the two sides' predicted-class counts;
+    * shadow copies the incumbent's pods dropped (router outcome ``dropped``): counted for neither side.
     """
     inc, cand = counters.incumbent.increase, counters.candidate.increase
     ok, failed = inc.get(f"{route}:{ANSWERED_OUTCOME[route]}", 0.0), inc.get(f"{route}:{FAILED_OUTCOME[route]}", 0.0)
@@ -273,4 +274,5 @@ def window_numbers(
         compared=compared,
         agreement=agreement,
         agreement_p_value=p_value,
+        shadow_dropped=round(inc.get("shadow:dropped", 0.0)) if route == "shadow" else 0,
     )
