@@ -416,19 +416,32 @@ async def test_the_sender_queues_a_bounded_amount_of_request_bodies() -> None:
     assert dropped == list(range(copies - len(dropped), copies))
 
 
-async def test_a_sender_that_cannot_be_started_again_is_tried_again(caplog: pytest.LogCaptureFixture) -> None:
-    """Starting a sender again can fail (no process: a pids or memory limit); it is tried again after
-    the back-off, instead of ending the restarts (every later copy dropped) and failing the server's
-    shutdown, which then skips the prediction log's last flush."""
+@pytest.mark.parametrize("refusal", ["exec", "process group"])
+async def test_a_sender_that_cannot_be_started_again_is_tried_again(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, refusal: str
+) -> None:
+    """Starting a sender again can fail (no process: a pids or memory limit, OSError; the child's
+    setpgid refused, SubprocessError); it is tried again after the back-off, instead of ending the
+    restarts (every later copy dropped) and failing the server's shutdown, which then skips the
+    prediction log's last flush."""
     import os
     import signal
 
+    from modelops_runtime.serve import shadow
     from modelops_runtime.serve.shadow import Outcome, ShadowSender
 
     outcomes: list[Outcome] = []
     sender = ShadowSender(DOWN, outcomes.append)
     await sender.start()
-    command, sender.command = sender.command, ("/nonexistent/python",)
+    command = sender.command
+    if refusal == "exec":
+        sender.command = ("/nonexistent/python",)
+    else:
+
+        def refuse() -> None:
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(shadow, "_own_process_group", refuse)
     assert sender._process is not None and sender._task is not None
     os.kill(sender._process.pid, signal.SIGKILL)
 
@@ -438,6 +451,7 @@ async def test_a_sender_that_cannot_be_started_again_is_tried_again(caplog: pyte
     await _until(lambda: sender._task.done() or refused(), "a start refused")
     assert not sender._task.done()
     sender.command = command
+    monkeypatch.undo()
     await _until(lambda: sender.restarts == 1, "the sender started again")
     assert sender.send(0, "/invocations", {}, b"{}", np.array([1]))
     await sender.stop()  # returns: the copy is reported (failed: the candidate is down)
@@ -519,7 +533,8 @@ def test_a_ctrl_c_while_the_sender_starts_does_not_kill_it() -> None:
         "    os.killpg(os.getpgrp(), signal.SIGINT)  # Ctrl-C, while the sender imports its modules\n"
         "    group = os.getpgid(process.pid) == process.pid\n"
         "    ours = lambda pid: (os.getsid(pid), open(f'/proc/{pid}/autogroup').read().split()[0])\n"
-        "    print('own group', group, 'same session and autogroup', ours(process.pid) == ours(os.getpid()), flush=True)\n"
+        "    same = ours(process.pid) == ours(os.getpid())\n"
+        "    print('own group', group, 'same session and autogroup', same, flush=True)\n"
         "    sender.send(0, '/invocations', {}, b'{}', __import__('numpy').array([1]))\n"
         "    await sender.stop()  # the sender reports the copy (the candidate is down) and exits\n"
         "    print('restarts', sender.restarts, 'exit', process.returncode, flush=True)\n"

@@ -40,6 +40,7 @@ import logging
 import os
 import signal
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -187,7 +188,7 @@ class ShadowSender:
                 # sender's SCHED_IDLE. (uvloop, the server's event loop, has no ``process_group``.)
                 preexec_fn=_own_process_group,
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:  # SubprocessError: the child's setpgid failed
             log.error("could not start the shadow sender (copies are dropped until it runs): %s", exc)
             return False
         return True
