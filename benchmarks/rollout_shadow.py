@@ -23,9 +23,10 @@ two modes:
   omission; :mod:`.loadgen`). Target: p99 with / without <= 1.1, the ratio taken per repeat (both
   servers measured in the same minute) and reported as the median with its range over repeats.
 * **saturated** (closed loop, 1 connection): the capacity cost. Requests/s and the incumbent's CPU
-  ms per answered request (``/proc``, as :mod:`.serving` does) with and without the router: the
-  router's HTTP client, comparison and candidate log rows run in the incumbent's process, so at
-  saturation they take CPU the next request waits for. Reported, not a target.
+  ms per answered request (``/proc``, as :mod:`.serving` does) with and without the router, for the
+  pod (the serving process and its shadow sender) and the serving process alone (the router's part
+  there: the copy written to the sender's pipe, the outcome counted and logged). Reported, not a
+  target.
 
 Then, per mode and configured sample rate, the share of the requests the incumbent answered that
 reached the candidate (``modelops_router_requests_total{route="shadow", outcome="sent"}`` over the
@@ -61,6 +62,7 @@ from .common import (
     Placement,
     Target,
     background,
+    cpu_seconds,
     descendants,
     free_port,
     log,
@@ -214,10 +216,18 @@ def place_server(pid: int, placement: Placement | None, sender: Placement | None
     """Apply ``placement`` to a server's processes and threads, then ``sender`` to its shadow sender
     process (:mod:`modelops_runtime.serve.shadow`), if it has one."""
     place(pid, placement)
+    for process in senders(pid):
+        place(process, sender)
+
+
+def senders(pid: int) -> list[int]:
+    """The shadow sender processes (:mod:`modelops_runtime.serve.shadow`) among ``pid``'s descendants."""
+    found = []
     for process in descendants(pid):
         with contextlib.suppress(OSError):
             if b"modelops_runtime.serve.shadow" in Path(f"/proc/{process}/cmdline").read_bytes():
-                place(process, sender)
+                found.append(process)
+    return found
 
 
 def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -278,6 +288,8 @@ def _measure(
     (the control incumbent of ``control_load``; its requests and errors in the result)."""
     connections = 1 if rate is None else params.open_connections
     own, other = tree_cpu_seconds(target.pid), tree_cpu_seconds(candidate.pid)
+    shadowing = senders(target.pid)
+    sending = sum(cpu_seconds(p) for p in shadowing)
     with ThreadPoolExecutor(1) as pool:
         copies = None
         if outside is not None and rate is not None:
@@ -301,6 +313,7 @@ def _measure(
         outside_load = copies.result()  # raises what the outside client raised
         out["outside_requests"], out["outside_errors"] = outside_load.requests, outside_load.errors
     out["server_cpu_s"] = tree_cpu_seconds(target.pid) - own
+    out["sender_cpu_s"] = sum(cpu_seconds(p) for p in shadowing) - sending  # a restarted sender: not counted
     out["candidate_cpu_s"] = tree_cpu_seconds(candidate.pid) - other
     return out
 
@@ -324,7 +337,7 @@ def _pool(pieces: list[dict[str, Any]]) -> dict[str, Any]:
             "p99_ms": percentile(ms, 99),
             "max_ms": max(ms) if ms else None,
         }
-        for key in ("requests", "errors", "late", "server_cpu_s", "candidate_cpu_s", "generator_cpu_s"):
+        for key in ("requests", "errors", "late", "server_cpu_s", "sender_cpu_s", "candidate_cpu_s", "generator_cpu_s"):
             out[key] = sum(p[key] for p in pieces)
         for key in ("outside_requests", "outside_errors"):
             if key in pieces[0]:
@@ -334,8 +347,11 @@ def _pool(pieces: list[dict[str, Any]]) -> dict[str, Any]:
             out["copies_sent"] = sum(p["copies_sent"] for p in pieces)
     out.pop("latencies_ms", None)
     out["server_cpu_ms_per_request"] = 1000 * out["server_cpu_s"] / out["requests"] if out["requests"] else None
+    serving = out["server_cpu_s"] - out["sender_cpu_s"]
+    out["serving_cpu_ms_per_request"] = 1000 * serving / out["requests"] if out["requests"] else None
     sent = out.get("copies_sent")
     out["candidate_cpu_ms_per_copy"] = 1000 * out["candidate_cpu_s"] / sent if sent else None
+    out["sender_cpu_ms_per_copy"] = 1000 * out["sender_cpu_s"] / sent if sent else None
     return out
 
 
@@ -356,6 +372,12 @@ def _cells(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
             "candidate_cpu_ms_per_copy": median(
                 [r["candidate_cpu_ms_per_copy"] for r in done if r["candidate_cpu_ms_per_copy"] is not None]
             ),
+            "serving_cpu_ms_per_request": median(
+                [r["serving_cpu_ms_per_request"] for r in done if r.get("serving_cpu_ms_per_request") is not None]
+            ),
+            "sender_cpu_ms_per_copy": median(
+                [r["sender_cpu_ms_per_copy"] for r in done if r.get("sender_cpu_ms_per_copy") is not None]
+            ),
             "lag_p99_ms": median([r["lag_p99_ms"] for r in done if r.get("lag_p99_ms") is not None]),
             "late": sum(r.get("late", 0) for r in done),
             "errors": sum(r["errors"] for r in done),
@@ -364,7 +386,13 @@ def _cells(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
 
 
 #: Ratios reported per shadowed incumbent (name → the run's key).
-RATIOS = {"p50": "p50_ms", "p99": "p99_ms", "rps": "rps", "cpu": "server_cpu_ms_per_request"}
+RATIOS = {
+    "p50": "p50_ms",
+    "p99": "p99_ms",
+    "rps": "rps",
+    "cpu": "server_cpu_ms_per_request",
+    "serving_cpu": "serving_cpu_ms_per_request",
+}
 
 
 def _ratios(runs: dict[str, list[dict[str, Any]]], labels: list[str]) -> dict[str, dict[str, Any]]:
@@ -566,34 +594,40 @@ def markdown(result: dict[str, Any]) -> str:
         f"Fixed rate ({fixed['rate']:.0f} req/s, open loop on up to {fixed['connections']} connections, "
         "latency from each request's due time; in each repeat the incumbents take turns "
         f"{fixed.get('slices', 1)} times): the client latency a user sees. Send lag: how late the client "
-        "sent (its own delay, or all its connections waiting for answers).",
+        "sent (its own delay, or all its connections waiting for answers). CPU from `/proc`: the pod (the "
+        "serving process and its shadow sender), the serving process alone, the sender per copy sent.",
         "",
         "| incumbent | p50 ms | p99 ms (range over repeats) | max ms | p50 ratio | p99 ratio "
-        "| server CPU ms/request | CPU ratio | incumbent's core busy | send lag p99 ms | late sends | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| pod CPU ms/request | CPU ratio | serving process CPU ms/request | ratio | sender CPU ms/copy "
+        "| incumbent's core busy | send lag p99 ms | late sends | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, cell in fixed["cells"].items():
         rat = fixed["ratios"].get(label)
         cpu = cell["server_cpu_ms_per_request"]
         busy = f"{cell['rps'] * cpu / 10:.0f} %" if cpu is not None else "n/a"
-        cols = [_f(cell["max_ms"]), *_ratio_cols(rat, "p50", "p99"), _f(cpu, 3), *_ratio_cols(rat, "cpu"), busy]
+        cols = [_f(cell["max_ms"]), *_ratio_cols(rat, "p50", "p99"), _f(cpu, 3), *_ratio_cols(rat, "cpu")]
+        cols += [_f(cell.get("serving_cpu_ms_per_request"), 3), *_ratio_cols(rat, "serving_cpu")]
+        cols += [_f(cell.get("sender_cpu_ms_per_copy"), 3), busy]
         cols += [_f(cell["lag_p99_ms"]), str(cell["late"]), str(cell["errors"])]
         lines.append(_row(label, *_latency_cols(cell), *cols))
     lines += [
         "",
-        f"Saturated (closed loop, 1 connection{at_saturation}): the capacity cost; the router's work runs in "
-        "the incumbent's process, so at saturation it takes CPU the next request waits for. The candidate's "
-        "CPU per copy includes its own background work (timers, log writer), spread over fewer copies at "
-        "low rates.",
+        f"Saturated (closed loop, 1 connection{at_saturation}): the capacity cost; the router's part of the "
+        "serving process takes CPU the next request waits for, the sender only CPU left idle (copies it has "
+        "no time for are dropped). The candidate's CPU per copy includes its own background work (timers, "
+        "log writer), spread over fewer copies at low rates.",
         "",
         "| incumbent | req/s | req/s ratio | p50 ms | p99 ms (range over repeats) | p50 ratio | p99 ratio "
-        "| server CPU ms/request | CPU ratio | candidate CPU ms/copy | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| pod CPU ms/request | CPU ratio | serving process CPU ms/request | ratio | candidate CPU ms/copy "
+        "| errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, cell in saturated["cells"].items():
         rat = saturated["ratios"].get(label)
         cols = [f"{cell['rps']:.0f}", *_ratio_cols(rat, "rps"), *_latency_cols(cell), *_ratio_cols(rat, "p50", "p99")]
         cols += [_f(cell["server_cpu_ms_per_request"], 3), *_ratio_cols(rat, "cpu")]
+        cols += [_f(cell.get("serving_cpu_ms_per_request"), 3), *_ratio_cols(rat, "serving_cpu")]
         lines.append(_row(label, *cols, _f(cell["candidate_cpu_ms_per_copy"], 3), str(cell["errors"])))
     if CONTROL in fixed["cells"]:
         lines += [

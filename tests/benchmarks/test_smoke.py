@@ -292,6 +292,11 @@ def test_rollout_shadow_benchmark_runs_on_tiny_sizes() -> None:
     assert all(r["rate"] == result["fixed_rate"]["rate"] for r in result["fixed_rate"]["runs"]["without"])
     assert all(r["slices"] == 2 and "latencies_ms" not in r for r in result["fixed_rate"]["runs"]["shadow 0.5"])
     # The control incumbent's candidate got the outside client's requests (fixed rate only).
+    # The pod's CPU split: the sender's part only where there is a sender.
+    (plain,), (shadowed,) = (result["fixed_rate"]["runs"][k] for k in ("without", "shadow 0.5"))
+    assert plain["sender_cpu_s"] == 0 and plain["serving_cpu_ms_per_request"] == plain["server_cpu_ms_per_request"]
+    assert shadowed["sender_cpu_s"] > 0
+    assert shadowed["serving_cpu_ms_per_request"] < shadowed["server_cpu_ms_per_request"]
     (control,) = result["fixed_rate"]["runs"][rollout_shadow.CONTROL]
     assert control["outside_requests"] > 0 and control["outside_errors"] == 0
     for mode in ("saturated", "fixed_rate"):
