@@ -253,6 +253,7 @@ async def _shadow(router: Any, request_id: str, incumbent: tuple[Any, ...] | np.
 
     job = SimpleNamespace(request_id=request_id, batch=SimpleNamespace(n_rows=len(incumbent)))
     result = SimpleNamespace(forwarded=False, prediction=SimpleNamespace(predict=np.array(incumbent)))
+    assert router.copies(result)
     await router.shadow(job, b"{}", "/invocations", {"content-type": "application/json"}, result)
 
 

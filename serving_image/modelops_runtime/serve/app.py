@@ -105,10 +105,10 @@ def create_app(
         """Wrap an infer handler: map errors to responses and count them in ml_prediction_errors_total.
 
         A request is counted (and logged) as predicted only once its response is built, so metrics
-        and the prediction log agree with what the client receives. A shadow router gets the
-        request in a background task of the response, which Starlette runs after the response's
-        last byte was handed to the server: nothing of the copy runs before the client's answer
-        is written.
+        and the prediction log agree with what the client receives. A shadow router gets a request
+        in its share in a background task of the response, which Starlette runs after the
+        response's last byte was handed to the server: nothing of the copy runs before the client's
+        answer is written (the other requests get no background task).
         """
 
         async def endpoint(request: Request) -> Response:
@@ -130,7 +130,7 @@ def create_app(
             assert slot.job is not None
             if not result.forwarded:
                 service.commit(slot.job, result)
-            if router is not None and router.shadows():
+            if router is not None and router.copies(result):
                 response.background = BackgroundTask(
                     router.shadow, slot.job, slot.body, request.url.path, request.headers, result
                 )

@@ -173,17 +173,20 @@ class Router:
 
     # -------------------------------------------------------------------------------- shadow
 
-    def shadows(self) -> bool:
-        """Whether this router copies requests (shadow mode)."""
-        return self.config.mode == "shadow"
+    def copies(self, result: InferResult) -> bool:
+        """Whether a request the incumbent answered is copied to the candidate: shadow mode and in the
+        share. Advances the share: call it once per answered request. The server attaches a
+        background task (:meth:`shadow`) only to the requests it returns True for, so the others
+        cost nothing more than this call."""
+        return self._sender is not None and not result.forwarded and self._share.take()
 
     async def shadow(self, job: InferJob, body: bytes, path: str, headers: Any, result: InferResult) -> None:
-        """Hand a copy of an answered request to the shadow sender when it is in the shadow share.
+        """Hand a copy of an answered request (one :meth:`copies` took) to the shadow sender.
 
         Called once the response was sent (a Starlette background task, :mod:`.app`). Never
         blocks and never raises: a copy the sender cannot take is dropped (``outcome="dropped"``).
         """
-        if self._sender is None or result.forwarded or not self._share.take():
+        if self._sender is None:
             return
         key = next(self._keys)
         headers = self._headers(job, headers, "shadow")
