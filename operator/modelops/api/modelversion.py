@@ -483,6 +483,11 @@ class RolloutAnalysisStatus(ApiModel):
         description="Shadow: copies the incumbent's pods dropped in the window (no CPU or queue room to send "
         "them); they count for neither side, so the window waits longer for minRequests.",
     )
+    shadow_dropped_warned: bool = Field(
+        default=False,
+        description="Shadow: the window's ShadowCopiesDropped warning was posted (once per window, however "
+        "often the share of dropped copies crosses 10 % again).",
+    )
     agreement: float | None = Field(default=None, description="Prediction agreement (see analysis.minAgreement).")
     agreement_p_value: float | None = Field(
         default=None, description="Canary: chi-square p-value that both sides predict classes alike (noise check)."
