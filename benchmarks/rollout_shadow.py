@@ -29,7 +29,9 @@ two modes:
 
 Then, per mode and configured sample rate, the share of the requests the incumbent answered that
 reached the candidate (``modelops_router_requests_total{route="shadow", outcome="sent"}`` over the
-incumbent's ``ml_prediction_latency_seconds_count``), and the copies dropped or failed.
+incumbent's ``ml_prediction_latency_seconds_count``), and the copies dropped or failed; each turn's
+counts are read once the copies its load caused have outcomes (:func:`settled_counts`), so none is
+lost between turns and none loads the machine during another incumbent's turn.
 
 ``control_load`` adds the incumbent without a router once more (``without, candidate loaded``), while
 an outside client on the candidate's core sends the candidate the copies a rate-1 router would (fixed
@@ -46,6 +48,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -80,6 +83,9 @@ NAME = "rollout_shadow"
 MODEL = "logistic_regression"
 #: The label of the control incumbent of ``Params.control_load``.
 CONTROL = "without, candidate loaded"
+#: Longest wait for a shadowed incumbent's copies to have outcomes (s): the sender's own bound is the
+#: router's timeout (5 s) per copy in flight, 4 at once, for a queue of 256 (:func:`settled_counts`).
+SETTLE_SECONDS = 30.0
 
 
 @dataclass
@@ -237,6 +243,29 @@ def shadow_counts(url: str) -> dict[str, float]:
     for outcome in ("sent", "dropped", "failed"):
         out[outcome] = found.get(("modelops_router_requests_total", (("outcome", outcome), ("route", "shadow"))), 0.0)
     return out
+
+
+def settled_counts(url: str, rate: float, cut: int) -> dict[str, float]:
+    """:func:`shadow_counts` of a shadowed incumbent once the copies its router took have outcomes.
+
+    A copy counts (sent, dropped or failed) when the shadow sender reports it, which may be well after
+    the load that caused it ended (at saturation its queue is full); read at once, the copies still in
+    the sender would count for no mode (the next read starts from later counts) and would load the
+    machine during the next incumbent's turn. The router takes exactly ``Share(rate).taken(n)`` of its
+    first ``n`` answered requests (:class:`modelops_runtime.serve.router.Share`), so the counts are
+    read once at most ``cut`` copies are missing (requests answered whose connection the client cut at
+    the end of its load: no copy follows them), or after :data:`SETTLE_SECONDS`.
+    """
+    from modelops_runtime.serve.router import Share
+
+    share = Share(rate)
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        counts = shadow_counts(url)
+        outcomes = counts["sent"] + counts["dropped"] + counts["failed"]
+        if outcomes + cut >= share.taken(round(counts["answered"])) or time.monotonic() >= deadline:
+            return counts
+        time.sleep(0.01)
 
 
 def _share(rate: float, counts: dict[str, float]) -> dict[str, float | None]:
@@ -464,12 +493,13 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
                         order.reverse()
                     for label, target in order:
                         key = label.removeprefix("shadow ")
-                        counts = shadow_counts(target.url) if key in shadowed else None
+                        cut = 1 if rate is None else params.open_connections  # connections of the load
+                        counts = settled_counts(target.url, shadowed[key][0], cut) if key in shadowed else None
                         seconds = params.duration / slices
                         outside = where["candidate"] if label == CONTROL else None
                         measured = _measure(generator, target, candidate, body, params, client, rate, seconds, outside)
                         if counts is not None:
-                            after = shadow_counts(target.url)
+                            after = settled_counts(target.url, shadowed[key][0], cut)
                             for outcome, total in copied[mode][key].items():
                                 copied[mode][key][outcome] = total + after[outcome] - counts[outcome]
                             measured["copies_sent"] = after["sent"] - counts["sent"]
