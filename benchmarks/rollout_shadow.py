@@ -49,9 +49,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -300,11 +302,14 @@ def _measure(
     rate: float | None,
     seconds: float,
     outside: Placement | None = None,
+    settle: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """One load run of ``seconds`` against ``target`` (open loop at ``rate`` with every latency, else
     closed): the load result, the target's CPU seconds and the candidate's meanwhile (``/proc``).
     ``outside``: meanwhile an outside client placed there sends the candidate ``rate`` requests/s
-    (the control incumbent of ``control_load``; its requests and errors in the result)."""
+    (the control incumbent of ``control_load``; its requests and errors in the result). ``settle``: called
+    once the load ended, before the CPU seconds are read, so that the work on the copies still in the
+    shadow sender counts for this run (:func:`settled_counts`); what it returns is ``shadow_counts``."""
     connections = 1 if rate is None else params.open_connections
     own, other = tree_cpu_seconds(target.pid), tree_cpu_seconds(candidate.pid)
     with ThreadPoolExecutor(1) as pool:
@@ -329,6 +334,8 @@ def _measure(
     if copies is not None:
         outside_load = copies.result()  # raises what the outside client raised
         out["outside_requests"], out["outside_errors"] = outside_load.requests, outside_load.errors
+    if settle is not None:
+        out["shadow_counts"] = settle()
     out["server_cpu_s"] = tree_cpu_seconds(target.pid) - own
     out["candidate_cpu_s"] = tree_cpu_seconds(candidate.pid) - other
     return out
@@ -494,12 +501,17 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
                     for label, target in order:
                         key = label.removeprefix("shadow ")
                         cut = 1 if rate is None else params.open_connections  # connections of the load
-                        counts = settled_counts(target.url, shadowed[key][0], cut) if key in shadowed else None
+                        settle = (
+                            partial(settled_counts, target.url, shadowed[key][0], cut) if key in shadowed else None
+                        )
+                        counts = settle() if settle is not None else None
                         seconds = params.duration / slices
                         outside = where["candidate"] if label == CONTROL else None
-                        measured = _measure(generator, target, candidate, body, params, client, rate, seconds, outside)
+                        measured = _measure(
+                            generator, target, candidate, body, params, client, rate, seconds, outside, settle
+                        )
                         if counts is not None:
-                            after = settled_counts(target.url, shadowed[key][0], cut)
+                            after = measured.pop("shadow_counts")
                             for outcome, total in copied[mode][key].items():
                                 copied[mode][key][outcome] = total + after[outcome] - counts[outcome]
                             measured["copies_sent"] = after["sent"] - counts["sent"]
