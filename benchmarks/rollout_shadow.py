@@ -30,7 +30,9 @@ two modes:
 
 Then, per mode and configured sample rate, the share of the requests the incumbent answered that
 reached the candidate (``modelops_router_requests_total{route="shadow", outcome="sent"}`` over the
-incumbent's ``ml_prediction_latency_seconds_count``), and the copies dropped or failed.
+incumbent's ``ml_prediction_latency_seconds_count``), and the copies dropped or failed; each turn's
+counts are read once the copies its load caused have outcomes (:func:`settled_counts`), so none is
+lost between turns and none loads the machine during another incumbent's turn.
 
 ``control_load`` adds the incumbent without a router once more (``without, candidate loaded``), while
 an outside client on the candidate's core sends the candidate the copies a rate-1 router would (fixed
@@ -47,9 +49,12 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +87,9 @@ NAME = "rollout_shadow"
 MODEL = "logistic_regression"
 #: The label of the control incumbent of ``Params.control_load``.
 CONTROL = "without, candidate loaded"
+#: Longest wait for a shadowed incumbent's copies to have outcomes (s): the sender's own bound is the
+#: router's timeout (5 s) per copy in flight, 4 at once, for a queue of 256 (:func:`settled_counts`).
+SETTLE_SECONDS = 30.0
 
 
 @dataclass
@@ -249,6 +257,29 @@ def shadow_counts(url: str) -> dict[str, float]:
     return out
 
 
+def settled_counts(url: str, rate: float, cut: int) -> dict[str, float]:
+    """:func:`shadow_counts` of a shadowed incumbent once the copies its router took have outcomes.
+
+    A copy counts (sent, dropped or failed) when the shadow sender reports it, which may be well after
+    the load that caused it ended (at saturation its queue is full); read at once, the copies still in
+    the sender would count for no mode (the next read starts from later counts) and would load the
+    machine during the next incumbent's turn. The router takes exactly ``Share(rate).taken(n)`` of its
+    first ``n`` answered requests (:class:`modelops_runtime.serve.router.Share`), so the counts are
+    read once at most ``cut`` copies are missing (requests answered whose connection the client cut at
+    the end of its load: no copy follows them), or after :data:`SETTLE_SECONDS`.
+    """
+    from modelops_runtime.serve.router import Share
+
+    share = Share(rate)
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        counts = shadow_counts(url)
+        outcomes = counts["sent"] + counts["dropped"] + counts["failed"]
+        if outcomes + cut >= share.taken(round(counts["answered"])) or time.monotonic() >= deadline:
+            return counts
+        time.sleep(0.01)
+
+
 def _share(rate: float, counts: dict[str, float]) -> dict[str, float | None]:
     """What became of the copies of one shadowed incumbent in one mode: ``counts`` (requests answered,
     copies sent, dropped, failed) with the share of answered requests that reached the candidate and
@@ -281,11 +312,14 @@ def _measure(
     rate: float | None,
     seconds: float,
     outside: Placement | None = None,
+    settle: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """One load run of ``seconds`` against ``target`` (open loop at ``rate`` with every latency, else
     closed): the load result, the target's CPU seconds and the candidate's meanwhile (``/proc``).
     ``outside``: meanwhile an outside client placed there sends the candidate ``rate`` requests/s
-    (the control incumbent of ``control_load``; its requests and errors in the result)."""
+    (the control incumbent of ``control_load``; its requests and errors in the result). ``settle``: called
+    once the load ended, before the CPU seconds are read, so that the work on the copies still in the
+    shadow sender counts for this run (:func:`settled_counts`); what it returns is ``shadow_counts``."""
     connections = 1 if rate is None else params.open_connections
     own, other = tree_cpu_seconds(target.pid), tree_cpu_seconds(candidate.pid)
     shadowing = senders(target.pid)
@@ -312,6 +346,8 @@ def _measure(
     if copies is not None:
         outside_load = copies.result()  # raises what the outside client raised
         out["outside_requests"], out["outside_errors"] = outside_load.requests, outside_load.errors
+    if settle is not None:
+        out["shadow_counts"] = settle()
     out["server_cpu_s"] = tree_cpu_seconds(target.pid) - own
     out["sender_cpu_s"] = sum(cpu_seconds(p) for p in shadowing) - sending  # a restarted sender: not counted
     out["candidate_cpu_s"] = tree_cpu_seconds(candidate.pid) - other
@@ -492,12 +528,18 @@ def run(params: Params | None = None, workdir: Path | None = None) -> dict[str, 
                         order.reverse()
                     for label, target in order:
                         key = label.removeprefix("shadow ")
-                        counts = shadow_counts(target.url) if key in shadowed else None
+                        cut = 1 if rate is None else params.open_connections  # connections of the load
+                        settle = (
+                            partial(settled_counts, target.url, shadowed[key][0], cut) if key in shadowed else None
+                        )
+                        counts = settle() if settle is not None else None
                         seconds = params.duration / slices
                         outside = where["candidate"] if label == CONTROL else None
-                        measured = _measure(generator, target, candidate, body, params, client, rate, seconds, outside)
+                        measured = _measure(
+                            generator, target, candidate, body, params, client, rate, seconds, outside, settle
+                        )
                         if counts is not None:
-                            after = shadow_counts(target.url)
+                            after = measured.pop("shadow_counts")
                             for outcome, total in copied[mode][key].items():
                                 copied[mode][key][outcome] = total + after[outcome] - counts[outcome]
                             measured["copies_sent"] = after["sent"] - counts["sent"]
@@ -691,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     params.client_with_candidate = ns.client_with_candidate
     params.control_load = ns.control_load
     if ns.rates:
-        params.sample_rates = tuple(ns.rates)
+        params.sample_rates = tuple(dict.fromkeys(ns.rates))  # each rate once
     result = run(params)
     print(markdown(result))
     if ns.no_write:

@@ -299,8 +299,13 @@ def test_rollout_shadow_benchmark_runs_on_tiny_sizes() -> None:
     assert shadowed["serving_cpu_ms_per_request"] < shadowed["server_cpu_ms_per_request"]
     (control,) = result["fixed_rate"]["runs"][rollout_shadow.CONTROL]
     assert control["outside_requests"] > 0 and control["outside_errors"] == 0
-    for mode in ("saturated", "fixed_rate"):
+    # Every copy the router took in a mode is counted in that mode (sent, dropped or failed), also those
+    # still in the sender when a slice's load ended: the router takes exactly every other request at 0.5
+    # (Share), less the requests a client cut at a slice's end (at most one per connection).
+    params = rollout_shadow.Params.tiny()
+    for mode, cut in (("saturated", 1), ("fixed_rate", params.slices * params.open_connections)):
         share = result["shares"][mode]["0.5"]
-        assert share["answered"] > 0 and share["sent"] + share["dropped"] + share["failed"] > 0
+        copies = share["sent"] + share["dropped"] + share["failed"]
+        assert share["answered"] > 0 and abs(copies - share["answered"] / 2) <= cut + 1, (mode, share)
     _complete_targets(result)
     assert "## Rollout shadow" in rollout_shadow.markdown(json.loads(json.dumps(result, default=vars)))

@@ -556,6 +556,70 @@ def test_a_ctrl_c_while_the_sender_starts_does_not_kill_it() -> None:
     assert "own group True same session and autogroup True" in done.stdout
 
 
+def test_a_sender_that_logs_to_a_terminal_with_tostop_is_not_stopped() -> None:
+    """In a process group of its own the sender is a background job of its serving process's terminal:
+    with ``stty tostop`` a write of a background job to the terminal stops it (SIGTTOU). Its log goes
+    to the serving process's stderr, that terminal: it must go on sending, not stop at its first log
+    line while its copies are dropped and the server's shutdown waits for it."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import threading
+
+    serving_process = (
+        "import asyncio, logging, os, sys, termios, numpy, uvloop\n"
+        "from modelops.contract import RouterConfig\n"
+        "from modelops_runtime.serve.shadow import ShadowSender\n"
+        "os.close(os.open(os.ttyname(2), os.O_RDWR))  # a session leader: the terminal becomes its own\n"
+        "attrs = termios.tcgetattr(2)\n"
+        "attrs[3] |= termios.TOSTOP\n"
+        "termios.tcsetattr(2, termios.TCSANOW, attrs)\n"
+        "logging.basicConfig(level=logging.INFO)  # the sender logs its start at INFO\n"
+        "async def main():\n"
+        "    sender = ShadowSender(RouterConfig.model_validate_json(sys.argv[1]), print)\n"
+        "    await sender.start()\n"
+        "    process = sender._process\n"
+        "    sender.send(0, '/invocations', {}, b'{}', numpy.array([1]))\n"
+        "    await sender.stop()  # the sender reports the copy (the candidate is down) and exits\n"
+        "    print('restarts', sender.restarts, 'exit', process.returncode, flush=True)\n"
+        "uvloop.run(main())\n"
+    )
+    terminal, tty = pty.openpty()
+    shown: list[bytes] = []
+
+    def read_terminal() -> None:  # what the terminal shows, so that writes to it never block
+        while True:
+            try:
+                data = os.read(terminal, 65536)
+            except OSError:  # EIO: every process closed the terminal
+                return
+            if not data:
+                return
+            shown.append(data)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", serving_process, DOWN.model_dump_json()],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=tty,
+            text=True,
+            timeout=60,
+            start_new_session=True,  # the session of a terminal, its process the foreground job
+        )
+    finally:
+        os.close(tty)
+        reader.join(10)
+        os.close(terminal)
+    log = b"".join(shown).decode(errors="replace")
+    assert done.returncode == 0, log
+    assert "sending shadow copies" in log  # the sender wrote to the terminal
+    assert "restarts 0 exit 0" in done.stdout and "dropped=True" not in done.stdout, (done.stdout, log)
+
+
 def test_a_sender_whose_serving_process_is_gone_ends_quietly() -> None:
     """The serving process ends without stopping its sender (a second Ctrl-C forces uvicorn out
     without its shutdown; a worker killed): the sender finishes the copy in flight, finds nobody to

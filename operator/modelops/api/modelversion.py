@@ -481,7 +481,13 @@ class RolloutAnalysisStatus(ApiModel):
         default=0,
         ge=0,
         description="Shadow: copies the incumbent's pods dropped in the window (no CPU or queue room to send "
-        "them); they count for neither side, so the window waits longer for minRequests.",
+        "them, or their shadow sender restarting); they count for neither side, so the window waits longer "
+        "for minRequests.",
+    )
+    shadow_dropped_warned: bool = Field(
+        default=False,
+        description="Shadow: the window's ShadowCopiesDropped warning was posted (once per window, however "
+        "often the share of dropped copies crosses 10 % again).",
     )
     agreement: float | None = Field(default=None, description="Prediction agreement (see analysis.minAgreement).")
     agreement_p_value: float | None = Field(

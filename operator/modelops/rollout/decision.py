@@ -182,31 +182,32 @@ def _dropped(numbers: RolloutAnalysisStatus) -> str:
     copies = dropped + numbers.candidate.requests
     return (
         f"; {dropped} of {copies} shadow copies dropped ({_pct(dropped / copies)}: the incumbent's pods "
-        "had no CPU or queue room to send them)"
+        "had no CPU or queue room to send them, or their shadow sender was restarting)"
     )
 
 
 def dropped_copies_warning(previous: RolloutAnalysisStatus | None, current: RolloutAnalysisStatus) -> str | None:
-    """The message of a ``ShadowCopiesDropped`` warning when the window's share of dropped shadow
-    copies has just crossed :data:`DROPPED_WARNING_SHARE` (of at least
-    :data:`DROPPED_WARNING_MIN_COPIES` copies): once per window, since ``previous`` (the last
-    analysis in the status, None at a window's start) is compared. None otherwise.
+    """The message of a ``ShadowCopiesDropped`` warning when more than :data:`DROPPED_WARNING_SHARE`
+    of the window's shadow copies (at least :data:`DROPPED_WARNING_MIN_COPIES`) were dropped and the
+    window was not warned yet, else None. Once per window: ``previous`` (the last analysis in the
+    status, None at a window's start) says whether this window was warned; ``current`` is marked
+    (``shadow_dropped_warned``) when it was or is now, since the share can dip under the threshold
+    and cross it again.
     """
-
-    def over(numbers: RolloutAnalysisStatus | None) -> bool:
-        if numbers is None or numbers.window_start != current.window_start:
-            return False
-        copies = numbers.shadow_dropped + numbers.candidate.requests
-        return copies >= DROPPED_WARNING_MIN_COPIES and numbers.shadow_dropped > DROPPED_WARNING_SHARE * copies
-
-    if not over(current) or over(previous):
-        return None
+    current.shadow_dropped_warned = (
+        previous is not None and previous.window_start == current.window_start and previous.shadow_dropped_warned
+    )
     dropped = current.shadow_dropped
     copies = dropped + current.candidate.requests
+    over = copies >= DROPPED_WARNING_MIN_COPIES and dropped > DROPPED_WARNING_SHARE * copies
+    if current.shadow_dropped_warned or not over:
+        return None
+    current.shadow_dropped_warned = True
     return (
         f"{dropped} of {copies} shadow copies in this window dropped ({_pct(dropped / copies)}): the "
-        "incumbent's pods have no CPU or queue room to send them, so the analysis waits longer for "
-        "minRequests; give the pods CPU to spare or lower shadow.sampleRate"
+        "incumbent's pods have no CPU or queue room to send them (or their shadow sender restarts: see "
+        "the pods' logs), so the analysis waits longer for minRequests; give the pods CPU to spare or "
+        "lower shadow.sampleRate"
     )
 
 

@@ -80,7 +80,11 @@ class Share:
     def take(self) -> bool:
         """Count one call; whether it is in the share."""
         self.calls += 1
-        return (self.calls * self.per_million) // PER_MILLION > ((self.calls - 1) * self.per_million) // PER_MILLION
+        return self.taken(self.calls) > self.taken(self.calls - 1)
+
+    def taken(self, calls: int) -> int:
+        """How many of the first ``calls`` calls are in the share."""
+        return (calls * self.per_million) // PER_MILLION
 
 
 class Router:

@@ -20,10 +20,11 @@ tasks, and writes one outcome per copy. It runs at the lowest CPU priority (``SC
 takes only the time the serving process leaves, and copies it cannot send in time are dropped rather
 than clients delayed. Ends when its stdin closes (the serving process stops, or died): copies in
 flight are finished and reported (to nobody, quietly, when the serving process is gone), queued ones
-reported dropped. It runs in a session (so a process group) of its own: a terminal's Ctrl-C or a
-kill of the serving process's group does not reach it (not even in the second it takes to start),
-and it ignores SIGINT and SIGTERM sent to it: the serving process, which drains first, closes its
-stdin when done.
+reported dropped. It runs in a process group of its own (in its serving process's session): a
+terminal's Ctrl-C or a kill of the serving process's group does not reach it (not even in the second
+it takes to start), and it ignores SIGINT and SIGTERM sent to it: the serving process, which drains
+first, closes its stdin when done. It ignores SIGTTOU too: a background job of the serving
+process's terminal, it would be stopped at its first log line there under ``stty tostop``.
 
 Wire format. To the sender, per copy: ``!II`` (lengths of meta and body), then the meta
 (JSON: ``k`` the copy's key, ``path``, ``headers``, ``incumbent`` the incumbent's predictions) and
@@ -342,12 +343,16 @@ def yield_cpu() -> str:
 def main(argv: list[str] | None = None) -> int:
     """The sender process: ``python -m modelops_runtime.serve.shadow '<RouterConfig JSON>' [LEVEL]``
     (the serving process's log level, INFO by default)."""
+    # First, before anything is written to stderr: in a process group of its own the sender is a
+    # background job of its serving process's terminal (if any), and under ``stty tostop`` such a job
+    # is stopped by SIGTTOU at its first write there unless it ignores it (termios(3), TOSTOP). Set
+    # here, not before exec: uvloop's libuv resets every signal's disposition in the child.
+    for ignored in (signal.SIGINT, signal.SIGTERM, signal.SIGTTOU):
+        signal.signal(ignored, signal.SIG_IGN)
     args = sys.argv[1:] if argv is None else argv
     config = RouterConfig.model_validate_json(args[0])
     level = args[1] if len(args) > 1 else "INFO"
     priority = yield_cpu()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s [shadow sender] %(name)s: %(message)s", stream=sys.stderr
     )
