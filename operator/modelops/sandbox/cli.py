@@ -180,7 +180,7 @@ def status(
         typer.echo(json.dumps(info, indent=1))
     else:
         typer.echo(f"state dir:  {info['state_dir']}")
-        typer.echo(f"kubeconfig: {info['kubeconfig']}")
+        typer.echo(f"kubeconfig: {info['kubeconfig'] or '(none)'}")
         for name, comp in info["components"].items():
             flag = "running" if comp["alive"] else "DEAD"
             typer.echo(f"{name:23s} pid {comp['pid']:<8d} {flag:8s} {comp['url'] or '':32s} {comp['log']}")
@@ -190,9 +190,15 @@ def status(
         raise typer.Exit(1)
 
 
+#: kubectl's kind prefixes ``logs`` accepts in ``KIND/NAME`` (the name after the slash is looked up).
+_LOG_KINDS = frozenset({"deployment", "deployments", "deploy", "job", "jobs", "pod", "pods", "po"})
+
+
 @app.command()
 def logs(
-    name: str | None = typer.Argument(None, help="Job, Deployment or pod name."),
+    name: str | None = typer.Argument(
+        None, help="Job, Deployment or pod name (kubectl's KIND/NAME form too, e.g. deployment/NAME)."
+    ),
     namespace: str = typer.Option("default", "-n", "--namespace"),
     state_dir: Path | None = typer.Option(None, envvar="MODELOPS_SANDBOX_DIR", help=_STATE_HELP),
     all_pods: bool = typer.Option(False, "--all", help="Every pod (retries, replicas), oldest first."),
@@ -216,9 +222,15 @@ def logs(
         return
     if name is None:
         raise typer.BadParameter("give a Job, Deployment or pod name, or --component")
+    kind, slash, bare = name.partition("/")
+    if slash and kind.lower() in _LOG_KINDS:
+        name = bare
     records = pod_records(root, namespace, name)
     if not records:
-        typer.echo(f"no pods of {namespace}/{name} in {root}", err=True)
+        hint = ""
+        if (root / "logs" / f"{name}.log").exists():
+            hint = f"; {name!r} is a sandbox component: modelops sandbox logs --component {name}"
+        typer.echo(f"no pods of {namespace}/{name} in {root}{hint}", err=True)
         raise typer.Exit(1)
     if all_pods:
         for record in records:
