@@ -174,12 +174,16 @@ def summary(numbers: RolloutAnalysisStatus) -> str:
     return "candidate vs incumbent: " + ", ".join(parts) + _dropped(numbers)
 
 
+def _copies(numbers: RolloutAnalysisStatus) -> tuple[int, int]:
+    """``(dropped, copies)``: the window's shadow copies dropped, of all it copied (dropped + sent + failed)."""
+    return numbers.shadow_dropped, numbers.shadow_dropped + numbers.candidate.requests
+
+
 def _dropped(numbers: RolloutAnalysisStatus) -> str:
     """``; N of M shadow copies dropped (...)`` when the window has dropped copies, else empty."""
-    dropped = numbers.shadow_dropped
+    dropped, copies = _copies(numbers)
     if not dropped:
         return ""
-    copies = dropped + numbers.candidate.requests
     return (
         f"; {dropped} of {copies} shadow copies dropped ({_pct(dropped / copies)}: the incumbent's pods "
         "had no CPU or queue room to send them, or their shadow sender was restarting)"
@@ -197,8 +201,7 @@ def dropped_copies_warning(previous: RolloutAnalysisStatus | None, current: Roll
     current.shadow_dropped_warned = (
         previous is not None and previous.window_start == current.window_start and previous.shadow_dropped_warned
     )
-    dropped = current.shadow_dropped
-    copies = dropped + current.candidate.requests
+    dropped, copies = _copies(current)
     over = copies >= DROPPED_WARNING_MIN_COPIES and dropped > DROPPED_WARNING_SHARE * copies
     if current.shadow_dropped_warned or not over:
         return None
