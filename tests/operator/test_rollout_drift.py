@@ -23,6 +23,7 @@ from modelops.api.modelversion import (
     RegistryStatus,
     RolloutAnalysis,
     RolloutAnalysisStatus,
+    RolloutDriftStatus,
     RolloutSpec,
     RolloutStatus,
     WindowNumbers,
@@ -138,9 +139,12 @@ def _numbers() -> RolloutAnalysisStatus:
     return RolloutAnalysisStatus(candidate=WindowNumbers(requests=300), incumbent=WindowNumbers(requests=300))
 
 
-def _settled(now: datetime) -> datetime:
-    """A pass once the rows of a window that ended at ``now`` are in the log: its Jobs start then."""
-    return now + timedelta(seconds=rolloutdrift.LOG_SETTLE_SECONDS + 1)
+def _settled(drift: RolloutDriftStatus | None) -> datetime:
+    """A pass once the rows of the window the check ``drift`` is for are in the log: its Jobs start
+    then. From the check's own ``windowEnd`` (the wall clock at its first pass), not the setup's
+    clock: writing the log can take seconds on a loaded machine."""
+    assert drift is not None and drift.window_end is not None
+    return drift.window_end + timedelta(seconds=rolloutdrift.LOG_SETTLE_SECONDS + 1)
 
 
 async def test_a_candidate_trained_on_other_data_is_aborted_on_input_drift(
@@ -158,7 +162,7 @@ async def test_a_candidate_trained_on_other_data_is_aborted_on_input_drift(
     rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
     assert rs.drift.state == "Running" and len(rs.drift.jobs) == 2 and kube.count("jobs") == 0
     assert "once the window's last rows are in the prediction log" in (rs.drift.message or "")
-    now = _settled(now)  # the window's rows are written: the Jobs start
+    now = _settled(rs.drift)  # the window's rows are written: the Jobs start
     rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
     assert rs.drift.state == "Running" and rs.drift.message == ""
     assert sorted(n for (p, _, n) in kube.objects if p == "jobs") == sorted(rs.drift.jobs)
@@ -190,7 +194,7 @@ async def test_a_candidate_trained_on_the_same_data_passes_and_a_failed_job_paus
     rs = candidate.rollout
     assert rs is not None
     rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
-    now = _settled(now)
+    now = _settled(rs.drift)
     rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
     _run_pods(kube, monkeypatch, mlflow_store)
     rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
@@ -202,7 +206,7 @@ async def test_a_candidate_trained_on_the_same_data_passes_and_a_failed_job_paus
     rs.step_started = now - timedelta(minutes=30)
     rs.drift = None
     rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
-    now = _settled(now)
+    now = _settled(rs.drift)
     rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now)
     failing = rs.drift.jobs[1]
     _run_pods(kube, monkeypatch, mlflow_store, fail=failing)
