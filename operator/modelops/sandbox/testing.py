@@ -184,11 +184,18 @@ class Sandbox:
     ) -> dict[str, Any]:
         """Wait until the object exists and ``predicate(object)`` is truthy; returns the object."""
 
+        seen: list[dict[str, Any]] = []
+
         def check() -> dict[str, Any]:
             obj = self.get(kind, name, namespace)
+            seen[:] = [obj]
             return obj if predicate(obj) else {}
 
-        return self.wait_for(check, timeout, message=message or f"{kind} {namespace}/{name}")
+        try:
+            return self.wait_for(check, timeout, message=message or f"{kind} {namespace}/{name}")
+        except WaitTimeout as exc:  # name what the object last showed, not the predicate's falsy {}
+            status = seen[0].get("status") if seen else "(never found)"
+            raise WaitTimeout(f"{exc}; its status: {status!r}") from None
 
     def wait_for_condition(
         self, kind: str | k8s.Resource, name: str, namespace: str | None, ctype: str, timeout: float = 90.0
