@@ -168,3 +168,29 @@ def test_a_dataset_server_refusing_connections_is_unavailable_not_missing(tmp_pa
         data.read_table(url, "csv", url)
     with pytest.raises(InvalidInput, match="dataset not found"):
         data.read_table(str(tmp_path / "absent.csv"), "csv", "absent.csv")
+
+
+def test_the_admission_ranges_name_metrics_the_runtime_computes_and_hold_for_them() -> None:
+    """``METRIC_RANGES`` (the CRD's refusal of an unreachable ``promotion.minValue``) names only
+    metrics the runtime logs, and every value the runtime computes, on good and on useless
+    predictions, lies in its range."""
+    import numpy as np
+
+    from modelops.api.modelversion import METRIC_RANGES
+    from modelops_runtime.train.metrics import classification_metrics, regression_metrics
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    computed: dict[str, list[float]] = {}
+    for pred, score in ((y, y * 0.9 + 0.05), (1 - y, rng.random(200))):
+        for name, value in classification_metrics(y, pred, score).items():
+            computed.setdefault(name, []).append(value)
+    target = rng.normal(100, 30, 200)
+    for pred in (target + rng.normal(0, 1, 200), rng.normal(0, 1000, 200)):
+        for name, value in regression_metrics(target, pred).items():
+            computed.setdefault(name, []).append(value)
+    computed["training_time_s"] = computed["inference_time_ms"] = [0.0]  # wall times: never negative
+    assert set(METRIC_RANGES) <= set(computed)
+    for name, (low, high) in METRIC_RANGES.items():
+        assert all((low is None or v >= low) and (high is None or v <= high) for v in computed[name]), name
+    assert min(computed["r2"]) < 0  # why R² has no lower bound

@@ -306,3 +306,42 @@ def test_the_api_reference_gives_every_pattern_and_what_each_column_shows() -> N
     for crd in crds.values():
         for column in crd["spec"]["versions"][0]["additionalPrinterColumns"]:
             assert f"{column['name']} (`{column['jsonPath']}`" in text, column
+
+
+@pytest.mark.parametrize(
+    ("metric", "min_value", "refused"),
+    [
+        ("accuracy", 5.0, "at least 0 and at most 1"),  # a percentage where a fraction is meant
+        ("accuracy", 0.9, None),
+        ("accuracy", 1.0, None),
+        ("f1_macro", -0.1, "at least 0 and at most 1"),
+        ("roc_auc", 1.01, "at least 0 and at most 1"),
+        ("r2", -2.0, None),  # R² is unbounded below
+        ("r2", 1.5, "at most 1"),
+        ("rmse", -1.0, "at least 0"),
+        ("rmse", 120.0, None),
+        ("my_metric", 50.0, None),  # a metric of unknown range is not judged
+    ],
+)
+def test_a_gate_outside_its_metrics_range_is_refused_at_admission(
+    metric: str, min_value: float, refused: str | None
+) -> None:
+    """Both the CRD's CEL rule (as the API server evaluates it, defaults applied) and the API type:
+    the same verdict, naming the metric and its range."""
+    from pydantic import ValidationError
+
+    from modelops.api.modelversion import PromotionSpec
+    from modelops.sandbox.emulator.cel import CelValidator
+
+    obj = _sample_mv()
+    obj["spec"]["promotion"] = {"metric": metric, "minValue": min_value}
+    errors = CelValidator().validate(MV_SCHEMA["properties"]["spec"], obj["spec"], prefix="spec")
+    if refused is None:
+        assert errors == []
+        PromotionSpec.model_validate(obj["spec"]["promotion"])
+        return
+    [error] = errors
+    assert error.field == "spec.promotion.minValue"
+    assert f"minValue of {metric} must be {refused}" in error.message
+    with pytest.raises(ValidationError, match=f"minValue of {metric} must be {refused}, got {min_value:g}"):
+        PromotionSpec.model_validate(obj["spec"]["promotion"])

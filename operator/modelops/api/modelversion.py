@@ -69,8 +69,54 @@ class TrainingSpec(ApiModel):
     active_deadline_seconds: int = Field(default=3600, ge=1, le=7 * 86400, description="Job wall-time limit, seconds.")
 
 
+_FRACTIONS = ("accuracy", "roc_auc", "precision", "recall", "f1_score")
+#: The range of each bounded metric the runtime computes (``modelops_runtime.train.metrics``) as
+#: ``(lowest, highest)``, None where unbounded: a ``min_value`` outside it can never be reached, or
+#: always is, and is refused at admission (:class:`PromotionSpec`).
+METRIC_RANGES: dict[str, tuple[float | None, float | None]] = {
+    **{name: (0.0, 1.0) for name in _FRACTIONS},
+    **{f"{m}_{avg}": (0.0, 1.0) for m in ("precision", "recall", "f1") for avg in ("macro", "weighted")},
+    "r2": (None, 1.0),  # sklearn.metrics.r2_score: 1 at best, unbounded below
+    **{name: (0.0, None) for name in ("rmse", "mae", "training_time_s", "inference_time_ms")},
+}
+
+
+def _range_words(low: float | None, high: float | None) -> str:
+    """``at least 0 and at most 1``: a metric's range in the words of the admission message."""
+    words = (("at least", low), ("at most", high))
+    return " and ".join(f"{word} {bound:g}" for word, bound in words if bound is not None)
+
+
+def _metric_range_rules() -> list[Any]:
+    """CEL rules refusing a ``minValue`` outside its metric's range (``METRIC_RANGES``), one per range."""
+    by_range: dict[tuple[float | None, float | None], list[str]] = {}
+    for metric, bounds in METRIC_RANGES.items():
+        by_range.setdefault(bounds, []).append(metric)
+    rules = []
+    for (low, high), metrics in by_range.items():
+        checks = [f"self.minValue {op} {bound!r}" for op, bound in ((">=", low), ("<=", high)) if bound is not None]
+        why = f" must be {_range_words(low, high)}: outside that range the gate never passes, or always does"
+        rules.append(
+            {
+                "rule": f"!has(self.minValue) || !(self.metric in {metrics!r}) || ({' && '.join(checks)})",
+                "message": f"minValue of this metric{why}",
+                "messageExpression": f"'minValue of ' + self.metric + '{why}'",
+                "fieldPath": ".minValue",
+                "reason": "FieldValueInvalid",
+            }
+        )
+    return rules
+
+
 class PromotionSpec(ApiModel):
-    """The gate a version must pass to take its requested stage (``should_promote``)."""
+    """The gate a version must pass to take its requested stage (``should_promote``).
+
+    A ``minValue`` outside its metric's range (``METRIC_RANGES``: accuracy, F1,
+    precision, recall and ROC AUC in [0, 1], R² at most 1, errors and times at least 0) is refused
+    at admission: such a gate could never pass, or always would.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _metric_range_rules()})
 
     metric: str = Field(
         default="accuracy",
@@ -100,6 +146,18 @@ class PromotionSpec(ApiModel):
     require_staging: bool = Field(
         default=False, description="Production requires this version to have been promoted to Staging before."
     )
+
+    @model_validator(mode="after")
+    def _min_value_in_range(self) -> PromotionSpec:
+        """The CRD's rules (:func:`_metric_range_rules`), for clients that validate before applying."""
+        low, high = METRIC_RANGES.get(self.metric, (None, None))
+        value = self.min_value
+        if value is not None and ((low is not None and value < low) or (high is not None and value > high)):
+            raise ValueError(
+                f"minValue of {self.metric} must be {_range_words(low, high)}, got {value:g}: "
+                "outside that range the gate never passes, or always does"
+            )
+        return self
 
 
 class AutoscalingSpec(ApiModel):
