@@ -44,12 +44,25 @@ def test_create_namespace_apply_server_side_explain_and_events(real: Sandbox) ->
         real.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
-def test_cel_rules_reject_invalid_specs_at_admission(real: Sandbox, cluster_namespace: str) -> None:
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"versionBump": "minor"}, "exactly one of spec.version and spec.versionBump"),  # with spec.version
+        (  # a percentage where a fraction is meant: the messageExpression names the metric
+            {"promotion": {"metric": "accuracy", "minValue": 5}},
+            "spec.promotion.minValue: Invalid value: \"object\": minValue of accuracy must be at least 0 and at most 1",
+        ),
+        ({"promotion": {"minValue": 90}}, "minValue of accuracy must be"),  # the metric's default applied first
+    ],
+)
+def test_cel_rules_reject_invalid_specs_at_admission(
+    real: Sandbox, cluster_namespace: str, spec: dict[str, object], message: str
+) -> None:
     manifest = yaml.safe_load((ROOT / "manifests" / "samples" / "modelversion-1.0.0.yaml").read_text())
-    manifest["spec"]["versionBump"] = "minor"  # with spec.version: exactly one is allowed
+    manifest["spec"].update(spec)
     result = real.kubectl("apply", "-n", cluster_namespace, "-f", "-", input=yaml.safe_dump(manifest), check=False)
     assert result.returncode != 0
-    assert "Invalid value" in result.stderr or "invalid" in result.stderr.lower()
+    assert message in result.stderr, result.stderr
 
 
 def test_operator_rbac_is_exactly_the_generated_rules(real: Sandbox) -> None:
