@@ -345,3 +345,25 @@ def test_a_gate_outside_its_metrics_range_is_refused_at_admission(
     assert f"minValue of {metric} must be {refused}" in error.message
     with pytest.raises(ValidationError, match=f"minValue of {metric} must be {refused}, got {min_value:g}"):
         PromotionSpec.model_validate(obj["spec"]["promotion"])
+
+
+def test_rollout_progress_is_derived_when_written_and_ignored_when_read() -> None:
+    """``status.rollout.progress`` (the Step column, 1-based as the reasons say "step 2/3") follows
+    ``step`` whenever the status is written, and a stored one never makes equal states differ."""
+    from modelops.api.modelversion import RolloutStatus
+
+    rollout = RolloutStatus(phase="Shadow", stage="Production", spec_hash="h", steps=3)
+    status = ModelVersionStatus(version="1.1.0", rollout=rollout)
+    assert status.to_wire()["rollout"]["progress"] == "1/3"
+    rollout.step = 1  # the next step, as the operator moves it
+    wire = status.to_wire()
+    assert wire["rollout"]["progress"] == "2/3"
+    assert validate(MV_SCHEMA["properties"]["status"], wire, prefix="status") == []
+    assert ModelVersionStatus.model_validate(wire) == status
+    stale = {**wire, "rollout": {**wire["rollout"], "progress": "1/3"}}
+    assert ModelVersionStatus.model_validate(stale) == status  # read as nothing, written afresh
+    rollout.step = 3  # decided after the last step: the index is past it, the column is not
+    assert status.to_wire()["rollout"]["progress"] == "3/3"
+    assert "progress" not in RolloutStatus(phase="Promoted", stage="Production", spec_hash="h").to_wire()
+    columns = {c["name"]: c for c in CRDS["modelversions.yaml"]["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert columns["Step"]["jsonPath"] == ".status.rollout.progress"

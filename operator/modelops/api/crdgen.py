@@ -208,7 +208,7 @@ def build_crds() -> dict[str, dict[str, Any]]:
             _printer("Phase", "string", ".status.phase", "Summary of the conditions"),
             _printer("Metric", "string", ".status.metricSummary", "Gate metric"),
             _printer("Rollout", "string", ".status.rollout.phase", "Progressive delivery phase as a candidate"),
-            _printer("Step", "integer", ".status.rollout.step", "Current rollout step (shadow window included)"),
+            _printer("Step", "string", ".status.rollout.progress", "Rollout step of all, 1-based (shadow included)"),
             _printer("Weight", "integer", ".status.rollout.weight", "Percent of live requests the candidate answers"),
             _printer("Registry", "string", ".status.registry.version", "MLflow registry version", 1),
             _printer("URL", "string", ".status.serving.url", "Where this version serves (blank: not served)", 1),

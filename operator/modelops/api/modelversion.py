@@ -6,7 +6,7 @@ import itertools
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from .common import DNS_LABEL, SEMVER_PATTERN, ApiModel, ColumnName, Condition, Resources
 
@@ -598,8 +598,23 @@ class RolloutDriftStatus(ApiModel):
     message: str = Field(default="", description="Why not checked or failed; the drifted features otherwise.")
 
 
+def _progress_schema(schema: dict[str, Any]) -> None:
+    schema["properties"]["progress"] = {
+        "type": "string",
+        "maxLength": 16,
+        "description": "The step as kubectl shows it and reasons name it: '2/3' (1-based; from step and steps).",
+    }
+
+
 class RolloutStatus(ApiModel):
-    """Progressive delivery state of this version as a candidate (level-based: the operator resumes from it)."""
+    """Progressive delivery state of this version as a candidate (level-based: the operator resumes from it).
+
+    ``progress`` (``"2/3"``) is written with it for ``kubectl get`` and read back as nothing: it is
+    derived from ``step`` and ``steps`` when serialised, so it is never stale and never makes two
+    equal states differ.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_progress_schema)
 
     phase: RolloutPhase = Field(description="Waiting, Shadow, Canary, Paused, Aborted or Promoted.")
     stage: str = Field(description="Stage rolled out to.")
@@ -622,6 +637,22 @@ class RolloutStatus(ApiModel):
         default=None, description="The current window's drift check (analysis.maxDriftShareIncrease; unset: none yet)."
     )
     time: datetime | None = Field(default=None, description="When the phase last changed.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_progress(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "progress" in data:
+            return {k: v for k, v in data.items() if k != "progress"}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _with_progress(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Serialise with ``progress`` derived from ``step`` and ``steps`` (never stale after a step
+        moved; a finished rollout's step index may be past the last step)."""
+        out: dict[str, Any] = handler(self)
+        if self.steps:
+            out["progress"] = f"{min(self.step + 1, self.steps)}/{self.steps}"
+        return out
 
 
 class ModelVersionStatus(ApiModel):
