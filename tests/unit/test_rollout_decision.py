@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from modelops.api.modelversion import RolloutAnalysisStatus, RolloutSpec, WindowNumbers
 from modelops.rollout.analysis import feedback_accuracy
-from modelops.rollout.decision import Step, decide, failed_bounds, plan_steps
+from modelops.rollout.decision import Step, decide, failed_bounds, plan_steps, summary
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -225,3 +225,10 @@ def test_read_accuracy_joins_both_sides_rows_with_the_stage_feedback(tmp_path: P
     until = datetime.now(UTC) + timedelta(seconds=1)
     result = read_accuracy(base, "churn", "Production", "1.1.0", "1.0.0", since, until)
     assert result == {"candidate": (10, pytest.approx(0.5)), "incumbent": (10, pytest.approx(1.0))}
+
+
+def test_the_summary_says_agreement_counts_rows_not_requests() -> None:
+    """21 canary requests of 2 rows each: the agreement is over 42 rows, and the line says so."""
+    line = summary(numbers(cand_requests=21, inc_requests=180, agreement_=0.93, compared=42))
+    assert line.startswith("candidate vs incumbent: requests 21 vs 180, errors 0.0% vs 0.0%")
+    assert "agreement 93.0% over 42 predicted rows" in line

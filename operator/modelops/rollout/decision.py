@@ -168,7 +168,7 @@ def summary(numbers: RolloutAnalysisStatus) -> str:
     if cand.latency_p95_ms is not None and inc.latency_p95_ms is not None:
         parts.append(f"p95 {cand.latency_p95_ms:.1f} vs {inc.latency_p95_ms:.1f} ms")
     if numbers.agreement is not None:
-        parts.append(f"agreement {_pct(numbers.agreement)} ({numbers.compared} rows)")
+        parts.append(f"agreement {_pct(numbers.agreement)} over {numbers.compared} predicted rows")
     if cand.accuracy is not None or inc.accuracy is not None:
         parts.append(f"accuracy {_pct(cand.accuracy)} vs {_pct(inc.accuracy)}")
     return "candidate vs incumbent: " + ", ".join(parts) + _dropped(numbers)
