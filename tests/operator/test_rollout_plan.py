@@ -335,3 +335,22 @@ def test_the_window_starts_when_no_pod_answers_without_the_router() -> None:
     evicted = {"metadata": {"name": "evicted"}, "spec": spec(None), "status": {"phase": "Failed"}}
     assert _router_in_effect(deployment, [new, evicted], router)  # a pod that runs nothing answers nothing
     assert not _router_in_effect(deployment, [new], router.model_copy(update={"sample_rate": 0.5}))
+
+
+def test_a_version_promoted_by_a_rollout_and_then_superseded_answers_no_requests() -> None:
+    """kubectl's Weight column: 100 while the rolled-out version holds its stage, 0 once a newer
+    version took it (the rollout's record, phase Promoted and its reason, stays)."""
+    from modelops.reconcile.model import apply_outcome
+    from modelops.reconcile.stages import Decision
+
+    ctx = SimpleNamespace(settings=SimpleNamespace(promotion_history_limit=20, served_stages=["Production"]))
+    body = {"metadata": {"name": "v2", "generation": 1}}
+    st = status("1.1.0", "2", "Production")
+    st.rollout = RolloutStatus(phase="Promoted", stage="Production", spec_hash="h", steps=3, weight=100, reason="r")
+    holds = Decision("v2", "Production", "Promoted", "first")
+    apply_outcome(ctx, body, spec(rollout=CANARY), st, holds, {"Production": "v2"}, {}, {})  # type: ignore[arg-type]
+    assert (st.stage, st.rollout.weight) == ("Production", 100)
+    lost = Decision("v2", "Production", "Superseded", "1.2.0 is better", compared_to="1.2.0")
+    apply_outcome(ctx, body, spec(rollout=CANARY), st, lost, {"Production": "v3"}, {}, {})  # type: ignore[arg-type]
+    assert st.stage is None and st.rollout is not None
+    assert (st.rollout.phase, st.rollout.weight, st.rollout.reason) == ("Promoted", 0, "r")

@@ -722,6 +722,8 @@ def apply_outcome(
             message = f"{decision.stage} is held by {versions[holder]}: {decision.reason}"
         set_condition(st.conditions, "Promoted", "True" if held else "False", reason, message, gen)
     st.stage = held
+    if st.rollout is not None and st.rollout.phase == "Promoted" and held != st.rollout.stage:
+        st.rollout.weight = 0  # the record stays; the version no longer answers that stage's requests
     if held and held in serving:
         state, reason, message, serving_status = serving[held]
         st.serving = serving_status
