@@ -53,6 +53,8 @@ def test_demo_once(tmp_path: Path) -> None:
     assert set(rollout["versions"]) == {"1.1.0"}
     assert statuses["breast-cancer-1-3-0"]["phase"] == "RolloutAborted"
     assert "RolloutAborted" in proc.stdout
+    # Lines are the demo's own, not cut by the console at 80 columns (a cut left a trailing space).
+    assert [line for line in proc.stdout.splitlines() if line != line.rstrip()] == []
     # The last section says where things are and how to reach them.
     assert "drift detected" in proc.stdout and "kubeconfig" in proc.stdout and "namespace:  default" in proc.stdout
     assert result["serving_url"].startswith("http://127.0.0.1:") and result["serving_url"] in proc.stdout

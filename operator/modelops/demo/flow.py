@@ -460,7 +460,9 @@ def run_demo(
     root: Path, state_dir: Path, once: bool, json_out: Path | None = None, control_plane: str = "emulator"
 ) -> int:
     """Entry point for ``modelops demo``; returns the exit code (0 success, 1 a step failed)."""
-    console = Console()
+    # soft_wrap: a long line stays one line for the terminal to wrap (rich's own wrapping left a
+    # trailing space at each break and cut kubectl commands and URLs in two).
+    console = Console(soft_wrap=True)
     demo = Demo(root, state_dir, console, control_plane=control_plane)
     try:
         result = demo.run(once)
