@@ -50,7 +50,7 @@ def test_create_namespace_apply_server_side_explain_and_events(real: Sandbox) ->
         ({"versionBump": "minor"}, "exactly one of spec.version and spec.versionBump"),  # with spec.version
         (  # a percentage where a fraction is meant: the messageExpression names the metric
             {"promotion": {"metric": "accuracy", "minValue": 5}},
-            "spec.promotion.minValue: Invalid value: \"object\": minValue of accuracy must be at least 0 and at most 1",
+            "spec.promotion.minValue: Invalid value: minValue of accuracy must be at least 0 and at most 1",
         ),
         ({"promotion": {"minValue": 90}}, "minValue of accuracy must be"),  # the metric's default applied first
     ],

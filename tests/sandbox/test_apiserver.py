@@ -229,7 +229,7 @@ def _invalid(response: httpx.Response, field: str) -> str:
         (
             lambda s: s.update(versionBump="minor"),
             "spec.version",
-            'spec.version: Invalid value: "object": exactly one of spec.version and spec.versionBump must be set',
+            "spec.version: Invalid value: exactly one of spec.version and spec.versionBump must be set",
         ),
         (lambda s: s.pop("version"), "spec.version", "exactly one of spec.version and spec.versionBump"),
     ],

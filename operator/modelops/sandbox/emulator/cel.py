@@ -27,7 +27,7 @@ from typing import Any
 import celpy
 from celpy.evaluation import CELEvalError
 
-from ...api.openapi import FieldError, go_value
+from ...api.openapi import FieldError
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,8 @@ class CelValidator:
 
         Returns:
             One :class:`FieldError` per failed rule, named like a real server (``spec.version:
-            Invalid value: "object": ...``), using the rule's ``fieldPath`` and ``reason``.
+            Invalid value: exactly one of ...``: kube-apiserver 1.37 names no value for a rule), using the
+            rule's ``fieldPath`` and ``reason``.
         """
         if new is None:
             return []
@@ -174,8 +175,8 @@ class CelValidator:
             field = prefix + str(spec.get("fieldPath") or "")
             reason = str(spec.get("reason") or "FieldValueInvalid")
             msg = f"{failure} evaluating rule: {rule}" if failure else self._message(spec, bind())
-            template = _MESSAGES.get(reason, "Invalid value: {value}: {msg}")
-            errors.append(FieldError(field, template.format(value=go_value(new), msg=msg), reason))
+            template = _MESSAGES.get(reason, "Invalid value: {msg}")
+            errors.append(FieldError(field, template.format(msg=msg), reason))
         errors += self._children(schema, new, old, prefix, update)
         return errors
 
