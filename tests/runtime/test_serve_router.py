@@ -21,6 +21,7 @@ from modelops_runtime.serve.router import Share
 from modelops_runtime.serve.service import REQUEST_ID_HEADER
 
 from .serve_support import (
+    LIVENESS_SECONDS,
     Registered,
     Running,
     Store,
@@ -33,11 +34,11 @@ from .serve_support import (
     wait_for_log,
 )
 
-#: The time a candidate has to answer, and a wait for the shadow sender, in tests not about either: the
-#: sender runs at SCHED_IDLE, so on a machine whose CPUs other processes keep busy it gets almost no
-#: CPU (the product drops copies rather than delay clients); with one busy process on the test's CPU,
-#: 20 copies took more than 10 s, and a copy's exchange can outlast the default 5 s timeout.
-LIVENESS_SECONDS = 120.0
+# LIVENESS_SECONDS is also the time a candidate has to answer, and the wait for the shadow sender, in
+# tests not about either: the sender runs at SCHED_IDLE, so on a machine whose CPUs other processes
+# keep busy it gets almost no CPU (the product drops copies rather than delay clients); with one busy
+# process on the test's CPU, 20 copies took more than 10 s, and a copy's exchange can outlast the
+# default 5 s timeout.
 #: A shadow setting whose candidate never answers (loopback's discard port, closed).
 DOWN = RouterConfig(
     mode="shadow", url="http://127.0.0.1:9", version="2.0.0", registry_version="2", timeout_seconds=LIVENESS_SECONDS
@@ -103,9 +104,7 @@ def test_shadow_copies_the_sampled_share_and_answers_with_the_incumbent(
         def copies(frame: Any) -> bool:
             return len(frame) == 20
 
-        shadow_rows = wait_for_log(
-            store, store.bc.name, candidate_log_stage("Production"), copies, LIVENESS_SECONDS, base=base
-        )
+        shadow_rows = wait_for_log(store, store.bc.name, candidate_log_stage("Production"), copies, base=base)
         assert metric(incumbent, "modelops_router_requests_total", route="shadow", outcome="sent") == 20
         agree = metric(incumbent, "modelops_router_shadow_rows_total", result="agree")
         disagree = metric(incumbent, "modelops_router_shadow_rows_total", result="disagree")
