@@ -379,8 +379,8 @@ def test_prediction_log_partition_columns_and_feedback(bc: Running, store: Store
     np.testing.assert_allclose(rows[LOG_FEATURE_PREFIX + "mean radius"], X["mean radius"])
     assert set(rows["model_version"]) == {"1.0.0"} and set(rows["registry_version"]) == {store.bc.version}
     assert (rows["latency_ms"] > 0).all() and set(rows["status"]) == {"ok"}
-    today = datetime.now(UTC).date()
-    partition = Path(prediction_log_partition(str(store.root / "log"), store.bc.name, "Production", today))
+    day = rows["timestamp"].iloc[0].date()  # the rows' own UTC day, not this test's clock (a midnight later)
+    partition = Path(prediction_log_partition(str(store.root / "log"), store.bc.name, "Production", day))
     assert any(partition.glob("*.parquet"))
 
     feedback = bc.client.post(
