@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from modelops.api.common import API_VERSION
 from modelops.api.modelversion import ModelVersionSpec
@@ -43,9 +44,22 @@ def _drift_counter(sb: Sandbox, model: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def _run_monitor(sb: Sandbox, ns: str, name: str) -> dict:
+def _rows_written(url: str) -> float:
+    """The prediction-log rows the serving pod (one replica) has written, by its own counter."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "modelops_prediction_log_rows_total" and s.labels.get("outcome") == "written"
+    )
+
+
+def _run_monitor(sb: Sandbox, ns: str, name: str, url: str, rows: int) -> dict:
+    """Run the monitor's drift job once the serving pod has written ``rows`` rows in all to its
+    prediction log (it flushes every 5 s: a fixed wait of 6 s raced the write on a loaded machine)."""
     before = ((sb.get("modelmonitors", name, ns).get("status") or {}).get("lastRun") or {}).get("runId")
-    time.sleep(6)  # the model server flushes its prediction log every 5 s
+    sb.wait_for(lambda: _rows_written(url) >= rows, 60, message=f"{rows} rows in the prediction log")
     sb.trigger(f"{name}-drift", ns)
     return sb.wait_for_object(
         "modelmonitors",
@@ -71,7 +85,7 @@ def test_drift_detection_events_metrics_and_retraining(
 
     with httpx.Client(timeout=30) as client:
         traffic.predict_invocations(url, data.x, client)
-    status = _run_monitor(sb, ns, "watch")["status"]
+    status = _run_monitor(sb, ns, "watch", url, len(data.x))["status"]
     assert status["lastRun"]["result"] == "Completed", status["lastRun"]
     assert status["drift"]["detected"] is False and condition({"status": status}, "DriftDetected", "False")
     assert status["health"]["predictions"] == len(data.x)
@@ -80,7 +94,7 @@ def test_drift_detection_events_metrics_and_retraining(
     shifted_columns = [c for c in data.x.columns if c.startswith("mean ")]
     with httpx.Client(timeout=30) as client:
         traffic.predict_invocations(url, traffic.shifted(data.x, shifted_columns), client)
-    status = _run_monitor(sb, ns, "watch")["status"]
+    status = _run_monitor(sb, ns, "watch", url, 2 * len(data.x))["status"]
     assert status["drift"]["detected"] is True, status["drift"]
     assert set(shifted_columns) <= set(status["drift"]["driftedColumns"])
     assert condition({"status": status}, "DriftDetected", "True")

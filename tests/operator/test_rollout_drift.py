@@ -240,10 +240,11 @@ async def test_the_drift_jobs_read_the_rows_the_serving_pods_still_buffer_at_the
     assert rs.drift.state == "Running" and rs.drift.window_end is not None and rs.drift.window_end >= now
     buffered.rename(written)  # the pod's writer flushes them, within log_flush_seconds
 
-    for seconds in (1, 60, 61):  # passes of the operator; the last finds both Jobs finished
-        rs.drift = await rolloutdrift.check(
-            ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, now + timedelta(seconds=seconds)
-        )
+    settled = _settled(rs.drift)
+    # Passes of the operator: one before the log settles, one after (the Jobs start), and one that
+    # finds both Jobs finished.
+    for later in (now + timedelta(seconds=1), settled, settled + timedelta(seconds=1)):
+        rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, later)
         _run_pods(kube, monkeypatch, mlflow_store)
     assert rs.drift.state == "Completed", rs.drift
     assert rs.drift.candidate_share == pytest.approx(len(SHIFTED) / len(FEATURES))
@@ -273,8 +274,8 @@ async def test_the_drift_check_reads_the_rows_answered_in_the_second_its_pass_be
             rows.to_parquet(path, index=False)
 
     rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, clock)
-    for seconds in (60, 61):
-        later = clock + timedelta(seconds=seconds)
+    settled = _settled(rs.drift)
+    for later in (settled, settled + timedelta(seconds=1)):  # the Jobs start, then are found finished
         rs.drift = await rolloutdrift.check(ctx, body, MODEL, STAGE, candidate, incumbent, spec.analysis, later)
         _run_pods(kube, monkeypatch, mlflow_store)
     assert rs.drift.state == "Completed", rs.drift

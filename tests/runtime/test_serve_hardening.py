@@ -29,6 +29,7 @@ from modelops_runtime.serve.main import main as serve_main
 from modelops_runtime.train.job import required_inputs
 
 from .serve_support import (
+    LIVENESS_SECONDS,
     Running,
     Store,
     breast_cancer_model,
@@ -313,7 +314,7 @@ def test_slow_or_unfinished_clients_get_408(limited: Running, store: Store) -> N
         b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
     )
     assert unfinished.startswith(b"HTTP/1.1 408 "), unfinished[:200]
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + LIVENESS_SECONDS
     while errors(limited, store, "client_disconnected") == before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert errors(limited, store, "client_disconnected") == before + 1
@@ -328,7 +329,7 @@ def test_unreadable_mlmodel_is_refused_not_crashed(store: Store, content: str) -
     location = mlflow.MlflowClient().get_logged_model(registered.model_id).artifact_location
     (Path(location.removeprefix("file://")) / "MLmodel").write_text(content)
     with serving(config_for(registered)) as running:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + LIVENESS_SECONDS
         while running.server.service.state.phase == "loading" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert running.server.service.state.phase == "refused"
@@ -396,7 +397,7 @@ def test_a_pipelining_client_that_stops_reading_and_leaves_causes_no_server_erro
     assert not errors, [r.getMessage() for r in errors]
 
 
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+def _wait(condition: Callable[[], bool], what: str, timeout: float = LIVENESS_SECONDS) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -37,6 +37,7 @@ from modelops.monitoring.prediction_log import read_feedback, read_prediction_lo
 from modelops_runtime.serve.main import main as serve_main
 
 from .serve_support import (
+    LIVENESS_SECONDS,
     Registered,
     Running,
     Store,
@@ -378,8 +379,8 @@ def test_prediction_log_partition_columns_and_feedback(bc: Running, store: Store
     np.testing.assert_allclose(rows[LOG_FEATURE_PREFIX + "mean radius"], X["mean radius"])
     assert set(rows["model_version"]) == {"1.0.0"} and set(rows["registry_version"]) == {store.bc.version}
     assert (rows["latency_ms"] > 0).all() and set(rows["status"]) == {"ok"}
-    today = datetime.now(UTC).date()
-    partition = Path(prediction_log_partition(str(store.root / "log"), store.bc.name, "Production", today))
+    day = rows["timestamp"].iloc[0].date()  # the rows' own UTC day, not this test's clock (a midnight later)
+    partition = Path(prediction_log_partition(str(store.root / "log"), store.bc.name, "Production", day))
     assert any(partition.glob("*.parquet"))
 
     feedback = bc.client.post(
@@ -389,7 +390,7 @@ def test_prediction_log_partition_columns_and_feedback(bc: Running, store: Store
     assert feedback.status_code == 200 and feedback.json() == {"accepted": 2}
     assert bc.client.post("/feedback", json={"request_id": "batch-7:1", "label": 0}).status_code == 200
     assert bc.client.post("/feedback", json={"label": 0}).status_code == 400
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + LIVENESS_SECONDS
     while True:
         labels = read_feedback(str(store.root / "log"), store.bc.name, "Production", datetime.now(UTC) - HOUR)
         if len(labels) >= 3 or time.monotonic() > deadline:
@@ -403,7 +404,7 @@ def test_prediction_log_partition_columns_and_feedback(bc: Running, store: Store
 
 def test_sklearn_version_mismatch_is_not_ready_with_the_reason(store: Store) -> None:
     with serving(config_for(store.old)) as running:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + LIVENESS_SECONDS
         while running.server.service.state.phase == "loading" and time.monotonic() < deadline:
             time.sleep(0.05)
         ready = running.client.get("/v2/health/ready")
@@ -422,7 +423,7 @@ def test_sklearn_version_mismatch_is_not_ready_with_the_reason(store: Store) -> 
 def test_unknown_model_keeps_retrying_not_ready(store: Store) -> None:
     config = ServeConfig(model="missing", registry_version="3", version="1.0.0", stage="Production")
     with serving(config) as running:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + LIVENESS_SECONDS
         while "attempt" not in running.server.service.state.reason and time.monotonic() < deadline:
             time.sleep(0.05)
         ready = running.client.get("/v2/health/ready")
@@ -453,7 +454,7 @@ def serve_command(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
 
 
 def wait_for_ready_answer(
-    proc: subprocess.Popen[str], url: str, wanted: Callable[[httpx.Response], bool], timeout: float = 60
+    proc: subprocess.Popen[str], url: str, wanted: Callable[[httpx.Response], bool], timeout: float = LIVENESS_SECONDS
 ) -> httpx.Response:
     """Poll ``/v2/health/ready`` until its answer is ``wanted``; fails if the process ends first."""
     deadline = time.monotonic() + timeout

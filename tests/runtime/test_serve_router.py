@@ -21,6 +21,7 @@ from modelops_runtime.serve.router import Share
 from modelops_runtime.serve.service import REQUEST_ID_HEADER
 
 from .serve_support import (
+    LIVENESS_SECONDS,
     Registered,
     Running,
     Store,
@@ -33,8 +34,15 @@ from .serve_support import (
     wait_for_log,
 )
 
+# LIVENESS_SECONDS is also the time a candidate has to answer, and the wait for the shadow sender, in
+# tests not about either: the sender runs at SCHED_IDLE, so on a machine whose CPUs other processes
+# keep busy it gets almost no CPU (the product drops copies rather than delay clients); with one busy
+# process on the test's CPU, 20 copies took more than 10 s, and a copy's exchange can outlast the
+# default 5 s timeout.
 #: A shadow setting whose candidate never answers (loopback's discard port, closed).
-DOWN = RouterConfig(mode="shadow", url="http://127.0.0.1:9", version="2.0.0", registry_version="2")
+DOWN = RouterConfig(
+    mode="shadow", url="http://127.0.0.1:9", version="2.0.0", registry_version="2", timeout_seconds=LIVENESS_SECONDS
+)
 
 
 @pytest.mark.parametrize("rate", [0.01, 0.1, 0.25, 0.333, 0.5, 0.9, 1.0])
@@ -65,6 +73,7 @@ def candidate(store: Store, shuffled: Registered) -> Iterator[Running]:
 
 
 def router_for(candidate_url: str, shuffled: Registered, **kwargs: Any) -> RouterConfig:
+    kwargs.setdefault("timeout_seconds", LIVENESS_SECONDS)
     return RouterConfig(url=candidate_url, version="2.0.0", registry_version=shuffled.version, **kwargs)
 
 
@@ -238,6 +247,7 @@ async def shadowing(answers: list[bytes], delay: float = 0.0, **kwargs: Any) -> 
     from modelops_runtime.serve.router import Router
 
     with answering(answers, delay) as (url, received):
+        kwargs.setdefault("timeout_seconds", LIVENESS_SECONDS)
         config = RouterConfig(mode="shadow", url=url, version="2.0.0", registry_version="2", **kwargs)
         router = Router(config, CollectorRegistry(), None)
         await router.start()
@@ -261,7 +271,7 @@ def _count(router: Any, outcome: str) -> float:
     return float(router.requests.labels("shadow", outcome)._value.get())
 
 
-async def _until(check: Any, what: str, seconds: float = 60.0) -> None:
+async def _until(check: Any, what: str, seconds: float = LIVENESS_SECONDS) -> None:
     import asyncio
 
     deadline = time.monotonic() + seconds
@@ -321,8 +331,10 @@ async def test_copies_are_sent_while_the_serving_event_loop_is_busy() -> None:
         await _until(lambda: _count(router, "sent") == 1, "the sender answered its first copy")
         for request_id in ("x", "y", "z"):
             await _shadow(router, request_id)
-        time.sleep(3.0)  # the event loop of this process does nothing meanwhile
-        assert len(received) == 4
+        deadline = time.monotonic() + LIVENESS_SECONDS
+        while len(received) < 4:  # blocking: the event loop of this process does nothing meanwhile
+            assert time.monotonic() < deadline, f"{len(received)} of 4 copies reached the candidate"
+            time.sleep(0.02)
         await _until(lambda: _count(router, "sent") == 4, "the outcomes counted")
     assert router.rows.labels("agree")._value.get() == 12
 
@@ -398,7 +410,8 @@ async def test_the_sender_queues_a_bounded_amount_of_request_bodies() -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen(64)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        config = DOWN.model_copy(update={"url": url, "concurrency": 1, "timeout_seconds": 60})
+        # The copy in flight never times out meanwhile: every outcome here is a dropped copy.
+        config = DOWN.model_copy(update={"url": url, "concurrency": 1, "timeout_seconds": 10 * LIVENESS_SECONDS})
         sender = ShadowSender(config, outcomes.append)
         await sender.start()
         assert sender._process is not None and sender._process.stdin is not None
@@ -407,7 +420,7 @@ async def test_the_sender_queues_a_bounded_amount_of_request_bodies() -> None:
             for key in range(copies):
                 assert sender.send(key, "/invocations", {}, body, np.array([1]))
                 await _until(lambda: process.stdin.transport.get_write_buffer_size() == 0, "the copy written")
-            await _until(lambda: any(o.key == copies - 1 for o in outcomes), "the last copy reported", 30)
+            await _until(lambda: any(o.key == copies - 1 for o in outcomes), "the last copy reported")
             dropped = sorted(o.key for o in outcomes)
         finally:
             os.kill(process.pid, signal.SIGKILL)
@@ -508,7 +521,7 @@ def test_the_sender_runs_at_idle_priority_ignores_group_signals_and_ends_with_it
     serving_process.stdin.write(b"\n")
     serving_process.stdin.flush()
     assert serving_process.wait(10) == -signal.SIGKILL
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + LIVENESS_SECONDS
     while running():
         assert time.monotonic() < deadline, "the sender outlived its serving process"
         time.sleep(0.05)
@@ -545,7 +558,7 @@ def test_a_ctrl_c_while_the_sender_starts_does_not_kill_it() -> None:
         [sys.executable, "-c", serving_process, config.model_dump_json()],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=3 * LIVENESS_SECONDS,  # the serving process's stop() waits up to the copy's timeout and 5 s
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     assert done.returncode == 0, done.stderr
@@ -607,7 +620,7 @@ def test_a_sender_that_logs_to_a_terminal_with_tostop_is_not_stopped() -> None:
             stdout=subprocess.PIPE,
             stderr=tty,
             text=True,
-            timeout=60,
+            timeout=3 * LIVENESS_SECONDS,  # the serving process's stop() waits up to the copy's timeout and 5 s
             start_new_session=True,  # the session of a terminal, its process the foreground job
         )
     finally:
@@ -646,12 +659,12 @@ def test_a_sender_whose_serving_process_is_gone_ends_quietly() -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + LIVENESS_SECONDS
         while not received:  # the copy is in flight
             assert time.monotonic() < deadline and process.poll() is None, "the copy did not reach the candidate"
             time.sleep(0.02)
         process.kill()
-        _, stderr = process.communicate(timeout=30)  # until the sender, which shares stderr, has exited
+        _, stderr = process.communicate(timeout=LIVENESS_SECONDS)  # until the sender, which shares stderr, has exited
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
 
 

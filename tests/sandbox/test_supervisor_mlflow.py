@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
@@ -22,9 +20,7 @@ print(urllib.request.urlopen(request, timeout=30).read().decode())
 
 @pytest.mark.e2e
 def test_mlflow_starts_on_demand_and_pods_can_use_it(sandbox: Sandbox, namespace: str) -> None:
-    began = time.monotonic()
-    url = sandbox.mlflow_url
-    assert time.monotonic() - began < 120
+    url = sandbox.mlflow_url  # started on demand, within the supervisor's own 120 s bound (or it raises)
     assert sandbox.mlflow_url == url  # started once, shared by the session
     assert httpx.get(f"{url}/health", timeout=5).status_code == 200
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +51,9 @@ def test_log_prediction_layout_columns_and_read_back(tmp_path: Path) -> None:
         logger.log_prediction("churn", "1.0.0", {"tenure": 7, "plan": None, "spend": None}, "no", request_id="given-id")
     files = _files(tmp_path / "log")
     assert len(files) == 1
-    today = datetime.now(UTC).date()
-    assert str(files[0].parent) == prediction_log_partition(base, "churn", "Production", today)
+    frame = read_prediction_log(base, "churn", "Production", datetime.now(UTC) - HOUR)
+    day = frame["timestamp"].iloc[0].date()  # the rows' own (UTC) day: not this test's clock, a midnight later
+    assert str(files[0].parent) == prediction_log_partition(base, "churn", "Production", day)
     assert files[0].parent.parent.name == "production"
     assert files[0].name.startswith("pod-a-")
     schema_names = pq.read_schema(files[0]).names
@@ -62,7 +63,6 @@ def test_log_prediction_layout_columns_and_read_back(tmp_path: Path) -> None:
         schema_names
     )
 
-    frame = read_prediction_log(base, "churn", "Production", datetime.now(UTC) - HOUR)
     assert list(frame["request_id"]) == [rid, "given-id"]
     first, second = frame.iloc[0], frame.iloc[1]
     assert first["prediction"] == "yes" and first["probability"] == pytest.approx(0.93)
@@ -170,9 +170,10 @@ def test_feedback_roundtrip(tmp_path: Path) -> None:
     with PredictionLogger(base, "m", "Production", pod="p") as logger:
         logger.log_feedback("r1", "yes")
         logger.log_feedback("r2:0", 1)
-    feedback_dir = Path(prediction_log_partition(base, "m", "Production", date.today(), feedback=True))
-    assert feedback_dir.parent.name == "feedback"
     frame = read_feedback(base, "m", "Production", datetime.now(UTC) - HOUR)
+    day = frame["timestamp"].iloc[0].date()  # the labels' own UTC day (date.today() is the local one)
+    feedback_dir = Path(prediction_log_partition(base, "m", "Production", day, feedback=True))
+    assert feedback_dir.is_dir() and feedback_dir.parent.name == "feedback"
     assert list(frame["request_id"]) == ["r1", "r2:0"]
     assert list(frame["label"]) == ["yes", "1"]  # mixed label types in one file are stored as strings
     assert read_prediction_log(base, "m", "Production", datetime.now(UTC) - HOUR).empty
