@@ -347,6 +347,10 @@ def test_a_version_promoted_by_a_rollout_and_then_superseded_answers_no_requests
     body = {"metadata": {"name": "v2", "generation": 1}}
     st = status("1.1.0", "2", "Production")
     st.rollout = RolloutStatus(phase="Promoted", stage="Production", spec_hash="h", steps=3, weight=100, reason="r")
+    st.stage = None  # the pass that promotes it: the incumbent still holds the stage in this pass
+    pending = Decision("v2", "Production", "Pending", "rolling out")
+    apply_outcome(ctx, body, spec(rollout=CANARY), st, pending, {"Production": "v1"}, {}, {})  # type: ignore[arg-type]
+    assert (st.stage, st.rollout.weight) == (None, 100)
     holds = Decision("v2", "Production", "Promoted", "first")
     apply_outcome(ctx, body, spec(rollout=CANARY), st, holds, {"Production": "v2"}, {}, {})  # type: ignore[arg-type]
     assert (st.stage, st.rollout.weight) == ("Production", 100)
@@ -354,3 +358,7 @@ def test_a_version_promoted_by_a_rollout_and_then_superseded_answers_no_requests
     apply_outcome(ctx, body, spec(rollout=CANARY), st, lost, {"Production": "v3"}, {}, {})  # type: ignore[arg-type]
     assert st.stage is None and st.rollout is not None
     assert (st.rollout.phase, st.rollout.weight, st.rollout.reason) == ("Promoted", 0, "r")
+    apply_outcome(ctx, body, spec(rollout=CANARY), st, lost, {"Production": "v3"}, {}, {})  # type: ignore[arg-type]
+    assert st.rollout.weight == 0  # a later pass
+    apply_outcome(ctx, body, spec(rollout=CANARY), st, holds, {"Production": "v2"}, {}, {})  # type: ignore[arg-type]
+    assert st.rollout.weight == 100  # holds it again (the newer version was deleted)

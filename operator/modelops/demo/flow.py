@@ -144,7 +144,8 @@ class Demo:
         """``phase: reason — message`` of a ModelVersion's Ready condition."""
         status = self.mv(name).get("status") or {}
         ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-        return f"{name}: {status.get('phase', 'Pending')} ({ready.get('reason', '-')}) {ready.get('message', '')}"[:160]
+        line = f"{name}: {status.get('phase', 'Pending')} ({ready.get('reason', '-')}) {ready.get('message', '')}"
+        return line[:160].rstrip()
 
     def service_url(self, name: str) -> str | None:
         """The sandbox URL of a Service once the kubelet forwards it."""
@@ -254,7 +255,7 @@ class Demo:
         )
         self.result.promotion = promotion
         colour = "green" if promotion["decision"] == "Promoted" else "yellow"
-        self.console.print(f"  decision: [{colour}]{promotion['decision']}[/] — {promotion.get('reason', '')}")
+        self.console.print(f"  decision: [{colour}]{promotion['decision']}[/] — {promotion.get('reason', '')}".rstrip())
         if promotion["decision"] == "Promoted":
             deployment = f"{spec.model}-production"
             self.wait(
@@ -320,7 +321,7 @@ class Demo:
             f"{', '.join(drift.get('driftedColumns') or []) or 'none'}"
         )
         health = status.get("health") or {}
-        self.console.print(f"  health: {health.get('status')} {'; '.join(health.get('issues') or [])}")
+        self.console.print(f"  health: {health.get('status')} {'; '.join(health.get('issues') or [])}".rstrip())
 
     def rollout(self, url: str) -> None:
         """Step 6: a worse candidate passes a misconfigured gate, is shadowed on live traffic and aborted."""

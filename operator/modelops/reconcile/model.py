@@ -721,9 +721,8 @@ def apply_outcome(
             # The holder now, not only the version it lost to in the fold (that one may be superseded too).
             message = f"{decision.stage} is held by {versions[holder]}: {decision.reason}"
         set_condition(st.conditions, "Promoted", "True" if held else "False", reason, message, gen)
+    _promoted_weight(st, held)
     st.stage = held
-    if st.rollout is not None and st.rollout.phase == "Promoted" and held != st.rollout.stage:
-        st.rollout.weight = 0  # the record stays; the version no longer answers that stage's requests
     if held and held in serving:
         state, reason, message, serving_status = serving[held]
         st.serving = serving_status
@@ -742,6 +741,19 @@ def apply_outcome(
         set_condition(st.conditions, "RegistryDrift", "False", "InSync", "aliases match the ModelVersions", gen)
     mark_registry_reachable(st.conditions, gen)
     summarise(ctx, spec, st, held, gen)
+
+
+def _promoted_weight(st: ModelVersionStatus, held: str | None) -> None:
+    """``status.rollout.weight`` of a version its rollout promoted: 0 once it lost the stage to
+    another version (the rollout's record stays), 100 while it holds it. Unchanged in the pass
+    that promotes it (it takes the stage from the next pass on, and the promotion set 100)."""
+    rs = st.rollout
+    if rs is None or rs.phase != "Promoted":
+        return
+    if held == rs.stage:
+        rs.weight = 100
+    elif st.stage == rs.stage:  # held it until this pass
+        rs.weight = 0
 
 
 def summarise(ctx: Context, spec: ModelVersionSpec, st: ModelVersionStatus, held: str | None, gen: int | None) -> None:
