@@ -7,7 +7,6 @@ It runs its own sandbox (API, kubelet, MLflow): the session's shared operator mu
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -122,22 +122,21 @@ def test_the_standby_takes_over_without_duplicates(ha_sandbox: Sandbox, tmp_path
         pods = {name: started[name] for name in started}
         restarts: list[str] = []
 
-        def settled(name: str) -> bool:
+        settled = phase("", ("Ready", "Superseded"))
+
+        def restarted_then_settled(obj: dict[str, Any]) -> bool:
             for pod, process in pods.items():
                 if process.poll() is not None:
                     restarts.append(f"{pod} (exit {process.returncode})")
                     pods[pod] = _start_operator(box, pod, tmp_path, restart=len(restarts))
                     operators[pods[pod].pid] = pods[pod]
-            return phase(name, ("Ready", "Superseded"))(box.get("modelversions", name, ns))
+            return settled(obj)
 
         for name in names:
             try:
-                box.wait_for(functools.partial(settled, name), 240, message=f"{name} Ready or Superseded")
-            except WaitTimeout as exc:
-                raise WaitTimeout(
-                    f"{exc}; its status: {box.get('modelversions', name, ns).get('status')!r}; restarted: "
-                    f"{restarts}; operator logs:\n{_log_tails(tmp_path)}"
-                ) from None
+                box.wait_for_object("modelversions", name, ns, restarted_then_settled, 240)
+            except WaitTimeout as exc:  # its message names the version's status
+                raise WaitTimeout(f"{exc}; restarted: {restarts}; operator logs:\n{_log_tails(tmp_path)}") from None
         print(f"takeover after {took_over:.1f}s; operators restarted after it: {restarts}")  # for the docs
 
         versions = [box.get("modelversions", n, ns)["status"]["version"] for n in names]
